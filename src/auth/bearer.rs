@@ -1,0 +1,152 @@
+//! The REST API's Bearer authentication: `Authorization: Bearer base64(accountId:apiKey)`, and
+//! the extractor that checks it against the account in the path.
+
+use axum::extract::{FromRequestParts, OriginalUri};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap};
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
+use base64::Engine as _;
+
+use crate::app::AppState;
+use crate::domain::{AccountId, ApiKeyId};
+use crate::error::ApiError;
+
+/// Standard base64, with or without `=` padding.
+const LENIENT_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// What a Bearer token claims to be, before it is checked.
+#[derive(PartialEq, Eq)]
+pub struct Credentials {
+    pub account_id: AccountId,
+    pub api_key: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("account_id", &self.account_id)
+            .field("api_key", &"<redacted>")
+            .finish()
+    }
+}
+
+impl Credentials {
+    /// Reads the `Authorization` header; `None` when it is missing or malformed.
+    pub fn from_headers(headers: &HeaderMap) -> Option<Self> {
+        let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+        let (scheme, token) = value.trim().split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return None;
+        }
+        let decoded = LENIENT_BASE64.decode(token.trim()).ok()?;
+        let decoded = String::from_utf8(decoded).ok()?;
+        let (account, key) = decoded.split_once(':')?;
+        if key.is_empty() {
+            return None;
+        }
+        Some(Self {
+            account_id: account.parse().ok()?,
+            api_key: key.to_owned(),
+        })
+    }
+}
+
+/// A request authenticated with a live API key of the account named in its path.
+#[derive(Debug, Clone, Copy)]
+pub struct AccountAuth {
+    pub account_id: AccountId,
+    pub key_id: ApiKeyId,
+}
+
+impl FromRequestParts<AppState> for AccountAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let credentials =
+            Credentials::from_headers(&parts.headers).ok_or(ApiError::Unauthorized)?;
+        let owner = state
+            .keys()
+            .verify(credentials.account_id, &credentials.api_key)
+            .await?
+            .ok_or(ApiError::Unauthorized)?;
+        // Nested routers see their own part of the path; the account is in the original one.
+        let path = parts
+            .extensions
+            .get::<OriginalUri>()
+            .map_or(parts.uri.path(), |original| original.path());
+        if path_account(path) != Some(owner.account_id) {
+            return Err(ApiError::Forbidden);
+        }
+        state.rate_limiter().check(owner.key_id)?;
+        Ok(Self {
+            account_id: owner.account_id,
+            key_id: owner.key_id,
+        })
+    }
+}
+
+/// The `:accountId` of a `/v1/accounts/:accountId/...` path.
+fn path_account(path: &str) -> Option<AccountId> {
+    let mut segments = path.trim_start_matches('/').split('/');
+    match (segments.next(), segments.next(), segments.next()) {
+        (Some("v1"), Some("accounts"), Some(id)) => id.parse().ok(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    fn headers(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+        headers
+    }
+
+    #[test]
+    fn parses_padded_and_unpadded_tokens() {
+        let id = AccountId::new();
+        let padded = base64::engine::general_purpose::STANDARD.encode(format!("{id}:key1"));
+        assert!(padded.ends_with('='));
+        let unpadded = padded.trim_end_matches('=');
+        for token in [padded.as_str(), unpadded] {
+            let creds = Credentials::from_headers(&headers(&format!("Bearer {token}"))).unwrap();
+            assert_eq!(creds.account_id, id);
+            assert_eq!(creds.api_key, "key1");
+        }
+    }
+
+    #[test]
+    fn rejects_malformed_headers() {
+        let id = AccountId::new();
+        let encode = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        for value in [
+            "".to_owned(),
+            "Bearer".to_owned(),
+            "Basic abc".to_owned(),
+            format!("Token {}", encode(&format!("{id}:k"))),
+            "Bearer !!!not-base64!!!".to_owned(),
+            format!("Bearer {}", encode("no-colon")),
+            format!("Bearer {}", encode("not-a-uuid:key")),
+            format!("Bearer {}", encode(&format!("{id}:"))),
+        ] {
+            assert_eq!(Credentials::from_headers(&headers(&value)), None, "{value}");
+        }
+        assert_eq!(Credentials::from_headers(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn finds_the_account_in_the_path() {
+        let id = AccountId::new();
+        assert_eq!(path_account(&format!("/v1/accounts/{id}/rooms")), Some(id));
+        assert_eq!(path_account("/v1/accounts/nope/rooms"), None);
+        assert_eq!(path_account("/healthz"), None);
+    }
+}

@@ -1,0 +1,285 @@
+//! The command line: `serve` (the default), `migrate`, `accounts`, `keys` and `healthcheck`.
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{open_store, App};
+use crate::auth::GeneratedKey;
+use crate::config::Config;
+use crate::domain::{Account, AccountId, ApiKeyId, Timestamp};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "collabkit",
+    version,
+    about = "CollabKit: real-time collaboration backend"
+)]
+pub struct Cli {
+    /// A TOML file laid over the defaults (also COLLABKIT_CONFIG).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the HTTP and WebSocket server (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage accounts.
+    #[command(subcommand)]
+    Accounts(AccountsCommand),
+    /// Manage an account's API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Exit 0 if the local server answers GET /healthz (for container health checks).
+    Healthcheck {
+        /// Address to probe; default: the configured bind address on loopback.
+        #[arg(long)]
+        addr: Option<SocketAddr>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountsCommand {
+    /// Create an account and its first API key.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Print one JSON object {"accountId", "apiKey", "token"} and nothing else.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create another API key for an account.
+    Create {
+        #[arg(long)]
+        account: AccountId,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List an account's keys (never the keys themselves).
+    List {
+        #[arg(long)]
+        account: AccountId,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key. Running servers stop accepting it within auth.key_cache_ttl_ms.
+    Revoke {
+        #[arg(long)]
+        account: AccountId,
+        /// The key's ID, as `keys list` shows it.
+        #[arg(long)]
+        key: ApiKeyId,
+    },
+}
+
+impl Cli {
+    /// The config file from `--config`, else from COLLABKIT_CONFIG.
+    pub fn config_file(&self) -> Option<PathBuf> {
+        self.config
+            .clone()
+            .or_else(|| std::env::var_os("COLLABKIT_CONFIG").map(PathBuf::from))
+    }
+}
+
+pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => serve(config).await,
+        Command::Migrate => {
+            open_store(&config).await?;
+            eprintln!("migrations applied");
+            Ok(())
+        }
+        Command::Accounts(AccountsCommand::Create { name, json }) => {
+            create_account(&config, name, json).await
+        }
+        Command::Keys(command) => keys(&config, command).await,
+        Command::Healthcheck { addr } => healthcheck(&config, addr),
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let app = App::build(config).await?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    app.serve(shutdown).await
+}
+
+/// Cancels `shutdown` on SIGINT (Ctrl-C) or SIGTERM (what orchestrators send).
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => tracing::info!("SIGINT received; shutting down"),
+        () = terminate => tracing::info!("SIGTERM received; shutting down"),
+    }
+    shutdown.cancel();
+}
+
+async fn create_account(config: &Config, name: String, json: bool) -> anyhow::Result<()> {
+    let name = name.trim().to_owned();
+    if name.is_empty() || name.chars().count() > crate::http::validation::MAX_NAME_CHARS {
+        bail!(
+            "--name must be 1 to {} characters",
+            crate::http::validation::MAX_NAME_CHARS
+        );
+    }
+    let store = open_store(config).await?;
+    let account = Account {
+        id: AccountId::new(),
+        name,
+        created_at: Timestamp::now(),
+    };
+    let key = GeneratedKey::new(account.id);
+    store
+        .create_account(&account, &key.record)
+        .await
+        .context("creating the account")?;
+    let token = key.bearer_token();
+    let mut out = std::io::stdout().lock();
+    if json {
+        let body = json!({ "accountId": account.id, "apiKey": key.secret, "token": token });
+        writeln!(out, "{body}")?;
+    } else {
+        writeln!(out, "Account created: {}", account.name)?;
+        writeln!(out, "  Account ID: {}", account.id)?;
+        writeln!(
+            out,
+            "  API key:    {}   (shown once: keep it secret)",
+            key.secret
+        )?;
+        writeln!(out, "  Token:      {token}")?;
+        writeln!(out)?;
+        writeln!(
+            out,
+            "Try: curl http://localhost:8080/v1/accounts/{}/rooms -H \"Authorization: Bearer {token}\"",
+            account.id
+        )?;
+    }
+    Ok(())
+}
+
+async fn keys(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
+    let store = open_store(config).await?;
+    let account_id = match &command {
+        KeysCommand::Create { account, .. }
+        | KeysCommand::List { account, .. }
+        | KeysCommand::Revoke { account, .. } => *account,
+    };
+    if store.get_account(account_id).await?.is_none() {
+        bail!("no account {account_id}");
+    }
+    let mut out = std::io::stdout().lock();
+    match command {
+        KeysCommand::Create { json, .. } => {
+            let key = GeneratedKey::new(account_id);
+            store.create_api_key(&key.record).await?;
+            let token = key.bearer_token();
+            if json {
+                let body = json!({
+                    "accountId": account_id, "keyId": key.record.id,
+                    "apiKey": key.secret, "token": token,
+                });
+                writeln!(out, "{body}")?;
+            } else {
+                writeln!(out, "  Key ID:  {}", key.record.id)?;
+                writeln!(
+                    out,
+                    "  API key: {}   (shown once: keep it secret)",
+                    key.secret
+                )?;
+                writeln!(out, "  Token:   {token}")?;
+            }
+        }
+        KeysCommand::List { json, .. } => {
+            let keys = store.list_api_keys(account_id).await?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string(&keys)?)?;
+            } else {
+                writeln!(
+                    out,
+                    "{:<36}  {:<9}  {:<24}  status",
+                    "key id", "prefix", "created"
+                )?;
+                for key in keys {
+                    let status = match key.revoked_at {
+                        Some(at) => format!("revoked {at}"),
+                        None => "active".to_owned(),
+                    };
+                    writeln!(
+                        out,
+                        "{:<36}  {:<9}  {:<24}  {status}",
+                        key.id, key.prefix, key.created_at
+                    )?;
+                }
+            }
+        }
+        KeysCommand::Revoke { key, .. } => {
+            let key = store
+                .revoke_api_key(account_id, key)
+                .await
+                .map_err(|e| anyhow::anyhow!("revoking the key: {e}"))?;
+            writeln!(out, "revoked {} ({})", key.id, key.prefix)?;
+        }
+    }
+    Ok(())
+}
+
+/// A minimal HTTP/1.1 probe, so that the container image needs no curl.
+fn healthcheck(config: &Config, addr: Option<SocketAddr>) -> anyhow::Result<()> {
+    let addr = match addr {
+        Some(addr) => addr,
+        None => {
+            let mut bind = config.bind_addr()?;
+            if bind.ip().is_unspecified() {
+                bind.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            bind
+        }
+    };
+    let timeout = Duration::from_secs(3);
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)
+        .with_context(|| format!("connecting to {addr}"))?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write!(
+        stream,
+        "GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut head = [0u8; 12];
+    stream
+        .read_exact(&mut head)
+        .context("reading the response")?;
+    if head.starts_with(b"HTTP/1.1 200") {
+        Ok(())
+    } else {
+        bail!("unhealthy: {}", String::from_utf8_lossy(&head))
+    }
+}

@@ -1,0 +1,317 @@
+//! One `Config`: the embedded defaults (`config/default.toml`), then an optional file, then
+//! `COLLABKIT_*` environment variables; validated before anything starts.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+use toml::{Table, Value};
+
+/// The defaults, compiled in so that the binary runs from any directory.
+pub const DEFAULTS: &str = include_str!("../config/default.toml");
+const ENV_PREFIX: &str = "COLLABKIT_";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub bind: String,
+    pub data_dir: PathBuf,
+    pub jwt_secret: String,
+    pub database: DatabaseConfig,
+    pub log: LogConfig,
+    pub auth: AuthConfig,
+    pub rate_limit: RateLimitConfig,
+    pub limits: LimitsConfig,
+    pub shutdown: ShutdownConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    pub url: String,
+    pub max_connections: u32,
+    pub acquire_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    pub key_cache_ttl_ms: u64,
+    pub key_cache_max_entries: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownConfig {
+    pub grace_ms: u64,
+}
+
+impl Config {
+    /// Defaults, then `file` if given, then the process environment.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        Self::from_sources(file, |name| std::env::var(name).ok())
+    }
+
+    /// The defaults alone, as tests and tools start from.
+    pub fn defaults() -> Self {
+        Self::from_sources(None, |_| None).expect("the embedded defaults are valid")
+    }
+
+    pub fn from_sources(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Self> {
+        let mut table: Table = toml::from_str(DEFAULTS).context("parsing the embedded defaults")?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the config file {}", path.display()))?;
+            let overrides: Table = toml::from_str(&text)
+                .with_context(|| format!("parsing the config file {}", path.display()))?;
+            merge(&mut table, overrides, "").with_context(|| format!("in {}", path.display()))?;
+        }
+        apply_env(&mut table, "", &env)?;
+        let config: Config = Value::Table(table)
+            .try_into()
+            .context("reading the configuration")?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        self.bind_addr()?;
+        if self.database.max_connections == 0 {
+            bail!("database.max_connections must be at least 1");
+        }
+        if self.limits.max_body_bytes < 1024 {
+            bail!("limits.max_body_bytes must be at least 1024");
+        }
+        if self.auth.key_cache_max_entries == 0 {
+            bail!("auth.key_cache_max_entries must be at least 1");
+        }
+        if !self.jwt_secret.is_empty()
+            && self.jwt_secret.len() < crate::auth::signing_secret::MIN_SECRET_BYTES
+        {
+            bail!(
+                "jwt_secret must be at least {} bytes long",
+                crate::auth::signing_secret::MIN_SECRET_BYTES
+            );
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .with_context(|| format!("log.level {:?} is not a valid filter", self.log.level))?;
+        Ok(())
+    }
+
+    pub fn bind_addr(&self) -> anyhow::Result<SocketAddr> {
+        self.bind
+            .parse()
+            .with_context(|| format!("bind {:?} is not an address like 0.0.0.0:8080", self.bind))
+    }
+
+    /// The configured database URL, or SQLite in the data directory.
+    pub fn database_url(&self) -> String {
+        if self.database.url.is_empty() {
+            format!("sqlite://{}", self.data_dir.join("collabkit.db").display())
+        } else {
+            self.database.url.clone()
+        }
+    }
+
+    pub fn key_cache_ttl(&self) -> Duration {
+        Duration::from_millis(self.auth.key_cache_ttl_ms)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown.grace_ms)
+    }
+}
+
+/// The environment variable that overrides the key at `path` (`database.url` ->
+/// `COLLABKIT_DATABASE_URL`).
+pub fn env_name(path: &str) -> String {
+    format!("{ENV_PREFIX}{}", path.replace('.', "_").to_uppercase())
+}
+
+/// Lays `overrides` over `base`, refusing keys the defaults do not have.
+fn merge(base: &mut Table, overrides: Table, prefix: &str) -> anyhow::Result<()> {
+    for (key, value) in overrides {
+        let path = join(prefix, &key);
+        match (base.get_mut(&key), value) {
+            (Some(Value::Table(base)), Value::Table(inner)) => merge(base, inner, &path)?,
+            (Some(Value::Table(_)), _) => bail!("{path} must be a table"),
+            (Some(slot), value) => *slot = value,
+            (None, _) => bail!("unknown configuration key {path}"),
+        }
+    }
+    Ok(())
+}
+
+/// Overrides each known key from its environment variable, parsed as the default's type.
+fn apply_env(
+    table: &mut Table,
+    prefix: &str,
+    env: &impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<()> {
+    for (key, slot) in table.iter_mut() {
+        let path = join(prefix, key);
+        if let Value::Table(inner) = slot {
+            apply_env(inner, &path, env)?;
+            continue;
+        }
+        let name = env_name(&path);
+        let Some(text) = env(&name) else { continue };
+        *slot = match slot {
+            Value::Integer(_) => Value::Integer(
+                text.trim()
+                    .parse()
+                    .with_context(|| format!("{name}={text:?} is not an integer"))?,
+            ),
+            Value::Boolean(_) => Value::Boolean(
+                text.trim()
+                    .parse()
+                    .with_context(|| format!("{name}={text:?} is not true or false"))?,
+            ),
+            Value::Float(_) => Value::Float(
+                text.trim()
+                    .parse()
+                    .with_context(|| format!("{name}={text:?} is not a number"))?,
+            ),
+            _ => Value::String(text),
+        };
+    }
+    Ok(())
+}
+
+fn join(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{HashMap, HashSet};
+
+    use super::*;
+
+    fn leaf_paths(table: &Table, prefix: &str, out: &mut Vec<String>) {
+        for (key, value) in table {
+            let path = join(prefix, key);
+            match value {
+                Value::Table(inner) => leaf_paths(inner, &path, out),
+                _ => out.push(path),
+            }
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid_and_documented_names_exist() {
+        let config = Config::defaults();
+        assert_eq!(config.bind, "0.0.0.0:8080");
+        assert_eq!(config.data_dir, PathBuf::from("./data"));
+        assert_eq!(config.database_url(), "sqlite://./data/collabkit.db");
+        let mut paths = Vec::new();
+        leaf_paths(&toml::from_str(DEFAULTS).unwrap(), "", &mut paths);
+        let names: HashSet<_> = paths.iter().map(|p| env_name(p)).collect();
+        assert_eq!(
+            names.len(),
+            paths.len(),
+            "two keys share an environment variable"
+        );
+        for required in [
+            "COLLABKIT_BIND",
+            "COLLABKIT_DATABASE_URL",
+            "COLLABKIT_DATA_DIR",
+            "COLLABKIT_JWT_SECRET",
+        ] {
+            assert!(names.contains(required), "{required}");
+        }
+    }
+
+    #[test]
+    fn every_key_is_documented() {
+        let docs = include_str!("../docs/configuration.md");
+        let mut paths = Vec::new();
+        leaf_paths(&toml::from_str(DEFAULTS).unwrap(), "", &mut paths);
+        for path in paths {
+            assert!(
+                docs.contains(&format!("`{}`", env_name(&path))),
+                "{path} is not in docs"
+            );
+        }
+    }
+
+    #[test]
+    fn environment_overrides_file_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "bind = \"127.0.0.1:9000\"\n[rate_limit]\nper_second = 7\n",
+        )
+        .unwrap();
+        let env: HashMap<&str, &str> = [
+            ("COLLABKIT_RATE_LIMIT_PER_SECOND", "9"),
+            ("COLLABKIT_DATABASE_URL", "postgres://x@127.0.0.1/db"),
+        ]
+        .into();
+        let config =
+            Config::from_sources(Some(&file), |name| env.get(name).map(|v| v.to_string())).unwrap();
+        assert_eq!(config.bind, "127.0.0.1:9000");
+        assert_eq!(config.rate_limit.per_second, 9);
+        assert_eq!(config.database_url(), "postgres://x@127.0.0.1/db");
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_their_name() {
+        let err = Config::from_sources(None, |n| {
+            (n == "COLLABKIT_RATE_LIMIT_PER_SECOND").then(|| "fast".to_owned())
+        })
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("COLLABKIT_RATE_LIMIT_PER_SECOND"));
+        let err = Config::from_sources(None, |n| (n == "COLLABKIT_BIND").then(|| "nowhere".into()))
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("bind"));
+        let err = Config::from_sources(None, |n| {
+            (n == "COLLABKIT_JWT_SECRET").then(|| "short".into())
+        })
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("jwt_secret"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "bnid = \"127.0.0.1:9000\"\n").unwrap();
+        let err = Config::from_sources(Some(&file), |_| None).unwrap_err();
+        assert!(format!("{err:#}").contains("unknown configuration key bnid"));
+    }
+}

@@ -1,0 +1,13 @@
+//! Plain types of the platform: identifiers, timestamps, accounts, rooms and users. No I/O.
+
+pub mod account;
+pub mod ids;
+pub mod room;
+pub mod time;
+pub mod user;
+
+pub use account::{Account, ApiKey};
+pub use ids::{AccountId, ApiKeyId, RoomId, SessionId, UserId};
+pub use room::{Room, RoomState};
+pub use time::Timestamp;
+pub use user::{User, UserSession, UserStatus};

@@ -1,0 +1,58 @@
+//! Users (one person in one room) and their online sessions. `User` serializes as the
+//! documented `CollabKitUser` without `token`, which the transport adds where documented.
+
+use serde::Serialize;
+
+use super::{AccountId, RoomId, SessionId, Timestamp, UserId};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UserStatus {
+    Online,
+    Offline,
+}
+
+impl UserStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Online => "online",
+            Self::Offline => "offline",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "online" => Some(Self::Online),
+            "offline" => Some(Self::Offline),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct User {
+    pub id: UserId,
+    #[serde(skip)]
+    pub account_id: AccountId,
+    pub room_id: RoomId,
+    pub name: String,
+    pub profile_picture: Option<String>,
+    pub custom_id: Option<String>,
+    pub status: UserStatus,
+    pub created_at: Timestamp,
+    pub joined_at: Option<Timestamp>,
+    pub left_at: Option<Timestamp>,
+    /// When the user's JWT was issued: the token is derived from it, never stored.
+    #[serde(skip)]
+    pub token_issued_at: Timestamp,
+}
+
+/// One online period of a user (`left_at` is `None` while it runs).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UserSession {
+    pub id: SessionId,
+    pub user_id: UserId,
+    pub room_id: RoomId,
+    pub joined_at: Timestamp,
+    pub left_at: Option<Timestamp>,
+}

@@ -1,0 +1,194 @@
+//! `ApiError`: every client-visible failure, mapped in one place to its HTTP status and the
+//! documented error code. Internal details are logged here, once, and never sent.
+
+use std::borrow::Cow;
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use crate::http::envelope::{EnvelopeParts, ErrorParts};
+use crate::store::{Entity, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("unauthorized")]
+    Unauthorized,
+    #[error("forbidden")]
+    Forbidden,
+    #[error("{0}")]
+    NotFound(Cow<'static, str>),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("{0}")]
+    BadRequest(Cow<'static, str>),
+    #[error("{field}: {message}")]
+    Validation { field: String, message: String },
+    #[error("{0}")]
+    Conflict(Cow<'static, str>),
+    #[error("body over {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("unsupported content type")]
+    UnsupportedMediaType,
+    #[error("rate limited")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("service unavailable")]
+    Unavailable,
+    #[error("internal error: {0:#}")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn validation(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Validation {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn not_found(what: Entity) -> Self {
+        Self::NotFound(Cow::Borrowed(match what {
+            Entity::Account => "Account not found",
+            Entity::ApiKey => "API key not found",
+            Entity::Room => "Room not found",
+            Entity::User => "User not found",
+        }))
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::BadRequest(_) | Self::Validation { .. } => StatusCode::BAD_REQUEST,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Unauthorized => "UNAUTHORIZED",
+            Self::Forbidden => "FORBIDDEN",
+            Self::NotFound(_) => "NOT_FOUND",
+            Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            Self::BadRequest(_) => "BAD_REQUEST",
+            Self::Validation { .. } => "VALIDATION_ERROR",
+            Self::Conflict(_) => "CONFLICT",
+            Self::PayloadTooLarge { .. } => "PAYLOAD_TOO_LARGE",
+            Self::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
+            Self::RateLimited { .. } => "RATE_LIMITED",
+            Self::Unavailable => "SERVICE_UNAVAILABLE",
+            Self::Internal(_) => "INTERNAL_ERROR",
+        }
+    }
+
+    /// The message a client sees.
+    pub fn message(&self) -> Cow<'static, str> {
+        match self {
+            Self::Unauthorized => "Invalid or missing authentication credentials".into(),
+            Self::Forbidden => "These credentials do not give access to this account".into(),
+            Self::NotFound(message) | Self::BadRequest(message) | Self::Conflict(message) => {
+                message.clone()
+            }
+            Self::MethodNotAllowed => "Method not allowed on this route".into(),
+            Self::Validation { message, .. } => message.clone().into(),
+            Self::PayloadTooLarge { limit } => {
+                format!("Request body is larger than {limit} bytes").into()
+            }
+            Self::UnsupportedMediaType => "Content-Type must be application/json".into(),
+            Self::RateLimited { retry_after_secs } => {
+                format!("Too many requests; retry after {retry_after_secs} s").into()
+            }
+            Self::Unavailable => "The service cannot serve requests right now".into(),
+            Self::Internal(_) => "An internal error occurred".into(),
+        }
+    }
+
+    /// Errors about credentials belong to the `Auth` module whatever the route.
+    fn module(&self) -> Option<&'static str> {
+        match self {
+            Self::Unauthorized | Self::Forbidden | Self::RateLimited { .. } => Some("Auth"),
+            _ => None,
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound(what) => Self::not_found(what),
+            StoreError::Conflict(Entity::Room) => {
+                Self::Conflict("A room with this customId already exists".into())
+            }
+            StoreError::Conflict(Entity::User) => {
+                Self::Conflict("A user with this customId already exists in this room".into())
+            }
+            StoreError::Conflict(what) => Self::Conflict(format!("{what:?} already exists").into()),
+            StoreError::Database(sqlx::Error::PoolTimedOut) => {
+                tracing::error!("no database connection became free in time");
+                Self::Unavailable
+            }
+            other => Self::Internal(other.into()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let Self::Internal(error) = &self {
+            tracing::error!(error = format!("{error:#}"), "request failed");
+        }
+        let status = self.status();
+        let field = match &self {
+            Self::Validation { field, .. } => Some(field.clone()),
+            _ => None,
+        };
+        let parts = EnvelopeParts::failure(ErrorParts {
+            module: self.module(),
+            code: self.code(),
+            message: self.message(),
+            field,
+        });
+        let mut response = (status, parts).into_response();
+        if let Self::RateLimited { retry_after_secs } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_errors_keep_their_detail_out_of_the_message() {
+        let error = ApiError::Internal(anyhow::anyhow!("password=hunter2 at db.internal"));
+        assert_eq!(error.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(error.code(), "INTERNAL_ERROR");
+        assert!(!error.message().contains("hunter2"));
+    }
+
+    #[test]
+    fn store_errors_map_to_documented_codes() {
+        assert_eq!(
+            ApiError::from(StoreError::NotFound(Entity::Room)).code(),
+            "NOT_FOUND"
+        );
+        assert_eq!(
+            ApiError::from(StoreError::Conflict(Entity::User)).code(),
+            "CONFLICT"
+        );
+        assert_eq!(
+            ApiError::from(StoreError::Database(sqlx::Error::PoolTimedOut)).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+}

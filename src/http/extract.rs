@@ -1,0 +1,308 @@
+//! Request extractors whose failures answer in the envelope: JSON bodies, query strings and
+//! path parameters.
+
+use std::str::FromStr;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use serde::de::DeserializeOwned;
+
+use crate::app::AppState;
+use crate::domain::time::TimeBound;
+use crate::error::ApiError;
+use crate::store::{Entity, ListFilter, Page};
+
+pub const DEFAULT_PAGE_LIMIT: i64 = 50;
+pub const MAX_PAGE_LIMIT: i64 = 100;
+/// Longest `search` term; a longer one cannot match any name we accept.
+const MAX_SEARCH_CHARS: usize = 256;
+
+/// A JSON object body deserialized into `T`. Malformed JSON is `BAD_REQUEST`; JSON that does
+/// not fit `T` (a wrong type, an unknown field) is `VALIDATION_ERROR` naming the field.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(content_type) = request.headers().get(header::CONTENT_TYPE) {
+            if !is_json(content_type.to_str().unwrap_or("")) {
+                return Err(ApiError::UnsupportedMediaType);
+            }
+        }
+        let limit = state.config().limits.max_body_bytes;
+        let bytes =
+            Bytes::from_request(request, state)
+                .await
+                .map_err(|rejection| match rejection.status() {
+                    StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit },
+                    _ => ApiError::BadRequest("The request body could not be read".into()),
+                })?;
+        parse_json_object(&bytes).map(JsonBody)
+    }
+}
+
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+pub fn parse_json_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => {
+            return Err(ApiError::BadRequest(
+                "The request body is empty; send a JSON object".into(),
+            ))
+        }
+        Some(b'{') => {}
+        // A struct would also accept a JSON array, field by position: refuse it here.
+        Some(_) => {
+            return Err(ApiError::BadRequest(
+                "The request body must be a JSON object".into(),
+            ))
+        }
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer);
+    if value.is_ok() {
+        deserializer
+            .end()
+            .map_err(|e| ApiError::BadRequest(format!("Malformed JSON: {e}").into()))?;
+    }
+    value.map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        if !matches!(inner.classify(), serde_json::error::Category::Data) {
+            return ApiError::BadRequest(format!("Malformed JSON: {inner}").into());
+        }
+        let text = inner.to_string();
+        let text = strip_position(&text);
+        if let Some(field) = backticked_after(text, "unknown field `") {
+            return ApiError::validation(field.clone(), format!("Unknown field '{field}'"));
+        }
+        if let Some(field) = backticked_after(text, "missing field `") {
+            return ApiError::validation(field.clone(), format!("{field} is required"));
+        }
+        let field = if path == "." { "body".to_owned() } else { path };
+        ApiError::validation(field.clone(), format!("{field}: {text}"))
+    })
+}
+
+/// serde_json's messages end with " at line L column C", which says nothing useful here.
+fn strip_position(text: &str) -> &str {
+    text.rfind(" at line ").map_or(text, |i| &text[..i])
+}
+
+fn backticked_after(text: &str, marker: &str) -> Option<String> {
+    let rest = text.strip_prefix(marker)?;
+    rest.split('`').next().map(str::to_owned)
+}
+
+/// The query string's parameters; when one repeats, the last wins.
+pub struct QueryParams(Vec<(String, String)>);
+
+impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or("");
+        serde_urlencoded::from_str(query)
+            .map(Self)
+            .map_err(|_| ApiError::BadRequest("Malformed query string".into()))
+    }
+}
+
+impl QueryParams {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// `limit` (1 to 100, default 50) and `offset` (0 or more, default 0).
+    pub fn page(&self) -> Result<Page, ApiError> {
+        let limit = match self.get("limit") {
+            None => DEFAULT_PAGE_LIMIT,
+            Some(text) => text
+                .trim()
+                .parse::<i64>()
+                .ok()
+                .filter(|n| (1..=MAX_PAGE_LIMIT).contains(n))
+                .ok_or_else(|| {
+                    ApiError::validation(
+                        "limit",
+                        format!("limit must be an integer from 1 to {MAX_PAGE_LIMIT}"),
+                    )
+                })?,
+        };
+        let offset = match self.get("offset") {
+            None => 0,
+            Some(text) => text
+                .trim()
+                .parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| {
+                    ApiError::validation("offset", "offset must be an integer of 0 or more")
+                })?,
+        };
+        Ok(Page { limit, offset })
+    }
+
+    /// `search`, `from` and `to`.
+    pub fn filter(&self) -> Result<ListFilter, ApiError> {
+        let search = self.get("search").map(str::trim).filter(|s| !s.is_empty());
+        if search.is_some_and(|s| s.chars().count() > MAX_SEARCH_CHARS) {
+            return Err(ApiError::validation(
+                "search",
+                format!("search must be at most {MAX_SEARCH_CHARS} characters"),
+            ));
+        }
+        let bound = |name: &str| -> Result<Option<TimeBound>, ApiError> {
+            self.get(name)
+                .map(|text| {
+                    TimeBound::parse(text).ok_or_else(|| {
+                        ApiError::validation(
+                            name,
+                            format!(
+                                "{name} must be an ISO date (2026-06-01) or date-time \
+                                 (2026-06-01T10:00:00Z)"
+                            ),
+                        )
+                    })
+                })
+                .transpose()
+        };
+        Ok(ListFilter {
+            search: search.map(str::to_owned),
+            created_from: bound("from")?.map(TimeBound::start),
+            created_before: bound("to")?.map(TimeBound::end_exclusive),
+        })
+    }
+
+    /// A required parameter holding an identifier.
+    pub fn required_id<T: FromStr>(&self, name: &str) -> Result<T, ApiError> {
+        let text = self
+            .get(name)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| ApiError::validation(name, format!("{name} is required")))?;
+        text.parse()
+            .map_err(|_| ApiError::validation(name, format!("{name} must be a UUID")))
+    }
+}
+
+/// The route's path parameters, percent-decoded.
+pub struct PathParams(Vec<(String, String)>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathParams {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let raw = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::BadRequest("Malformed path".into()))?;
+        Ok(Self(
+            raw.iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+        ))
+    }
+}
+
+impl PathParams {
+    pub fn text(&self, name: &str) -> &str {
+        self.0
+            .iter()
+            .find(|(key, _)| key == name)
+            .map_or("", |(_, value)| value.as_str())
+    }
+
+    /// An identifier in the path; one that cannot exist is simply not found.
+    pub fn id<T: FromStr>(&self, name: &str, entity: Entity) -> Result<T, ApiError> {
+        self.text(name)
+            .parse()
+            .map_err(|_| ApiError::not_found(entity))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    struct Body {
+        #[allow(dead_code)]
+        name: Option<String>,
+        #[allow(dead_code)]
+        custom_id: Option<String>,
+    }
+
+    fn error(bytes: &[u8]) -> (String, String, String) {
+        match parse_json_object::<Body>(bytes).unwrap_err() {
+            ApiError::Validation { field, message } => ("VALIDATION_ERROR".into(), field, message),
+            other => (other.code().into(), String::new(), other.message().into()),
+        }
+    }
+
+    #[test]
+    fn malformed_json_is_a_bad_request() {
+        for bytes in [
+            &b""[..],
+            b"   ",
+            b"{",
+            b"{\"name\":}",
+            b"[1]",
+            b"\"x\"",
+            b"{} x",
+            b"\xff\xfe",
+        ] {
+            assert_eq!(
+                error(bytes).0,
+                "BAD_REQUEST",
+                "{:?}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+        assert_eq!(error(b"{\"name\":\"\xff\"}").0, "BAD_REQUEST");
+    }
+
+    #[test]
+    fn wrong_shapes_name_the_field() {
+        assert_eq!(
+            error(b"{\"name\": 5}"),
+            (
+                "VALIDATION_ERROR".into(),
+                "name".into(),
+                "name: invalid type: integer `5`, expected a string".into()
+            )
+        );
+        let (code, field, message) = error(b"{\"nmae\": \"x\"}");
+        assert_eq!(
+            (code.as_str(), field.as_str()),
+            ("VALIDATION_ERROR", "nmae")
+        );
+        assert_eq!(message, "Unknown field 'nmae'");
+    }
+
+    #[test]
+    fn accepts_json_content_types() {
+        assert!(is_json("application/json"));
+        assert!(is_json("Application/JSON; charset=utf-8"));
+        assert!(is_json("application/merge-patch+json"));
+        assert!(!is_json("text/plain"));
+        assert!(!is_json("application/x-www-form-urlencoded"));
+    }
+}

@@ -1,0 +1,36 @@
+//! Liveness and readiness probes.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use serde_json::json;
+
+use super::envelope::Reply;
+use crate::app::AppState;
+use crate::error::ApiError;
+
+/// A readiness probe that waits longer than this on the database reports it unreachable.
+const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The process is up and serving HTTP.
+pub async fn healthz() -> Reply {
+    Reply::ok("OK", json!({ "status": "ok" }))
+}
+
+/// The process can do its work: the database answers.
+pub async fn readyz(State(state): State<AppState>) -> Result<Reply, ApiError> {
+    match tokio::time::timeout(READINESS_TIMEOUT, state.store().ping()).await {
+        Ok(Ok(())) => Ok(Reply::ok(
+            "OK",
+            json!({ "status": "ready", "database": "ok" }),
+        )),
+        Ok(Err(error)) => {
+            tracing::warn!(error = %error, "readiness: database unreachable");
+            Err(ApiError::Unavailable)
+        }
+        Err(_) => {
+            tracing::warn!("readiness: database did not answer in time");
+            Err(ApiError::Unavailable)
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! The REST API: one file per resource, each with its own `router()`, under the envelope.
+
+pub mod accounts;
+pub mod envelope;
+pub mod extract;
+pub mod health;
+pub mod middleware;
+pub mod rooms;
+pub mod users;
+pub mod validation;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use axum::Router;
+
+use crate::app::AppState;
+use crate::error::ApiError;
+
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.config().limits.max_body_bytes;
+    let account = Router::new()
+        .merge(rooms::router())
+        .merge(users::router())
+        .merge(accounts::router());
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/v1/accounts/{accountId}", get(accounts::get_account))
+        .nest("/v1/accounts/{accountId}", account)
+        .fallback(route_not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(middleware::request_context))
+        .with_state(state)
+}
+
+async fn route_not_found() -> ApiError {
+    ApiError::NotFound("Route not found".into())
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}

@@ -1,0 +1,150 @@
+//! Rules for the fields clients send, shared by the resources that take them.
+
+use serde::{Deserialize, Deserializer};
+
+use crate::error::ApiError;
+
+pub const MAX_NAME_CHARS: usize = 256;
+pub const MAX_CUSTOM_ID_CHARS: usize = 128;
+pub const MAX_URL_CHARS: usize = 2048;
+
+/// A field of a partial update: left out, set to `null`, or given a value. Use it with
+/// `#[serde(default)]`.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub enum Patch<T> {
+    #[default]
+    Absent,
+    Null,
+    Value(T),
+}
+
+impl<T> Patch<T> {
+    pub fn is_absent(&self) -> bool {
+        matches!(self, Self::Absent)
+    }
+
+    /// For a field that may be cleared: `None` leaves it, `Some(None)` clears it.
+    pub fn into_change(self) -> Option<Option<T>> {
+        match self {
+            Self::Absent => None,
+            Self::Null => Some(None),
+            Self::Value(value) => Some(Some(value)),
+        }
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Patch<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(Option::<T>::deserialize(deserializer)?.map_or(Self::Null, Self::Value))
+    }
+}
+
+/// A required display name: present, not blank, no control characters, not too long.
+pub fn required_name(field: &str, value: Option<String>) -> Result<String, ApiError> {
+    name(
+        field,
+        value.ok_or_else(|| ApiError::validation(field, format!("{field} is required")))?,
+    )
+}
+
+pub fn name(field: &str, value: String) -> Result<String, ApiError> {
+    if value.trim().is_empty() {
+        return Err(ApiError::validation(
+            field,
+            format!("{field} must not be empty"),
+        ));
+    }
+    plain_text(field, &value, MAX_NAME_CHARS)?;
+    Ok(value)
+}
+
+/// A customer-chosen identifier: not blank, no whitespace at its ends, no control characters.
+pub fn custom_id(field: &str, value: String) -> Result<String, ApiError> {
+    if value.is_empty() || value.trim() != value {
+        return Err(ApiError::validation(
+            field,
+            format!("{field} must not be empty or start or end with whitespace"),
+        ));
+    }
+    plain_text(field, &value, MAX_CUSTOM_ID_CHARS)?;
+    Ok(value)
+}
+
+/// An image URL clients will display: http or https only (never `javascript:`).
+pub fn picture_url(field: &str, value: String) -> Result<String, ApiError> {
+    plain_text(field, &value, MAX_URL_CHARS)?;
+    let lower = value.to_ascii_lowercase();
+    if !(lower.starts_with("https://") || lower.starts_with("http://")) || value.contains(' ') {
+        return Err(ApiError::validation(
+            field,
+            format!("{field} must be an http or https URL"),
+        ));
+    }
+    Ok(value)
+}
+
+fn plain_text(field: &str, value: &str, max_chars: usize) -> Result<(), ApiError> {
+    if value.chars().count() > max_chars {
+        return Err(ApiError::validation(
+            field,
+            format!("{field} must be at most {max_chars} characters"),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(ApiError::validation(
+            field,
+            format!("{field} must not contain control characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// A partial update must change something.
+pub fn at_least_one(fields: &[(&str, bool)]) -> Result<(), ApiError> {
+    if fields.iter().any(|(_, present)| *present) {
+        return Ok(());
+    }
+    let names: Vec<&str> = fields.iter().map(|(name, _)| *name).collect();
+    Err(ApiError::validation(
+        "body",
+        format!("Provide at least one of: {}", names.join(", ")),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patch_tells_absent_from_null() {
+        #[derive(Deserialize)]
+        struct Body {
+            #[serde(default)]
+            a: Patch<String>,
+        }
+        let absent: Body = serde_json::from_str("{}").unwrap();
+        let null: Body = serde_json::from_str(r#"{"a": null}"#).unwrap();
+        let value: Body = serde_json::from_str(r#"{"a": "x"}"#).unwrap();
+        assert_eq!(absent.a, Patch::Absent);
+        assert_eq!(null.a, Patch::Null);
+        assert_eq!(value.a.into_change(), Some(Some("x".to_owned())));
+    }
+
+    #[test]
+    fn names_and_ids_are_checked() {
+        assert!(required_name("name", None).is_err());
+        assert!(name("name", "  ".into()).is_err());
+        assert!(name("name", "a\u{0}b".into()).is_err());
+        assert!(name("name", "é".repeat(MAX_NAME_CHARS)).is_ok());
+        assert!(name("name", "é".repeat(MAX_NAME_CHARS + 1)).is_err());
+        assert!(custom_id("customId", " x".into()).is_err());
+        assert!(custom_id("customId", "room/one".into()).is_ok());
+    }
+
+    #[test]
+    fn pictures_are_web_urls() {
+        assert!(picture_url("p", "https://example.com/a.png".into()).is_ok());
+        assert!(picture_url("p", "javascript:alert(1)".into()).is_err());
+        assert!(picture_url("p", "ftp://x".into()).is_err());
+    }
+}

@@ -1,0 +1,20 @@
+//! CollabKit: a self-hostable real-time collaboration backend (REST + WebSocket).
+
+/// Shared state, router assembly, listener and serving.
+pub mod app;
+/// API keys, Bearer tokens, user JWTs, rate limits.
+pub mod auth;
+/// The command line: serve, migrate, accounts, keys, healthcheck.
+pub mod cli;
+/// Configuration from defaults, a file and the environment.
+pub mod config;
+/// Plain types: ids, timestamps, accounts, rooms, users.
+pub mod domain;
+/// `ApiError` and its mapping to the documented envelope.
+pub mod error;
+/// The REST API.
+pub mod http;
+/// Persistence on SQLite or PostgreSQL.
+pub mod store;
+/// Logging set-up.
+pub mod telemetry;

@@ -1,0 +1,240 @@
+//! Persistence: the `Store` trait every transport uses, and its SQLite and PostgreSQL
+//! implementations, chosen from the database URL's scheme.
+
+mod migrations;
+pub mod postgres;
+mod sql;
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::domain::{
+    Account, AccountId, ApiKey, ApiKeyId, Room, RoomId, Timestamp, User, UserId, UserSession,
+};
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule would be broken (for example a duplicate custom ID).
+    #[error("conflict: {0:?}")]
+    Conflict(Entity),
+    /// The object the operation needs (a room for a new user, say) does not exist.
+    #[error("{0:?} not found")]
+    NotFound(Entity),
+    /// A row holds something the domain cannot represent.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migration(String),
+}
+
+/// What a `NotFound` or `Conflict` is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entity {
+    Account,
+    ApiKey,
+    Room,
+    User,
+}
+
+/// Which slice of a list to return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// Filters shared by the lists: a case-insensitive partial match and a creation-time window.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListFilter {
+    pub search: Option<String>,
+    pub created_from: Option<Timestamp>,
+    pub created_before: Option<Timestamp>,
+}
+
+/// A page of results and the number of results across all pages.
+#[derive(Debug, Clone)]
+pub struct Listed<T> {
+    pub items: Vec<T>,
+    pub total: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewApiKey {
+    pub id: ApiKeyId,
+    pub account_id: AccountId,
+    /// Hex SHA-256 of the key.
+    pub key_hash: String,
+    pub prefix: String,
+    pub created_at: Timestamp,
+}
+
+/// The account a valid, unrevoked key belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyOwner {
+    pub key_id: ApiKeyId,
+    pub account_id: AccountId,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewRoom {
+    pub id: RoomId,
+    pub account_id: AccountId,
+    pub name: String,
+    pub custom_id: Option<String>,
+    pub created_at: Timestamp,
+}
+
+/// Fields to change on a room; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct RoomChanges {
+    pub name: Option<String>,
+    /// `Some(None)` clears the custom ID.
+    pub custom_id: Option<Option<String>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub id: UserId,
+    pub account_id: AccountId,
+    pub room_id: RoomId,
+    pub name: String,
+    pub profile_picture: Option<String>,
+    pub custom_id: Option<String>,
+    pub created_at: Timestamp,
+}
+
+/// Fields to change on a user; `None` leaves a field as it is, `Some(None)` clears it.
+#[derive(Debug, Clone, Default)]
+pub struct UserChanges {
+    pub name: Option<String>,
+    pub profile_picture: Option<Option<String>>,
+    pub custom_id: Option<Option<String>>,
+}
+
+/// Where a user is looked up: a user always belongs to one room of one account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomScope {
+    pub account_id: AccountId,
+    pub room_id: RoomId,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// One cheap round trip, for readiness checks.
+    async fn ping(&self) -> StoreResult<()>;
+
+    async fn create_account(&self, account: &Account, first_key: &NewApiKey) -> StoreResult<()>;
+    async fn get_account(&self, id: AccountId) -> StoreResult<Option<Account>>;
+
+    async fn create_api_key(&self, key: &NewApiKey) -> StoreResult<ApiKey>;
+    async fn list_api_keys(&self, account_id: AccountId) -> StoreResult<Vec<ApiKey>>;
+    /// Marks a key revoked; `NotFound` if the account has no such key.
+    async fn revoke_api_key(&self, account_id: AccountId, key_id: ApiKeyId) -> StoreResult<ApiKey>;
+    /// The owner of an unrevoked key with this hash.
+    async fn find_api_key(&self, key_hash: &str) -> StoreResult<Option<KeyOwner>>;
+
+    async fn create_room(&self, room: &NewRoom) -> StoreResult<Room>;
+    async fn list_rooms(
+        &self,
+        account_id: AccountId,
+        filter: &ListFilter,
+        page: Page,
+    ) -> StoreResult<Listed<Room>>;
+    async fn get_room(&self, account_id: AccountId, room_id: RoomId) -> StoreResult<Option<Room>>;
+    async fn get_room_by_custom_id(
+        &self,
+        account_id: AccountId,
+        custom_id: &str,
+    ) -> StoreResult<Option<Room>>;
+    async fn update_room(
+        &self,
+        account_id: AccountId,
+        room_id: RoomId,
+        changes: &RoomChanges,
+    ) -> StoreResult<Room>;
+    /// Deletes a room and everything scoped to it; `NotFound` if there is no such room.
+    async fn delete_room(&self, account_id: AccountId, room_id: RoomId) -> StoreResult<()>;
+    /// Sets the stored online counter to a recounted value.
+    async fn set_active_participants(&self, scope: RoomScope, count: i64) -> StoreResult<Room>;
+    /// Counts the users of a room whose status is online.
+    async fn count_online_users(&self, scope: RoomScope) -> StoreResult<i64>;
+
+    /// Creates a user and counts it in the room's `total_users_created`.
+    async fn create_user(&self, user: &NewUser) -> StoreResult<User>;
+    async fn list_users(
+        &self,
+        scope: RoomScope,
+        filter: &ListFilter,
+        page: Page,
+    ) -> StoreResult<Listed<User>>;
+    async fn get_user(&self, scope: RoomScope, user_id: UserId) -> StoreResult<Option<User>>;
+    async fn get_user_by_custom_id(
+        &self,
+        scope: RoomScope,
+        custom_id: &str,
+    ) -> StoreResult<Option<User>>;
+    async fn update_user(
+        &self,
+        scope: RoomScope,
+        user_id: UserId,
+        changes: &UserChanges,
+    ) -> StoreResult<User>;
+    async fn delete_user(&self, scope: RoomScope, user_id: UserId) -> StoreResult<User>;
+    /// A user's sessions, newest first.
+    async fn list_sessions(&self, user_id: UserId) -> StoreResult<Vec<UserSession>>;
+}
+
+pub type DynStore = Arc<dyn Store>;
+
+/// Database settings that do not come from the URL.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub max_connections: u32,
+    pub acquire_timeout: std::time::Duration,
+}
+
+/// Opens the database the URL names (`sqlite:` or `postgres:`) and brings its schema up to date.
+pub async fn connect(url: &str, options: &StoreOptions) -> StoreResult<DynStore> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(
+            postgres::PostgresStore::connect(url, options).await?,
+        ))
+    } else if url.starts_with("sqlite:") {
+        Ok(Arc::new(sqlite::SqliteStore::connect(url, options).await?))
+    } else {
+        Err(StoreError::Database(sqlx::Error::Configuration(
+            "database URL must start with sqlite: or postgres://".into(),
+        )))
+    }
+}
+
+/// `%`, `_` and `\` escaped for a `LIKE ... ESCAPE '\'` pattern matching anywhere, lowercased.
+fn like_pattern(search: &str) -> String {
+    let mut pattern = String::with_capacity(search.len() + 2);
+    pattern.push('%');
+    for c in search.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_patterns_escape_wildcards() {
+        assert_eq!(like_pattern("Room"), "%room%");
+        assert_eq!(like_pattern("50%_off\\"), "%50\\%\\_off\\\\%");
+    }
+}

@@ -1,0 +1,772 @@
+//! The SQL both backends share. The queries are written once, with `$N` placeholders (which
+//! SQLite binds by number too), and `impl_sql_store!` instantiates them for each backend's
+//! concrete driver: generic code over `sqlx::Database` would need a bound per type per query.
+//! Columns are portable: TEXT ids and strings, BIGINT milliseconds for times.
+
+use crate::domain::{
+    Account, ApiKey, ApiKeyId, Room, RoomState, Timestamp, User, UserSession, UserStatus,
+};
+
+use super::{Entity, StoreError, StoreResult};
+
+pub(super) const ACCOUNT_COLUMNS: &str = "id, name, created_at";
+pub(super) const API_KEY_COLUMNS: &str = "id, account_id, prefix, created_at, revoked_at";
+pub(super) const ROOM_COLUMNS: &str = "id, account_id, name, custom_id, created_at, state, \
+     active_participants, closed_sessions_ms, session_started_at, total_users_created";
+pub(super) const USER_COLUMNS: &str = "id, account_id, room_id, name, profile_picture, \
+     custom_id, status, created_at, joined_at, left_at, token_issued_at";
+pub(super) const SESSION_COLUMNS: &str = "id, user_id, room_id, joined_at, left_at";
+
+/// Maps a unique-constraint violation to `Conflict(entity)`, anything else to `Database`.
+pub(super) fn conflict_or_database(error: sqlx::Error, entity: Entity) -> StoreError {
+    match &error {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(entity),
+        _ => StoreError::Database(error),
+    }
+}
+
+fn parse<T: std::str::FromStr>(text: &str, what: &str) -> StoreResult<T> {
+    text.parse()
+        .map_err(|_| StoreError::Corrupt(format!("{what}: {text:?}")))
+}
+
+fn millis(value: Option<i64>) -> Option<Timestamp> {
+    value.map(Timestamp::from_millis)
+}
+
+pub(super) struct AccountRow {
+    pub id: String,
+    pub name: String,
+    pub created_at: i64,
+}
+
+impl TryFrom<AccountRow> for Account {
+    type Error = StoreError;
+
+    fn try_from(row: AccountRow) -> StoreResult<Self> {
+        Ok(Account {
+            id: parse(&row.id, "account id")?,
+            name: row.name,
+            created_at: Timestamp::from_millis(row.created_at),
+        })
+    }
+}
+
+pub(super) struct ApiKeyRow {
+    pub id: String,
+    pub account_id: String,
+    pub prefix: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+impl TryFrom<ApiKeyRow> for ApiKey {
+    type Error = StoreError;
+
+    fn try_from(row: ApiKeyRow) -> StoreResult<Self> {
+        Ok(ApiKey {
+            id: parse::<ApiKeyId>(&row.id, "api key id")?,
+            account_id: parse(&row.account_id, "account id")?,
+            prefix: row.prefix,
+            created_at: Timestamp::from_millis(row.created_at),
+            revoked_at: millis(row.revoked_at),
+        })
+    }
+}
+
+pub(super) struct RoomRow {
+    pub id: String,
+    pub account_id: String,
+    pub name: String,
+    pub custom_id: Option<String>,
+    pub created_at: i64,
+    pub state: String,
+    pub active_participants: i64,
+    pub closed_sessions_ms: i64,
+    pub session_started_at: Option<i64>,
+    pub total_users_created: i64,
+}
+
+impl TryFrom<RoomRow> for Room {
+    type Error = StoreError;
+
+    fn try_from(row: RoomRow) -> StoreResult<Self> {
+        Ok(Room {
+            id: parse(&row.id, "room id")?,
+            account_id: parse(&row.account_id, "account id")?,
+            name: row.name,
+            custom_id: row.custom_id,
+            created_at: Timestamp::from_millis(row.created_at),
+            state: RoomState::parse(&row.state)
+                .ok_or_else(|| StoreError::Corrupt(format!("room state: {:?}", row.state)))?,
+            active_participants: row.active_participants,
+            closed_sessions_ms: row.closed_sessions_ms,
+            session_started_at: millis(row.session_started_at),
+            total_users_created: row.total_users_created,
+        })
+    }
+}
+
+pub(super) struct UserRow {
+    pub id: String,
+    pub account_id: String,
+    pub room_id: String,
+    pub name: String,
+    pub profile_picture: Option<String>,
+    pub custom_id: Option<String>,
+    pub status: String,
+    pub created_at: i64,
+    pub joined_at: Option<i64>,
+    pub left_at: Option<i64>,
+    pub token_issued_at: i64,
+}
+
+impl TryFrom<UserRow> for User {
+    type Error = StoreError;
+
+    fn try_from(row: UserRow) -> StoreResult<Self> {
+        Ok(User {
+            id: parse(&row.id, "user id")?,
+            account_id: parse(&row.account_id, "account id")?,
+            room_id: parse(&row.room_id, "room id")?,
+            name: row.name,
+            profile_picture: row.profile_picture,
+            custom_id: row.custom_id,
+            status: UserStatus::parse(&row.status)
+                .ok_or_else(|| StoreError::Corrupt(format!("user status: {:?}", row.status)))?,
+            created_at: Timestamp::from_millis(row.created_at),
+            joined_at: millis(row.joined_at),
+            left_at: millis(row.left_at),
+            token_issued_at: Timestamp::from_millis(row.token_issued_at),
+        })
+    }
+}
+
+pub(super) struct SessionRow {
+    pub id: String,
+    pub user_id: String,
+    pub room_id: String,
+    pub joined_at: i64,
+    pub left_at: Option<i64>,
+}
+
+impl TryFrom<SessionRow> for UserSession {
+    type Error = StoreError;
+
+    fn try_from(row: SessionRow) -> StoreResult<Self> {
+        Ok(UserSession {
+            id: parse(&row.id, "session id")?,
+            user_id: parse(&row.user_id, "user id")?,
+            room_id: parse(&row.room_id, "room id")?,
+            joined_at: Timestamp::from_millis(row.joined_at),
+            left_at: millis(row.left_at),
+        })
+    }
+}
+
+/// Implements `Store` for `$store` (a struct with a `pool: sqlx::Pool<$db>` field).
+macro_rules! impl_sql_store {
+    ($store:ty, $db:ty) => {
+        mod rows {
+            use sqlx::Row as _;
+
+            use super::super::sql::{AccountRow, ApiKeyRow, RoomRow, SessionRow, UserRow};
+
+            type DbRow = <$db as sqlx::Database>::Row;
+
+            pub fn account(row: &DbRow) -> Result<AccountRow, sqlx::Error> {
+                Ok(AccountRow {
+                    id: row.try_get("id")?,
+                    name: row.try_get("name")?,
+                    created_at: row.try_get("created_at")?,
+                })
+            }
+
+            pub fn api_key(row: &DbRow) -> Result<ApiKeyRow, sqlx::Error> {
+                Ok(ApiKeyRow {
+                    id: row.try_get("id")?,
+                    account_id: row.try_get("account_id")?,
+                    prefix: row.try_get("prefix")?,
+                    created_at: row.try_get("created_at")?,
+                    revoked_at: row.try_get("revoked_at")?,
+                })
+            }
+
+            pub fn room(row: &DbRow) -> Result<RoomRow, sqlx::Error> {
+                Ok(RoomRow {
+                    id: row.try_get("id")?,
+                    account_id: row.try_get("account_id")?,
+                    name: row.try_get("name")?,
+                    custom_id: row.try_get("custom_id")?,
+                    created_at: row.try_get("created_at")?,
+                    state: row.try_get("state")?,
+                    active_participants: row.try_get("active_participants")?,
+                    closed_sessions_ms: row.try_get("closed_sessions_ms")?,
+                    session_started_at: row.try_get("session_started_at")?,
+                    total_users_created: row.try_get("total_users_created")?,
+                })
+            }
+
+            pub fn user(row: &DbRow) -> Result<UserRow, sqlx::Error> {
+                Ok(UserRow {
+                    id: row.try_get("id")?,
+                    account_id: row.try_get("account_id")?,
+                    room_id: row.try_get("room_id")?,
+                    name: row.try_get("name")?,
+                    profile_picture: row.try_get("profile_picture")?,
+                    custom_id: row.try_get("custom_id")?,
+                    status: row.try_get("status")?,
+                    created_at: row.try_get("created_at")?,
+                    joined_at: row.try_get("joined_at")?,
+                    left_at: row.try_get("left_at")?,
+                    token_issued_at: row.try_get("token_issued_at")?,
+                })
+            }
+
+            pub fn session(row: &DbRow) -> Result<SessionRow, sqlx::Error> {
+                Ok(SessionRow {
+                    id: row.try_get("id")?,
+                    user_id: row.try_get("user_id")?,
+                    room_id: row.try_get("room_id")?,
+                    joined_at: row.try_get("joined_at")?,
+                    left_at: row.try_get("left_at")?,
+                })
+            }
+        }
+
+        /// Appends the WHERE conditions of a list filter (after a WHERE clause already begun).
+        fn push_filter(
+            query: &mut sqlx::QueryBuilder<'_, $db>,
+            filter: &$crate::store::ListFilter,
+            search_columns: &[&str],
+        ) {
+            if let Some(search) = filter.search.as_deref().filter(|s| !s.is_empty()) {
+                let pattern = $crate::store::like_pattern(search);
+                query.push(" AND (");
+                for (i, column) in search_columns.iter().enumerate() {
+                    if i > 0 {
+                        query.push(" OR ");
+                    }
+                    query.push(format!("LOWER({column}) LIKE "));
+                    query.push_bind(pattern.clone());
+                    query.push(" ESCAPE '\\'");
+                }
+                query.push(")");
+            }
+            if let Some(from) = filter.created_from {
+                query.push(" AND created_at >= ").push_bind(from.as_millis());
+            }
+            if let Some(before) = filter.created_before {
+                query.push(" AND created_at < ").push_bind(before.as_millis());
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::store::Store for $store {
+            async fn ping(&self) -> $crate::store::StoreResult<()> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn create_account(
+                &self,
+                account: &$crate::domain::Account,
+                first_key: &$crate::store::NewApiKey,
+            ) -> $crate::store::StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("INSERT INTO accounts (id, name, created_at) VALUES ($1, $2, $3)")
+                    .bind(account.id.to_string())
+                    .bind(&account.name)
+                    .bind(account.created_at.as_millis())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| {
+                        $crate::store::sql::conflict_or_database(e, $crate::store::Entity::Account)
+                    })?;
+                insert_api_key(&mut *tx, first_key).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn get_account(
+                &self,
+                id: $crate::domain::AccountId,
+            ) -> $crate::store::StoreResult<Option<$crate::domain::Account>> {
+                let sql = format!(
+                    "SELECT {} FROM accounts WHERE id = $1",
+                    $crate::store::sql::ACCOUNT_COLUMNS
+                );
+                let row = sqlx::query(&sql)
+                    .bind(id.to_string())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(|r| rows::account(&r)?.try_into()).transpose()
+            }
+
+            async fn create_api_key(
+                &self,
+                key: &$crate::store::NewApiKey,
+            ) -> $crate::store::StoreResult<$crate::domain::ApiKey> {
+                let mut conn = self.pool.acquire().await?;
+                insert_api_key(&mut *conn, key).await?;
+                Ok($crate::domain::ApiKey {
+                    id: key.id,
+                    account_id: key.account_id,
+                    prefix: key.prefix.clone(),
+                    created_at: key.created_at,
+                    revoked_at: None,
+                })
+            }
+
+            async fn list_api_keys(
+                &self,
+                account_id: $crate::domain::AccountId,
+            ) -> $crate::store::StoreResult<Vec<$crate::domain::ApiKey>> {
+                let sql = format!(
+                    "SELECT {} FROM api_keys WHERE account_id = $1 ORDER BY created_at, id",
+                    $crate::store::sql::API_KEY_COLUMNS
+                );
+                let found = sqlx::query(&sql)
+                    .bind(account_id.to_string())
+                    .fetch_all(&self.pool)
+                    .await?;
+                found.iter().map(|r| rows::api_key(r)?.try_into()).collect()
+            }
+
+            async fn revoke_api_key(
+                &self,
+                account_id: $crate::domain::AccountId,
+                key_id: $crate::domain::ApiKeyId,
+            ) -> $crate::store::StoreResult<$crate::domain::ApiKey> {
+                let sql = format!(
+                    "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) \
+                     WHERE id = $2 AND account_id = $3 RETURNING {}",
+                    $crate::store::sql::API_KEY_COLUMNS
+                );
+                let row = sqlx::query(&sql)
+                    .bind($crate::domain::Timestamp::now().as_millis())
+                    .bind(key_id.to_string())
+                    .bind(account_id.to_string())
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .ok_or($crate::store::StoreError::NotFound($crate::store::Entity::ApiKey))?;
+                rows::api_key(&row)?.try_into()
+            }
+
+            async fn find_api_key(
+                &self,
+                key_hash: &str,
+            ) -> $crate::store::StoreResult<Option<$crate::store::KeyOwner>> {
+                let row = sqlx::query(
+                    "SELECT id, account_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+                )
+                .bind(key_hash)
+                .fetch_optional(&self.pool)
+                .await?;
+                let Some(row) = row else { return Ok(None) };
+                let id: String = sqlx::Row::try_get(&row, "id")?;
+                let account_id: String = sqlx::Row::try_get(&row, "account_id")?;
+                $crate::store::sql::key_owner(&id, &account_id).map(Some)
+            }
+
+            async fn create_room(
+                &self,
+                room: &$crate::store::NewRoom,
+            ) -> $crate::store::StoreResult<$crate::domain::Room> {
+                let sql = format!(
+                    "INSERT INTO rooms (id, account_id, name, custom_id, created_at, state) \
+                     VALUES ($1, $2, $3, $4, $5, 'active') RETURNING {}",
+                    $crate::store::sql::ROOM_COLUMNS
+                );
+                let row = sqlx::query(&sql)
+                    .bind(room.id.to_string())
+                    .bind(room.account_id.to_string())
+                    .bind(&room.name)
+                    .bind(&room.custom_id)
+                    .bind(room.created_at.as_millis())
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(|e| {
+                        $crate::store::sql::conflict_or_database(e, $crate::store::Entity::Room)
+                    })?;
+                rows::room(&row)?.try_into()
+            }
+
+            async fn list_rooms(
+                &self,
+                account_id: $crate::domain::AccountId,
+                filter: &$crate::store::ListFilter,
+                page: $crate::store::Page,
+            ) -> $crate::store::StoreResult<$crate::store::Listed<$crate::domain::Room>> {
+                const SEARCH: &[&str] = &["name"];
+                let mut count = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT COUNT(*) AS total FROM rooms WHERE account_id = ",
+                );
+                count.push_bind(account_id.to_string());
+                push_filter(&mut count, filter, SEARCH);
+                let total: i64 = sqlx::Row::try_get(
+                    &count.build().fetch_one(&self.pool).await?,
+                    "total",
+                )?;
+
+                let mut list = sqlx::QueryBuilder::<$db>::new(format!(
+                    "SELECT {} FROM rooms WHERE account_id = ",
+                    $crate::store::sql::ROOM_COLUMNS
+                ));
+                list.push_bind(account_id.to_string());
+                push_filter(&mut list, filter, SEARCH);
+                list.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+                    .push_bind(page.limit)
+                    .push(" OFFSET ")
+                    .push_bind(page.offset);
+                let found = list.build().fetch_all(&self.pool).await?;
+                let items = found
+                    .iter()
+                    .map(|r| rows::room(r)?.try_into())
+                    .collect::<$crate::store::StoreResult<Vec<_>>>()?;
+                Ok($crate::store::Listed { items, total })
+            }
+
+            async fn get_room(
+                &self,
+                account_id: $crate::domain::AccountId,
+                room_id: $crate::domain::RoomId,
+            ) -> $crate::store::StoreResult<Option<$crate::domain::Room>> {
+                let sql = format!(
+                    "SELECT {} FROM rooms WHERE id = $1 AND account_id = $2",
+                    $crate::store::sql::ROOM_COLUMNS
+                );
+                let row = sqlx::query(&sql)
+                    .bind(room_id.to_string())
+                    .bind(account_id.to_string())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(|r| rows::room(&r)?.try_into()).transpose()
+            }
+
+            async fn get_room_by_custom_id(
+                &self,
+                account_id: $crate::domain::AccountId,
+                custom_id: &str,
+            ) -> $crate::store::StoreResult<Option<$crate::domain::Room>> {
+                let sql = format!(
+                    "SELECT {} FROM rooms WHERE custom_id = $1 AND account_id = $2",
+                    $crate::store::sql::ROOM_COLUMNS
+                );
+                let row = sqlx::query(&sql)
+                    .bind(custom_id)
+                    .bind(account_id.to_string())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(|r| rows::room(&r)?.try_into()).transpose()
+            }
+
+            async fn update_room(
+                &self,
+                account_id: $crate::domain::AccountId,
+                room_id: $crate::domain::RoomId,
+                changes: &$crate::store::RoomChanges,
+            ) -> $crate::store::StoreResult<$crate::domain::Room> {
+                let mut update = sqlx::QueryBuilder::<$db>::new("UPDATE rooms SET id = id");
+                if let Some(name) = &changes.name {
+                    update.push(", name = ").push_bind(name.clone());
+                }
+                if let Some(custom_id) = &changes.custom_id {
+                    update.push(", custom_id = ").push_bind(custom_id.clone());
+                }
+                update
+                    .push(" WHERE id = ")
+                    .push_bind(room_id.to_string())
+                    .push(" AND account_id = ")
+                    .push_bind(account_id.to_string())
+                    .push(format!(" RETURNING {}", $crate::store::sql::ROOM_COLUMNS));
+                let row = update
+                    .build()
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(|e| {
+                        $crate::store::sql::conflict_or_database(e, $crate::store::Entity::Room)
+                    })?
+                    .ok_or($crate::store::StoreError::NotFound($crate::store::Entity::Room))?;
+                rows::room(&row)?.try_into()
+            }
+
+            async fn delete_room(
+                &self,
+                account_id: $crate::domain::AccountId,
+                room_id: $crate::domain::RoomId,
+            ) -> $crate::store::StoreResult<()> {
+                let done = sqlx::query("DELETE FROM rooms WHERE id = $1 AND account_id = $2")
+                    .bind(room_id.to_string())
+                    .bind(account_id.to_string())
+                    .execute(&self.pool)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::store::StoreError::NotFound($crate::store::Entity::Room));
+                }
+                Ok(())
+            }
+
+            async fn set_active_participants(
+                &self,
+                scope: $crate::store::RoomScope,
+                count: i64,
+            ) -> $crate::store::StoreResult<$crate::domain::Room> {
+                // Moving to zero closes the running session; moving from zero opens one.
+                let sql = format!(
+                    "UPDATE rooms SET active_participants = $1, \
+                       closed_sessions_ms = closed_sessions_ms + CASE \
+                         WHEN $1 = 0 AND session_started_at IS NOT NULL \
+                         THEN $2 - session_started_at ELSE 0 END, \
+                       session_started_at = CASE WHEN $1 = 0 THEN NULL \
+                         ELSE COALESCE(session_started_at, $2) END \
+                     WHERE id = $3 AND account_id = $4 RETURNING {}",
+                    $crate::store::sql::ROOM_COLUMNS
+                );
+                let row = sqlx::query(&sql)
+                    .bind(count)
+                    .bind($crate::domain::Timestamp::now().as_millis())
+                    .bind(scope.room_id.to_string())
+                    .bind(scope.account_id.to_string())
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .ok_or($crate::store::StoreError::NotFound($crate::store::Entity::Room))?;
+                rows::room(&row)?.try_into()
+            }
+
+            async fn count_online_users(
+                &self,
+                scope: $crate::store::RoomScope,
+            ) -> $crate::store::StoreResult<i64> {
+                let row = sqlx::query(
+                    "SELECT COUNT(*) AS total FROM users \
+                     WHERE room_id = $1 AND account_id = $2 AND status = 'online'",
+                )
+                .bind(scope.room_id.to_string())
+                .bind(scope.account_id.to_string())
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(sqlx::Row::try_get(&row, "total")?)
+            }
+
+            async fn create_user(
+                &self,
+                user: &$crate::store::NewUser,
+            ) -> $crate::store::StoreResult<$crate::domain::User> {
+                // The write comes first so that SQLite takes its write lock at once instead
+                // of upgrading a read lock, which could fail under contention.
+                let mut tx = self.pool.begin().await?;
+                let counted = sqlx::query(
+                    "UPDATE rooms SET total_users_created = total_users_created + 1 \
+                     WHERE id = $1 AND account_id = $2",
+                )
+                .bind(user.room_id.to_string())
+                .bind(user.account_id.to_string())
+                .execute(&mut *tx)
+                .await?;
+                if counted.rows_affected() == 0 {
+                    return Err($crate::store::StoreError::NotFound($crate::store::Entity::Room));
+                }
+                let sql = format!(
+                    "INSERT INTO users (id, account_id, room_id, name, profile_picture, \
+                       custom_id, status, created_at, token_issued_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, 'offline', $7, $7) RETURNING {}",
+                    $crate::store::sql::USER_COLUMNS
+                );
+                let row = sqlx::query(&sql)
+                    .bind(user.id.to_string())
+                    .bind(user.account_id.to_string())
+                    .bind(user.room_id.to_string())
+                    .bind(&user.name)
+                    .bind(&user.profile_picture)
+                    .bind(&user.custom_id)
+                    .bind(user.created_at.as_millis())
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(|e| {
+                        $crate::store::sql::conflict_or_database(e, $crate::store::Entity::User)
+                    })?;
+                let created = rows::user(&row)?.try_into()?;
+                tx.commit().await?;
+                Ok(created)
+            }
+
+            async fn list_users(
+                &self,
+                scope: $crate::store::RoomScope,
+                filter: &$crate::store::ListFilter,
+                page: $crate::store::Page,
+            ) -> $crate::store::StoreResult<$crate::store::Listed<$crate::domain::User>> {
+                const SEARCH: &[&str] = &["name", "id"];
+                let mut count = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT COUNT(*) AS total FROM users WHERE room_id = ",
+                );
+                count
+                    .push_bind(scope.room_id.to_string())
+                    .push(" AND account_id = ")
+                    .push_bind(scope.account_id.to_string());
+                push_filter(&mut count, filter, SEARCH);
+                let total: i64 = sqlx::Row::try_get(
+                    &count.build().fetch_one(&self.pool).await?,
+                    "total",
+                )?;
+
+                let mut list = sqlx::QueryBuilder::<$db>::new(format!(
+                    "SELECT {} FROM users WHERE room_id = ",
+                    $crate::store::sql::USER_COLUMNS
+                ));
+                list.push_bind(scope.room_id.to_string())
+                    .push(" AND account_id = ")
+                    .push_bind(scope.account_id.to_string());
+                push_filter(&mut list, filter, SEARCH);
+                list.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+                    .push_bind(page.limit)
+                    .push(" OFFSET ")
+                    .push_bind(page.offset);
+                let found = list.build().fetch_all(&self.pool).await?;
+                let items = found
+                    .iter()
+                    .map(|r| rows::user(r)?.try_into())
+                    .collect::<$crate::store::StoreResult<Vec<_>>>()?;
+                Ok($crate::store::Listed { items, total })
+            }
+
+            async fn get_user(
+                &self,
+                scope: $crate::store::RoomScope,
+                user_id: $crate::domain::UserId,
+            ) -> $crate::store::StoreResult<Option<$crate::domain::User>> {
+                let sql = format!(
+                    "SELECT {} FROM users WHERE id = $1 AND room_id = $2 AND account_id = $3",
+                    $crate::store::sql::USER_COLUMNS
+                );
+                let row = sqlx::query(&sql)
+                    .bind(user_id.to_string())
+                    .bind(scope.room_id.to_string())
+                    .bind(scope.account_id.to_string())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(|r| rows::user(&r)?.try_into()).transpose()
+            }
+
+            async fn get_user_by_custom_id(
+                &self,
+                scope: $crate::store::RoomScope,
+                custom_id: &str,
+            ) -> $crate::store::StoreResult<Option<$crate::domain::User>> {
+                let sql = format!(
+                    "SELECT {} FROM users \
+                     WHERE custom_id = $1 AND room_id = $2 AND account_id = $3",
+                    $crate::store::sql::USER_COLUMNS
+                );
+                let row = sqlx::query(&sql)
+                    .bind(custom_id)
+                    .bind(scope.room_id.to_string())
+                    .bind(scope.account_id.to_string())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(|r| rows::user(&r)?.try_into()).transpose()
+            }
+
+            async fn update_user(
+                &self,
+                scope: $crate::store::RoomScope,
+                user_id: $crate::domain::UserId,
+                changes: &$crate::store::UserChanges,
+            ) -> $crate::store::StoreResult<$crate::domain::User> {
+                let mut update = sqlx::QueryBuilder::<$db>::new("UPDATE users SET id = id");
+                if let Some(name) = &changes.name {
+                    update.push(", name = ").push_bind(name.clone());
+                }
+                if let Some(picture) = &changes.profile_picture {
+                    update.push(", profile_picture = ").push_bind(picture.clone());
+                }
+                if let Some(custom_id) = &changes.custom_id {
+                    update.push(", custom_id = ").push_bind(custom_id.clone());
+                }
+                update
+                    .push(" WHERE id = ")
+                    .push_bind(user_id.to_string())
+                    .push(" AND room_id = ")
+                    .push_bind(scope.room_id.to_string())
+                    .push(" AND account_id = ")
+                    .push_bind(scope.account_id.to_string())
+                    .push(format!(" RETURNING {}", $crate::store::sql::USER_COLUMNS));
+                let row = update
+                    .build()
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(|e| {
+                        $crate::store::sql::conflict_or_database(e, $crate::store::Entity::User)
+                    })?
+                    .ok_or($crate::store::StoreError::NotFound($crate::store::Entity::User))?;
+                rows::user(&row)?.try_into()
+            }
+
+            async fn delete_user(
+                &self,
+                scope: $crate::store::RoomScope,
+                user_id: $crate::domain::UserId,
+            ) -> $crate::store::StoreResult<$crate::domain::User> {
+                let sql = format!(
+                    "DELETE FROM users WHERE id = $1 AND room_id = $2 AND account_id = $3 \
+                     RETURNING {}",
+                    $crate::store::sql::USER_COLUMNS
+                );
+                let row = sqlx::query(&sql)
+                    .bind(user_id.to_string())
+                    .bind(scope.room_id.to_string())
+                    .bind(scope.account_id.to_string())
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .ok_or($crate::store::StoreError::NotFound($crate::store::Entity::User))?;
+                rows::user(&row)?.try_into()
+            }
+
+            async fn list_sessions(
+                &self,
+                user_id: $crate::domain::UserId,
+            ) -> $crate::store::StoreResult<Vec<$crate::domain::UserSession>> {
+                let sql = format!(
+                    "SELECT {} FROM user_sessions WHERE user_id = $1 \
+                     ORDER BY joined_at DESC, id DESC",
+                    $crate::store::sql::SESSION_COLUMNS
+                );
+                let found = sqlx::query(&sql)
+                    .bind(user_id.to_string())
+                    .fetch_all(&self.pool)
+                    .await?;
+                found.iter().map(|r| rows::session(r)?.try_into()).collect()
+            }
+        }
+
+        async fn insert_api_key(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            key: &$crate::store::NewApiKey,
+        ) -> $crate::store::StoreResult<()> {
+            sqlx::query(
+                "INSERT INTO api_keys (id, account_id, key_hash, prefix, created_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(key.id.to_string())
+            .bind(key.account_id.to_string())
+            .bind(&key.key_hash)
+            .bind(&key.prefix)
+            .bind(key.created_at.as_millis())
+            .execute(conn)
+            .await
+            .map_err(|e| $crate::store::sql::conflict_or_database(e, $crate::store::Entity::ApiKey))?;
+            Ok(())
+        }
+    };
+}
+
+pub(super) use impl_sql_store;
+
+/// Parses the two columns `find_api_key` selects.
+pub(super) fn key_owner(id: &str, account_id: &str) -> StoreResult<super::KeyOwner> {
+    Ok(super::KeyOwner {
+        key_id: parse(id, "api key id")?,
+        account_id: parse(account_id, "account id")?,
+    })
+}
