@@ -98,7 +98,7 @@ mod tests {
     fn serializes_the_documented_shape() {
         let value = serde_json::to_value(room()).unwrap();
         let keys: Vec<_> = value.as_object().unwrap().keys().cloned().collect();
-        let mut expected = vec![
+        let expected = vec![
             "id",
             "account_id",
             "name",
@@ -109,8 +109,7 @@ mod tests {
             "active_participants",
             "total_users_created",
         ];
-        expected.sort();
-        assert_eq!(keys, expected);
+        assert_eq!(keys, expected, "the documented order");
         assert_eq!(value["custom_id"], serde_json::Value::Null);
         assert_eq!(value["state"], "active");
         assert_eq!(value["created_at"], "1970-01-01T00:00:01.000Z");

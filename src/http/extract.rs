@@ -3,10 +3,13 @@
 
 use std::str::FromStr;
 
-use axum::body::Bytes;
+use std::time::Duration;
+
+use axum::body::{Body, HttpBody as _};
 use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
+use axum::http::header;
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
+use futures_util::StreamExt as _;
 use serde::de::DeserializeOwned;
 
 use crate::app::AppState;
@@ -33,15 +36,52 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
             }
         }
         let limit = state.config().limits.max_body_bytes;
-        let bytes =
-            Bytes::from_request(request, state)
-                .await
-                .map_err(|rejection| match rejection.status() {
-                    StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit },
-                    _ => ApiError::BadRequest("The request body could not be read".into()),
-                })?;
+        let bytes = read_limited(request.into_body(), limit).await?;
         parse_json_object(&bytes).map(JsonBody)
     }
+}
+
+/// How much of an oversized body is still read (and thrown away) before answering 413: a
+/// server that answers and closes while the client is still sending makes the client's TCP
+/// stack drop the answer (a reset), so the client would see a broken connection instead.
+const OVERSIZED_DRAIN_BYTES: usize = 8 * 1024 * 1024;
+const OVERSIZED_DRAIN_TIME: Duration = Duration::from_secs(5);
+
+/// The body, if it is at most `limit` bytes.
+async fn read_limited(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let declared = body
+        .size_hint()
+        .exact()
+        .and_then(|n| usize::try_from(n).ok());
+    let too_large = ApiError::PayloadTooLarge { limit };
+    if declared.is_some_and(|n| n > limit.saturating_add(OVERSIZED_DRAIN_BYTES)) {
+        return Err(too_large);
+    }
+    let mut stream = body.into_data_stream();
+    let mut bytes = Vec::with_capacity(declared.unwrap_or(0).min(limit));
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|_| ApiError::BadRequest("The request body could not be read".into()))?;
+        if bytes.len() + chunk.len() > limit {
+            drain(stream, chunk.len()).await;
+            return Err(too_large);
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+async fn drain(mut stream: axum::body::BodyDataStream, already: usize) {
+    let mut drained = already;
+    let _ = tokio::time::timeout(OVERSIZED_DRAIN_TIME, async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            drained += chunk.len();
+            if drained > OVERSIZED_DRAIN_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 fn is_json(content_type: &str) -> bool {

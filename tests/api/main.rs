@@ -1,0 +1,10 @@
+//! Black-box tests: the real server on port 0, real HTTP, on SQLite and on PostgreSQL.
+
+mod harness;
+
+mod auth;
+mod cli;
+mod keys;
+mod robustness;
+mod rooms;
+mod users;
