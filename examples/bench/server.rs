@@ -1,0 +1,138 @@
+//! A `collabkit` server process on a fresh database, with one account.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde_json::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+impl Db {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "SQLite",
+            Self::Postgres => "PostgreSQL",
+        }
+    }
+}
+
+pub struct Server {
+    pub base: String,
+    pub account_id: String,
+    pub token: String,
+    child: Child,
+    _dir: tempfile::TempDir,
+    schema: Option<String>,
+}
+
+fn binary() -> String {
+    std::env::var("COLLABKIT_BIN").unwrap_or_else(|_| "target/release/collabkit".to_owned())
+}
+
+fn postgres_url() -> String {
+    std::env::var("COLLABKIT_BENCH_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl Server {
+    /// Starts the server with extra environment variables.
+    pub async fn start(db: Db, env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let (url, schema) = match db {
+            Db::Sqlite => (format!("sqlite://{}", dir.path().join("bench.db").display()), None),
+            Db::Postgres => {
+                let schema = format!("bench_{}", uuid::Uuid::new_v4().simple());
+                let admin = sqlx::PgPool::connect(&postgres_url()).await.context("PostgreSQL")?;
+                sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&admin).await?;
+                admin.close().await;
+                (format!("{}?options[search_path]={schema}", postgres_url()), Some(schema))
+            }
+        };
+        let command = |args: &[&str]| {
+            let mut command = Command::new(binary());
+            command
+                .args(args)
+                .env("COLLABKIT_DATABASE_URL", &url)
+                .env("COLLABKIT_DATA_DIR", dir.path())
+                .env("COLLABKIT_LOG_LEVEL", "warn")
+                .envs(env.iter().copied());
+            command
+        };
+        let output = command(&["accounts", "create", "--name", "bench", "--json"])
+            .output()
+            .with_context(|| format!("running {} (build it with cargo build --release)", binary()))?;
+        if !output.status.success() {
+            bail!("accounts create: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        let account: Value = serde_json::from_slice(&output.stdout)?;
+        let port = free_port()?;
+        let child = command(&["serve"])
+            .env("COLLABKIT_BIND", format!("127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let base = format!("http://127.0.0.1:{port}");
+        let server = Self {
+            base,
+            account_id: account["accountId"].as_str().unwrap_or_default().to_owned(),
+            token: account["token"].as_str().unwrap_or_default().to_owned(),
+            child,
+            _dir: dir,
+            schema,
+        };
+        server.wait_ready().await?;
+        Ok(server)
+    }
+
+    async fn wait_ready(&self) -> anyhow::Result<()> {
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(30) {
+            if let Ok(response) = reqwest::get(format!("{}/readyz", self.base)).await {
+                if response.status().is_success() {
+                    return Ok(());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("the server did not become ready")
+    }
+
+    pub fn account_url(&self, path: &str) -> String {
+        format!("{}/v1/accounts/{}{path}", self.base, self.account_id)
+    }
+
+    pub async fn create_room(&self, client: &reqwest::Client, name: &str) -> anyhow::Result<String> {
+        let reply: Value = client
+            .post(self.account_url("/rooms"))
+            .bearer_auth(&self.token)
+            .json(&serde_json::json!({ "name": name }))
+            .send()
+            .await?
+            .json()
+            .await?;
+        reply["data"]["room"]["id"]
+            .as_str()
+            .map(str::to_owned)
+            .context("no room in the reply")
+    }
+
+    pub async fn stop(mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+        if let Some(schema) = self.schema.take() {
+            if let Ok(admin) = sqlx::PgPool::connect(&postgres_url()).await {
+                let _ = sqlx::query(&format!("DROP SCHEMA {schema} CASCADE")).execute(&admin).await;
+                admin.close().await;
+            }
+        }
+    }
+}
