@@ -5,10 +5,10 @@ FROM rust:1.95-bookworm AS build
 WORKDIR /src
 # Dependencies first, so that a source change does not rebuild them.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src examples/bench && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
+RUN mkdir -p src examples/bench tests/api && echo 'fn main() {}' > src/main.rs && touch src/lib.rs tests/api/main.rs \
     && echo 'fn main() {}' > examples/bench/main.rs \
     && cargo build --release --locked --bin collabkit \
-    && rm -rf src examples
+    && rm -rf src examples tests
 COPY config ./config
 COPY migrations ./migrations
 COPY docs ./docs
