@@ -14,6 +14,8 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::signing_secret::{self, SecretSource};
 use crate::auth::{JwtSigner, KeyVerifier, RateLimiter};
 use crate::config::Config;
+use crate::events::EventBus;
+use crate::realtime::{nodes, Hub};
 use crate::store::{self, DynStore, StoreOptions};
 
 /// What every handler may use. Cheap to clone.
@@ -26,6 +28,8 @@ struct Shared {
     keys: KeyVerifier,
     rate_limiter: RateLimiter,
     jwt: JwtSigner,
+    bus: EventBus,
+    hub: Hub,
 }
 
 impl AppState {
@@ -47,6 +51,14 @@ impl AppState {
 
     pub fn jwt(&self) -> &JwtSigner {
         &self.0.jwt
+    }
+
+    pub fn bus(&self) -> &EventBus {
+        &self.0.bus
+    }
+
+    pub fn hub(&self) -> &Hub {
+        &self.0.hub
     }
 }
 
@@ -130,12 +142,22 @@ impl App {
             config.auth.key_cache_max_entries,
         );
         let rate_limiter = RateLimiter::new(config.rate_limit.per_second, config.rate_limit.burst);
+        let bus = EventBus::new();
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+        let node_id = nodes::node_id(&config.realtime.node_id, port);
+        let hub = Hub::new(store.clone(), bus.clone(), config.realtime.clone(), node_id);
+        nodes::start(&hub)
+            .await
+            .context("registering this node and cleaning up after dead ones")?;
+        tracing::info!(node = %hub.node_id(), "node registered");
         let state = AppState(Arc::new(Shared {
             config,
             store,
             keys,
             rate_limiter,
             jwt: JwtSigner::new(secret),
+            bus,
+            hub,
         }));
         Ok(Self { state, listener })
     }
@@ -150,23 +172,45 @@ impl App {
         &self.state
     }
 
-    /// Serves until `shutdown` is cancelled, then lets in-flight requests finish for at most
-    /// the configured grace period.
+    /// Serves until `shutdown` is cancelled; then stops accepting, closes every WebSocket
+    /// (1001) and records its leave, and lets in-flight requests finish, all within the
+    /// configured grace period.
     pub async fn serve(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let grace = self.state.config().shutdown_grace();
+        let hub = self.state.hub().clone();
         let router = crate::http::router(self.state.clone());
         tracing::info!(addr = %self.local_addr(), "listening");
+        let heartbeat = tokio::spawn(nodes::heartbeat(hub.clone()));
         let server = axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
             .into_future();
+        // Upgraded sockets are not the HTTP server's any more: close them ourselves, at once,
+        // so that their users go offline while the database is still at hand.
+        let sockets = async {
+            shutdown.cancelled().await;
+            if !hub.shut_down(grace).await {
+                tracing::warn!(?grace, "shutdown grace period over with sockets still open");
+            }
+        };
         let deadline = async {
             shutdown.cancelled().await;
             tokio::time::sleep(grace).await;
         };
-        tokio::select! {
-            served = server => served.context("serving HTTP")?,
-            () = deadline => tracing::warn!(?grace, "shutdown grace period over; dropping connections"),
-        }
+        let (served, ()) = tokio::join!(
+            async {
+                tokio::select! {
+                    served = server => served.context("serving HTTP"),
+                    () = deadline => {
+                        tracing::warn!(?grace, "shutdown grace period over; dropping connections");
+                        Ok(())
+                    }
+                }
+            },
+            sockets,
+        );
+        heartbeat.abort();
+        nodes::stop(&hub).await;
+        served?;
         tracing::info!("server stopped");
         Ok(())
     }

@@ -24,6 +24,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub rate_limit: RateLimitConfig,
     pub limits: LimitsConfig,
+    pub realtime: RealtimeConfig,
     pub shutdown: ShutdownConfig,
 }
 
@@ -71,6 +72,61 @@ pub struct LimitsConfig {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct RealtimeConfig {
+    pub node_id: String,
+    pub heartbeat_interval_ms: u64,
+    pub heartbeat_timeout_ms: u64,
+    pub auth_timeout_ms: u64,
+    pub max_message_bytes: usize,
+    pub max_broadcast_bytes: usize,
+    pub max_presence_bytes: usize,
+    pub messages_per_second: u32,
+    pub message_burst: u32,
+    pub presence_interval_ms: u64,
+    pub outbox_frames: usize,
+    pub write_timeout_ms: u64,
+    pub max_connections_per_room: usize,
+    pub room_idle_ms: u64,
+    pub node_heartbeat_ms: u64,
+    pub node_timeout_ms: u64,
+}
+
+impl RealtimeConfig {
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_interval_ms)
+    }
+
+    pub fn heartbeat_timeout(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_timeout_ms)
+    }
+
+    pub fn auth_timeout(&self) -> Duration {
+        Duration::from_millis(self.auth_timeout_ms)
+    }
+
+    pub fn presence_interval(&self) -> Duration {
+        Duration::from_millis(self.presence_interval_ms)
+    }
+
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_millis(self.write_timeout_ms)
+    }
+
+    pub fn room_idle(&self) -> Duration {
+        Duration::from_millis(self.room_idle_ms)
+    }
+
+    pub fn node_heartbeat(&self) -> Duration {
+        Duration::from_millis(self.node_heartbeat_ms)
+    }
+
+    pub fn node_timeout(&self) -> Duration {
+        Duration::from_millis(self.node_timeout_ms)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ShutdownConfig {
     pub grace_ms: u64,
 }
@@ -113,6 +169,17 @@ impl Config {
         }
         if self.limits.max_body_bytes < 1024 {
             bail!("limits.max_body_bytes must be at least 1024");
+        }
+        let rt = &self.realtime;
+        if rt.heartbeat_interval_ms == 0 || rt.heartbeat_timeout_ms <= rt.heartbeat_interval_ms {
+            bail!("realtime.heartbeat_timeout_ms must be greater than realtime.heartbeat_interval_ms (> 0)");
+        }
+        if rt.node_heartbeat_ms == 0 || rt.node_timeout_ms <= rt.node_heartbeat_ms {
+            bail!("realtime.node_timeout_ms must be greater than realtime.node_heartbeat_ms (> 0)");
+        }
+        if rt.max_message_bytes < 1024 || rt.outbox_frames == 0 || rt.max_connections_per_room == 0
+        {
+            bail!("realtime limits: max_message_bytes >= 1024, outbox_frames and max_connections_per_room >= 1");
         }
         if self.auth.key_cache_max_entries == 0 {
             bail!("auth.key_cache_max_entries must be at least 1");

@@ -45,6 +45,42 @@ impl ApiError {
         }
     }
 
+    /// A JSON document that did not fit the expected type: `BAD_REQUEST` when it is not JSON
+    /// at all, else `VALIDATION_ERROR` naming the field (an unknown one, a missing one, or the
+    /// one of the wrong type).
+    pub fn from_deserialize(error: serde_path_to_error::Error<serde_json::Error>) -> Self {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        if !matches!(inner.classify(), serde_json::error::Category::Data) {
+            return Self::BadRequest(format!("Malformed JSON: {inner}").into());
+        }
+        let text = inner.to_string();
+        // serde_json ends messages with " at line L column C", which says nothing useful here.
+        let text = text
+            .rfind(" at line ")
+            .map_or(text.as_str(), |i| &text[..i]);
+        let backticked = |marker: &str| {
+            text.strip_prefix(marker)
+                .and_then(|rest| rest.split('`').next())
+                .map(str::to_owned)
+        };
+        if let Some(field) = backticked("unknown field `") {
+            return Self::validation(field.clone(), format!("Unknown field '{field}'"));
+        }
+        if let Some(field) = backticked("missing field `") {
+            return Self::validation(field.clone(), format!("{field} is required"));
+        }
+        let field = if path == "." { "body".to_owned() } else { path };
+        Self::validation(field.clone(), format!("{field}: {text}"))
+    }
+
+    /// Deserializes an already parsed JSON value, with the errors of `from_deserialize`.
+    pub fn parse_value<T: serde::de::DeserializeOwned>(
+        value: serde_json::Value,
+    ) -> Result<T, Self> {
+        serde_path_to_error::deserialize(value).map_err(Self::from_deserialize)
+    }
+
     pub fn not_found(what: Entity) -> Self {
         Self::NotFound(Cow::Borrowed(match what {
             Entity::Account => "Account not found",

@@ -12,8 +12,12 @@ pub mod config;
 pub mod domain;
 /// `ApiError` and its mapping to the documented envelope.
 pub mod error;
+/// The internal event bus (room and user events for webhooks and workflows).
+pub mod events;
 /// The REST API.
 pub mod http;
+/// The WebSocket server: protocol, connections, room actors, node records.
+pub mod realtime;
 /// Persistence on SQLite or PostgreSQL.
 pub mod store;
 /// Logging set-up.

@@ -54,7 +54,9 @@ fn parse(args: &[String]) -> Options {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some((mode, rest)) = args.split_first() else { usage() };
+    let Some((mode, rest)) = args.split_first() else {
+        usage()
+    };
     let options = parse(rest);
     match mode.as_str() {
         "http" => {
@@ -112,7 +114,11 @@ async fn http(db: Db, options: &Options) -> anyhow::Result<()> {
         let (client, url, token) = (client.clone(), users_url.clone(), token.clone());
         let body = serde_json::json!({ "name": format!("user {i}"), "roomId": room });
         async move {
-            expect_status(client.post(url).bearer_auth(token).json(&body).send().await, 201).await
+            expect_status(
+                client.post(url).bearer_auth(token).json(&body).send().await,
+                201,
+            )
+            .await
         }
     })
     .await;

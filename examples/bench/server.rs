@@ -40,7 +40,9 @@ fn postgres_url() -> String {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 impl Server {
@@ -48,13 +50,23 @@ impl Server {
     pub async fn start(db: Db, env: &[(&str, &str)]) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let (url, schema) = match db {
-            Db::Sqlite => (format!("sqlite://{}", dir.path().join("bench.db").display()), None),
+            Db::Sqlite => (
+                format!("sqlite://{}", dir.path().join("bench.db").display()),
+                None,
+            ),
             Db::Postgres => {
                 let schema = format!("bench_{}", uuid::Uuid::new_v4().simple());
-                let admin = sqlx::PgPool::connect(&postgres_url()).await.context("PostgreSQL")?;
-                sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&admin).await?;
+                let admin = sqlx::PgPool::connect(&postgres_url())
+                    .await
+                    .context("PostgreSQL")?;
+                sqlx::query(&format!("CREATE SCHEMA {schema}"))
+                    .execute(&admin)
+                    .await?;
                 admin.close().await;
-                (format!("{}?options[search_path]={schema}", postgres_url()), Some(schema))
+                (
+                    format!("{}?options[search_path]={schema}", postgres_url()),
+                    Some(schema),
+                )
             }
         };
         let command = |args: &[&str]| {
@@ -69,9 +81,14 @@ impl Server {
         };
         let output = command(&["accounts", "create", "--name", "bench", "--json"])
             .output()
-            .with_context(|| format!("running {} (build it with cargo build --release)", binary()))?;
+            .with_context(|| {
+                format!("running {} (build it with cargo build --release)", binary())
+            })?;
         if !output.status.success() {
-            bail!("accounts create: {}", String::from_utf8_lossy(&output.stderr));
+            bail!(
+                "accounts create: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
         }
         let account: Value = serde_json::from_slice(&output.stdout)?;
         let port = free_port()?;
@@ -110,7 +127,11 @@ impl Server {
         format!("{}/v1/accounts/{}{path}", self.base, self.account_id)
     }
 
-    pub async fn create_room(&self, client: &reqwest::Client, name: &str) -> anyhow::Result<String> {
+    pub async fn create_room(
+        &self,
+        client: &reqwest::Client,
+        name: &str,
+    ) -> anyhow::Result<String> {
         let reply: Value = client
             .post(self.account_url("/rooms"))
             .bearer_auth(&self.token)
@@ -126,11 +147,15 @@ impl Server {
     }
 
     pub async fn stop(mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let _ = self.child.wait();
         if let Some(schema) = self.schema.take() {
             if let Ok(admin) = sqlx::PgPool::connect(&postgres_url()).await {
-                let _ = sqlx::query(&format!("DROP SCHEMA {schema} CASCADE")).execute(&admin).await;
+                let _ = sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+                    .execute(&admin)
+                    .await;
                 admin.close().await;
             }
         }

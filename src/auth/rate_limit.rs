@@ -7,17 +7,40 @@ use std::time::{Duration, Instant};
 use crate::domain::ApiKeyId;
 use crate::error::ApiError;
 
+/// A token bucket: `burst` tokens, refilled at `per_second`.
+#[derive(Debug, Clone)]
+pub struct TokenBucket {
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl TokenBucket {
+    pub fn full(burst: f64, now: Instant) -> Self {
+        Self {
+            tokens: burst,
+            refilled: now,
+        }
+    }
+
+    /// Takes a token, or says how long until one is available.
+    pub fn take(&mut self, per_second: f64, burst: f64, now: Instant) -> Result<(), Duration> {
+        let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * per_second).min(burst);
+        self.refilled = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            return Ok(());
+        }
+        Err(Duration::from_secs_f64((1.0 - self.tokens) / per_second))
+    }
+}
+
 /// Token buckets keyed by API key. Only authenticated keys get a bucket, so the map is bounded
 /// by the number of live keys.
 pub struct RateLimiter {
     per_second: f64,
     burst: f64,
-    buckets: Mutex<HashMap<ApiKeyId, Bucket>>,
-}
-
-struct Bucket {
-    tokens: f64,
-    refilled: Instant,
+    buckets: Mutex<HashMap<ApiKeyId, TokenBucket>>,
 }
 
 impl RateLimiter {
@@ -40,21 +63,14 @@ impl RateLimiter {
             return Ok(());
         }
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        let bucket = buckets.entry(key).or_insert(Bucket {
-            tokens: self.burst,
-            refilled: now,
-        });
-        let elapsed = now.saturating_duration_since(bucket.refilled).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * self.per_second).min(self.burst);
-        bucket.refilled = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            return Ok(());
-        }
-        let wait = Duration::from_secs_f64((1.0 - bucket.tokens) / self.per_second);
-        Err(ApiError::RateLimited {
-            retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
-        })
+        let bucket = buckets
+            .entry(key)
+            .or_insert_with(|| TokenBucket::full(self.burst, now));
+        bucket
+            .take(self.per_second, self.burst, now)
+            .map_err(|wait| ApiError::RateLimited {
+                retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
+            })
     }
 }
 

@@ -87,6 +87,32 @@ uuid_id!(
     ApiKeyId
 );
 
+uuid_id!(
+    /// One WebSocket connection.
+    ConnectionId
+);
+
+/// A running server process, as recorded in the database so that other nodes can clean up
+/// after it if it dies.
+#[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize)]
+pub struct NodeId(String);
+
+impl NodeId {
+    pub fn new(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A user session (one online period): `sess_` followed by 32 hex digits.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub struct SessionId(String);

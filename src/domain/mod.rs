@@ -7,7 +7,7 @@ pub mod time;
 pub mod user;
 
 pub use account::{Account, ApiKey};
-pub use ids::{AccountId, ApiKeyId, RoomId, SessionId, UserId};
+pub use ids::{AccountId, ApiKeyId, ConnectionId, NodeId, RoomId, SessionId, UserId};
 pub use room::{Room, RoomState};
 pub use time::Timestamp;
 pub use user::{User, UserSession, UserStatus};

@@ -117,33 +117,7 @@ pub fn parse_json_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
             .end()
             .map_err(|e| ApiError::BadRequest(format!("Malformed JSON: {e}").into()))?;
     }
-    value.map_err(|error| {
-        let path = error.path().to_string();
-        let inner = error.into_inner();
-        if !matches!(inner.classify(), serde_json::error::Category::Data) {
-            return ApiError::BadRequest(format!("Malformed JSON: {inner}").into());
-        }
-        let text = inner.to_string();
-        let text = strip_position(&text);
-        if let Some(field) = backticked_after(text, "unknown field `") {
-            return ApiError::validation(field.clone(), format!("Unknown field '{field}'"));
-        }
-        if let Some(field) = backticked_after(text, "missing field `") {
-            return ApiError::validation(field.clone(), format!("{field} is required"));
-        }
-        let field = if path == "." { "body".to_owned() } else { path };
-        ApiError::validation(field.clone(), format!("{field}: {text}"))
-    })
-}
-
-/// serde_json's messages end with " at line L column C", which says nothing useful here.
-fn strip_position(text: &str) -> &str {
-    text.rfind(" at line ").map_or(text, |i| &text[..i])
-}
-
-fn backticked_after(text: &str, marker: &str) -> Option<String> {
-    let rest = text.strip_prefix(marker)?;
-    rest.split('`').next().map(str::to_owned)
+    value.map_err(ApiError::from_deserialize)
 }
 
 /// The query string's parameters; when one repeats, the last wins.

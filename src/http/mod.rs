@@ -25,6 +25,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/v1/realtime", get(crate::realtime::upgrade::connect))
         .route("/v1/accounts/{accountId}", get(accounts::get_account))
         .nest("/v1/accounts/{accountId}", account)
         .fallback(route_not_found)

@@ -13,6 +13,8 @@ use crate::app::AppState;
 use crate::auth::AccountAuth;
 use crate::domain::{Room, RoomId, Timestamp};
 use crate::error::ApiError;
+use crate::events::EventKind;
+use crate::realtime::room::RoomCommand;
 use crate::store::{Entity, NewRoom, RoomChanges, RoomScope};
 
 pub fn router() -> Router<AppState> {
@@ -166,6 +168,7 @@ async fn delete_room(
 ) -> Result<Reply, ApiError> {
     let room_id: RoomId = path.id("roomId", Entity::Room)?;
     state.store().delete_room(auth.account_id, room_id).await?;
+    state.hub().notify(room_id, RoomCommand::RoomDeleted).await;
     Ok(Reply::ok("Room deleted", json!({ "id": room_id })))
 }
 
@@ -175,23 +178,31 @@ async fn reconcile_room(
     path: PathParams,
 ) -> Result<Reply, ApiError> {
     let room_id: RoomId = path.id("roomId", Entity::Room)?;
-    let previous = state
-        .store()
-        .get_room(auth.account_id, room_id)
-        .await?
-        .ok_or(ApiError::not_found(Entity::Room))?;
     let scope = RoomScope {
         account_id: auth.account_id,
         room_id,
     };
-    let online = state.store().count_online_users(scope).await?;
-    let room = state.store().set_active_participants(scope, online).await?;
+    // First the sockets nobody serves any more (dead nodes, leaked rows), then the counter
+    // from the sockets that remain.
+    let hub = state.hub();
+    let stale_before = Timestamp::now().plus_millis(-(hub.config().node_timeout_ms as i64));
+    hub.reap(stale_before).await?;
+    let recounted = state.store().recount_room(scope).await?;
+    for user in &recounted.users_set_offline {
+        state.bus().publish_user(
+            EventKind::ParticipantLeft,
+            recounted.room.clone(),
+            user.clone(),
+        );
+    }
+    hub.users_set_offline(room_id, recounted.users_set_offline)
+        .await;
     Ok(Reply::ok(
         "OK",
         json!({
-            "room": room,
-            "previous_active_participants": previous.active_participants,
-            "reconciled_active_participants": room.active_participants,
+            "room": recounted.room,
+            "previous_active_participants": recounted.previous_active_participants,
+            "reconciled_active_participants": recounted.room.active_participants,
         }),
     ))
 }

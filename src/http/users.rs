@@ -13,6 +13,8 @@ use crate::app::AppState;
 use crate::auth::AccountAuth;
 use crate::domain::{RoomId, Timestamp, User, UserId};
 use crate::error::ApiError;
+use crate::events::EventKind;
+use crate::realtime::room::RoomCommand;
 use crate::store::{Entity, NewUser, RoomScope, UserChanges};
 
 pub fn router() -> Router<AppState> {
@@ -76,6 +78,7 @@ async fn create_user(
         created_at: Timestamp::now(),
     };
     let user = state.store().create_user(&user).await?;
+    announce(&state, EventKind::UserCreated, &user).await;
     let token = state.jwt().user_token(&user);
     Ok(Reply::created(
         "User created",
@@ -198,6 +201,7 @@ async fn update_user(
     };
     let scope = room_scope(&state, auth, &query).await?;
     let user = state.store().update_user(scope, user_id, &changes).await?;
+    announce(&state, EventKind::UserUpdated, &user).await;
     Ok(Reply::ok("User updated", json!({ "user": user })))
 }
 
@@ -209,6 +213,43 @@ async fn delete_user(
 ) -> Result<Reply, ApiError> {
     let user_id: UserId = path.id("userId", Entity::User)?;
     let scope = room_scope(&state, auth, &query).await?;
-    let user = state.store().delete_user(scope, user_id).await?;
-    Ok(Reply::ok("User deleted", json!({ "id": user.id })))
+    let (user, left) = state.store().delete_user(scope, user_id).await?;
+    if let Some(room) = &left.room {
+        state
+            .bus()
+            .publish_user(EventKind::UserDeleted, room.clone(), user.clone());
+    }
+    // Closes the user's sockets; if they were the last one online, the session closes.
+    state.bus().publish_left(&crate::store::Left {
+        went_offline: false,
+        ..left
+    });
+    let id = user.id;
+    state
+        .hub()
+        .notify(scope.room_id, RoomCommand::UserDeleted(user))
+        .await;
+    Ok(Reply::ok("User deleted", json!({ "id": id })))
+}
+
+/// Tells webhooks (the bus) and the room's sockets that a user was created or updated.
+async fn announce(state: &AppState, kind: EventKind, user: &User) {
+    let scope = RoomScope {
+        account_id: user.account_id,
+        room_id: user.room_id,
+    };
+    match state
+        .store()
+        .get_room(scope.account_id, scope.room_id)
+        .await
+    {
+        Ok(Some(room)) => state.bus().publish_user(kind, room, user.clone()),
+        Ok(None) => return,
+        Err(error) => tracing::error!(%error, "loading the room of a user event failed"),
+    }
+    let command = match kind {
+        EventKind::UserCreated => RoomCommand::UserCreated(user.clone()),
+        _ => RoomCommand::UserUpdated(user.clone()),
+    };
+    state.hub().notify(scope.room_id, command).await;
 }

@@ -20,8 +20,10 @@ macro_rules! migrations {
     };
 }
 
-pub(super) const SQLITE: &[Migration] = migrations!("sqlite": (1, "0001_foundation"));
-pub(super) const POSTGRES: &[Migration] = migrations!("postgres": (1, "0001_foundation"));
+pub(super) const SQLITE: &[Migration] =
+    migrations!("sqlite": (1, "0001_foundation"), (2, "0002_realtime"));
+pub(super) const POSTGRES: &[Migration] =
+    migrations!("postgres": (1, "0001_foundation"), (2, "0002_realtime"));
 
 pub(super) const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS collabkit_migrations (\
     version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)";

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::domain::{
-    Account, AccountId, ApiKey, ApiKeyId, Room, RoomId, Timestamp, User, UserId, UserSession,
+    Account, AccountId, ApiKey, ApiKeyId, ConnectionId, NodeId, Room, RoomId, Timestamp, User,
+    UserId, UserSession,
 };
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -124,8 +125,66 @@ pub struct RoomScope {
     pub room_id: RoomId,
 }
 
+/// A socket joining a room.
+#[derive(Debug, Clone)]
+pub struct NewConnection {
+    pub id: ConnectionId,
+    pub node_id: NodeId,
+    pub scope: RoomScope,
+    pub user_id: UserId,
+    pub opened_at: Timestamp,
+}
+
+/// A joined socket as the database records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionRecord {
+    pub id: ConnectionId,
+    pub node_id: NodeId,
+    pub scope: RoomScope,
+    pub user_id: UserId,
+}
+
+/// What a join changed.
+#[derive(Debug, Clone)]
+pub struct Joined {
+    pub user: User,
+    pub room: Room,
+    /// The user had no joined socket before: they came online.
+    pub came_online: bool,
+    /// The room had nobody online before: its session started.
+    pub session_started: bool,
+}
+
+/// What a leave (or a user's deletion) changed.
+#[derive(Debug, Clone, Default)]
+pub struct Left {
+    /// The user, unless they were deleted.
+    pub user: Option<User>,
+    /// The room, unless it was deleted.
+    pub room: Option<Room>,
+    /// The user's last joined socket is gone: they went offline.
+    pub went_offline: bool,
+    /// The room's last online user is gone: its session closed.
+    pub session_closed: bool,
+    /// When the session closed: the users who were online during it.
+    pub session_users: Vec<User>,
+}
+
+/// A room's counter before and after a recount.
+#[derive(Debug, Clone)]
+pub struct Recounted {
+    pub previous_active_participants: i64,
+    pub room: Room,
+    /// Users that were marked online without any joined socket, now offline.
+    pub users_set_offline: Vec<User>,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// Whether several server nodes may share this database (PostgreSQL) or only one
+    /// (SQLite, a local file).
+    fn shared(&self) -> bool;
+
     /// One cheap round trip, for readiness checks.
     async fn ping(&self) -> StoreResult<()>;
 
@@ -160,10 +219,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Room>;
     /// Deletes a room and everything scoped to it; `NotFound` if there is no such room.
     async fn delete_room(&self, account_id: AccountId, room_id: RoomId) -> StoreResult<()>;
-    /// Sets the stored online counter to a recounted value.
+    /// Sets the stored online counter, opening or closing the room's session to match.
     async fn set_active_participants(&self, scope: RoomScope, count: i64) -> StoreResult<Room>;
-    /// Counts the users of a room whose status is online.
-    async fn count_online_users(&self, scope: RoomScope) -> StoreResult<i64>;
+    /// Recounts a room's online users from its joined sockets, and sets users marked online
+    /// without any socket offline.
+    async fn recount_room(&self, scope: RoomScope) -> StoreResult<Recounted>;
 
     /// Creates a user and counts it in the room's `total_users_created`.
     async fn create_user(&self, user: &NewUser) -> StoreResult<User>;
@@ -185,9 +245,45 @@ pub trait Store: Send + Sync + 'static {
         user_id: UserId,
         changes: &UserChanges,
     ) -> StoreResult<User>;
-    async fn delete_user(&self, scope: RoomScope, user_id: UserId) -> StoreResult<User>;
+    /// Deletes a user (and their sockets' records); the room's count follows.
+    async fn delete_user(&self, scope: RoomScope, user_id: UserId) -> StoreResult<(User, Left)>;
+    /// Every user of a room, oldest first.
+    async fn list_room_users(&self, scope: RoomScope) -> StoreResult<Vec<User>>;
     /// A user's sessions, newest first.
     async fn list_sessions(&self, user_id: UserId) -> StoreResult<Vec<UserSession>>;
+
+    /// Records that a node is alive (creating its row at start-up).
+    async fn heartbeat_node(&self, node_id: &NodeId, now: Timestamp) -> StoreResult<()>;
+    async fn remove_node(&self, node_id: &NodeId) -> StoreResult<()>;
+    /// Joined sockets of nodes other than `live` whose heartbeat is older than
+    /// `stale_before` or that have no node row at all.
+    async fn orphaned_connections(
+        &self,
+        live: &NodeId,
+        stale_before: Timestamp,
+    ) -> StoreResult<Vec<ConnectionRecord>>;
+    /// Joined sockets recorded for one node.
+    async fn node_connections(&self, node_id: &NodeId) -> StoreResult<Vec<ConnectionRecord>>;
+    /// Forgets nodes whose heartbeat is older than `stale_before` and that hold no sockets.
+    async fn remove_stale_nodes(&self, stale_before: Timestamp) -> StoreResult<()>;
+
+    /// A socket joins a room: the user comes online if it is their first.
+    async fn join_room(&self, connection: &NewConnection) -> StoreResult<Joined>;
+    /// A socket leaves: the user goes offline if it was their last. Leaving twice, or after
+    /// the user or room is gone, changes nothing.
+    async fn leave_room(&self, connection: &ConnectionRecord, at: Timestamp) -> StoreResult<Left>;
+
+    /// `(follower, followee)` pairs of a room.
+    async fn list_follows(&self, scope: RoomScope) -> StoreResult<Vec<(UserId, UserId)>>;
+    /// Makes `follower` follow (or stop following) `followee`; idempotent. `NotFound(User)`
+    /// when either is not a user of the room.
+    async fn set_follow(
+        &self,
+        scope: RoomScope,
+        follower: UserId,
+        followee: UserId,
+        follow: bool,
+    ) -> StoreResult<()>;
 }
 
 pub type DynStore = Arc<dyn Store>;

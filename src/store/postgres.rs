@@ -74,4 +74,4 @@ async fn run_migrations(conn: &mut sqlx::pool::PoolConnection<Postgres>) -> Stor
     Ok(())
 }
 
-super::sql::impl_sql_store!(PostgresStore, sqlx::Postgres);
+super::sql::impl_sql_store!(PostgresStore, sqlx::Postgres, shared: true);

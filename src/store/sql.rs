@@ -166,7 +166,7 @@ impl TryFrom<SessionRow> for UserSession {
 
 /// Implements `Store` for `$store` (a struct with a `pool: sqlx::Pool<$db>` field).
 macro_rules! impl_sql_store {
-    ($store:ty, $db:ty) => {
+    ($store:ty, $db:ty, shared: $shared:expr) => {
         mod rows {
             use sqlx::Row as _;
 
@@ -223,6 +223,19 @@ macro_rules! impl_sql_store {
                 })
             }
 
+            pub fn connection(
+                row: &DbRow,
+            ) -> $crate::store::StoreResult<$crate::store::ConnectionRecord> {
+                let text = |column: &str| -> Result<String, sqlx::Error> { row.try_get(column) };
+                $crate::store::sql::connection_record(
+                    &text("id")?,
+                    &text("node_id")?,
+                    &text("room_id")?,
+                    &text("user_id")?,
+                    &text("account_id")?,
+                )
+            }
+
             pub fn session(row: &DbRow) -> Result<SessionRow, sqlx::Error> {
                 Ok(SessionRow {
                     id: row.try_get("id")?,
@@ -263,6 +276,10 @@ macro_rules! impl_sql_store {
 
         #[async_trait::async_trait]
         impl $crate::store::Store for $store {
+            fn shared(&self) -> bool {
+                $shared
+            }
+
             async fn ping(&self) -> $crate::store::StoreResult<()> {
                 sqlx::query("SELECT 1").execute(&self.pool).await?;
                 Ok(())
@@ -512,41 +529,64 @@ macro_rules! impl_sql_store {
                 scope: $crate::store::RoomScope,
                 count: i64,
             ) -> $crate::store::StoreResult<$crate::domain::Room> {
-                // Moving to zero closes the running session; moving from zero opens one.
-                let sql = format!(
-                    "UPDATE rooms SET active_participants = $1, \
-                       closed_sessions_ms = closed_sessions_ms + CASE \
-                         WHEN $1 = 0 AND session_started_at IS NOT NULL \
-                         THEN $2 - session_started_at ELSE 0 END, \
-                       session_started_at = CASE WHEN $1 = 0 THEN NULL \
-                         ELSE COALESCE(session_started_at, $2) END \
-                     WHERE id = $3 AND account_id = $4 RETURNING {}",
-                    $crate::store::sql::ROOM_COLUMNS
-                );
-                let row = sqlx::query(&sql)
-                    .bind(count)
-                    .bind($crate::domain::Timestamp::now().as_millis())
-                    .bind(scope.room_id.to_string())
-                    .bind(scope.account_id.to_string())
-                    .fetch_optional(&self.pool)
-                    .await?
-                    .ok_or($crate::store::StoreError::NotFound($crate::store::Entity::Room))?;
-                rows::room(&row)?.try_into()
+                let mut tx = self.pool.begin().await?;
+                if !lock_room(&mut tx, scope).await? {
+                    return Err($crate::store::StoreError::NotFound($crate::store::Entity::Room));
+                }
+                let room = set_room_count(&mut tx, scope, count, $crate::domain::Timestamp::now()).await?;
+                tx.commit().await?;
+                Ok(room)
             }
 
-            async fn count_online_users(
+            async fn recount_room(
                 &self,
                 scope: $crate::store::RoomScope,
-            ) -> $crate::store::StoreResult<i64> {
-                let row = sqlx::query(
-                    "SELECT COUNT(*) AS total FROM users \
-                     WHERE room_id = $1 AND account_id = $2 AND status = 'online'",
+            ) -> $crate::store::StoreResult<$crate::store::Recounted> {
+                let now = $crate::domain::Timestamp::now();
+                let mut tx = self.pool.begin().await?;
+                if !lock_room(&mut tx, scope).await? {
+                    return Err($crate::store::StoreError::NotFound($crate::store::Entity::Room));
+                }
+                let previous: i64 = sqlx::Row::try_get(
+                    &sqlx::query("SELECT active_participants FROM rooms WHERE id = $1")
+                        .bind(scope.room_id.to_string())
+                        .fetch_one(&mut *tx)
+                        .await?,
+                    "active_participants",
+                )?;
+                let sql = format!(
+                    "UPDATE users SET status = 'offline', left_at = $1 \
+                     WHERE room_id = $2 AND status = 'online' \
+                       AND NOT EXISTS (SELECT 1 FROM connections c WHERE c.user_id = users.id) \
+                     RETURNING {}",
+                    $crate::store::sql::USER_COLUMNS
+                );
+                let offline = sqlx::query(&sql)
+                    .bind(now.as_millis())
+                    .bind(scope.room_id.to_string())
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let users_set_offline = offline
+                    .iter()
+                    .map(|r| rows::user(r)?.try_into())
+                    .collect::<$crate::store::StoreResult<Vec<_>>>()?;
+                sqlx::query(
+                    "UPDATE user_sessions SET left_at = $1 \
+                     WHERE room_id = $2 AND left_at IS NULL \
+                       AND NOT EXISTS (SELECT 1 FROM connections c \
+                                       WHERE c.user_id = user_sessions.user_id)",
                 )
+                .bind(now.as_millis())
                 .bind(scope.room_id.to_string())
-                .bind(scope.account_id.to_string())
-                .fetch_one(&self.pool)
+                .execute(&mut *tx)
                 .await?;
-                Ok(sqlx::Row::try_get(&row, "total")?)
+                let recount = recount(&mut tx, scope, now).await?;
+                tx.commit().await?;
+                Ok($crate::store::Recounted {
+                    previous_active_participants: previous,
+                    room: recount.room,
+                    users_set_offline,
+                })
             }
 
             async fn create_user(
@@ -707,7 +747,12 @@ macro_rules! impl_sql_store {
                 &self,
                 scope: $crate::store::RoomScope,
                 user_id: $crate::domain::UserId,
-            ) -> $crate::store::StoreResult<$crate::domain::User> {
+            ) -> $crate::store::StoreResult<($crate::domain::User, $crate::store::Left)> {
+                let now = $crate::domain::Timestamp::now();
+                let mut tx = self.pool.begin().await?;
+                if !lock_room(&mut tx, scope).await? {
+                    return Err($crate::store::StoreError::NotFound($crate::store::Entity::User));
+                }
                 let sql = format!(
                     "DELETE FROM users WHERE id = $1 AND room_id = $2 AND account_id = $3 \
                      RETURNING {}",
@@ -717,10 +762,38 @@ macro_rules! impl_sql_store {
                     .bind(user_id.to_string())
                     .bind(scope.room_id.to_string())
                     .bind(scope.account_id.to_string())
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut *tx)
                     .await?
                     .ok_or($crate::store::StoreError::NotFound($crate::store::Entity::User))?;
-                rows::user(&row)?.try_into()
+                let user: $crate::domain::User = rows::user(&row)?.try_into()?;
+                // The user's sockets, sessions and follows went with them (ON DELETE CASCADE).
+                let recount = recount(&mut tx, scope, now).await?;
+                tx.commit().await?;
+                let left = $crate::store::Left {
+                    went_offline: user.status == $crate::domain::UserStatus::Online,
+                    user: None,
+                    room: Some(recount.room),
+                    session_closed: recount.closed,
+                    session_users: recount.session_users,
+                };
+                Ok((user, left))
+            }
+
+            async fn list_room_users(
+                &self,
+                scope: $crate::store::RoomScope,
+            ) -> $crate::store::StoreResult<Vec<$crate::domain::User>> {
+                let sql = format!(
+                    "SELECT {} FROM users WHERE room_id = $1 AND account_id = $2 \
+                     ORDER BY created_at, id",
+                    $crate::store::sql::USER_COLUMNS
+                );
+                let found = sqlx::query(&sql)
+                    .bind(scope.room_id.to_string())
+                    .bind(scope.account_id.to_string())
+                    .fetch_all(&self.pool)
+                    .await?;
+                found.iter().map(|r| rows::user(r)?.try_into()).collect()
             }
 
             async fn list_sessions(
@@ -738,6 +811,391 @@ macro_rules! impl_sql_store {
                     .await?;
                 found.iter().map(|r| rows::session(r)?.try_into()).collect()
             }
+
+            async fn heartbeat_node(
+                &self,
+                node_id: &$crate::domain::NodeId,
+                now: $crate::domain::Timestamp,
+            ) -> $crate::store::StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO nodes (id, started_at, heartbeat_at) VALUES ($1, $2, $2) \
+                     ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+                )
+                .bind(node_id.as_str())
+                .bind(now.as_millis())
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn remove_node(
+                &self,
+                node_id: &$crate::domain::NodeId,
+            ) -> $crate::store::StoreResult<()> {
+                sqlx::query("DELETE FROM nodes WHERE id = $1")
+                    .bind(node_id.as_str())
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn orphaned_connections(
+                &self,
+                live: &$crate::domain::NodeId,
+                stale_before: $crate::domain::Timestamp,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::ConnectionRecord>> {
+                let found = sqlx::query(
+                    "SELECT c.id, c.node_id, c.room_id, c.user_id, r.account_id \
+                     FROM connections c JOIN rooms r ON r.id = c.room_id \
+                     LEFT JOIN nodes n ON n.id = c.node_id \
+                     WHERE c.node_id <> $1 AND (n.id IS NULL OR n.heartbeat_at < $2)",
+                )
+                .bind(live.as_str())
+                .bind(stale_before.as_millis())
+                .fetch_all(&self.pool)
+                .await?;
+                found.iter().map(rows::connection).collect()
+            }
+
+            async fn node_connections(
+                &self,
+                node_id: &$crate::domain::NodeId,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::ConnectionRecord>> {
+                let found = sqlx::query(
+                    "SELECT c.id, c.node_id, c.room_id, c.user_id, r.account_id \
+                     FROM connections c JOIN rooms r ON r.id = c.room_id WHERE c.node_id = $1",
+                )
+                .bind(node_id.as_str())
+                .fetch_all(&self.pool)
+                .await?;
+                found.iter().map(rows::connection).collect()
+            }
+
+            async fn remove_stale_nodes(
+                &self,
+                stale_before: $crate::domain::Timestamp,
+            ) -> $crate::store::StoreResult<()> {
+                sqlx::query(
+                    "DELETE FROM nodes WHERE heartbeat_at < $1 \
+                     AND NOT EXISTS (SELECT 1 FROM connections c WHERE c.node_id = nodes.id)",
+                )
+                .bind(stale_before.as_millis())
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn join_room(
+                &self,
+                connection: &$crate::store::NewConnection,
+            ) -> $crate::store::StoreResult<$crate::store::Joined> {
+                let scope = connection.scope;
+                let now = connection.opened_at;
+                let mut tx = self.pool.begin().await?;
+                // Room, then user: every transaction that changes who is online locks in this
+                // order, so nodes racing on one room serialize instead of deadlocking.
+                if !lock_room(&mut tx, scope).await? {
+                    return Err($crate::store::StoreError::NotFound($crate::store::Entity::Room));
+                }
+                if !lock_user(&mut tx, scope, connection.user_id).await? {
+                    return Err($crate::store::StoreError::NotFound($crate::store::Entity::User));
+                }
+                let others = count_user_connections(&mut tx, connection.user_id).await?;
+                sqlx::query(
+                    "INSERT INTO connections (id, node_id, room_id, user_id, opened_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(connection.id.to_string())
+                .bind(connection.node_id.as_str())
+                .bind(scope.room_id.to_string())
+                .bind(connection.user_id.to_string())
+                .bind(now.as_millis())
+                .execute(&mut *tx)
+                .await?;
+                let came_online = others == 0;
+                if came_online {
+                    sqlx::query("UPDATE users SET status = 'online', joined_at = $1 WHERE id = $2")
+                        .bind(now.as_millis())
+                        .bind(connection.user_id.to_string())
+                        .execute(&mut *tx)
+                        .await?;
+                    // A session left open by a crash ends where the new one starts.
+                    close_sessions(&mut tx, connection.user_id, now).await?;
+                    sqlx::query(
+                        "INSERT INTO user_sessions (id, user_id, room_id, joined_at) \
+                         VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind($crate::domain::SessionId::new().as_str())
+                    .bind(connection.user_id.to_string())
+                    .bind(scope.room_id.to_string())
+                    .bind(now.as_millis())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                let recount = recount(&mut tx, scope, now).await?;
+                let user = fetch_user(&mut tx, scope, connection.user_id)
+                    .await?
+                    .ok_or($crate::store::StoreError::NotFound($crate::store::Entity::User))?;
+                tx.commit().await?;
+                Ok($crate::store::Joined {
+                    user,
+                    room: recount.room,
+                    came_online,
+                    session_started: recount.started,
+                })
+            }
+
+            async fn leave_room(
+                &self,
+                connection: &$crate::store::ConnectionRecord,
+                at: $crate::domain::Timestamp,
+            ) -> $crate::store::StoreResult<$crate::store::Left> {
+                let scope = connection.scope;
+                let mut tx = self.pool.begin().await?;
+                if !lock_room(&mut tx, scope).await? {
+                    return Ok($crate::store::Left::default());
+                }
+                let user_exists = lock_user(&mut tx, scope, connection.user_id).await?;
+                let removed = sqlx::query("DELETE FROM connections WHERE id = $1")
+                    .bind(connection.id.to_string())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                let mut went_offline = false;
+                if removed > 0
+                    && user_exists
+                    && count_user_connections(&mut tx, connection.user_id).await? == 0
+                {
+                    sqlx::query("UPDATE users SET status = 'offline', left_at = $1 WHERE id = $2")
+                        .bind(at.as_millis())
+                        .bind(connection.user_id.to_string())
+                        .execute(&mut *tx)
+                        .await?;
+                    close_sessions(&mut tx, connection.user_id, at).await?;
+                    went_offline = true;
+                }
+                let recount = recount(&mut tx, scope, at).await?;
+                let user = fetch_user(&mut tx, scope, connection.user_id).await?;
+                tx.commit().await?;
+                Ok($crate::store::Left {
+                    user,
+                    room: Some(recount.room),
+                    went_offline,
+                    session_closed: recount.closed,
+                    session_users: recount.session_users,
+                })
+            }
+
+            async fn list_follows(
+                &self,
+                scope: $crate::store::RoomScope,
+            ) -> $crate::store::StoreResult<Vec<($crate::domain::UserId, $crate::domain::UserId)>> {
+                let found = sqlx::query(
+                    "SELECT f.follower_id, f.followee_id FROM follows f \
+                     JOIN rooms r ON r.id = f.room_id \
+                     WHERE f.room_id = $1 AND r.account_id = $2 \
+                     ORDER BY f.created_at, f.follower_id, f.followee_id",
+                )
+                .bind(scope.room_id.to_string())
+                .bind(scope.account_id.to_string())
+                .fetch_all(&self.pool)
+                .await?;
+                found
+                    .iter()
+                    .map(|row| {
+                        let follower: String = sqlx::Row::try_get(row, "follower_id")?;
+                        let followee: String = sqlx::Row::try_get(row, "followee_id")?;
+                        $crate::store::sql::follow_pair(&follower, &followee)
+                    })
+                    .collect()
+            }
+
+            async fn set_follow(
+                &self,
+                scope: $crate::store::RoomScope,
+                follower: $crate::domain::UserId,
+                followee: $crate::domain::UserId,
+                follow: bool,
+            ) -> $crate::store::StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
+                if !lock_room(&mut tx, scope).await? {
+                    return Err($crate::store::StoreError::NotFound($crate::store::Entity::Room));
+                }
+                let both: i64 = sqlx::Row::try_get(
+                    &sqlx::query(
+                        "SELECT COUNT(*) AS n FROM users WHERE room_id = $1 AND id IN ($2, $3)",
+                    )
+                    .bind(scope.room_id.to_string())
+                    .bind(follower.to_string())
+                    .bind(followee.to_string())
+                    .fetch_one(&mut *tx)
+                    .await?,
+                    "n",
+                )?;
+                if both != 2 {
+                    return Err($crate::store::StoreError::NotFound($crate::store::Entity::User));
+                }
+                let change = if follow {
+                    sqlx::query(
+                        "INSERT INTO follows (room_id, follower_id, followee_id, created_at) \
+                         VALUES ($1, $2, $3, $4) ON CONFLICT (follower_id, followee_id) DO NOTHING",
+                    )
+                    .bind(scope.room_id.to_string())
+                    .bind(follower.to_string())
+                    .bind(followee.to_string())
+                    .bind($crate::domain::Timestamp::now().as_millis())
+                } else {
+                    sqlx::query("DELETE FROM follows WHERE follower_id = $1 AND followee_id = $2")
+                        .bind(follower.to_string())
+                        .bind(followee.to_string())
+                };
+                change.execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+        }
+
+        /// Takes the room's row lock (PostgreSQL) or the write lock (SQLite); false if the
+        /// account has no such room.
+        async fn lock_room(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            scope: $crate::store::RoomScope,
+        ) -> $crate::store::StoreResult<bool> {
+            let done = sqlx::query("UPDATE rooms SET id = id WHERE id = $1 AND account_id = $2")
+                .bind(scope.room_id.to_string())
+                .bind(scope.account_id.to_string())
+                .execute(conn)
+                .await?;
+            Ok(done.rows_affected() > 0)
+        }
+
+        async fn lock_user(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            scope: $crate::store::RoomScope,
+            user_id: $crate::domain::UserId,
+        ) -> $crate::store::StoreResult<bool> {
+            let done = sqlx::query("UPDATE users SET id = id WHERE id = $1 AND room_id = $2")
+                .bind(user_id.to_string())
+                .bind(scope.room_id.to_string())
+                .execute(conn)
+                .await?;
+            Ok(done.rows_affected() > 0)
+        }
+
+        async fn count_user_connections(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            user_id: $crate::domain::UserId,
+        ) -> $crate::store::StoreResult<i64> {
+            let row = sqlx::query("SELECT COUNT(*) AS n FROM connections WHERE user_id = $1")
+                .bind(user_id.to_string())
+                .fetch_one(conn)
+                .await?;
+            Ok(sqlx::Row::try_get(&row, "n")?)
+        }
+
+        async fn close_sessions(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            user_id: $crate::domain::UserId,
+            at: $crate::domain::Timestamp,
+        ) -> $crate::store::StoreResult<()> {
+            sqlx::query("UPDATE user_sessions SET left_at = $1 WHERE user_id = $2 AND left_at IS NULL")
+                .bind(at.as_millis())
+                .bind(user_id.to_string())
+                .execute(conn)
+                .await?;
+            Ok(())
+        }
+
+        async fn fetch_user(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            scope: $crate::store::RoomScope,
+            user_id: $crate::domain::UserId,
+        ) -> $crate::store::StoreResult<Option<$crate::domain::User>> {
+            let sql = format!(
+                "SELECT {} FROM users WHERE id = $1 AND room_id = $2",
+                $crate::store::sql::USER_COLUMNS
+            );
+            let row = sqlx::query(&sql)
+                .bind(user_id.to_string())
+                .bind(scope.room_id.to_string())
+                .fetch_optional(conn)
+                .await?;
+            row.map(|r| rows::user(&r)?.try_into()).transpose()
+        }
+
+        /// Stores `count` as the room's online users, opening or closing its session.
+        async fn set_room_count(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            scope: $crate::store::RoomScope,
+            count: i64,
+            now: $crate::domain::Timestamp,
+        ) -> $crate::store::StoreResult<$crate::domain::Room> {
+            let sql = format!(
+                "UPDATE rooms SET active_participants = $1, \
+                   closed_sessions_ms = closed_sessions_ms + CASE \
+                     WHEN $1 = 0 AND session_started_at IS NOT NULL \
+                     THEN $2 - session_started_at ELSE 0 END, \
+                   session_started_at = CASE WHEN $1 = 0 THEN NULL \
+                     ELSE COALESCE(session_started_at, $2) END \
+                 WHERE id = $3 AND account_id = $4 RETURNING {}",
+                $crate::store::sql::ROOM_COLUMNS
+            );
+            let row = sqlx::query(&sql)
+                .bind(count)
+                .bind(now.as_millis())
+                .bind(scope.room_id.to_string())
+                .bind(scope.account_id.to_string())
+                .fetch_optional(conn)
+                .await?
+                .ok_or($crate::store::StoreError::NotFound($crate::store::Entity::Room))?;
+            rows::room(&row)?.try_into()
+        }
+
+        /// Recounts a (locked) room's online users from its joined sockets.
+        async fn recount(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            scope: $crate::store::RoomScope,
+            now: $crate::domain::Timestamp,
+        ) -> $crate::store::StoreResult<$crate::store::sql::Recount> {
+            let row = sqlx::query(
+                "SELECT session_started_at, \
+                   (SELECT COUNT(DISTINCT user_id) FROM connections WHERE room_id = $1) AS online \
+                 FROM rooms WHERE id = $1",
+            )
+            .bind(scope.room_id.to_string())
+            .fetch_one(&mut *conn)
+            .await?;
+            let before: Option<i64> = sqlx::Row::try_get(&row, "session_started_at")?;
+            let online: i64 = sqlx::Row::try_get(&row, "online")?;
+            let room = set_room_count(&mut *conn, scope, online, now).await?;
+            let closed = before.is_some() && room.session_started_at.is_none();
+            let session_users = match before {
+                Some(started) if closed => {
+                    let sql = format!(
+                        "SELECT {} FROM users WHERE room_id = $1 AND id IN \
+                           (SELECT user_id FROM user_sessions \
+                            WHERE room_id = $1 AND left_at >= $2) \
+                         ORDER BY created_at, id",
+                        $crate::store::sql::USER_COLUMNS
+                    );
+                    let found = sqlx::query(&sql)
+                        .bind(scope.room_id.to_string())
+                        .bind(started)
+                        .fetch_all(&mut *conn)
+                        .await?;
+                    found
+                        .iter()
+                        .map(|r| rows::user(r)?.try_into())
+                        .collect::<$crate::store::StoreResult<Vec<_>>>()?
+                }
+                _ => Vec::new(),
+            };
+            Ok($crate::store::sql::Recount {
+                started: before.is_none() && room.session_started_at.is_some(),
+                closed,
+                room,
+                session_users,
+            })
         }
 
         async fn insert_api_key(
@@ -768,5 +1226,41 @@ pub(super) fn key_owner(id: &str, account_id: &str) -> StoreResult<super::KeyOwn
     Ok(super::KeyOwner {
         key_id: parse(id, "api key id")?,
         account_id: parse(account_id, "account id")?,
+    })
+}
+
+/// A room after a recount, and how its session changed.
+pub(super) struct Recount {
+    pub room: Room,
+    pub started: bool,
+    pub closed: bool,
+    pub session_users: Vec<User>,
+}
+
+pub(super) fn follow_pair(
+    follower: &str,
+    followee: &str,
+) -> StoreResult<(crate::domain::UserId, crate::domain::UserId)> {
+    Ok((
+        parse(follower, "follower id")?,
+        parse(followee, "followee id")?,
+    ))
+}
+
+pub(super) fn connection_record(
+    id: &str,
+    node_id: &str,
+    room_id: &str,
+    user_id: &str,
+    account_id: &str,
+) -> StoreResult<super::ConnectionRecord> {
+    Ok(super::ConnectionRecord {
+        id: parse(id, "connection id")?,
+        node_id: crate::domain::NodeId::new(node_id),
+        scope: super::RoomScope {
+            account_id: parse(account_id, "account id")?,
+            room_id: parse(room_id, "room id")?,
+        },
+        user_id: parse(user_id, "user id")?,
     })
 }

@@ -95,4 +95,4 @@ pub async fn applied_migrations(store: &SqliteStore) -> StoreResult<i64> {
     Ok(row.try_get("n")?)
 }
 
-super::sql::impl_sql_store!(SqliteStore, sqlx::Sqlite);
+super::sql::impl_sql_store!(SqliteStore, sqlx::Sqlite, shared: false);

@@ -1,0 +1,81 @@
+//! This node's record in the database: its heartbeat, and the clean-up of sockets left behind
+//! by nodes that died (including this one's previous run, after a crash).
+
+use crate::domain::{NodeId, Timestamp};
+
+use super::Hub;
+
+/// The node's name: configured, else `<hostname>:<port>` (stable across restarts, so that a
+/// restarted node cleans up after itself at once), else random (port 0: tests).
+pub fn node_id(configured: &str, port: u16) -> NodeId {
+    if !configured.is_empty() {
+        return NodeId::new(configured);
+    }
+    if port != 0 {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "collabkit".to_owned());
+        return NodeId::new(format!("{host}:{port}"));
+    }
+    NodeId::new(format!("node-{}", uuid::Uuid::new_v4().simple()))
+}
+
+/// Registers the node and cleans up what dead nodes left. On a database only one node can
+/// use (SQLite), every other node's sockets are dead by definition.
+pub async fn start(hub: &Hub) -> anyhow::Result<()> {
+    let store = hub.store();
+    let now = Timestamp::now();
+    store.heartbeat_node(hub.node_id(), now).await?;
+    let stale_before = if store.shared() {
+        now.plus_millis(-(hub.config().node_timeout().as_millis() as i64))
+    } else {
+        now.plus_millis(1)
+    };
+    let reaped = hub.reap(stale_before).await?;
+    if reaped > 0 {
+        tracing::info!(reaped, "set users of dead connections offline");
+    }
+    Ok(())
+}
+
+/// Every `node_heartbeat`: refresh this node's heartbeat and clean up after dead nodes.
+pub async fn heartbeat(hub: Hub) {
+    let config = hub.config().clone();
+    let mut tick = tokio::time::interval(config.node_heartbeat());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = hub.shutdown_token().cancelled() => return,
+        }
+        let now = Timestamp::now();
+        if let Err(error) = hub.store().heartbeat_node(hub.node_id(), now).await {
+            tracing::warn!(%error, "node heartbeat failed");
+            continue;
+        }
+        let stale_before = now.plus_millis(-(config.node_timeout().as_millis() as i64));
+        match hub.reap(stale_before).await {
+            Ok(0) => {}
+            Ok(reaped) => tracing::info!(reaped, "set users of dead connections offline"),
+            Err(error) => tracing::warn!(%error, "cleaning up dead connections failed"),
+        }
+    }
+}
+
+/// After shutdown: forget this node if it left nothing behind.
+pub async fn stop(hub: &Hub) {
+    let store = hub.store();
+    match store.node_connections(hub.node_id()).await {
+        Ok(rows) if rows.is_empty() => {
+            if let Err(error) = store.remove_node(hub.node_id()).await {
+                tracing::warn!(%error, "removing the node record failed");
+            }
+        }
+        Ok(rows) => tracing::warn!(left = rows.len(), "stopping with sockets still recorded"),
+        Err(error) => tracing::warn!(%error, "checking the node's sockets failed"),
+    }
+}

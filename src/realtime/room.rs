@@ -1,0 +1,359 @@
+//! The room actor: one task per active room on this node owns who is joined here, their
+//! presence and sync targets, and the follow graph. It never awaits a client: every send is a
+//! `try_send` into the client's bounded outbox, and a client that cannot keep up is closed.
+
+use std::collections::HashMap;
+
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{sleep_until, Instant};
+
+use super::connection::Outbox;
+use super::hub::Hub;
+use super::presence::{self, PresenceBoard, SyncTarget, Update};
+use super::protocol::{self, close, FollowGraph};
+use crate::config::RealtimeConfig;
+use crate::domain::{ConnectionId, User, UserId};
+use crate::store::{DynStore, Joined, Left, RoomScope};
+
+/// Commands queued for a room before senders wait.
+pub const INBOX_CAPACITY: usize = 1024;
+/// Tries at loading the follow graph before the room runs without it.
+const FOLLOW_LOAD_ATTEMPTS: u32 = 3;
+
+pub enum RoomCommand {
+    /// A socket joined (already recorded in the database).
+    Joined {
+        connection: ConnectionId,
+        user_id: UserId,
+        outbox: Outbox,
+        joined: Box<Joined>,
+        /// Everyone else's current presence, for the join's result.
+        reply: oneshot::Sender<Vec<Value>>,
+    },
+    /// A socket stops receiving (before its leave is recorded).
+    Detach {
+        connection: ConnectionId,
+    },
+    /// A leave was recorded (this node's socket, or one of a dead node).
+    Left {
+        user_id: UserId,
+        left: Box<Left>,
+    },
+    Presence {
+        connection: ConnectionId,
+        state: Value,
+    },
+    Sync {
+        connection: ConnectionId,
+        target: SyncTarget,
+        reply: oneshot::Sender<Vec<Value>>,
+    },
+    Unsync {
+        connection: ConnectionId,
+    },
+    Broadcast {
+        connection: ConnectionId,
+        event: String,
+        data: Value,
+        user_ids: Option<Vec<UserId>>,
+        reply: oneshot::Sender<usize>,
+    },
+    FollowChanged {
+        follower: UserId,
+        followee: UserId,
+        follows: bool,
+        users: Vec<User>,
+    },
+    UserCreated(User),
+    UserUpdated(User),
+    UserDeleted(User),
+    RoomDeleted,
+}
+
+struct Member {
+    user_id: UserId,
+    outbox: Outbox,
+    sync: Option<SyncTarget>,
+}
+
+pub struct RoomActor {
+    scope: RoomScope,
+    hub: Hub,
+    store: DynStore,
+    config: RealtimeConfig,
+    members: HashMap<ConnectionId, Member>,
+    presence: PresenceBoard,
+    follows: FollowGraph,
+}
+
+impl RoomActor {
+    pub fn new(scope: RoomScope, hub: Hub, store: DynStore, config: RealtimeConfig) -> Self {
+        Self {
+            scope,
+            hub,
+            store,
+            config,
+            members: HashMap::new(),
+            presence: PresenceBoard::default(),
+            follows: FollowGraph::default(),
+        }
+    }
+
+    pub async fn run(mut self, mut inbox: mpsc::Receiver<RoomCommand>) {
+        self.load_follows().await;
+        let interval = self.config.presence_interval();
+        let mut idle_since = Instant::now();
+        loop {
+            let flush_at = self.presence.next_due(interval);
+            let idle_at = self
+                .members
+                .is_empty()
+                .then(|| idle_since + self.config.room_idle());
+            tokio::select! {
+                command = inbox.recv() => match command {
+                    Some(command) => self.handle(command),
+                    None => break,
+                },
+                () = sleep_until(flush_at.unwrap_or_else(Instant::now)), if flush_at.is_some() => {
+                    for (user, state) in self.presence.take_due(Instant::now(), interval) {
+                        self.fan_out_presence(user, &state);
+                    }
+                }
+                () = sleep_until(idle_at.unwrap_or_else(Instant::now)), if idle_at.is_some() => {
+                    if self.hub.unload_if_idle(self.scope.room_id) {
+                        break;
+                    }
+                    idle_since = Instant::now();
+                }
+            }
+            if !self.members.is_empty() {
+                idle_since = Instant::now();
+            }
+        }
+        // Commands sent before the room was unloaded still get their effects (none reach a
+        // socket: nobody is joined).
+        inbox.close();
+        while let Ok(command) = inbox.try_recv() {
+            self.handle(command);
+        }
+        tracing::debug!(room = %self.scope.room_id, "room unloaded");
+    }
+
+    async fn load_follows(&mut self) {
+        for attempt in 1..=FOLLOW_LOAD_ATTEMPTS {
+            match self.store.list_follows(self.scope).await {
+                Ok(pairs) => {
+                    self.follows = FollowGraph::from_pairs(pairs);
+                    return;
+                }
+                Err(error) => {
+                    tracing::warn!(room = %self.scope.room_id, attempt, %error, "loading follows failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100 * u64::from(attempt)))
+                        .await;
+                }
+            }
+        }
+    }
+
+    fn handle(&mut self, command: RoomCommand) {
+        match command {
+            RoomCommand::Joined {
+                connection,
+                user_id,
+                outbox,
+                joined,
+                reply,
+            } => {
+                self.members.insert(
+                    connection,
+                    Member {
+                        user_id,
+                        outbox,
+                        sync: None,
+                    },
+                );
+                if joined.came_online {
+                    let user = self.follows.socket_user(joined.user.clone());
+                    self.send_to_others(
+                        user_id,
+                        &protocol::event("userJoined", &json!({ "user": user })),
+                    );
+                }
+                let states = self
+                    .presence
+                    .states()
+                    .filter(|(user, _)| *user != user_id)
+                    .map(|(user, state)| json!({ "userId": user, "state": state }))
+                    .collect();
+                let _ = reply.send(states);
+            }
+            RoomCommand::Detach { connection } => {
+                self.members.remove(&connection);
+            }
+            RoomCommand::Left { user_id, left } => {
+                if !left.went_offline {
+                    return;
+                }
+                if let Some(user) = left.user {
+                    let user = self.follows.socket_user(user);
+                    self.send_to_others(
+                        user_id,
+                        &protocol::event("userLeft", &json!({ "user": user })),
+                    );
+                }
+                self.clear_presence(user_id);
+            }
+            RoomCommand::Presence {
+                connection,
+                mut state,
+            } => {
+                let Some(member) = self.members.get(&connection) else {
+                    return;
+                };
+                let user_id = member.user_id;
+                if let Value::Object(fields) = &mut state {
+                    fields.insert("color".to_owned(), presence::color(user_id).into());
+                }
+                let interval = self.config.presence_interval();
+                if self
+                    .presence
+                    .update(user_id, state.clone(), Instant::now(), interval)
+                    == Update::SendNow
+                {
+                    self.fan_out_presence(user_id, &state);
+                }
+            }
+            RoomCommand::Sync {
+                connection,
+                target,
+                reply,
+            } => {
+                let Some(member) = self.members.get_mut(&connection) else {
+                    return;
+                };
+                member.sync = Some(target);
+                let viewer = member.user_id;
+                let states = self
+                    .presence
+                    .states()
+                    .filter(|(user, _)| *user != viewer && self.matches(target, viewer, *user))
+                    .map(|(user, state)| json!({ "userId": user, "state": state }))
+                    .collect();
+                let _ = reply.send(states);
+            }
+            RoomCommand::Unsync { connection } => {
+                if let Some(member) = self.members.get_mut(&connection) {
+                    member.sync = None;
+                }
+            }
+            RoomCommand::Broadcast {
+                connection,
+                event,
+                data,
+                user_ids,
+                reply,
+            } => {
+                let Some(sender) = self.members.get(&connection).map(|m| m.user_id) else {
+                    let _ = reply.send(0);
+                    return;
+                };
+                let frame = protocol::event(
+                    "broadcast",
+                    &json!({ "event": event, "data": data, "userId": sender }),
+                );
+                let mut recipients = 0;
+                for member in self.members.values() {
+                    let wanted = user_ids
+                        .as_ref()
+                        .is_none_or(|ids| ids.contains(&member.user_id));
+                    if member.user_id != sender && wanted && member.outbox.send(frame.clone()) {
+                        recipients += 1;
+                    }
+                }
+                let _ = reply.send(recipients);
+            }
+            RoomCommand::FollowChanged {
+                follower,
+                followee,
+                follows,
+                users,
+            } => {
+                self.follows.set(follower, followee, follows);
+                for user in users {
+                    let user = self.follows.socket_user(user);
+                    self.send_to_all(&protocol::event("userUpdated", &json!({ "user": user })));
+                }
+            }
+            RoomCommand::UserCreated(user) => {
+                let user = self.follows.socket_user(user);
+                self.send_to_all(&protocol::event("userCreated", &json!({ "user": user })));
+            }
+            RoomCommand::UserUpdated(user) => {
+                let user = self.follows.socket_user(user);
+                self.send_to_all(&protocol::event("userUpdated", &json!({ "user": user })));
+            }
+            RoomCommand::UserDeleted(user) => {
+                let user_id = user.id;
+                let user = self.follows.socket_user(user);
+                self.follows.remove_user(user_id);
+                self.send_to_all(&protocol::event("userDeleted", &json!({ "user": user })));
+                self.clear_presence(user_id);
+                self.members.retain(|_, member| {
+                    if member.user_id == user_id {
+                        member.outbox.close(close::GONE, "userDeleted");
+                        return false;
+                    }
+                    true
+                });
+            }
+            RoomCommand::RoomDeleted => {
+                let frame =
+                    protocol::event("roomDeleted", &json!({ "roomId": self.scope.room_id }));
+                for member in self.members.values() {
+                    member.outbox.send(frame.clone());
+                    member.outbox.close(close::GONE, "roomDeleted");
+                }
+                self.members.clear();
+            }
+        }
+    }
+
+    /// Whether a connection of `viewer` synced to `target` receives `subject`'s presence.
+    fn matches(&self, target: SyncTarget, viewer: UserId, subject: UserId) -> bool {
+        match target {
+            SyncTarget::Everyone => true,
+            SyncTarget::Following => self.follows.follows(viewer, subject),
+            SyncTarget::User(user) => user == subject,
+        }
+    }
+
+    fn fan_out_presence(&self, subject: UserId, state: &Value) {
+        let frame = protocol::event("presence", &json!({ "userId": subject, "state": state }));
+        for member in self.members.values() {
+            let Some(target) = member.sync else { continue };
+            if member.user_id != subject && self.matches(target, member.user_id, subject) {
+                member.outbox.send(frame.clone());
+            }
+        }
+    }
+
+    /// A user went away: the others synced to them see `state: null`.
+    fn clear_presence(&mut self, user_id: UserId) {
+        if self.presence.remove(user_id) {
+            self.fan_out_presence(user_id, &Value::Null);
+        }
+    }
+
+    fn send_to_others(&self, user_id: UserId, frame: &axum::extract::ws::Utf8Bytes) {
+        for member in self.members.values().filter(|m| m.user_id != user_id) {
+            member.outbox.send(frame.clone());
+        }
+    }
+
+    fn send_to_all(&self, frame: &axum::extract::ws::Utf8Bytes) {
+        for member in self.members.values() {
+            member.outbox.send(frame.clone());
+        }
+    }
+}

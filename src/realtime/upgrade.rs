@@ -1,0 +1,24 @@
+//! `GET /v1/realtime`: the WebSocket upgrade. Authentication happens on the socket (the
+//! first frame), never in the URL.
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::State;
+use axum::response::Response;
+
+use super::protocol::SUBPROTOCOL;
+use crate::app::AppState;
+
+/// A frame this many times over the limit closes the socket (1009) instead of being answered.
+const HARD_CAP_FACTOR: usize = 4;
+
+pub async fn connect(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
+    let cap = state.hub().config().max_message_bytes * HARD_CAP_FACTOR;
+    upgrade
+        .protocols([SUBPROTOCOL])
+        .max_message_size(cap)
+        .max_frame_size(cap)
+        .on_upgrade(move |socket| {
+            let hub = state.hub().clone();
+            hub.track(super::connection::run(socket, state))
+        })
+}
