@@ -182,6 +182,12 @@ async fn reconcile_room(
         account_id: auth.account_id,
         room_id,
     };
+    let previous = state
+        .store()
+        .get_room(auth.account_id, room_id)
+        .await?
+        .ok_or(ApiError::not_found(Entity::Room))?
+        .active_participants;
     // First the sockets nobody serves any more (dead nodes, leaked rows), then the counter
     // from the sockets that remain.
     let hub = state.hub();
@@ -201,7 +207,7 @@ async fn reconcile_room(
         "OK",
         json!({
             "room": recounted.room,
-            "previous_active_participants": recounted.previous_active_participants,
+            "previous_active_participants": previous,
             "reconciled_active_participants": recounted.room.active_participants,
         }),
     ))

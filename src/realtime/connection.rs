@@ -176,8 +176,11 @@ pub async fn run(socket: WebSocket, state: AppState) {
         }
     }
     connection.leave().await;
-    // Let the writer send what is queued and the close frame.
-    closer.close(close::NORMAL, "bye");
+    // The client went away (or closed): let the writer flush and say goodbye. Otherwise the
+    // writer already has the reason (shutdown, too slow, deleted...).
+    if !closer.token.is_cancelled() {
+        closer.close(close::NORMAL, "bye");
+    }
     let _ = writer.await;
     tracing::debug!(parent: &span, "socket closed");
 }

@@ -170,10 +170,9 @@ pub struct Left {
     pub session_users: Vec<User>,
 }
 
-/// A room's counter before and after a recount.
+/// A room after a recount of its online users.
 #[derive(Debug, Clone)]
 pub struct Recounted {
-    pub previous_active_participants: i64,
     pub room: Room,
     /// Users that were marked online without any joined socket, now offline.
     pub users_set_offline: Vec<User>,

@@ -547,13 +547,6 @@ macro_rules! impl_sql_store {
                 if !lock_room(&mut tx, scope).await? {
                     return Err($crate::store::StoreError::NotFound($crate::store::Entity::Room));
                 }
-                let previous: i64 = sqlx::Row::try_get(
-                    &sqlx::query("SELECT active_participants FROM rooms WHERE id = $1")
-                        .bind(scope.room_id.to_string())
-                        .fetch_one(&mut *tx)
-                        .await?,
-                    "active_participants",
-                )?;
                 let sql = format!(
                     "UPDATE users SET status = 'offline', left_at = $1 \
                      WHERE room_id = $2 AND status = 'online' \
@@ -583,7 +576,6 @@ macro_rules! impl_sql_store {
                 let recount = recount(&mut tx, scope, now).await?;
                 tx.commit().await?;
                 Ok($crate::store::Recounted {
-                    previous_active_participants: previous,
                     room: recount.room,
                     users_set_offline,
                 })

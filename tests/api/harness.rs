@@ -132,6 +132,8 @@ pub fn test_config(db: &TestDatabase) -> Config {
 /// A running server.
 pub struct TestApp {
     pub base: String,
+    /// The running app's state (its event bus, its hub).
+    pub state: collabkit::app::AppState,
     pub client: reqwest::Client,
     pub config: Config,
     shutdown: CancellationToken,
@@ -157,6 +159,7 @@ impl TestApp {
         collabkit::telemetry::init(&config.log);
         let app = App::build(config.clone()).await.expect("the app builds");
         let base = format!("http://{}", app.local_addr());
+        let state = app.state().clone();
         let shutdown = CancellationToken::new();
         let server = tokio::spawn(app.serve(shutdown.clone()));
         let client = reqwest::Client::builder()
@@ -165,6 +168,7 @@ impl TestApp {
             .unwrap();
         Self {
             base,
+            state,
             client,
             config,
             shutdown,
@@ -182,6 +186,19 @@ impl TestApp {
                 .expect("server task")
                 .expect("server ran cleanly");
         }
+        self.take_db()
+    }
+
+    /// Drops the server as a crash would: no shutdown, nothing recorded.
+    pub async fn abandon(mut self) -> TestDatabase {
+        if let Some(server) = self.server.take() {
+            server.abort();
+            let _ = server.await;
+        }
+        self.take_db()
+    }
+
+    fn take_db(&mut self) -> TestDatabase {
         let db = TestDatabase {
             url: self.db.url.clone(),
             dir: tempfile::tempdir().unwrap(),
@@ -238,6 +255,15 @@ pub struct TestAccount {
 }
 
 impl TestAccount {
+    /// The same account, talking to another (restarted) server.
+    pub fn rebase(account: &TestAccount, app: &TestApp) -> TestAccount {
+        TestAccount {
+            base: app.base.clone(),
+            client: app.client.clone(),
+            ..account.clone()
+        }
+    }
+
     /// `path` below `/v1/accounts/:accountId`.
     pub fn url(&self, path: &str) -> String {
         format!("{}/v1/accounts/{}{path}", self.base, self.id)

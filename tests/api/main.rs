@@ -1,10 +1,12 @@
 //! Black-box tests: the real server on port 0, real HTTP, on SQLite and on PostgreSQL.
 
 mod harness;
+mod socket;
 
 mod auth;
 mod cli;
 mod keys;
+mod realtime;
 mod robustness;
 mod rooms;
 mod users;
