@@ -163,7 +163,15 @@ pub async fn run(socket: WebSocket, state: AppState) {
             message = stream.next() => message,
             () = closer.token.cancelled() => break,
         };
-        let Some(Ok(message)) = message else { break };
+        let message = match message {
+            Some(Ok(message)) => message,
+            Some(Err(error)) => {
+                let (code, reason) = read_failure(error);
+                closer.close(code, reason);
+                break;
+            }
+            None => break,
+        };
         last_seen.store(Timestamp::now().as_millis(), Ordering::Relaxed);
         match message {
             Message::Text(text) => connection.handle_text(text.as_str()).await,
@@ -183,6 +191,15 @@ pub async fn run(socket: WebSocket, state: AppState) {
     }
     let _ = writer.await;
     tracing::debug!(parent: &span, "socket closed");
+}
+
+/// Why reading a socket failed, as a close code: a frame over the hard cap (1009), or
+/// anything else the peer did wrong or a lost connection (1002).
+fn read_failure(error: axum::Error) -> (u16, &'static str) {
+    match error.into_inner().downcast_ref::<tungstenite::Error>() {
+        Some(tungstenite::Error::Capacity(_)) => (close::TOO_BIG, "frame too large"),
+        _ => (close::PROTOCOL_ERROR, "connection error"),
+    }
 }
 
 fn close_message(code: u16, reason: &'static str) -> Message {

@@ -69,10 +69,15 @@ impl TestDatabase {
                 }
             }
             Backend::Postgres => {
-                let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs();
+                let schema = format!("t_{now}_{}", uuid::Uuid::new_v4().simple());
                 let admin = sqlx::PgPool::connect(&postgres_url())
                     .await
                     .expect("PostgreSQL for tests (COLLABKIT_TEST_POSTGRES_URL) must be running");
+                drop_abandoned_schemas(&admin, now).await;
                 sqlx::query(&format!("CREATE SCHEMA {schema}"))
                     .execute(&admin)
                     .await
@@ -87,6 +92,24 @@ impl TestDatabase {
                     schema: Some(schema),
                 }
             }
+        }
+    }
+}
+
+/// Schemas of test runs that died before dropping them (named `t_<created secs>_...`).
+async fn drop_abandoned_schemas(admin: &sqlx::PgPool, now: u64) {
+    const ABANDONED_AFTER_SECS: u64 = 3600;
+    let names: Vec<(String,)> =
+        sqlx::query_as("SELECT nspname FROM pg_namespace WHERE nspname LIKE 't\\_%'")
+            .fetch_all(admin)
+            .await
+            .unwrap_or_default();
+    for (name,) in names {
+        let created = name.split('_').nth(1).and_then(|s| s.parse::<u64>().ok());
+        if created.is_some_and(|at| at + ABANDONED_AFTER_SECS < now) {
+            let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
+                .execute(admin)
+                .await;
         }
     }
 }
@@ -238,8 +261,16 @@ impl TestApp {
 }
 
 impl Drop for TestApp {
+    /// Stops the server before its database goes, so that nothing runs on a dropped schema.
     fn drop(&mut self) {
         self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(async {
+                    let _ = tokio::time::timeout(Duration::from_secs(15), server).await;
+                })
+            });
+        }
     }
 }
 

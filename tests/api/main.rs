@@ -6,6 +6,7 @@ mod socket;
 mod auth;
 mod cli;
 mod keys;
+mod presence;
 mod realtime;
 mod robustness;
 mod rooms;
