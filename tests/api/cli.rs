@@ -16,6 +16,7 @@ both_backends!(
     keys_are_managed_from_the_cli,
     migrate_is_idempotent,
     the_server_logs_json_without_secrets_and_stops_on_sigterm,
+    a_killed_server_leaves_no_user_online_after_restart,
 );
 
 fn collabkit(db: &TestDatabase) -> Command {
@@ -308,4 +309,87 @@ async fn the_server_logs_json_without_secrets_and_stops_on_sigterm(backend: Back
         "the stop is logged"
     );
     assert!(lines.iter().any(|l| l.contains("server stopped")));
+}
+
+/// Starts `collabkit serve` on `port` and waits until it is ready.
+async fn spawn_server(db: &TestDatabase, port: u16) -> std::process::Child {
+    let child = collabkit(db)
+        .env("COLLABKIT_BIND", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let ready = eventually(Duration::from_secs(30), || async move {
+        match reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await {
+            Ok(response) => response.status().is_success(),
+            Err(_) => false,
+        }
+    })
+    .await;
+    assert!(ready, "the server did not become ready");
+    child
+}
+
+async fn a_killed_server_leaves_no_user_online_after_restart(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let created = run_json(collabkit(&db).args(["accounts", "create", "--name", "Crash", "--json"]));
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut server = spawn_server(&db, port).await;
+    let account_url = format!("{base}/v1/accounts/{}", created["accountId"].as_str().unwrap());
+    let token = created["token"].as_str().unwrap();
+    let client = reqwest::Client::new();
+    let room: Value = client
+        .post(format!("{account_url}/rooms"))
+        .bearer_auth(token)
+        .json(&json!({ "name": "crash" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let room_id = room["data"]["room"]["id"].as_str().unwrap().to_owned();
+    let user: Value = client
+        .post(format!("{account_url}/users"))
+        .bearer_auth(token)
+        .json(&json!({ "name": "Alice", "roomId": room_id }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let user_id = user["data"]["user"]["id"].as_str().unwrap().to_owned();
+    let (socket, joined) =
+        crate::socket::Socket::join(&base, user["data"]["token"].as_str().unwrap()).await;
+    assert_eq!(joined["user"]["status"], "online");
+
+    server.kill().unwrap(); // SIGKILL: nothing is recorded on the way out
+    server.wait().unwrap();
+    drop(socket);
+    let mut server = spawn_server(&db, port).await;
+    let status: Value = client
+        .get(format!("{account_url}/users/{user_id}?roomId={room_id}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["data"]["user"]["status"], "offline", "{status}");
+    assert!(status["data"]["sessions"][0]["left_at"].is_string());
+    let room: Value = client
+        .get(format!("{account_url}/rooms/{room_id}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(room["data"]["room"]["active_participants"], 0);
+    server.kill().unwrap();
+    server.wait().unwrap();
 }
