@@ -25,6 +25,8 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     pub limits: LimitsConfig,
     pub realtime: RealtimeConfig,
+    pub stores: StoresConfig,
+    pub comments: CommentsConfig,
     pub shutdown: ShutdownConfig,
 }
 
@@ -123,6 +125,27 @@ impl RealtimeConfig {
     pub fn node_timeout(&self) -> Duration {
         Duration::from_millis(self.node_timeout_ms)
     }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoresConfig {
+    pub max_entry_bytes: usize,
+    pub max_entries_per_store: i64,
+    pub max_stores: i64,
+    pub max_fields: usize,
+    pub client_schemas: bool,
+    pub tombstone_retention_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommentsConfig {
+    pub max_body_chars: usize,
+    pub max_metadata_bytes: usize,
+    pub max_threads_per_room: i64,
+    pub max_comments_per_thread: i64,
+    pub max_reactions_per_comment: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

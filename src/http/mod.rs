@@ -1,6 +1,7 @@
 //! The REST API: one file per resource, each with its own `router()`, under the envelope.
 
 pub mod accounts;
+pub mod comments;
 pub mod envelope;
 pub mod extract;
 pub mod health;
@@ -21,7 +22,8 @@ pub fn router(state: AppState) -> Router {
     let account = Router::new()
         .merge(rooms::router())
         .merge(users::router())
-        .merge(accounts::router());
+        .merge(accounts::router())
+        .merge(comments::router());
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -738,14 +738,27 @@ impl Connection {
     }
 }
 
-fn no_params(params: Value) -> Result<(), ApiError> {
+/// Who is calling a socket method, for the method groups in their own modules.
+pub struct Caller<'a> {
+    pub connection: ConnectionId,
+    pub scope: RoomScope,
+    pub user_id: UserId,
+    pub state: &'a AppState,
+}
+
+pub fn unknown_method(method: &str) -> ApiError {
+    ApiError::BadRequest(format!("Unknown method {method:?}").into())
+}
+
+/// Refuses any params (an empty object or none is fine).
+pub fn no_params(params: Value) -> Result<(), ApiError> {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Nothing {}
     ApiError::parse_value::<Nothing>(params).map(|_| ())
 }
 
-fn parse_user_id(field: &str, text: &str) -> Result<UserId, ApiError> {
+pub fn parse_user_id(field: &str, text: &str) -> Result<UserId, ApiError> {
     text.parse()
         .map_err(|_| ApiError::validation(field, format!("{field} must be a user ID (a UUID)")))
 }

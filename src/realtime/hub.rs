@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use axum::extract::ws::Utf8Bytes;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -26,6 +27,9 @@ pub struct RoomHandle {
     /// Serializes this node's joins and leaves of the room, so that the actor hears of them in
     /// the order the database applied them.
     membership: tokio::sync::Mutex<()>,
+    /// Serializes this node's writes to the room's stores and comments, so that their events
+    /// go out in the order the database applied them.
+    writes: tokio::sync::Mutex<()>,
     /// Sockets joined to the room through this node.
     joined: AtomicUsize,
 }
@@ -140,6 +144,7 @@ impl Hub {
             scope,
             commands,
             membership: tokio::sync::Mutex::new(()),
+            writes: tokio::sync::Mutex::new(()),
             joined: AtomicUsize::new(0),
         });
         rooms.insert(scope.room_id, handle.clone());
@@ -176,6 +181,24 @@ impl Hub {
         if let Some(handle) = self.existing_room(room_id) {
             handle.send(command).await;
         }
+    }
+
+    /// Runs a write to a room's data (stores, comments) and sends the events it returns to
+    /// the room's joined sockets (but `except`), in the order the writes were applied. The
+    /// room is loaded for the duration, so that a socket joining meanwhile cannot miss them.
+    pub async fn write_in_order<T, E>(
+        &self,
+        scope: RoomScope,
+        except: Option<ConnectionId>,
+        write: impl std::future::Future<Output = Result<(T, Vec<Utf8Bytes>), E>>,
+    ) -> Result<T, E> {
+        let room = self.room(scope);
+        let _order = room.writes.lock().await;
+        let (value, frames) = write.await?;
+        for frame in frames {
+            room.send(RoomCommand::Publish { except, frame }).await;
+        }
+        Ok(value)
     }
 
     pub fn mark_joined(&self, connection: ConnectionId) {

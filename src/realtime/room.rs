@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use axum::extract::ws::Utf8Bytes;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{sleep_until, Instant};
@@ -69,6 +70,11 @@ pub enum RoomCommand {
     UserUpdated(User),
     UserDeleted(User),
     RoomDeleted,
+    /// An event for every joined socket but `except` (the one that caused it).
+    Publish {
+        except: Option<ConnectionId>,
+        frame: Utf8Bytes,
+    },
 }
 
 struct Member {
@@ -307,6 +313,13 @@ impl RoomActor {
                     true
                 });
             }
+            RoomCommand::Publish { except, frame } => {
+                for (connection, member) in &self.members {
+                    if Some(*connection) != except {
+                        member.outbox.send(frame.clone());
+                    }
+                }
+            }
             RoomCommand::RoomDeleted => {
                 let frame =
                     protocol::event("roomDeleted", &json!({ "roomId": self.scope.room_id }));
@@ -345,13 +358,13 @@ impl RoomActor {
         }
     }
 
-    fn send_to_others(&self, user_id: UserId, frame: &axum::extract::ws::Utf8Bytes) {
+    fn send_to_others(&self, user_id: UserId, frame: &Utf8Bytes) {
         for member in self.members.values().filter(|m| m.user_id != user_id) {
             member.outbox.send(frame.clone());
         }
     }
 
-    fn send_to_all(&self, frame: &axum::extract::ws::Utf8Bytes) {
+    fn send_to_all(&self, frame: &Utf8Bytes) {
         for member in self.members.values() {
             member.outbox.send(frame.clone());
         }

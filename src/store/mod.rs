@@ -1,6 +1,7 @@
 //! Persistence: the `Store` trait every transport uses, and its SQLite and PostgreSQL
 //! implementations, chosen from the database URL's scheme.
 
+pub mod comments;
 mod migrations;
 pub mod postgres;
 mod sql;
@@ -178,8 +179,10 @@ pub struct Recounted {
     pub users_set_offline: Vec<User>,
 }
 
+pub use comments::CommentStore;
+
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: CommentStore + Send + Sync + 'static {
     /// Whether several server nodes may share this database (PostgreSQL) or only one
     /// (SQLite, a local file).
     fn shared(&self) -> bool;

@@ -96,3 +96,4 @@ pub async fn applied_migrations(store: &SqliteStore) -> StoreResult<i64> {
 }
 
 super::sql::impl_sql_store!(SqliteStore, sqlx::Sqlite, shared: false);
+super::comments::impl_comment_store!(SqliteStore, sqlx::Sqlite);
