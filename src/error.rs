@@ -87,6 +87,10 @@ impl ApiError {
             Entity::ApiKey => "API key not found",
             Entity::Room => "Room not found",
             Entity::User => "User not found",
+            Entity::Store => "Store not found: declare its schema first",
+            Entity::Entry => "Entry not found",
+            Entity::Thread => "Thread not found",
+            Entity::Comment => "Comment not found",
         }))
     }
 
@@ -165,6 +169,8 @@ impl From<StoreError> for ApiError {
                 Self::Conflict("A user with this customId already exists in this room".into())
             }
             StoreError::Conflict(what) => Self::Conflict(format!("{what:?} already exists").into()),
+            StoreError::Invalid { field, message } => Self::Validation { field, message },
+            StoreError::TooLarge { limit } => Self::PayloadTooLarge { limit },
             StoreError::Database(sqlx::Error::PoolTimedOut) => {
                 tracing::error!("no database connection became free in time");
                 Self::Unavailable

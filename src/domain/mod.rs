@@ -3,6 +3,7 @@
 pub mod account;
 pub mod ids;
 pub mod room;
+pub mod schema;
 pub mod time;
 pub mod user;
 

@@ -2,6 +2,7 @@
 //! implementations, chosen from the database URL's scheme.
 
 pub mod comments;
+pub mod entries;
 mod migrations;
 pub mod postgres;
 mod sql;
@@ -33,6 +34,12 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
     Migration(String),
+    /// The data breaks a rule (a schema, a limit): the field at fault and why.
+    #[error("invalid {field}: {message}")]
+    Invalid { field: String, message: String },
+    /// A value over a size limit, in bytes.
+    #[error("larger than {limit} bytes")]
+    TooLarge { limit: usize },
 }
 
 /// What a `NotFound` or `Conflict` is about.
@@ -42,6 +49,12 @@ pub enum Entity {
     ApiKey,
     Room,
     User,
+    /// A store (no schema of that name).
+    Store,
+    /// An entry of a store.
+    Entry,
+    Thread,
+    Comment,
 }
 
 /// Which slice of a list to return.
@@ -180,9 +193,10 @@ pub struct Recounted {
 }
 
 pub use comments::CommentStore;
+pub use entries::EntryStore;
 
 #[async_trait]
-pub trait Store: CommentStore + Send + Sync + 'static {
+pub trait Store: EntryStore + CommentStore + Send + Sync + 'static {
     /// Whether several server nodes may share this database (PostgreSQL) or only one
     /// (SQLite, a local file).
     fn shared(&self) -> bool;

@@ -1,0 +1,678 @@
+//! Persistence of store schemas (per account) and store entries (per room). Every write to
+//! a room's entries takes the room's next version under the room's row lock, so that writes
+//! have one order that every client converges to.
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+
+use super::{Listed, Page, RoomScope, StoreError, StoreResult};
+use crate::domain::schema::{StoreName, StoreSchema};
+use crate::domain::{AccountId, Timestamp, UserId};
+
+#[derive(Debug, Clone)]
+pub struct SchemaRecord {
+    pub name: StoreName,
+    pub schema: StoreSchema,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// How a schema is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchemaWrite {
+    /// A client's declaration: registers an unknown store; a known one must be identical.
+    Declare,
+    /// The account's backend: registers, or changes a schema compatibly with the entries
+    /// written under it (freely when the store holds no entry).
+    Register,
+}
+
+#[derive(Debug, Clone)]
+pub struct SchemaSaved {
+    pub record: SchemaRecord,
+    pub created: bool,
+}
+
+/// A live entry.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub key: String,
+    pub value: Map<String, Value>,
+    pub version: i64,
+    pub updated_at: Timestamp,
+    pub updated_by: Option<UserId>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryAction {
+    Set,
+    Update,
+    Delete,
+}
+
+impl EntryAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Set => "set",
+            Self::Update => "update",
+            Self::Delete => "delete",
+        }
+    }
+}
+
+/// A write asked for; the value is checked against the store's schema inside the write's
+/// transaction (an update against the entry as it is then).
+#[derive(Debug, Clone)]
+pub enum EntryWrite {
+    Set(Value),
+    Update(Value),
+    Delete,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct EntryLimits {
+    pub max_entries: i64,
+    pub max_entry_bytes: usize,
+}
+
+/// A change applied to an entry, with the version it got.
+#[derive(Debug, Clone)]
+pub struct EntryChange {
+    pub store: StoreName,
+    pub key: String,
+    pub action: EntryAction,
+    /// The entry after the change; `None` when deleted.
+    pub value: Option<Map<String, Value>>,
+    pub version: i64,
+}
+
+/// What a client that has seen up to some version needs.
+#[derive(Debug, Clone)]
+pub struct Changes {
+    pub changes: Vec<EntryChange>,
+    /// The room's store version now.
+    pub version: i64,
+    /// The client is too far behind (or had nothing): `changes` is the whole contents, as
+    /// `set`s, and the client must drop what it holds first.
+    pub reset: bool,
+}
+
+#[async_trait]
+pub trait EntryStore: Send + Sync {
+    async fn list_schemas(&self, account_id: AccountId) -> StoreResult<Vec<SchemaRecord>>;
+    async fn get_schema(
+        &self,
+        account_id: AccountId,
+        name: &StoreName,
+    ) -> StoreResult<Option<SchemaRecord>>;
+    /// Saves a schema; `Invalid` when it conflicts with the one in place, `Invalid` (field
+    /// `store`) when the account already has `max_stores` stores.
+    async fn save_schema(
+        &self,
+        account_id: AccountId,
+        name: &StoreName,
+        schema: &StoreSchema,
+        mode: SchemaWrite,
+        max_stores: i64,
+    ) -> StoreResult<SchemaSaved>;
+
+    /// Each store of the room with its number of live entries, and the room's version.
+    async fn count_entries(&self, scope: RoomScope) -> StoreResult<(Vec<(StoreName, i64)>, i64)>;
+    async fn get_entry(
+        &self,
+        scope: RoomScope,
+        store: &StoreName,
+        key: &str,
+    ) -> StoreResult<Option<Entry>>;
+    /// Live entries by key (all of them without a page), and the room's version.
+    async fn list_entries(
+        &self,
+        scope: RoomScope,
+        store: &StoreName,
+        page: Option<Page>,
+    ) -> StoreResult<(Listed<Entry>, i64)>;
+    /// Applies a write; `None` when deleting an entry that does not exist (nothing changes).
+    /// `NotFound(Room)`, `NotFound(Store)` (no schema), `NotFound(Entry)` (update of a missing
+    /// key), `Invalid` (the schema refuses it, or the store is full), `TooLarge`.
+    async fn write_entry(
+        &self,
+        scope: RoomScope,
+        store: &StoreName,
+        key: &str,
+        write: &EntryWrite,
+        limits: EntryLimits,
+        by: Option<UserId>,
+    ) -> StoreResult<Option<EntryChange>>;
+    /// Changes after `since` (of one store, or all), or everything if `since` is 0 or older
+    /// than the forgotten tombstones.
+    async fn changes_since(
+        &self,
+        scope: RoomScope,
+        store: Option<&StoreName>,
+        since: i64,
+    ) -> StoreResult<Changes>;
+    /// Forgets deleted entries older than `before`; returns how many.
+    async fn purge_tombstones(&self, before: Timestamp) -> StoreResult<u64>;
+}
+
+pub(super) fn parse_schema_row(name: &str, fields: &str) -> StoreResult<(StoreName, StoreSchema)> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("store schema {name}: {what}"));
+    let name = StoreName::parse("name", name).map_err(|_| corrupt("name"))?;
+    let value: Value = serde_json::from_str(fields).map_err(|_| corrupt("fields"))?;
+    let schema = StoreSchema::parse("schema", &value, usize::MAX).map_err(|_| corrupt("fields"))?;
+    Ok((name, schema))
+}
+
+pub(super) fn parse_value(key: &str, text: &str) -> StoreResult<Map<String, Value>> {
+    match serde_json::from_str(text) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(StoreError::Corrupt(format!("entry {key}: value"))),
+    }
+}
+
+pub(super) fn parse_user(text: Option<String>) -> StoreResult<Option<UserId>> {
+    text.map(|t| t.parse().map_err(|_| StoreError::Corrupt(format!("entry author {t}"))))
+        .transpose()
+}
+
+/// The new value of an entry after `write`, checked against `schema`.
+pub(super) fn apply_write(
+    schema: &StoreSchema,
+    current: Option<&Map<String, Value>>,
+    write: &EntryWrite,
+) -> StoreResult<(EntryAction, Option<Map<String, Value>>)> {
+    let invalid = |e: crate::domain::schema::SchemaError| StoreError::Invalid {
+        field: e.field,
+        message: e.message,
+    };
+    match write {
+        EntryWrite::Set(value) => Ok((EntryAction::Set, Some(schema.check_set(value).map_err(invalid)?))),
+        EntryWrite::Update(patch) => {
+            let current = current.ok_or(StoreError::NotFound(super::Entity::Entry))?;
+            Ok((
+                EntryAction::Update,
+                Some(schema.check_update(current, patch).map_err(invalid)?),
+            ))
+        }
+        EntryWrite::Delete => Ok((EntryAction::Delete, None)),
+    }
+}
+
+/// Implements `EntryStore` for `$store` (a struct with a `pool: sqlx::Pool<$db>` field).
+macro_rules! impl_entry_store {
+    ($store:ty, $db:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::store::entries::EntryStore for $store {
+            async fn list_schemas(
+                &self,
+                account_id: $crate::domain::AccountId,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::entries::SchemaRecord>> {
+                let rows = sqlx::query(
+                    "SELECT name, fields, created_at, updated_at FROM store_schemas \
+                     WHERE account_id = $1 ORDER BY name",
+                )
+                .bind(account_id.to_string())
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(|row| entry_rows::schema(row)).collect()
+            }
+
+            async fn get_schema(
+                &self,
+                account_id: $crate::domain::AccountId,
+                name: &$crate::domain::schema::StoreName,
+            ) -> $crate::store::StoreResult<Option<$crate::store::entries::SchemaRecord>> {
+                let mut conn = self.pool.acquire().await?;
+                entry_rows::load_schema(&mut conn, account_id, name).await
+            }
+
+            async fn save_schema(
+                &self,
+                account_id: $crate::domain::AccountId,
+                name: &$crate::domain::schema::StoreName,
+                schema: &$crate::domain::schema::StoreSchema,
+                mode: $crate::store::entries::SchemaWrite,
+                max_stores: i64,
+            ) -> $crate::store::StoreResult<$crate::store::entries::SchemaSaved> {
+                use $crate::store::entries::SchemaWrite;
+                use $crate::store::StoreError;
+                let now = $crate::domain::Timestamp::now();
+                let fields = schema.to_json().to_string();
+                let mut tx = self.pool.begin().await?;
+                // A write first: it takes the lock (SQLite: the database's; PostgreSQL: the
+                // account's row) before anything is read.
+                let locked = sqlx::query("UPDATE accounts SET id = id WHERE id = $1")
+                    .bind(account_id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                if locked.rows_affected() == 0 {
+                    return Err(StoreError::NotFound($crate::store::Entity::Account));
+                }
+                let existing = entry_rows::load_schema(&mut tx, account_id, name).await?;
+                let saved = match existing {
+                    None => {
+                        let count: i64 = sqlx::Row::try_get(
+                            &sqlx::query("SELECT COUNT(*) AS n FROM store_schemas WHERE account_id = $1")
+                                .bind(account_id.to_string())
+                                .fetch_one(&mut *tx)
+                                .await?,
+                            "n",
+                        )?;
+                        if count >= max_stores {
+                            return Err(StoreError::Invalid {
+                                field: "store".into(),
+                                message: format!("an account can define at most {max_stores} stores"),
+                            });
+                        }
+                        sqlx::query(
+                            "INSERT INTO store_schemas (account_id, name, fields, created_at, updated_at) \
+                             VALUES ($1, $2, $3, $4, $4)",
+                        )
+                        .bind(account_id.to_string())
+                        .bind(name.as_str())
+                        .bind(&fields)
+                        .bind(now.as_millis())
+                        .execute(&mut *tx)
+                        .await?;
+                        $crate::store::entries::SchemaSaved {
+                            record: $crate::store::entries::SchemaRecord {
+                                name: name.clone(),
+                                schema: schema.clone(),
+                                created_at: now,
+                                updated_at: now,
+                            },
+                            created: true,
+                        }
+                    }
+                    Some(record) if record.schema == *schema => {
+                        $crate::store::entries::SchemaSaved { record, created: false }
+                    }
+                    Some(_) if mode == SchemaWrite::Declare => {
+                        return Err(StoreError::Invalid {
+                            field: "schema".into(),
+                            message: format!(
+                                "the schema of store {name} differs from the one the server \
+                                 enforces; change it through the REST API"
+                            ),
+                        });
+                    }
+                    Some(record) => {
+                        let used: i64 = sqlx::Row::try_get(
+                            &sqlx::query(
+                                "SELECT COUNT(*) AS n FROM store_entries e \
+                                 JOIN rooms r ON r.id = e.room_id \
+                                 WHERE r.account_id = $1 AND e.store_name = $2",
+                            )
+                            .bind(account_id.to_string())
+                            .bind(name.as_str())
+                            .fetch_one(&mut *tx)
+                            .await?,
+                            "n",
+                        )?;
+                        if used > 0 {
+                            record.schema.can_become(schema).map_err(|e| StoreError::Invalid {
+                                field: e.field,
+                                message: format!("{} (entries exist)", e.message),
+                            })?;
+                        }
+                        sqlx::query(
+                            "UPDATE store_schemas SET fields = $1, updated_at = $2 \
+                             WHERE account_id = $3 AND name = $4",
+                        )
+                        .bind(&fields)
+                        .bind(now.as_millis())
+                        .bind(account_id.to_string())
+                        .bind(name.as_str())
+                        .execute(&mut *tx)
+                        .await?;
+                        $crate::store::entries::SchemaSaved {
+                            record: $crate::store::entries::SchemaRecord {
+                                name: name.clone(),
+                                schema: schema.clone(),
+                                created_at: record.created_at,
+                                updated_at: now,
+                            },
+                            created: false,
+                        }
+                    }
+                };
+                tx.commit().await?;
+                Ok(saved)
+            }
+
+            async fn count_entries(
+                &self,
+                scope: $crate::store::RoomScope,
+            ) -> $crate::store::StoreResult<(Vec<($crate::domain::schema::StoreName, i64)>, i64)> {
+                let version = entry_rows::room_versions(&self.pool, scope)
+                    .await?
+                    .ok_or($crate::store::StoreError::NotFound($crate::store::Entity::Room))?
+                    .0;
+                let rows = sqlx::query(
+                    "SELECT s.name, (SELECT COUNT(*) FROM store_entries e \
+                       WHERE e.room_id = $1 AND e.store_name = s.name \
+                       AND e.entry_value IS NOT NULL) AS n \
+                     FROM store_schemas s WHERE s.account_id = $2 ORDER BY s.name",
+                )
+                .bind(scope.room_id.to_string())
+                .bind(scope.account_id.to_string())
+                .fetch_all(&self.pool)
+                .await?;
+                let mut counts = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    let name: String = sqlx::Row::try_get(row, "name")?;
+                    let n: i64 = sqlx::Row::try_get(row, "n")?;
+                    let name = $crate::domain::schema::StoreName::parse("name", &name)
+                        .map_err(|_| $crate::store::StoreError::Corrupt(format!("store name {name}")))?;
+                    counts.push((name, n));
+                }
+                Ok((counts, version))
+            }
+
+            async fn get_entry(
+                &self,
+                scope: $crate::store::RoomScope,
+                store: &$crate::domain::schema::StoreName,
+                key: &str,
+            ) -> $crate::store::StoreResult<Option<$crate::store::entries::Entry>> {
+                let row = sqlx::query(
+                    "SELECT e.entry_key, e.entry_value, e.version, e.updated_at, e.updated_by \
+                     FROM store_entries e JOIN rooms r ON r.id = e.room_id \
+                     WHERE e.room_id = $1 AND r.account_id = $2 AND e.store_name = $3 \
+                       AND e.entry_key = $4 AND e.entry_value IS NOT NULL",
+                )
+                .bind(scope.room_id.to_string())
+                .bind(scope.account_id.to_string())
+                .bind(store.as_str())
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(|row| entry_rows::entry(&row)).transpose()
+            }
+
+            async fn list_entries(
+                &self,
+                scope: $crate::store::RoomScope,
+                store: &$crate::domain::schema::StoreName,
+                page: Option<$crate::store::Page>,
+            ) -> $crate::store::StoreResult<($crate::store::Listed<$crate::store::entries::Entry>, i64)> {
+                let version = entry_rows::room_versions(&self.pool, scope)
+                    .await?
+                    .ok_or($crate::store::StoreError::NotFound($crate::store::Entity::Room))?
+                    .0;
+                let total: i64 = sqlx::Row::try_get(
+                    &sqlx::query(
+                        "SELECT COUNT(*) AS n FROM store_entries \
+                         WHERE room_id = $1 AND store_name = $2 AND entry_value IS NOT NULL",
+                    )
+                    .bind(scope.room_id.to_string())
+                    .bind(store.as_str())
+                    .fetch_one(&self.pool)
+                    .await?,
+                    "n",
+                )?;
+                let page = page.unwrap_or($crate::store::Page { limit: i64::MAX, offset: 0 });
+                let rows = sqlx::query(
+                    "SELECT entry_key, entry_value, version, updated_at, updated_by \
+                     FROM store_entries \
+                     WHERE room_id = $1 AND store_name = $2 AND entry_value IS NOT NULL \
+                     ORDER BY entry_key LIMIT $3 OFFSET $4",
+                )
+                .bind(scope.room_id.to_string())
+                .bind(store.as_str())
+                .bind(page.limit)
+                .bind(page.offset)
+                .fetch_all(&self.pool)
+                .await?;
+                let items = rows
+                    .iter()
+                    .map(|row| entry_rows::entry(row))
+                    .collect::<$crate::store::StoreResult<Vec<_>>>()?;
+                Ok(($crate::store::Listed { items, total }, version))
+            }
+
+            async fn write_entry(
+                &self,
+                scope: $crate::store::RoomScope,
+                store: &$crate::domain::schema::StoreName,
+                key: &str,
+                write: &$crate::store::entries::EntryWrite,
+                limits: $crate::store::entries::EntryLimits,
+                by: Option<$crate::domain::UserId>,
+            ) -> $crate::store::StoreResult<Option<$crate::store::entries::EntryChange>> {
+                use $crate::store::{Entity, StoreError};
+                let now = $crate::domain::Timestamp::now();
+                let mut tx = self.pool.begin().await?;
+                // The room's next version, under its row lock: writes to a room are ordered.
+                let row = sqlx::query(
+                    "UPDATE rooms SET store_version = store_version + 1 \
+                     WHERE id = $1 AND account_id = $2 RETURNING store_version",
+                )
+                .bind(scope.room_id.to_string())
+                .bind(scope.account_id.to_string())
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(StoreError::NotFound(Entity::Room))?;
+                let version: i64 = sqlx::Row::try_get(&row, "store_version")?;
+                let schema = entry_rows::load_schema(&mut tx, scope.account_id, store)
+                    .await?
+                    .ok_or(StoreError::NotFound(Entity::Store))?
+                    .schema;
+                let current = sqlx::query(
+                    "SELECT entry_value FROM store_entries \
+                     WHERE room_id = $1 AND store_name = $2 AND entry_key = $3",
+                )
+                .bind(scope.room_id.to_string())
+                .bind(store.as_str())
+                .bind(key)
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|row| sqlx::Row::try_get::<Option<String>, _>(&row, "entry_value"))
+                .transpose()?
+                .flatten()
+                .map(|text| $crate::store::entries::parse_value(key, &text))
+                .transpose()?;
+                if current.is_none() && matches!(write, $crate::store::entries::EntryWrite::Delete) {
+                    // Nothing to delete: the version taken above is given back.
+                    return Ok(None);
+                }
+                let (action, value) =
+                    $crate::store::entries::apply_write(&schema, current.as_ref(), write)?;
+                let text = value.as_ref().map(|v| serde_json::Value::Object(v.clone()).to_string());
+                if text.as_ref().is_some_and(|t| t.len() > limits.max_entry_bytes) {
+                    return Err(StoreError::TooLarge { limit: limits.max_entry_bytes });
+                }
+                if current.is_none() {
+                    let live: i64 = sqlx::Row::try_get(
+                        &sqlx::query(
+                            "SELECT COUNT(*) AS n FROM store_entries \
+                             WHERE room_id = $1 AND store_name = $2 AND entry_value IS NOT NULL",
+                        )
+                        .bind(scope.room_id.to_string())
+                        .bind(store.as_str())
+                        .fetch_one(&mut *tx)
+                        .await?,
+                        "n",
+                    )?;
+                    if live >= limits.max_entries {
+                        return Err(StoreError::Invalid {
+                            field: "key".into(),
+                            message: format!(
+                                "store {store} already holds {} entries in this room",
+                                limits.max_entries
+                            ),
+                        });
+                    }
+                }
+                sqlx::query(
+                    "INSERT INTO store_entries \
+                       (room_id, store_name, entry_key, entry_value, version, updated_at, updated_by) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                     ON CONFLICT (room_id, store_name, entry_key) DO UPDATE SET \
+                       entry_value = excluded.entry_value, version = excluded.version, \
+                       updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+                )
+                .bind(scope.room_id.to_string())
+                .bind(store.as_str())
+                .bind(key)
+                .bind(text)
+                .bind(version)
+                .bind(now.as_millis())
+                .bind(by.map(|u| u.to_string()))
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(Some($crate::store::entries::EntryChange {
+                    store: store.clone(),
+                    key: key.to_owned(),
+                    action,
+                    value,
+                    version,
+                }))
+            }
+
+            async fn changes_since(
+                &self,
+                scope: $crate::store::RoomScope,
+                store: Option<&$crate::domain::schema::StoreName>,
+                since: i64,
+            ) -> $crate::store::StoreResult<$crate::store::entries::Changes> {
+                let (version, purged) = entry_rows::room_versions(&self.pool, scope)
+                    .await?
+                    .ok_or($crate::store::StoreError::NotFound($crate::store::Entity::Room))?;
+                // Behind what was forgotten (or new): the whole contents, live entries only.
+                let reset = since <= 0 || since < purged || since > version;
+                let mut query = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT store_name, entry_key, entry_value, version FROM store_entries \
+                     WHERE room_id = ",
+                );
+                query.push_bind(scope.room_id.to_string());
+                if reset {
+                    query.push(" AND entry_value IS NOT NULL");
+                } else {
+                    query.push(" AND version > ").push_bind(since);
+                }
+                if let Some(store) = store {
+                    query.push(" AND store_name = ").push_bind(store.as_str().to_owned());
+                }
+                query.push(" ORDER BY version");
+                let rows = query.build().fetch_all(&self.pool).await?;
+                let mut changes = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    let name: String = sqlx::Row::try_get(row, "store_name")?;
+                    let key: String = sqlx::Row::try_get(row, "entry_key")?;
+                    let value: Option<String> = sqlx::Row::try_get(row, "entry_value")?;
+                    let value = value
+                        .map(|text| $crate::store::entries::parse_value(&key, &text))
+                        .transpose()?;
+                    changes.push($crate::store::entries::EntryChange {
+                        store: $crate::domain::schema::StoreName::parse("store", &name)
+                            .map_err(|_| $crate::store::StoreError::Corrupt(format!("store name {name}")))?,
+                        action: if value.is_some() {
+                            $crate::store::entries::EntryAction::Set
+                        } else {
+                            $crate::store::entries::EntryAction::Delete
+                        },
+                        key,
+                        value,
+                        version: sqlx::Row::try_get(row, "version")?,
+                    });
+                }
+                Ok($crate::store::entries::Changes { changes, version, reset })
+            }
+
+            async fn purge_tombstones(
+                &self,
+                before: $crate::domain::Timestamp,
+            ) -> $crate::store::StoreResult<u64> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(
+                    "UPDATE rooms SET store_purged_version = ( \
+                       SELECT MAX(version) FROM store_entries e \
+                       WHERE e.room_id = rooms.id AND e.entry_value IS NULL AND e.updated_at < $1) \
+                     WHERE id IN (SELECT room_id FROM store_entries \
+                                  WHERE entry_value IS NULL AND updated_at < $1)",
+                )
+                .bind(before.as_millis())
+                .execute(&mut *tx)
+                .await?;
+                let purged = sqlx::query(
+                    "DELETE FROM store_entries WHERE entry_value IS NULL AND updated_at < $1",
+                )
+                .bind(before.as_millis())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                tx.commit().await?;
+                Ok(purged)
+            }
+        }
+
+        mod entry_rows {
+            use sqlx::Row as _;
+
+            type DbRow = <$db as sqlx::Database>::Row;
+
+            pub fn schema(row: &DbRow) -> $crate::store::StoreResult<$crate::store::entries::SchemaRecord> {
+                let name: String = row.try_get("name")?;
+                let fields: String = row.try_get("fields")?;
+                let (name, schema) = $crate::store::entries::parse_schema_row(&name, &fields)?;
+                Ok($crate::store::entries::SchemaRecord {
+                    name,
+                    schema,
+                    created_at: $crate::domain::Timestamp::from_millis(row.try_get("created_at")?),
+                    updated_at: $crate::domain::Timestamp::from_millis(row.try_get("updated_at")?),
+                })
+            }
+
+            pub fn entry(row: &DbRow) -> $crate::store::StoreResult<$crate::store::entries::Entry> {
+                let key: String = row.try_get("entry_key")?;
+                let value: String = row.try_get("entry_value")?;
+                Ok($crate::store::entries::Entry {
+                    value: $crate::store::entries::parse_value(&key, &value)?,
+                    key,
+                    version: row.try_get("version")?,
+                    updated_at: $crate::domain::Timestamp::from_millis(row.try_get("updated_at")?),
+                    updated_by: $crate::store::entries::parse_user(row.try_get("updated_by")?)?,
+                })
+            }
+
+            pub async fn load_schema(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                account_id: $crate::domain::AccountId,
+                name: &$crate::domain::schema::StoreName,
+            ) -> $crate::store::StoreResult<Option<$crate::store::entries::SchemaRecord>> {
+                let row = sqlx::query(
+                    "SELECT name, fields, created_at, updated_at FROM store_schemas \
+                     WHERE account_id = $1 AND name = $2",
+                )
+                .bind(account_id.to_string())
+                .bind(name.as_str())
+                .fetch_optional(conn)
+                .await?;
+                row.map(|row| schema(&row)).transpose()
+            }
+
+            /// The room's store version and purged version; `None` if there is no such room.
+            pub async fn room_versions(
+                pool: &sqlx::Pool<$db>,
+                scope: $crate::store::RoomScope,
+            ) -> $crate::store::StoreResult<Option<(i64, i64)>> {
+                let row = sqlx::query(
+                    "SELECT store_version, store_purged_version FROM rooms \
+                     WHERE id = $1 AND account_id = $2",
+                )
+                .bind(scope.room_id.to_string())
+                .bind(scope.account_id.to_string())
+                .fetch_optional(pool)
+                .await?;
+                row.map(|row| -> $crate::store::StoreResult<(i64, i64)> {
+                    Ok((row.try_get("store_version")?, row.try_get("store_purged_version")?))
+                })
+                .transpose()
+            }
+        }
+    };
+}
+
+pub(super) use impl_entry_store;
