@@ -180,7 +180,8 @@ impl App {
         let hub = self.state.hub().clone();
         let router = crate::http::router(self.state.clone());
         tracing::info!(addr = %self.local_addr(), "listening");
-        let heartbeat = tokio::spawn(nodes::heartbeat(hub.clone()));
+        let retention = Duration::from_millis(self.state.config().stores.tombstone_retention_ms);
+        let heartbeat = tokio::spawn(nodes::heartbeat(hub.clone(), retention));
         let server = axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
             .into_future();

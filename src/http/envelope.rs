@@ -136,7 +136,12 @@ pub fn module_for_path(path: &str) -> &'static str {
     ) {
         (Some("v1"), Some("accounts"), Some(_), resource) => match resource {
             None | Some("") | Some("keys") => "Accounts",
-            Some("rooms") => "Rooms",
+            // A room's stores and comments belong to their own modules.
+            Some("rooms") => match segments.nth(1) {
+                Some("stores") => "Stores",
+                Some("threads" | "comments") => "Comments",
+                _ => "Rooms",
+            },
             Some("users") => "Users",
             Some("webhooks") => "Webhooks",
             Some("workflows") => "Workflows",
@@ -192,6 +197,15 @@ mod tests {
     fn maps_paths_to_modules() {
         let account = "/v1/accounts/0c2f5a4e-0000-4000-8000-000000000000";
         assert_eq!(module_for_path(&format!("{account}/rooms/x")), "Rooms");
+        assert_eq!(
+            module_for_path(&format!("{account}/rooms/x/stores/t")),
+            "Stores"
+        );
+        assert_eq!(
+            module_for_path(&format!("{account}/rooms/x/threads")),
+            "Comments"
+        );
+        assert_eq!(module_for_path(&format!("{account}/stores")), "Stores");
         assert_eq!(module_for_path(&format!("{account}/users")), "Users");
         assert_eq!(module_for_path(&format!("{account}/keys")), "Accounts");
         assert_eq!(module_for_path(account), "Accounts");

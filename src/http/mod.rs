@@ -7,6 +7,7 @@ pub mod extract;
 pub mod health;
 pub mod middleware;
 pub mod rooms;
+pub mod stores;
 pub mod users;
 pub mod validation;
 
@@ -23,7 +24,8 @@ pub fn router(state: AppState) -> Router {
         .merge(rooms::router())
         .merge(users::router())
         .merge(accounts::router())
-        .merge(comments::router());
+        .merge(comments::router())
+        .merge(stores::router());
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

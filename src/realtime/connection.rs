@@ -588,9 +588,22 @@ impl Connection {
                 .await;
                 Ok(json!({ "recipients": recipients.await.unwrap_or(0) }))
             }
-            other => Err(ApiError::BadRequest(
-                format!("Unknown method {other:?}").into(),
-            )),
+            method if method.starts_with("stores.") => {
+                super::stores::call(&self.caller(), method, params).await
+            }
+            method if method.starts_with("comments.") => {
+                super::comments::call(&self.caller(), method, params).await
+            }
+            other => Err(unknown_method(other)),
+        }
+    }
+
+    fn caller(&self) -> Caller<'_> {
+        Caller {
+            connection: self.id,
+            scope: self.scope,
+            user_id: self.user_id,
+            state: &self.state,
         }
     }
 

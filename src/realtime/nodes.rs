@@ -41,8 +41,9 @@ pub async fn start(hub: &Hub) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Every `node_heartbeat`: refresh this node's heartbeat and clean up after dead nodes.
-pub async fn heartbeat(hub: Hub) {
+/// Every `node_heartbeat`: refresh this node's heartbeat, clean up after dead nodes, and
+/// forget store tombstones older than `tombstone_retention`.
+pub async fn heartbeat(hub: Hub, tombstone_retention: std::time::Duration) {
     let config = hub.config().clone();
     let mut tick = tokio::time::interval(config.node_heartbeat());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -62,6 +63,12 @@ pub async fn heartbeat(hub: Hub) {
             Ok(0) => {}
             Ok(reaped) => tracing::info!(reaped, "set users of dead connections offline"),
             Err(error) => tracing::warn!(%error, "cleaning up dead connections failed"),
+        }
+        let forget_before = now.plus_millis(-(tombstone_retention.as_millis() as i64));
+        match hub.store().purge_tombstones(forget_before).await {
+            Ok(0) => {}
+            Ok(purged) => tracing::debug!(purged, "forgot old store tombstones"),
+            Err(error) => tracing::warn!(%error, "forgetting old store tombstones failed"),
         }
     }
 }

@@ -440,3 +440,27 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Rows of `table` that belong to a room, counted straight in the database.
+pub async fn count_rows(app: &TestApp, table: &str, room_id: &str) -> i64 {
+    let sql = format!("SELECT COUNT(*) FROM {table} WHERE room_id = $1");
+    if app.db.url.starts_with("sqlite") {
+        let pool = sqlx::SqlitePool::connect(&app.db.url).await.unwrap();
+        let (n,): (i64,) = sqlx::query_as(&sql)
+            .bind(room_id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        n
+    } else {
+        let pool = sqlx::PgPool::connect(&app.db.url).await.unwrap();
+        let (n,): (i64,) = sqlx::query_as(&sql)
+            .bind(room_id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        n
+    }
+}

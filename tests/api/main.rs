@@ -10,4 +10,5 @@ mod presence;
 mod realtime;
 mod robustness;
 mod rooms;
+mod stores;
 mod users;
