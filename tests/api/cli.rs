@@ -17,6 +17,7 @@ both_backends!(
     migrate_is_idempotent,
     the_server_logs_json_without_secrets_and_stops_on_sigterm,
     a_killed_server_leaves_no_user_online_after_restart,
+    an_acknowledged_store_write_survives_kill_9,
 );
 
 fn collabkit(db: &TestDatabase) -> Command {
@@ -332,11 +333,19 @@ async fn spawn_server(db: &TestDatabase, port: u16) -> std::process::Child {
 
 async fn a_killed_server_leaves_no_user_online_after_restart(backend: Backend) {
     let db = TestDatabase::new(backend).await;
-    let created = run_json(collabkit(&db).args(["accounts", "create", "--name", "Crash", "--json"]));
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let created =
+        run_json(collabkit(&db).args(["accounts", "create", "--name", "Crash", "--json"]));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let base = format!("http://127.0.0.1:{port}");
     let mut server = spawn_server(&db, port).await;
-    let account_url = format!("{base}/v1/accounts/{}", created["accountId"].as_str().unwrap());
+    let account_url = format!(
+        "{base}/v1/accounts/{}",
+        created["accountId"].as_str().unwrap()
+    );
     let token = created["token"].as_str().unwrap();
     let client = reqwest::Client::new();
     let room: Value = client
@@ -390,6 +399,73 @@ async fn a_killed_server_leaves_no_user_online_after_restart(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(room["data"]["room"]["active_participants"], 0);
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
+
+async fn an_acknowledged_store_write_survives_kill_9(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let created =
+        run_json(collabkit(&db).args(["accounts", "create", "--name", "Durable", "--json"]));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut server = spawn_server(&db, port).await;
+    let account_url = format!(
+        "{base}/v1/accounts/{}",
+        created["accountId"].as_str().unwrap()
+    );
+    let token = created["token"].as_str().unwrap();
+    let client = reqwest::Client::new();
+    let post = |path: &str, body: Value| {
+        let request = client
+            .post(format!("{account_url}{path}"))
+            .bearer_auth(token)
+            .json(&body);
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let room = post("/rooms", json!({ "name": "durable" })).await;
+    let room_id = room["data"]["room"]["id"].as_str().unwrap().to_owned();
+    let user = post("/users", json!({ "name": "Alice", "roomId": room_id })).await;
+    let jwt = user["data"]["token"].as_str().unwrap().to_owned();
+    let (mut socket, _) = crate::socket::Socket::join(&base, &jwt).await;
+    socket
+        .request(
+            "stores.declare",
+            json!({ "schemas": { "tasks": crate::stores::tasks_schema() } }),
+        )
+        .await
+        .unwrap();
+    let mut acknowledged = Vec::new();
+    for i in 0..20 {
+        let key = format!("task-{i}");
+        let ack = socket
+            .request(
+                "stores.set",
+                json!({ "store": "tasks", "key": key, "value": { "title": format!("t{i}") } }),
+            )
+            .await
+            .unwrap();
+        acknowledged.push((key, ack["version"].as_i64().unwrap()));
+    }
+    // Killed right after the last acknowledgement: nothing gets flushed on the way out.
+    server.kill().unwrap();
+    server.wait().unwrap();
+    drop(socket);
+
+    let mut server = spawn_server(&db, port).await;
+    let (mut socket, _) = crate::socket::Socket::join(&base, &jwt).await;
+    for (key, version) in acknowledged {
+        let got = socket
+            .request("stores.get", json!({ "store": "tasks", "key": key }))
+            .await
+            .unwrap();
+        assert_eq!(got["version"], version, "{key} after kill -9");
+        assert!(got["value"]["title"].is_string());
+    }
     server.kill().unwrap();
     server.wait().unwrap();
 }
