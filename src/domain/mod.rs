@@ -1,6 +1,7 @@
 //! Plain types of the platform: identifiers, timestamps, accounts, rooms and users. No I/O.
 
 pub mod account;
+pub mod event;
 pub mod ids;
 pub mod room;
 pub mod schema;
@@ -8,6 +9,7 @@ pub mod time;
 pub mod user;
 
 pub use account::{Account, ApiKey};
+pub use event::{Event, EventKind};
 pub use ids::{AccountId, ApiKeyId, ConnectionId, NodeId, RoomId, SessionId, UserId};
 pub use room::{Room, RoomState};
 pub use time::Timestamp;

@@ -127,7 +127,10 @@ impl StoreSchema {
     /// prefixes it, e.g. `schema`).
     pub fn parse(field: &str, value: &Value, max_fields: usize) -> Result<Self, SchemaError> {
         let Value::Object(fields) = value else {
-            return Err(SchemaError::new(field, format!("{field} must be an object of fields")));
+            return Err(SchemaError::new(
+                field,
+                format!("{field} must be an object of fields"),
+            ));
         };
         if fields.is_empty() || fields.len() > max_fields {
             return Err(SchemaError::new(
@@ -170,7 +173,10 @@ impl StoreSchema {
     }
 
     fn spec(&self, name: &str) -> Option<&FieldSpec> {
-        self.fields.iter().find(|(n, _)| n == name).map(|(_, spec)| spec)
+        self.fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, spec)| spec)
     }
 
     /// A whole new value (`set`): an object with only known fields of the right types, the
@@ -227,7 +233,10 @@ impl StoreSchema {
         for (name, v) in given {
             let path = format!("value.{name}");
             let Some(spec) = self.spec(name) else {
-                return Err(SchemaError::new(&path, format!("{path} is not a field of this store")));
+                return Err(SchemaError::new(
+                    &path,
+                    format!("{path} is not a field of this store"),
+                ));
             };
             if !v.is_null() && !spec.kind.accepts(v) {
                 return Err(SchemaError::new(
@@ -246,7 +255,10 @@ impl StoreSchema {
         for (name, old) in &self.fields {
             let path = format!("schema.{name}");
             let Some(new) = next.spec(name) else {
-                return Err(SchemaError::new(path, "a field entries may hold cannot be removed"));
+                return Err(SchemaError::new(
+                    path,
+                    "a field entries may hold cannot be removed",
+                ));
             };
             if new.kind != old.kind {
                 return Err(SchemaError::new(path, "a field's type cannot change"));
@@ -272,9 +284,15 @@ impl StoreSchema {
 
 fn parse_field(path: &str, spec: &Value) -> Result<FieldSpec, SchemaError> {
     let Value::Object(spec) = spec else {
-        return Err(SchemaError::new(path, format!("{path} must be an object with a type")));
+        return Err(SchemaError::new(
+            path,
+            format!("{path} must be an object with a type"),
+        ));
     };
-    if let Some(unknown) = spec.keys().find(|k| !["type", "required", "default"].contains(&k.as_str())) {
+    if let Some(unknown) = spec
+        .keys()
+        .find(|k| !["type", "required", "default"].contains(&k.as_str()))
+    {
         return Err(SchemaError::new(
             format!("{path}.{unknown}"),
             format!("{path}.{unknown} is not a schema property (type, required, default)"),
@@ -340,7 +358,9 @@ mod tests {
     #[test]
     fn set_checks_types_fields_and_fills_defaults() {
         let schema = tasks();
-        let value = schema.check_set(&json!({ "title": "Build", "assignee": "u1" })).unwrap();
+        let value = schema
+            .check_set(&json!({ "title": "Build", "assignee": "u1" }))
+            .unwrap();
         assert_eq!(
             Value::Object(value),
             json!({ "title": "Build", "completed": false, "assignee": "u1" })
@@ -348,20 +368,44 @@ mod tests {
         let err = |v: Value| schema.check_set(&v).unwrap_err().field;
         assert_eq!(err(json!({})), "value.title");
         assert_eq!(err(json!({ "title": 5 })), "value.title");
-        assert_eq!(err(json!({ "title": "x", "completed": "yes" })), "value.completed");
+        assert_eq!(
+            err(json!({ "title": "x", "completed": "yes" })),
+            "value.completed"
+        );
         assert_eq!(err(json!({ "title": "x", "owner": "me" })), "value.owner");
         assert_eq!(err(json!(["title"])), "value");
-        assert!(schema.check_set(&json!({ "title": "x", "points": 2.5 })).is_ok());
+        assert!(schema
+            .check_set(&json!({ "title": "x", "points": 2.5 }))
+            .is_ok());
     }
 
     #[test]
     fn update_merges_and_rechecks() {
         let schema = tasks();
-        let current = schema.check_set(&json!({ "title": "Build", "assignee": "u1" })).unwrap();
-        let merged = schema.check_update(&current, &json!({ "completed": true, "assignee": null })).unwrap();
-        assert_eq!(Value::Object(merged), json!({ "title": "Build", "completed": true }));
-        assert_eq!(schema.check_update(&current, &json!({ "title": null })).unwrap_err().field, "value.title");
-        assert_eq!(schema.check_update(&current, &json!({ "nope": 1 })).unwrap_err().field, "value.nope");
+        let current = schema
+            .check_set(&json!({ "title": "Build", "assignee": "u1" }))
+            .unwrap();
+        let merged = schema
+            .check_update(&current, &json!({ "completed": true, "assignee": null }))
+            .unwrap();
+        assert_eq!(
+            Value::Object(merged),
+            json!({ "title": "Build", "completed": true })
+        );
+        assert_eq!(
+            schema
+                .check_update(&current, &json!({ "title": null }))
+                .unwrap_err()
+                .field,
+            "value.title"
+        );
+        assert_eq!(
+            schema
+                .check_update(&current, &json!({ "nope": 1 }))
+                .unwrap_err()
+                .field,
+            "value.nope"
+        );
     }
 
     #[test]
@@ -369,15 +413,29 @@ mod tests {
         let bad = |v: Value| StoreSchema::parse("schema", &v, 3).unwrap_err().field;
         assert_eq!(bad(json!({})), "schema");
         assert_eq!(bad(json!({ "a": { "type": "date" } })), "schema.a.type");
-        assert_eq!(bad(json!({ "a": { "type": "string", "default": 1 } })), "schema.a.default");
-        assert_eq!(bad(json!({ "a": { "type": "string", "required": "yes" } })), "schema.a.required");
-        assert_eq!(bad(json!({ "a": { "type": "string", "max": 3 } })), "schema.a.max");
+        assert_eq!(
+            bad(json!({ "a": { "type": "string", "default": 1 } })),
+            "schema.a.default"
+        );
+        assert_eq!(
+            bad(json!({ "a": { "type": "string", "required": "yes" } })),
+            "schema.a.required"
+        );
+        assert_eq!(
+            bad(json!({ "a": { "type": "string", "max": 3 } })),
+            "schema.a.max"
+        );
         assert_eq!(bad(json!({ "1a": { "type": "string" } })), "schema.1a");
         assert_eq!(
-            bad(json!({ "a": { "type": "string" }, "b": { "type": "string" }, "c": { "type": "string" }, "d": { "type": "string" } })),
+            bad(
+                json!({ "a": { "type": "string" }, "b": { "type": "string" }, "c": { "type": "string" }, "d": { "type": "string" } })
+            ),
             "schema"
         );
-        assert_eq!(tasks().to_json()["completed"], json!({ "type": "boolean", "default": false }));
+        assert_eq!(
+            tasks().to_json()["completed"],
+            json!({ "type": "boolean", "default": false })
+        );
         assert!(StoreName::parse("store", "tasks-2").is_ok());
         assert!(StoreName::parse("store", "2tasks").is_err());
         assert!(StoreName::parse("store", "").is_err());
@@ -392,10 +450,16 @@ mod tests {
         assert!(old.can_become(&parse(added)).is_ok());
         let mut retyped = old.to_json();
         retyped["points"] = json!({ "type": "string" });
-        assert_eq!(old.can_become(&parse(retyped)).unwrap_err().field, "schema.points");
+        assert_eq!(
+            old.can_become(&parse(retyped)).unwrap_err().field,
+            "schema.points"
+        );
         let mut removed = old.to_json();
         removed.as_object_mut().unwrap().remove("assignee");
-        assert_eq!(old.can_become(&parse(removed)).unwrap_err().field, "schema.assignee");
+        assert_eq!(
+            old.can_become(&parse(removed)).unwrap_err().field,
+            "schema.assignee"
+        );
         let mut required = old.to_json();
         required["assignee"] = json!({ "type": "string", "required": true });
         assert!(old.can_become(&parse(required)).is_err());

@@ -13,7 +13,6 @@ use crate::app::AppState;
 use crate::auth::AccountAuth;
 use crate::domain::{Room, RoomId, Timestamp};
 use crate::error::ApiError;
-use crate::events::EventKind;
 use crate::realtime::room::RoomCommand;
 use crate::store::{Entity, NewRoom, RoomChanges, RoomScope};
 
@@ -194,13 +193,7 @@ async fn reconcile_room(
     let stale_before = Timestamp::now().plus_millis(-(hub.config().node_timeout_ms as i64));
     hub.reap(stale_before).await?;
     let recounted = state.store().recount_room(scope).await?;
-    for user in &recounted.users_set_offline {
-        state.bus().publish_user(
-            EventKind::ParticipantLeft,
-            recounted.room.clone(),
-            user.clone(),
-        );
-    }
+    state.bus().publish(recounted.events);
     hub.users_set_offline(room_id, recounted.users_set_offline)
         .await;
     Ok(Reply::ok(

@@ -13,7 +13,6 @@ use crate::app::AppState;
 use crate::auth::AccountAuth;
 use crate::domain::{RoomId, Timestamp, User, UserId};
 use crate::error::ApiError;
-use crate::events::EventKind;
 use crate::realtime::room::RoomCommand;
 use crate::store::{Entity, NewUser, RoomScope, UserChanges};
 
@@ -77,8 +76,10 @@ async fn create_user(
             .transpose()?,
         created_at: Timestamp::now(),
     };
-    let user = state.store().create_user(&user).await?;
-    announce(&state, EventKind::UserCreated, &user).await;
+    let (user, events) = state.store().create_user(&user).await?;
+    state.bus().publish(events);
+    let room_id = user.room_id;
+    state.hub().notify(room_id, RoomCommand::UserCreated(user.clone())).await;
     let token = state.jwt().user_token(&user);
     Ok(Reply::created(
         "User created",
@@ -200,8 +201,9 @@ async fn update_user(
             .transpose()?,
     };
     let scope = room_scope(&state, auth, &query).await?;
-    let user = state.store().update_user(scope, user_id, &changes).await?;
-    announce(&state, EventKind::UserUpdated, &user).await;
+    let (user, events) = state.store().update_user(scope, user_id, &changes).await?;
+    state.bus().publish(events);
+    state.hub().notify(scope.room_id, RoomCommand::UserUpdated(user.clone())).await;
     Ok(Reply::ok("User updated", json!({ "user": user })))
 }
 
@@ -214,42 +216,9 @@ async fn delete_user(
     let user_id: UserId = path.id("userId", Entity::User)?;
     let scope = room_scope(&state, auth, &query).await?;
     let (user, left) = state.store().delete_user(scope, user_id).await?;
-    if let Some(room) = &left.room {
-        state
-            .bus()
-            .publish_user(EventKind::UserDeleted, room.clone(), user.clone());
-    }
-    // Closes the user's sockets; if they were the last one online, the session closes.
-    state.bus().publish_left(&crate::store::Left {
-        went_offline: false,
-        ..left
-    });
+    state.bus().publish(left.events);
+    // Closes the user's sockets.
     let id = user.id;
-    state
-        .hub()
-        .notify(scope.room_id, RoomCommand::UserDeleted(user))
-        .await;
+    state.hub().notify(scope.room_id, RoomCommand::UserDeleted(user)).await;
     Ok(Reply::ok("User deleted", json!({ "id": id })))
-}
-
-/// Tells webhooks (the bus) and the room's sockets that a user was created or updated.
-async fn announce(state: &AppState, kind: EventKind, user: &User) {
-    let scope = RoomScope {
-        account_id: user.account_id,
-        room_id: user.room_id,
-    };
-    match state
-        .store()
-        .get_room(scope.account_id, scope.room_id)
-        .await
-    {
-        Ok(Some(room)) => state.bus().publish_user(kind, room, user.clone()),
-        Ok(None) => return,
-        Err(error) => tracing::error!(%error, "loading the room of a user event failed"),
-    }
-    let command = match kind {
-        EventKind::UserCreated => RoomCommand::UserCreated(user.clone()),
-        _ => RoomCommand::UserUpdated(user.clone()),
-    };
-    state.hub().notify(scope.room_id, command).await;
 }

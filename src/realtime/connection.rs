@@ -666,7 +666,7 @@ impl Connection {
                     return Err(error.into());
                 }
             };
-            self.hub.bus().publish_joined(&joined);
+            self.hub.bus().publish(joined.events.clone());
             room.send(RoomCommand::Joined {
                 connection: self.id,
                 user_id: self.user_id,

@@ -223,7 +223,7 @@ impl Hub {
         for attempt in 1..=LEAVE_ATTEMPTS {
             match self.0.store.leave_room(record, Timestamp::now()).await {
                 Ok(left) => {
-                    self.0.bus.publish_left(&left);
+                    self.0.bus.publish(left.events.clone());
                     if let Some(handle) = &handle {
                         let user_id = record.user_id;
                         handle

@@ -171,8 +171,11 @@ pub(super) fn parse_value(key: &str, text: &str) -> StoreResult<Map<String, Valu
 }
 
 pub(super) fn parse_user(text: Option<String>) -> StoreResult<Option<UserId>> {
-    text.map(|t| t.parse().map_err(|_| StoreError::Corrupt(format!("entry author {t}"))))
-        .transpose()
+    text.map(|t| {
+        t.parse()
+            .map_err(|_| StoreError::Corrupt(format!("entry author {t}")))
+    })
+    .transpose()
 }
 
 /// The new value of an entry after `write`, checked against `schema`.
@@ -186,7 +189,10 @@ pub(super) fn apply_write(
         message: e.message,
     };
     match write {
-        EntryWrite::Set(value) => Ok((EntryAction::Set, Some(schema.check_set(value).map_err(invalid)?))),
+        EntryWrite::Set(value) => Ok((
+            EntryAction::Set,
+            Some(schema.check_set(value).map_err(invalid)?),
+        )),
         EntryWrite::Update(patch) => {
             let current = current.ok_or(StoreError::NotFound(super::Entity::Entry))?;
             Ok((

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::domain::{
-    Account, AccountId, ApiKey, ApiKeyId, ConnectionId, NodeId, Room, RoomId, Timestamp, User,
-    UserId, UserSession,
+    Account, AccountId, ApiKey, ApiKeyId, ConnectionId, Event, NodeId, Room, RoomId, Timestamp,
+    User, UserId, UserSession,
 };
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -167,6 +167,8 @@ pub struct Joined {
     pub came_online: bool,
     /// The room had nobody online before: its session started.
     pub session_started: bool,
+    /// `session.started` and `participant.joined`, as recorded.
+    pub events: Vec<Event>,
 }
 
 /// What a leave (or a user's deletion) changed.
@@ -182,6 +184,8 @@ pub struct Left {
     pub session_closed: bool,
     /// When the session closed: the users who were online during it.
     pub session_users: Vec<User>,
+    /// `participant.left`, `session.closed` (and `user.deleted`), as recorded.
+    pub events: Vec<Event>,
 }
 
 /// A room after a recount of its online users.
@@ -190,6 +194,8 @@ pub struct Recounted {
     pub room: Room,
     /// Users that were marked online without any joined socket, now offline.
     pub users_set_offline: Vec<User>,
+    /// Their `participant.left` (and `session.closed`), as recorded.
+    pub events: Vec<Event>,
 }
 
 pub use comments::CommentStore;
@@ -241,8 +247,9 @@ pub trait Store: EntryStore + CommentStore + Send + Sync + 'static {
     /// without any socket offline.
     async fn recount_room(&self, scope: RoomScope) -> StoreResult<Recounted>;
 
-    /// Creates a user and counts it in the room's `total_users_created`.
-    async fn create_user(&self, user: &NewUser) -> StoreResult<User>;
+    /// Creates a user and counts it in the room's `total_users_created`; records
+    /// `user.created`.
+    async fn create_user(&self, user: &NewUser) -> StoreResult<(User, Vec<Event>)>;
     async fn list_users(
         &self,
         scope: RoomScope,
@@ -255,13 +262,15 @@ pub trait Store: EntryStore + CommentStore + Send + Sync + 'static {
         scope: RoomScope,
         custom_id: &str,
     ) -> StoreResult<Option<User>>;
+    /// Records `user.updated`.
     async fn update_user(
         &self,
         scope: RoomScope,
         user_id: UserId,
         changes: &UserChanges,
-    ) -> StoreResult<User>;
-    /// Deletes a user (and their sockets' records); the room's count follows.
+    ) -> StoreResult<(User, Vec<Event>)>;
+    /// Deletes a user (and their sockets' records); the room's count follows. Records
+    /// `user.deleted` (and `session.closed` if they were the last one online).
     async fn delete_user(&self, scope: RoomScope, user_id: UserId) -> StoreResult<(User, Left)>;
     /// Every user of a room, oldest first.
     async fn list_room_users(&self, scope: RoomScope) -> StoreResult<Vec<User>>;

@@ -574,31 +574,49 @@ macro_rules! impl_sql_store {
                 .execute(&mut *tx)
                 .await?;
                 let recount = recount(&mut tx, scope, now).await?;
+                let mut events: Vec<$crate::domain::Event> = users_set_offline
+                    .iter()
+                    .map(|user| {
+                        $crate::domain::Event::new(
+                            $crate::domain::EventKind::ParticipantLeft,
+                            &recount.room,
+                            Some(user),
+                            Vec::new(),
+                            now,
+                        )
+                    })
+                    .collect();
+                events.extend(recount.closed_event(now));
+                record_events(&mut tx, &events).await?;
                 tx.commit().await?;
                 Ok($crate::store::Recounted {
                     room: recount.room,
                     users_set_offline,
+                    events,
                 })
             }
 
             async fn create_user(
                 &self,
                 user: &$crate::store::NewUser,
-            ) -> $crate::store::StoreResult<$crate::domain::User> {
+            ) -> $crate::store::StoreResult<($crate::domain::User, Vec<$crate::domain::Event>)> {
                 // The write comes first so that SQLite takes its write lock at once instead
                 // of upgrading a read lock, which could fail under contention.
                 let mut tx = self.pool.begin().await?;
-                let counted = sqlx::query(
+                let sql = format!(
                     "UPDATE rooms SET total_users_created = total_users_created + 1 \
-                     WHERE id = $1 AND account_id = $2",
-                )
-                .bind(user.room_id.to_string())
-                .bind(user.account_id.to_string())
-                .execute(&mut *tx)
-                .await?;
-                if counted.rows_affected() == 0 {
-                    return Err($crate::store::StoreError::NotFound($crate::store::Entity::Room));
-                }
+                     WHERE id = $1 AND account_id = $2 RETURNING {}",
+                    $crate::store::sql::ROOM_COLUMNS
+                );
+                let room: $crate::domain::Room = rows::room(
+                    &sqlx::query(&sql)
+                        .bind(user.room_id.to_string())
+                        .bind(user.account_id.to_string())
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .ok_or($crate::store::StoreError::NotFound($crate::store::Entity::Room))?,
+                )?
+                .try_into()?;
                 let sql = format!(
                     "INSERT INTO users (id, account_id, room_id, name, profile_picture, \
                        custom_id, status, created_at, token_issued_at) \
@@ -618,9 +636,17 @@ macro_rules! impl_sql_store {
                     .map_err(|e| {
                         $crate::store::sql::conflict_or_database(e, $crate::store::Entity::User)
                     })?;
-                let created = rows::user(&row)?.try_into()?;
+                let created: $crate::domain::User = rows::user(&row)?.try_into()?;
+                let events = vec![$crate::domain::Event::new(
+                    $crate::domain::EventKind::UserCreated,
+                    &room,
+                    Some(&created),
+                    Vec::new(),
+                    user.created_at,
+                )];
+                record_events(&mut tx, &events).await?;
                 tx.commit().await?;
-                Ok(created)
+                Ok((created, events))
             }
 
             async fn list_users(
@@ -705,7 +731,7 @@ macro_rules! impl_sql_store {
                 scope: $crate::store::RoomScope,
                 user_id: $crate::domain::UserId,
                 changes: &$crate::store::UserChanges,
-            ) -> $crate::store::StoreResult<$crate::domain::User> {
+            ) -> $crate::store::StoreResult<($crate::domain::User, Vec<$crate::domain::Event>)> {
                 let mut update = sqlx::QueryBuilder::<$db>::new("UPDATE users SET id = id");
                 if let Some(name) = &changes.name {
                     update.push(", name = ").push_bind(name.clone());
@@ -724,15 +750,27 @@ macro_rules! impl_sql_store {
                     .push(" AND account_id = ")
                     .push_bind(scope.account_id.to_string())
                     .push(format!(" RETURNING {}", $crate::store::sql::USER_COLUMNS));
+                let mut tx = self.pool.begin().await?;
                 let row = update
                     .build()
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut *tx)
                     .await
                     .map_err(|e| {
                         $crate::store::sql::conflict_or_database(e, $crate::store::Entity::User)
                     })?
                     .ok_or($crate::store::StoreError::NotFound($crate::store::Entity::User))?;
-                rows::user(&row)?.try_into()
+                let updated: $crate::domain::User = rows::user(&row)?.try_into()?;
+                let room = fetch_room(&mut tx, scope).await?;
+                let events = vec![$crate::domain::Event::new(
+                    $crate::domain::EventKind::UserUpdated,
+                    &room,
+                    Some(&updated),
+                    Vec::new(),
+                    $crate::domain::Timestamp::now(),
+                )];
+                record_events(&mut tx, &events).await?;
+                tx.commit().await?;
+                Ok((updated, events))
             }
 
             async fn delete_user(
@@ -760,6 +798,15 @@ macro_rules! impl_sql_store {
                 let user: $crate::domain::User = rows::user(&row)?.try_into()?;
                 // The user's sockets, sessions and follows went with them (ON DELETE CASCADE).
                 let recount = recount(&mut tx, scope, now).await?;
+                let mut events = vec![$crate::domain::Event::new(
+                    $crate::domain::EventKind::UserDeleted,
+                    &recount.room,
+                    Some(&user),
+                    Vec::new(),
+                    now,
+                )];
+                events.extend(recount.closed_event(now));
+                record_events(&mut tx, &events).await?;
                 tx.commit().await?;
                 let left = $crate::store::Left {
                     went_offline: user.status == $crate::domain::UserStatus::Online,
@@ -767,6 +814,7 @@ macro_rules! impl_sql_store {
                     room: Some(recount.room),
                     session_closed: recount.closed,
                     session_users: recount.session_users,
+                    events,
                 };
                 Ok((user, left))
             }
@@ -928,12 +976,33 @@ macro_rules! impl_sql_store {
                 let user = fetch_user(&mut tx, scope, connection.user_id)
                     .await?
                     .ok_or($crate::store::StoreError::NotFound($crate::store::Entity::User))?;
+                let mut events = Vec::new();
+                if recount.started {
+                    events.push($crate::domain::Event::new(
+                        $crate::domain::EventKind::SessionStarted,
+                        &recount.room,
+                        None,
+                        Vec::new(),
+                        now,
+                    ));
+                }
+                if came_online {
+                    events.push($crate::domain::Event::new(
+                        $crate::domain::EventKind::ParticipantJoined,
+                        &recount.room,
+                        Some(&user),
+                        Vec::new(),
+                        now,
+                    ));
+                }
+                record_events(&mut tx, &events).await?;
                 tx.commit().await?;
                 Ok($crate::store::Joined {
                     user,
                     room: recount.room,
                     came_online,
                     session_started: recount.started,
+                    events,
                 })
             }
 
@@ -968,6 +1037,18 @@ macro_rules! impl_sql_store {
                 }
                 let recount = recount(&mut tx, scope, at).await?;
                 let user = fetch_user(&mut tx, scope, connection.user_id).await?;
+                let mut events = Vec::new();
+                if let (true, Some(user)) = (went_offline, &user) {
+                    events.push($crate::domain::Event::new(
+                        $crate::domain::EventKind::ParticipantLeft,
+                        &recount.room,
+                        Some(user),
+                        Vec::new(),
+                        at,
+                    ));
+                }
+                events.extend(recount.closed_event(at));
+                record_events(&mut tx, &events).await?;
                 tx.commit().await?;
                 Ok($crate::store::Left {
                     user,
@@ -975,6 +1056,7 @@ macro_rules! impl_sql_store {
                     went_offline,
                     session_closed: recount.closed,
                     session_users: recount.session_users,
+                    events,
                 })
             }
 
@@ -1045,6 +1127,47 @@ macro_rules! impl_sql_store {
                 tx.commit().await?;
                 Ok(())
             }
+        }
+
+        /// Records events in the transaction of the change they describe.
+        async fn record_events(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            events: &[$crate::domain::Event],
+        ) -> $crate::store::StoreResult<()> {
+            for event in events {
+                let payload = serde_json::to_string(&event.payload())
+                    .map_err(|e| $crate::store::StoreError::Corrupt(e.to_string()))?;
+                sqlx::query(
+                    "INSERT INTO events (id, account_id, room_id, kind, payload, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&event.id)
+                .bind(event.account_id.to_string())
+                .bind(event.room.id.to_string())
+                .bind(event.kind.name())
+                .bind(payload)
+                .bind(event.timestamp.as_millis())
+                .execute(&mut *conn)
+                .await?;
+            }
+            Ok(())
+        }
+
+        async fn fetch_room(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            scope: $crate::store::RoomScope,
+        ) -> $crate::store::StoreResult<$crate::domain::Room> {
+            let sql = format!(
+                "SELECT {} FROM rooms WHERE id = $1 AND account_id = $2",
+                $crate::store::sql::ROOM_COLUMNS
+            );
+            let row = sqlx::query(&sql)
+                .bind(scope.room_id.to_string())
+                .bind(scope.account_id.to_string())
+                .fetch_optional(conn)
+                .await?
+                .ok_or($crate::store::StoreError::NotFound($crate::store::Entity::Room))?;
+            rows::room(&row)?.try_into()
         }
 
         /// Takes the room's row lock (PostgreSQL) or the write lock (SQLite); false if the
@@ -1227,6 +1350,21 @@ pub(super) struct Recount {
     pub started: bool,
     pub closed: bool,
     pub session_users: Vec<User>,
+}
+
+impl Recount {
+    /// `session.closed` with the session's users, if the recount closed it.
+    pub fn closed_event(&self, at: Timestamp) -> Option<crate::domain::Event> {
+        self.closed.then(|| {
+            crate::domain::Event::new(
+                crate::domain::EventKind::SessionClosed,
+                &self.room,
+                None,
+                self.session_users.clone(),
+                at,
+            )
+        })
+    }
 }
 
 pub(super) fn follow_pair(

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use collabkit::events::EventKind;
+use collabkit::domain::EventKind;
 use hmac::{Hmac, Mac};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -432,8 +432,8 @@ async fn rest_user_changes_reach_sockets_and_deletions_close_them(backend: Backe
 }
 
 async fn next_bus_event(
-    events: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<collabkit::events::Event>>,
-) -> std::sync::Arc<collabkit::events::Event> {
+    events: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<collabkit::domain::Event>>,
+) -> std::sync::Arc<collabkit::domain::Event> {
     tokio::time::timeout(crate::socket::WAIT, events.recv())
         .await
         .expect("an event in time")
