@@ -1,6 +1,7 @@
 //! Plain types of the platform: identifiers, timestamps, accounts, rooms and users. No I/O.
 
 pub mod account;
+pub mod comment;
 pub mod event;
 pub mod ids;
 pub mod room;
@@ -9,6 +10,7 @@ pub mod time;
 pub mod user;
 
 pub use account::{Account, ApiKey};
+pub use comment::{Comment, CommentId, Metadata, Reaction, Thread, ThreadId};
 pub use event::{Event, EventKind};
 pub use ids::{AccountId, ApiKeyId, ConnectionId, NodeId, RoomId, SessionId, UserId};
 pub use room::{Room, RoomState};
