@@ -1,0 +1,351 @@
+// CollabKitClient: one WebSocket per client, and the modules on it (socket, room, users,
+// presence, stores, notifications, comments). It owns what "rehydrating" a new socket means:
+// re-declare stores, re-join, re-sync presence, catch stores up.
+
+import type { CollabKitRoom, StoresDefinition } from '@collab-kit/utils';
+import { Comments } from './comments.js';
+import {
+  Connection,
+  type ConnectionEvents,
+  type HeartbeatOptions,
+  type ReconnectOptions,
+  type SetupContext,
+  type Welcome,
+} from './connection.js';
+import { CollabKitError } from './errors.js';
+import { Notifications } from './notifications.js';
+import { Presence, type PresenceChange } from './presence.js';
+import { RoomApi } from './room.js';
+import { Stores, type StoresClient } from './stores.js';
+import { Users, type CollabKitClientUser, type RawUser, type UserEventName } from './users.js';
+import type { WebSocketConstructor } from './websocket.js';
+
+export interface CollabKitClientOptions<D extends StoresDefinition = {}> {
+  /** The server's base URL: `https://api.example.com` (the socket is `wss://.../v1/realtime`). */
+  serverUrl: string;
+  /** The user's JWT (from `POST /v1/accounts/:id/users`, `data.token`). */
+  authToken: string;
+  /** The application's stores, from `defineStores`. */
+  stores?: D;
+  /** Auto-reconnect (on by default); `false` turns it off. */
+  reconnect?: ReconnectOptions | boolean;
+  /** Client-side heartbeats that detect a dead connection. */
+  heartbeat?: HeartbeatOptions;
+  /** Time to open the socket and authenticate (default 10 000 ms). */
+  connectTimeoutMs?: number;
+  /** Time a request may take, queueing included, before it fails with TIMEOUT (default 15 000 ms). */
+  requestTimeoutMs?: number;
+  /** A WebSocket implementation; by default the platform's, else the `ws` package (Node.js 20). */
+  WebSocket?: WebSocketConstructor;
+}
+
+export type SocketEvents = ConnectionEvents;
+export type SocketEventName = keyof SocketEvents;
+export type SocketState = 'idle' | 'connecting' | 'ready' | 'reconnecting';
+
+/** `client.socket`: the connection's lifecycle. */
+export class SocketApi {
+  constructor(private readonly connection: Connection) {}
+
+  /**
+   * `connected`, `disconnected`, `reconnecting` (`{ attempt }`), `reconnected`, `failed`,
+   * `authFailed`, and `error` (a failed notification). Returns an unsubscribe function.
+   */
+  on<E extends SocketEventName>(event: E, callback: (...args: SocketEvents[E]) => void): () => void {
+    return this.connection.on(event, callback);
+  }
+
+  once<E extends SocketEventName>(event: E, callback: (...args: SocketEvents[E]) => void): () => void {
+    return this.connection.once(event, callback);
+  }
+
+  off<E extends SocketEventName>(event: E, callback: (...args: SocketEvents[E]) => void): void {
+    this.connection.off(event, callback);
+  }
+
+  /** `idle` (not connected), `connecting`, `ready` or `reconnecting`. */
+  get state(): SocketState {
+    return this.connection.state;
+  }
+
+  /** Whether the socket is open, authenticated and set up. */
+  get connected(): boolean {
+    return this.connection.state === 'ready';
+  }
+}
+
+export class CollabKitClient<D extends StoresDefinition = {}> {
+  readonly socket: SocketApi;
+  readonly room: RoomApi;
+  readonly users: Users;
+  readonly presence: Presence;
+  readonly stores: StoresClient<D>;
+  readonly notifications: Notifications;
+  readonly comments: Comments;
+
+  private readonly connection: Connection;
+  private readonly storeSet: Stores;
+  private room_: CollabKitRoom | null = null;
+  private selfId: string | undefined;
+  private wantJoined = false;
+  private joinedEpoch: number | undefined;
+
+  constructor(options: CollabKitClientOptions<D>) {
+    if (!options || typeof options.serverUrl !== 'string' || options.serverUrl === '') {
+      throw new CollabKitError('VALIDATION_ERROR', 'serverUrl is required', { field: 'serverUrl' });
+    }
+    if (typeof options.authToken !== 'string' || options.authToken === '') {
+      throw new CollabKitError('VALIDATION_ERROR', 'authToken is required', { field: 'authToken' });
+    }
+    this.selfId = userIdOf(options.authToken);
+    const self = this;
+    this.connection = new Connection(options, {
+      setup: (context, reconnect) => this.setup(context, reconnect),
+      event: (name, data) => this.handleEvent(name, data),
+      ready: () => this.presence.resume(),
+    });
+    const request = <T>(method: string, params?: unknown, opts?: { retry?: boolean }) =>
+      this.connection.request<T>(method, params, opts);
+    this.socket = new SocketApi(this.connection);
+    this.users = new Users({
+      request,
+      get selfId() {
+        return self.selfId;
+      },
+    });
+    this.presence = new Presence({
+      request,
+      notify: (method, params) => this.connection.notify(method, params),
+      get live() {
+        return self.joined;
+      },
+      get limits() {
+        return self.connection.serverLimits;
+      },
+    });
+    this.storeSet = new Stores(options.stores ?? {}, {
+      request,
+      get selfId() {
+        return self.selfId;
+      },
+    });
+    this.stores = this.storeSet.client as StoresClient<D>;
+    this.notifications = new Notifications({
+      request,
+      get limits() {
+        return self.connection.serverLimits;
+      },
+    });
+    this.room = new RoomApi({
+      request,
+      wrapUser: (user) => this.users.wrap(user),
+      roomFetched: (room) => {
+        if (this.room_ === null || this.room_.id === room.id) this.room_ = room;
+      },
+    });
+    this.comments = new Comments({ request });
+  }
+
+  /** The room (after `connect()`; refreshed by `join()` and `room.get()`). */
+  get currentRoom(): CollabKitRoom | null {
+    return this.room_;
+  }
+
+  /** The local user (after `connect()`), with `follow`/`unfollow` like every user object. */
+  get currentUser(): CollabKitClientUser | null {
+    return this.users.current ?? null;
+  }
+
+  /** The local user's ID (read from the JWT, so known before `connect()`). */
+  get userId(): string | null {
+    return this.selfId ?? null;
+  }
+
+  /** Opens the socket and authenticates with the JWT. Rejects with AUTH_FAILED if refused. */
+  async connect(): Promise<void> {
+    await this.connection.connect();
+  }
+
+  /** The user goes online in its room. Resolves with the room. */
+  async join(): Promise<CollabKitRoom> {
+    this.wantJoined = true;
+    const state = this.connection.state;
+    if (state === 'idle') {
+      this.wantJoined = false;
+      throw new CollabKitError('NOT_CONNECTED', 'The client is not connected: call connect() first', {
+        method: 'room.join',
+      });
+    }
+    if (state !== 'ready') await this.connection.whenReady();
+    if (this.joined) return this.room_!;
+    let result: JoinResult;
+    try {
+      result = await this.connection.request<JoinResult>('room.join');
+    } catch (error) {
+      if (error instanceof CollabKitError && error.code === 'DISCONNECTED' && this.connection.state === 'reconnecting') {
+        // The reconnection joins (wantJoined is set).
+        await this.connection.whenReady();
+        if (this.joined) return this.room_!;
+      }
+      this.wantJoined = false;
+      throw error;
+    }
+    const epoch = this.connection.socketEpoch;
+    this.applyJoin(result, false);
+    this.joinedEpoch = epoch;
+    const context = {
+      request: <T>(method: string, params?: unknown) => this.connection.request<T>(method, params),
+      notify: (method: string, params?: unknown) => void this.connection.notify(method, params),
+    };
+    try {
+      await this.presence.rehydrate(context);
+      // Changes between connect()'s load and the join reached nobody: fetch them.
+      await this.storeSet.catchUp(context);
+    } catch (error) {
+      this.reportUnlessDisconnected(error);
+    }
+    this.presence.resume();
+    return this.room_!;
+  }
+
+  /** This socket leaves the room (the user goes offline when no socket of theirs is in it). */
+  async leave(): Promise<void> {
+    this.wantJoined = false;
+    const wasJoined = this.joined;
+    this.joinedEpoch = undefined;
+    this.users.clearOnline();
+    this.presence.reset();
+    if (wasJoined) await this.connection.request('room.leave');
+  }
+
+  /** Closes the socket for good (no reconnection). Pending requests fail. */
+  disconnect(): void {
+    this.wantJoined = false;
+    this.joinedEpoch = undefined;
+    this.presence.reset();
+    this.connection.disconnect();
+  }
+
+  private get joined(): boolean {
+    return (
+      this.connection.state === 'ready' &&
+      this.joinedEpoch !== undefined &&
+      this.joinedEpoch === this.connection.socketEpoch
+    );
+  }
+
+  /** Every new socket: declare stores, re-join, re-sync presence, catch stores up. */
+  private async setup(context: SetupContext, reconnect: boolean): Promise<void> {
+    const welcome: Welcome = context.welcome;
+    this.selfId = welcome.user.id;
+    this.users.setSelf(welcome.user);
+    if (this.room_ === null || this.room_.id === welcome.room.id) this.room_ = welcome.room;
+    this.joinedEpoch = undefined;
+    const epoch = this.connection.socketEpoch;
+    try {
+      await this.storeSet.declare(context);
+    } catch (error) {
+      // A schema the server refuses is a bug to surface at connect(); on a reconnection the
+      // writes are still checked by the server, so carry on.
+      if (!reconnect) throw error;
+      this.reportUnlessDisconnected(error);
+    }
+    if (this.wantJoined) {
+      const result = await context.request<JoinResult>('room.join');
+      this.applyJoin(result, reconnect);
+      this.joinedEpoch = epoch;
+      try {
+        await this.presence.rehydrate(context);
+      } catch (error) {
+        if (isDisconnected(error)) throw error;
+        this.connection.emit('error', error as CollabKitError);
+      }
+    }
+    try {
+      await this.storeSet.catchUp(context);
+    } catch (error) {
+      if (!reconnect || isDisconnected(error)) throw error;
+      this.connection.emit('error', error as CollabKitError);
+    }
+  }
+
+  private applyJoin(result: JoinResult, announce: boolean): void {
+    this.room_ = result.room;
+    this.selfId = result.user.id;
+    this.users.replaceAll(result.users, result.user, announce);
+    this.presence.joined(result.presence ?? []);
+  }
+
+  private handleEvent(name: string, data: any): void {
+    switch (name) {
+      case 'userJoined':
+      case 'userLeft':
+      case 'userCreated':
+      case 'userUpdated':
+      case 'userDeleted': {
+        const user = data?.user as RawUser | undefined;
+        if (!user) return;
+        const before = user.id === this.selfId ? this.users.following.join(',') : undefined;
+        this.users.handle(name as UserEventName, user);
+        if ((name === 'userJoined' || name === 'userLeft') && this.room_) {
+          this.room_ = { ...this.room_, active_participants: this.users.online.size };
+        }
+        if (before !== undefined && before !== this.users.following.join(',')) {
+          this.presence.followingChanged().catch((error) => this.reportUnlessDisconnected(error));
+        }
+        return;
+      }
+      case 'presence':
+        this.presence.handle(data as PresenceChange);
+        return;
+      case 'broadcast':
+        this.notifications.handle(data);
+        return;
+      case 'changed':
+        this.storeSet.changed(data);
+        return;
+      case 'roomDeleted':
+        this.room.emit('deleted', { roomId: String(data?.roomId ?? this.room_?.id ?? '') });
+        return;
+      default:
+        if (name.startsWith('comment') || name.startsWith('thread')) this.comments.handle(name, data);
+    }
+  }
+
+  private reportUnlessDisconnected(error: unknown): void {
+    if (isDisconnected(error)) return;
+    this.connection.emit(
+      'error',
+      error instanceof CollabKitError ? error : new CollabKitError('INTERNAL_ERROR', String(error)),
+    );
+  }
+}
+
+interface JoinResult {
+  room: CollabKitRoom;
+  user: RawUser;
+  users: RawUser[];
+  presence?: PresenceChange[];
+}
+
+function isDisconnected(error: unknown): boolean {
+  return (
+    error instanceof CollabKitError &&
+    (error.code === 'DISCONNECTED' || error.code === 'NOT_CONNECTED' || error.code === 'TIMEOUT')
+  );
+}
+
+/** The `userId` claim of a JWT, read without verifying it (the server verifies). */
+function userIdOf(token: string): string | undefined {
+  const payload = token.split('.')[1];
+  if (!payload) return undefined;
+  try {
+    const base64 = payload.replace(/-/g, '+').replace(/_/g, '/').padEnd(Math.ceil(payload.length / 4) * 4, '=');
+    const binary = atob(base64);
+    const bytes = Uint8Array.from(binary, (c) => c.charCodeAt(0));
+    const claims = JSON.parse(new TextDecoder().decode(bytes));
+    return typeof claims?.userId === 'string' ? claims.userId : undefined;
+  } catch {
+    return undefined;
+  }
+}

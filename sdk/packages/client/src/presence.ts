@@ -1,0 +1,202 @@
+// `client.presence`: the local user's ephemeral state (throttled to one send per 50 ms,
+// trailing edge, latest wins), and the states of the users this client syncs to.
+
+import type { PresenceState } from '@collab-kit/utils';
+import { CollabKitError } from './errors.js';
+import { byteLength, type ServerLimits } from './connection.js';
+
+/** One send per this interval at most; the last state of a burst is always sent. */
+export const PRESENCE_THROTTLE_MS = 50;
+
+/** `'*'` (everyone), `'following'` (the users the local user follows), or a user ID. */
+export type PresenceTarget = '*' | 'following' | (string & {});
+
+export interface PresenceChange {
+  userId: string;
+  /** `null` when the user left or cleared their presence. */
+  state: PresenceState | null;
+}
+
+export type PresenceCallback = (change: PresenceChange) => void;
+
+export interface PresenceHost {
+  /** Whether the socket is ready and joined: presence frames may go now. */
+  readonly live: boolean;
+  readonly limits: ServerLimits | undefined;
+  request<T>(method: string, params?: unknown): Promise<T>;
+  notify(method: string, params?: unknown): boolean;
+}
+
+/** What the setup of a new socket may use. */
+export interface PresenceSetup {
+  request<T>(method: string, params?: unknown): Promise<T>;
+  notify(method: string, params?: unknown): void;
+}
+
+export class Presence {
+  private states = new Map<string, PresenceState>();
+  private target: PresenceTarget | undefined;
+  private callback: PresenceCallback | undefined;
+  private own: PresenceState | undefined;
+  private lastSentAt = 0;
+  private trailing: ReturnType<typeof setTimeout> | undefined;
+  private dirty = false;
+  /** Whether the callback has had the current states once (later results are diffed). */
+  private delivered = false;
+
+  constructor(private readonly host: PresenceHost) {}
+
+  /**
+   * Sets the local user's presence: any JSON object. At most one send per 50 ms reaches the
+   * server; the latest state always does. Before `join()`, or while reconnecting, the state is
+   * kept and sent as soon as the client is in the room.
+   */
+  update(state: object): void {
+    if (state === null || typeof state !== 'object' || Array.isArray(state)) {
+      throw new CollabKitError('VALIDATION_ERROR', 'state must be a JSON object', { field: 'state', method: 'presence.update' });
+    }
+    const copy = JSON.parse(JSON.stringify(state)) as PresenceState;
+    const limit = this.host.limits?.maxPresenceBytes;
+    if (limit !== undefined && byteLength(JSON.stringify(copy)) > limit) {
+      throw new CollabKitError('PAYLOAD_TOO_LARGE', `The presence state is over the server's ${limit}-byte limit`, {
+        method: 'presence.update',
+      });
+    }
+    this.own = copy;
+    this.dirty = true;
+    this.schedule();
+  }
+
+  /** The state this client last gave `update()` (without the server's colour). */
+  get state(): PresenceState | undefined {
+    return this.own;
+  }
+
+  /**
+   * Receives the presence of `target` (`'*'`, `'following'` or a user ID): `callback` gets
+   * `{ userId, state }` for each current state and on every change; `state` is `null` when a
+   * user left. One target at a time: a new call replaces the previous one. Before `join()` the
+   * target is remembered and applied on joining.
+   */
+  async sync(target: PresenceTarget, callback: PresenceCallback): Promise<Map<string, PresenceState>> {
+    if (typeof target !== 'string' || target.length === 0) {
+      throw new CollabKitError('VALIDATION_ERROR', 'target must be "*", "following" or a user ID', { field: 'target' });
+    }
+    if (typeof callback !== 'function') throw new TypeError('callback must be a function');
+    this.target = target;
+    this.callback = callback;
+    this.delivered = false;
+    if (this.host.live) {
+      const { states } = await this.host.request<{ states: PresenceChange[] }>('presence.sync', { target });
+      if (this.target === target && this.callback === callback) this.replaceStates(states);
+    }
+    return this.getStates();
+  }
+
+  /** Stops receiving presence. */
+  async unsync(): Promise<void> {
+    const hadTarget = this.target !== undefined;
+    this.target = undefined;
+    this.callback = undefined;
+    this.delivered = false;
+    this.states = new Map();
+    if (hadTarget && this.host.live) await this.host.request('presence.unsync');
+  }
+
+  /** The states of the users this client receives, by user ID (not its own). */
+  getStates(): Map<string, PresenceState> {
+    return new Map(this.states);
+  }
+
+  // ----- called by the client -----
+
+  get syncTarget(): PresenceTarget | undefined {
+    return this.target;
+  }
+
+  /** A `presence` event. */
+  handle(change: PresenceChange): void {
+    if (change.state === null) this.states.delete(change.userId);
+    else this.states.set(change.userId, change.state);
+    this.callback?.({ userId: change.userId, state: change.state });
+  }
+
+  /** The everyone-snapshot of a `room.join` result, until a sync target replaces it. */
+  joined(states: PresenceChange[]): void {
+    if (this.target === undefined) {
+      this.states = new Map(states.filter((s) => s.state !== null).map((s) => [s.userId, s.state!]));
+    }
+  }
+
+  /**
+   * On a newly joined socket: apply the sync target and send the latest own state, so that the
+   * others see this user as before and this client's view is current again.
+   */
+  async rehydrate(setup: PresenceSetup): Promise<void> {
+    const target = this.target;
+    if (target !== undefined) {
+      const { states } = await setup.request<{ states: PresenceChange[] }>('presence.sync', { target });
+      if (this.target === target) this.replaceStates(states);
+    }
+    if (this.own !== undefined) {
+      setup.notify('presence.update', { state: this.own });
+      this.lastSentAt = Date.now();
+      this.dirty = false;
+    }
+  }
+
+  /** After `leave()` or a final disconnect. */
+  reset(): void {
+    clearTimeout(this.trailing);
+    this.trailing = undefined;
+    this.states = new Map();
+  }
+
+  /** The socket became ready and joined: send what waited. */
+  resume(): void {
+    if (this.dirty) this.schedule();
+  }
+
+  /** The `following` set changed: with the `'following'` target, refresh what we hold. */
+  async followingChanged(): Promise<void> {
+    if (this.target !== 'following' || !this.host.live) return;
+    const { states } = await this.host.request<{ states: PresenceChange[] }>('presence.sync', { target: 'following' });
+    if (this.target === 'following') this.replaceStates(states);
+  }
+
+  private schedule(): void {
+    if (!this.host.live || this.trailing !== undefined) return;
+    const wait = this.lastSentAt + PRESENCE_THROTTLE_MS - Date.now();
+    if (wait <= 0) {
+      this.flush();
+    } else {
+      this.trailing = setTimeout(() => {
+        this.trailing = undefined;
+        this.flush();
+      }, wait);
+    }
+  }
+
+  private flush(): void {
+    if (!this.dirty || this.own === undefined) return;
+    if (this.host.notify('presence.update', { state: this.own })) {
+      this.dirty = false;
+      this.lastSentAt = Date.now();
+    }
+  }
+
+  /** A sync result replaces the states; differences are told to the callback. */
+  private replaceStates(list: PresenceChange[]): void {
+    const next = new Map<string, PresenceState>();
+    for (const { userId, state } of list) if (state !== null) next.set(userId, state);
+    const before = this.delivered ? this.states : new Map<string, PresenceState>();
+    this.delivered = true;
+    this.states = next;
+    const callback = this.callback;
+    if (!callback) return;
+    for (const [userId, state] of next) {
+      if (JSON.stringify(before.get(userId)) !== JSON.stringify(state)) callback({ userId, state });
+    }
+    for (const userId of before.keys()) if (!next.has(userId)) callback({ userId, state: null });
+  }
+}

@@ -1,0 +1,294 @@
+// `client.stores.<name>`: typed, validated key-value stores. Writes are checked against the
+// schema before they are sent (the server checks them again); each store keeps a local copy,
+// per key the value with the highest version, caught up with `stores.sync` after every
+// (re)connection so that changes made while the client was away are not missed.
+
+import {
+  checkKey,
+  checkSetValue,
+  checkUpdateValue,
+  SchemaValidationError,
+  type StoreInput,
+  type StorePatch,
+  type StoreSchema,
+  type StoresDefinition,
+  type StoreValue,
+} from '@collab-kit/utils';
+import { Emitter } from './emitter.js';
+import { CollabKitError } from './errors.js';
+
+export type StoreAction = 'set' | 'update' | 'delete';
+
+/** What `changed` listeners get. */
+export interface StoreChange<V> {
+  key: string;
+  action: StoreAction;
+  /** The entry after the change; `null` on delete. */
+  value: V | null;
+  /** The room's version of this change. */
+  version: number;
+  /** Who wrote it: a user ID, or `null` for the REST API or a change caught up after a reconnection. */
+  userId: string | null;
+}
+
+export interface StoreWriteResult<V> {
+  key: string;
+  /** The entry as stored (defaults filled in, updates merged). */
+  value: V;
+  version: number;
+}
+
+export interface StoreDeleteResult {
+  key: string;
+  /** `false` if there was nothing to delete. */
+  deleted: boolean;
+  version: number | null;
+}
+
+export interface StoreClient<S extends StoreSchema> {
+  /** The store's name. */
+  readonly name: string;
+  /** The schema given to `defineStores`. */
+  readonly schema: S;
+  /** Creates or overwrites an entry; missing fields take their default. */
+  set(args: { key: string; value: StoreInput<S> }): Promise<StoreWriteResult<StoreValue<S>>>;
+  /** The entry's value, or `null`. */
+  get(args: { key: string }): Promise<StoreValue<S> | null>;
+  /** Every entry, by key. */
+  getAll(): Promise<Array<{ key: string; value: StoreValue<S> }>>;
+  /** Merges some fields into an existing entry (`null` removes an optional field). */
+  update(args: { key: string; value: StorePatch<S> }): Promise<StoreWriteResult<StoreValue<S>>>;
+  delete(args: { key: string }): Promise<StoreDeleteResult>;
+  /** Loads or refreshes the local copy (`entries`); differences are told to `changed` listeners. */
+  sync(): Promise<void>;
+  /** Other clients' changes: `{ key, action, value }`. Returns an unsubscribe function. */
+  on(event: 'changed', callback: (change: StoreChange<StoreValue<S>>) => void): () => void;
+  off(event: 'changed', callback: (change: StoreChange<StoreValue<S>>) => void): void;
+  /** The local copy, kept current while the client is in the room. */
+  readonly entries: ReadonlyMap<string, StoreValue<S>>;
+}
+
+/** `client.stores`: one typed store client per store given to `defineStores`. */
+export type StoresClient<D extends StoresDefinition> = { readonly [N in keyof D & string]: StoreClient<D[N]> };
+
+export interface StoresHost {
+  request<T>(method: string, params?: unknown, options?: { retry?: boolean }): Promise<T>;
+  readonly selfId: string | undefined;
+}
+
+/** What the setup of a new socket uses. */
+export interface StoresSetup {
+  request<T>(method: string, params?: unknown): Promise<T>;
+}
+
+interface SyncResult {
+  changes: { store: string; key: string; action: StoreAction; value: Record<string, unknown> | null; version: number }[];
+  version: number;
+  reset: boolean;
+}
+
+interface Slot {
+  value: Record<string, unknown> | null;
+  version: number;
+}
+
+class StoreHandle implements StoreClient<StoreSchema> {
+  private readonly slots = new Map<string, Slot>();
+  private readonly live = new Map<string, any>();
+  private readonly events = new Emitter<{ changed: [StoreChange<any>] }>();
+  /** The room version this copy is complete up to; undefined before the first sync. */
+  private version: number | undefined;
+
+  constructor(
+    readonly name: string,
+    readonly schema: StoreSchema,
+    private readonly host: StoresHost,
+  ) {}
+
+  get entries(): ReadonlyMap<string, any> {
+    return this.live;
+  }
+
+  async set(args: { key: string; value: unknown }): Promise<StoreWriteResult<any>> {
+    const { key, value } = argsOf(args, 'stores.set');
+    validate('stores.set', () => {
+      checkKey(key);
+      checkSetValue(this.schema, value);
+    });
+    const result = await this.host.request<StoreWriteResult<any>>('stores.set', { store: this.name, key, value: clean(value) });
+    this.apply(result.key, 'set', result.value, result.version, { emit: false, userId: this.host.selfId ?? null });
+    return { key: result.key, value: result.value, version: result.version };
+  }
+
+  async get(args: { key: string }): Promise<any> {
+    const { key } = argsOf(args, 'stores.get');
+    validate('stores.get', () => checkKey(key));
+    const result = await this.host.request<{ value: any }>('stores.get', { store: this.name, key }, { retry: true });
+    return result.value ?? null;
+  }
+
+  async getAll(): Promise<Array<{ key: string; value: any }>> {
+    const result = await this.host.request<{ entries: { key: string; value: any }[] }>(
+      'stores.getAll',
+      { store: this.name },
+      { retry: true },
+    );
+    return result.entries.map((entry) => ({ key: entry.key, value: entry.value }));
+  }
+
+  async update(args: { key: string; value: unknown }): Promise<StoreWriteResult<any>> {
+    const { key, value } = argsOf(args, 'stores.update');
+    validate('stores.update', () => {
+      checkKey(key);
+      checkUpdateValue(this.schema, value);
+    });
+    const result = await this.host.request<StoreWriteResult<any>>('stores.update', {
+      store: this.name,
+      key,
+      value: clean(value, true),
+    });
+    this.apply(result.key, 'update', result.value, result.version, { emit: false, userId: this.host.selfId ?? null });
+    return { key: result.key, value: result.value, version: result.version };
+  }
+
+  async delete(args: { key: string }): Promise<StoreDeleteResult> {
+    const { key } = argsOf(args, 'stores.delete');
+    validate('stores.delete', () => checkKey(key));
+    const result = await this.host.request<StoreDeleteResult>('stores.delete', { store: this.name, key });
+    if (result.deleted && result.version !== null) {
+      this.apply(key, 'delete', null, result.version, { emit: false, userId: this.host.selfId ?? null });
+    }
+    return { key: result.key, deleted: result.deleted, version: result.version };
+  }
+
+  async sync(): Promise<void> {
+    await this.catchUp((method, params) => this.host.request(method, params, { retry: true }));
+  }
+
+  on(event: 'changed', callback: (change: StoreChange<any>) => void): () => void {
+    if (event !== 'changed') throw new CollabKitError('BAD_REQUEST', `Unknown store event ${String(event)}`);
+    return this.events.on('changed', callback);
+  }
+
+  off(event: 'changed', callback: (change: StoreChange<any>) => void): void {
+    this.events.off(event, callback);
+  }
+
+  // ----- called by the client -----
+
+  /** Asks the server for what changed since this copy's version (everything the first time). */
+  async catchUp(request: <T>(method: string, params?: unknown) => Promise<T>): Promise<void> {
+    const since = this.version;
+    const result = await request<SyncResult>('stores.sync', {
+      store: this.name,
+      ...(since !== undefined ? { since } : {}),
+    });
+    // The very first load is not news: only later differences are told to listeners.
+    const emit = since !== undefined;
+    if (result.reset) {
+      const present = new Set(result.changes.map((c) => c.key));
+      for (const [key, slot] of [...this.slots]) {
+        if (slot.value !== null && !present.has(key)) {
+          this.apply(key, 'delete', null, Math.max(result.version, slot.version + 1), { emit, userId: null, force: true });
+        }
+      }
+    }
+    for (const change of result.changes) {
+      if (change.store !== this.name) continue;
+      const action = result.reset && change.action !== 'delete' ? 'set' : change.action;
+      this.apply(change.key, action, change.value, change.version, { emit, userId: null, sameValueSilent: result.reset });
+    }
+    this.version = Math.max(this.version ?? 0, result.version);
+  }
+
+  /** A `changed` event from another client (or the REST API). */
+  changed(data: { key: string; action: StoreAction; value: any; version: number; userId: string | null }): void {
+    this.apply(data.key, data.action, data.value, data.version, { emit: true, userId: data.userId ?? null });
+    // Events reach a joined socket in version order: the copy is complete up to here.
+    if (this.version !== undefined && data.version > this.version) this.version = data.version;
+  }
+
+  private apply(
+    key: string,
+    action: StoreAction,
+    value: Record<string, unknown> | null,
+    version: number,
+    options: { emit: boolean; userId: string | null; force?: boolean; sameValueSilent?: boolean },
+  ): void {
+    const current = this.slots.get(key);
+    if (current && current.version >= version && !options.force) return;
+    const next = action === 'delete' ? null : value;
+    const unchanged = current !== undefined && JSON.stringify(current.value) === JSON.stringify(next);
+    this.slots.set(key, { value: next, version });
+    if (next === null) this.live.delete(key);
+    else this.live.set(key, next);
+    if (!options.emit || (options.sameValueSilent && unchanged) || (current === undefined && next === null)) return;
+    this.events.emit('changed', { key, action, value: next, version, userId: options.userId });
+  }
+}
+
+export class Stores {
+  readonly handles = new Map<string, StoreHandle>();
+  readonly client: Record<string, StoreClient<StoreSchema>> = {};
+
+  constructor(
+    readonly definition: StoresDefinition,
+    host: StoresHost,
+  ) {
+    for (const [name, schema] of Object.entries(definition)) {
+      const handle = new StoreHandle(name, schema, host);
+      this.handles.set(name, handle);
+      this.client[name] = handle;
+    }
+    Object.freeze(this.client);
+  }
+
+  get empty(): boolean {
+    return this.handles.size === 0;
+  }
+
+  /** `stores.declare` for every store; the answer is the schemas the server enforces. */
+  async declare(setup: StoresSetup): Promise<void> {
+    if (this.empty) return;
+    await setup.request('stores.declare', { schemas: this.definition });
+  }
+
+  async catchUp(setup: StoresSetup): Promise<void> {
+    await Promise.all([...this.handles.values()].map((handle) => handle.catchUp(setup.request)));
+  }
+
+  changed(data: { store: string; key: string; action: StoreAction; value: any; version: number; userId: string | null }): void {
+    this.handles.get(data.store)?.changed(data);
+  }
+}
+
+function argsOf(args: unknown, method: string): { key: string; value?: unknown } {
+  if (args === null || typeof args !== 'object') {
+    throw new CollabKitError('VALIDATION_ERROR', `${method} takes an object: { key${method.endsWith('set') || method.endsWith('update') ? ', value' : ''} }`, {
+      method,
+    });
+  }
+  return args as { key: string; value?: unknown };
+}
+
+/** Runs the schema checks; a refusal becomes the VALIDATION_ERROR the server would answer. */
+function validate(method: string, check: () => void): void {
+  try {
+    check();
+  } catch (error) {
+    if (error instanceof SchemaValidationError) {
+      throw new CollabKitError('VALIDATION_ERROR', error.message, { field: error.field, method });
+    }
+    throw error;
+  }
+}
+
+/** Drops `undefined` fields (JSON would) and, for `set`, `null` ones (absent either way). */
+function clean(value: unknown, keepNull = false): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
+    if (v === undefined || (v === null && !keepNull)) continue;
+    out[k] = v;
+  }
+  return out;
+}

@@ -1,0 +1,212 @@
+// `client.users`: the room's users as the socket shows them (with `following` / `followers`),
+// who is online, the user events, and following. Every user object the SDK hands out has
+// `follow()` and `unfollow()` (non-enumerable: the object still serializes as the plain user).
+
+import type { CollabKitUser } from '@collab-kit/utils';
+import { Emitter } from './emitter.js';
+
+/** A user as the server sends it on the socket. */
+export type RawUser = CollabKitUser & { following: string[]; followers: string[] };
+
+/** A user handed out by the SDK: the CollabKitUser, its follow graph, and follow/unfollow. */
+export interface CollabKitClientUser extends CollabKitUser {
+  /** User IDs this user follows. */
+  following: string[];
+  /** User IDs following this user. */
+  followers: string[];
+  /** The local user starts following this one. Resolves with this user, updated. */
+  follow(): Promise<CollabKitClientUser>;
+  /** The local user stops following this one. Resolves with this user, updated. */
+  unfollow(): Promise<CollabKitClientUser>;
+}
+
+export type UserEventName = 'userJoined' | 'userLeft' | 'userCreated' | 'userUpdated' | 'userDeleted';
+
+export type UserEvents = { [E in UserEventName]: [user: CollabKitClientUser] };
+
+/** What the users module needs from the client. */
+export interface UsersHost {
+  request<T>(method: string, params?: unknown, options?: { retry?: boolean }): Promise<T>;
+  readonly selfId: string | undefined;
+}
+
+export class Users {
+  /** Every user of the room, by ID (after `join()`; kept current by events). One live Map. */
+  readonly all = new Map<string, CollabKitClientUser>();
+  /** The users online now, the local user included (after `join()`). One live Map. */
+  readonly online = new Map<string, CollabKitClientUser>();
+  private readonly events = new Emitter<UserEvents>();
+  private self: CollabKitClientUser | undefined;
+
+  constructor(private readonly host: UsersHost) {}
+
+  /** The local user, or one by ID, from the server. */
+  async get(args: { userId?: string } = {}): Promise<CollabKitClientUser> {
+    const params = args.userId === undefined ? undefined : { userId: args.userId };
+    const { user } = await this.host.request<{ user: RawUser }>('users.get', params, { retry: true });
+    return this.remember(user);
+  }
+
+  /** Every user of the room, from the server. */
+  async getAll(): Promise<CollabKitClientUser[]> {
+    const { users } = await this.host.request<{ users: RawUser[] }>('users.getAll', undefined, { retry: true });
+    const wrapped = users.map((u) => this.wrap(u));
+    this.all.clear();
+    for (const user of wrapped) this.all.set(user.id, user);
+    for (const user of wrapped) this.trackOnline(user);
+    this.refreshSelf();
+    return wrapped;
+  }
+
+  /** `userJoined`, `userLeft`, `userCreated`, `userUpdated`, `userDeleted`; returns an unsubscribe. */
+  on<E extends UserEventName>(event: E, callback: (user: CollabKitClientUser) => void): () => void {
+    return this.events.on(event, callback as never);
+  }
+
+  once<E extends UserEventName>(event: E, callback: (user: CollabKitClientUser) => void): () => void {
+    return this.events.once(event, callback as never);
+  }
+
+  off<E extends UserEventName>(event: E, callback: (user: CollabKitClientUser) => void): void {
+    this.events.off(event, callback as never);
+  }
+
+  /** User IDs the local user follows. */
+  get following(): string[] {
+    return this.self?.following ?? [];
+  }
+
+  /** User IDs following the local user. */
+  get followers(): string[] {
+    return this.self?.followers ?? [];
+  }
+
+  /** The local user's latest known state. */
+  get current(): CollabKitClientUser | undefined {
+    return this.self;
+  }
+
+  /** Follows a user by ID (what `user.follow()` does). */
+  async follow(userId: string): Promise<CollabKitClientUser> {
+    const { user } = await this.host.request<{ user: RawUser }>('users.follow', { userId });
+    this.adjustSelf(userId, true);
+    return this.remember(user);
+  }
+
+  async unfollow(userId: string): Promise<CollabKitClientUser> {
+    const { user } = await this.host.request<{ user: RawUser }>('users.unfollow', { userId });
+    this.adjustSelf(userId, false);
+    return this.remember(user);
+  }
+
+  // ----- called by the client -----
+
+  /** The user from the socket's welcome. */
+  setSelf(user: RawUser): void {
+    this.self = this.wrap(user);
+    if (this.all.has(user.id)) this.all.set(user.id, this.self);
+    if (this.online.has(user.id)) this.online.set(user.id, this.self);
+  }
+
+  /**
+   * The room's users from a `room.join` result. After a reconnection, what changed while the
+   * client was away is told as events (`userCreated`, `userDeleted`, `userJoined`, `userLeft`).
+   */
+  replaceAll(users: RawUser[], self: RawUser, announce: boolean): void {
+    const before = { all: new Map(this.all), online: new Map(this.online) };
+    const wrapped = users.map((u) => this.wrap(u));
+    this.all.clear();
+    this.online.clear();
+    for (const user of wrapped) {
+      this.all.set(user.id, user);
+      if (user.status === 'online') this.online.set(user.id, user);
+    }
+    const me = this.wrap(self);
+    this.all.set(me.id, me);
+    this.online.set(me.id, me);
+    this.self = me;
+    if (!announce) return;
+    for (const [id, user] of this.all) if (!before.all.has(id)) this.events.emit('userCreated', user);
+    for (const [id, user] of this.online) if (!before.online.has(id) && id !== me.id) this.events.emit('userJoined', user);
+    for (const [id, user] of before.online) {
+      if (!this.online.has(id) && id !== me.id) this.events.emit('userLeft', this.all.get(id) ?? user);
+    }
+    for (const [id, user] of before.all) if (!this.all.has(id)) this.events.emit('userDeleted', user);
+  }
+
+  /** After `leave()`: the client no longer follows who is online. */
+  clearOnline(): void {
+    this.online.clear();
+  }
+
+  /** A user event from the server. */
+  handle(event: UserEventName, raw: RawUser): void {
+    const user = this.wrap(raw);
+    switch (event) {
+      case 'userJoined':
+        this.all.set(user.id, user);
+        this.online.set(user.id, user);
+        break;
+      case 'userLeft':
+        this.all.set(user.id, user);
+        this.online.delete(user.id);
+        break;
+      case 'userCreated':
+      case 'userUpdated':
+        this.all.set(user.id, user);
+        this.trackOnline(user);
+        break;
+      case 'userDeleted':
+        this.all.delete(user.id);
+        this.online.delete(user.id);
+        break;
+    }
+    if (user.id === this.host.selfId && event !== 'userDeleted') this.self = user;
+    this.events.emit(event, user);
+  }
+
+  wrap(raw: RawUser): CollabKitClientUser {
+    const user = {
+      ...raw,
+      following: [...(raw.following ?? [])],
+      followers: [...(raw.followers ?? [])],
+    } as CollabKitClientUser;
+    const id = raw.id;
+    Object.defineProperties(user, {
+      follow: { value: () => this.follow(id), enumerable: false, writable: true, configurable: true },
+      unfollow: { value: () => this.unfollow(id), enumerable: false, writable: true, configurable: true },
+    });
+    return user;
+  }
+
+  private remember(raw: RawUser): CollabKitClientUser {
+    const user = this.wrap(raw);
+    if (this.all.has(user.id)) this.all.set(user.id, user);
+    this.trackOnline(user);
+    if (user.id === this.host.selfId) this.self = user;
+    return user;
+  }
+
+  private trackOnline(user: CollabKitClientUser): void {
+    if (!this.online.has(user.id)) return;
+    if (user.status === 'online' || user.id === this.host.selfId) this.online.set(user.id, user);
+    else this.online.delete(user.id);
+  }
+
+  private refreshSelf(): void {
+    const id = this.host.selfId;
+    if (id !== undefined && this.all.has(id)) this.self = this.all.get(id);
+  }
+
+  /** Until the server's `userUpdated` arrives, the local user's `following` reflects the call. */
+  private adjustSelf(userId: string, follows: boolean): void {
+    const self = this.self;
+    if (!self) return;
+    const following = self.following.filter((id) => id !== userId);
+    if (follows) following.push(userId);
+    const updated = this.wrap({ ...self, following });
+    this.self = updated;
+    if (this.all.has(updated.id)) this.all.set(updated.id, updated);
+    if (this.online.has(updated.id)) this.online.set(updated.id, updated);
+  }
+}
