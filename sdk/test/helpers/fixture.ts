@@ -3,6 +3,7 @@
 import CollabKitClient, { type CollabKitClientOptions } from '@collab-kit/client';
 import type { StoresDefinition } from '@collab-kit/utils';
 import { startServer, type TestServer } from './server.js';
+import { eventually } from './wait.js';
 
 export class Fixture {
   server!: TestServer;
@@ -39,7 +40,7 @@ export class Fixture {
     options: Partial<CollabKitClientOptions<D>> = {},
   ): Promise<{ roomId: string; users: { id: string; token: string; client: CollabKitClient<D> }[] }> {
     const room = await this.server.createRoom();
-    const users = [];
+    const users: { id: string; token: string; client: CollabKitClient<D> }[] = [];
     for (let i = 0; i < count; i++) {
       const { user, token } = await this.server.createUser(room.id, `user-${i + 1}`);
       const client = this.client<D>(token, options);
@@ -47,6 +48,11 @@ export class Fixture {
       await client.join();
       users.push({ id: user.id as string, token, client });
     }
+    // Everyone has seen everyone join before the test starts.
+    await eventually(
+      () => users.every((u) => u.client.users.online.size === count),
+      `${count} clients to see each other online`,
+    );
     return { roomId: room.id, users };
   }
 
