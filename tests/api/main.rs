@@ -5,6 +5,7 @@ mod socket;
 
 mod auth;
 mod cli;
+mod comments;
 mod keys;
 mod presence;
 mod realtime;
