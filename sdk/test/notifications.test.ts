@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { BroadcastMeta, CollabKitError } from '@collab-kit/client';
 import { Fixture } from './helpers/fixture.js';
-import { Recorder, sleep } from './helpers/wait.js';
+import { eventually, Recorder, sleep } from './helpers/wait.js';
 
 const fx = new Fixture();
 before(() => fx.start());
@@ -55,6 +55,7 @@ describe('notifications', () => {
 
     await a!.client.notifications.broadcast('x', 1);
     await a!.client.notifications.broadcast('x', 2);
+    await eventually(() => received.includes('on:2'), 'B receives x 2');
     off();
     await a!.client.notifications.broadcast('x', 3);
     await a!.client.notifications.broadcast('y', 4);

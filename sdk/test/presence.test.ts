@@ -16,11 +16,8 @@ describe('presence', () => {
   it("sync('*') delivers others' states with the server's colour, and null when they leave", async () => {
     const { users } = await fx.room(3);
     const [a, b, c] = users;
-    const atA = new Recorder<Call>((cb) => {
-      void a!.client.presence.sync('*', cb);
-      return () => {};
-    });
-    await sleep(50);
+    const atA = new Recorder<Call>();
+    await a!.client.presence.sync('*', atA.callback);
     b!.client.presence.update({ cursor: { x: 1, y: 2 } });
     c!.client.presence.update({ cursor: { x: 5, y: 6 }, typing: true });
     const [[fromB]] = [await atA.find((ch) => ch.userId === b!.id, 'A gets B')];
@@ -44,10 +41,8 @@ describe('presence', () => {
     const [a, b] = users;
     b!.client.presence.update({ screen: 'home' });
     await sleep(150);
-    const atA = new Recorder<Call>((cb) => {
-      void a!.client.presence.sync('*', cb);
-      return () => {};
-    });
+    const atA = new Recorder<Call>();
+    await a!.client.presence.sync('*', atA.callback);
     const [[change]] = [await atA.find((ch) => ch.userId === b!.id, 'initial state of B')];
     assert.equal(change!.state?.screen, 'home');
     assert.equal(a!.client.presence.getStates().get(b!.id)?.screen, 'home');
@@ -56,11 +51,8 @@ describe('presence', () => {
   it('throttles a burst to few sends, and the latest state always arrives', async () => {
     const { users } = await fx.room(2);
     const [a, b] = users;
-    const atA = new Recorder<Call>((cb) => {
-      void a!.client.presence.sync(b!.id, cb);
-      return () => {};
-    });
-    await sleep(50);
+    const atA = new Recorder<Call>();
+    await a!.client.presence.sync(b!.id, atA.callback);
     // 100 updates within ~100 ms: at most one send per 50 ms leaves the client.
     const started = Date.now();
     for (let i = 1; i <= 100; i++) {
@@ -90,11 +82,8 @@ describe('presence', () => {
   it("targets: a user ID receives only that user, 'following' only followed users", async () => {
     const { users } = await fx.room(3);
     const [a, b, c] = users;
-    const atA = new Recorder<Call>((cb) => {
-      void a!.client.presence.sync(c!.id, cb);
-      return () => {};
-    });
-    await sleep(50);
+    const atA = new Recorder<Call>();
+    await a!.client.presence.sync(c!.id, atA.callback);
     b!.client.presence.update({ who: 'b' });
     c!.client.presence.update({ who: 'c' });
     await atA.find((ch) => ch.userId === c!.id, 'A gets C');
@@ -103,10 +92,8 @@ describe('presence', () => {
 
     // 'following': A follows B only.
     await a!.client.users.online.get(b!.id)!.follow();
-    const following = new Recorder<Call>((cb) => {
-      void a!.client.presence.sync('following', cb);
-      return () => {};
-    });
+    const following = new Recorder<Call>();
+    await a!.client.presence.sync('following', following.callback);
     await following.find((ch) => ch.userId === b!.id && ch.state?.who === 'b', "B's current state");
     b!.client.presence.update({ who: 'b2' });
     c!.client.presence.update({ who: 'c2' });
@@ -128,10 +115,8 @@ describe('presence', () => {
     const a = fx.client(one.token);
     await a.connect();
     await a.join();
-    const atA = new Recorder<Call>((cb) => {
-      void a.presence.sync('*', cb);
-      return () => {};
-    });
+    const atA = new Recorder<Call>();
+    await a.presence.sync('*', atA.callback);
     const b = fx.client(two.token);
     await b.connect();
     b.presence.update({ early: true }); // not joined yet: kept

@@ -66,15 +66,10 @@ describe('reconnection', () => {
     await a.stores.tasks.set({ key: 'gone', value: { title: 'Gone soon' } });
     await b.stores.tasks.sync();
     await a.users.online.get(bob.user.id)!.follow();
-    const presenceAtA = new Recorder<[PresenceChange]>((cb) => {
-      void a.presence.sync('*', cb);
-      return () => {};
-    });
-    const presenceAtB = new Recorder<[PresenceChange]>((cb) => {
-      void b.presence.sync('*', cb);
-      return () => {};
-    });
-    await sleep(50);
+    const presenceAtA = new Recorder<[PresenceChange]>();
+    await a.presence.sync('*', presenceAtA.callback);
+    const presenceAtB = new Recorder<[PresenceChange]>();
+    await b.presence.sync('*', presenceAtB.callback);
     a.presence.update({ cursor: 'a-before' });
     b.presence.update({ cursor: 'b-before' });
     await presenceAtA.find((ch) => ch.state?.cursor === 'b-before', 'A sees B before');

@@ -48,17 +48,19 @@ export class Recorder<A extends unknown[]> {
   readonly calls: A[] = [];
   private readonly waiters: { predicate: (calls: A[]) => boolean; resolve: () => void }[] = [];
   readonly off: () => void;
-
-  constructor(subscribe: (callback: (...args: A) => void) => () => void) {
-    this.off = subscribe((...args: A) => {
-      this.calls.push(args);
-      for (const waiter of [...this.waiters]) {
-        if (waiter.predicate(this.calls)) {
-          this.waiters.splice(this.waiters.indexOf(waiter), 1);
-          waiter.resolve();
-        }
+  /** The recording callback, for APIs that take one without returning an unsubscribe. */
+  readonly callback = (...args: A): void => {
+    this.calls.push(args);
+    for (const waiter of [...this.waiters]) {
+      if (waiter.predicate(this.calls)) {
+        this.waiters.splice(this.waiters.indexOf(waiter), 1);
+        waiter.resolve();
       }
-    });
+    }
+  };
+
+  constructor(subscribe?: (callback: (...args: A) => void) => () => void) {
+    this.off = subscribe ? subscribe(this.callback) : () => {};
   }
 
   /** Resolves once `predicate(calls)` holds. */

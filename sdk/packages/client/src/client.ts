@@ -112,6 +112,9 @@ export class CollabKitClient<D extends StoresDefinition = {}> {
       get selfId() {
         return self.selfId;
       },
+      followingChanged: () => {
+        this.presence.followingChanged().catch((error) => this.reportUnlessDisconnected(error));
+      },
     });
     this.presence = new Presence({
       request,
@@ -285,13 +288,9 @@ export class CollabKitClient<D extends StoresDefinition = {}> {
       case 'userDeleted': {
         const user = data?.user as RawUser | undefined;
         if (!user) return;
-        const before = user.id === this.selfId ? this.users.following.join(',') : undefined;
         this.users.handle(name as UserEventName, user);
         if ((name === 'userJoined' || name === 'userLeft') && this.room_) {
           this.room_ = { ...this.room_, active_participants: this.users.online.size };
-        }
-        if (before !== undefined && before !== this.users.following.join(',')) {
-          this.presence.followingChanged().catch((error) => this.reportUnlessDisconnected(error));
         }
         return;
       }

@@ -28,6 +28,8 @@ export type UserEvents = { [E in UserEventName]: [user: CollabKitClientUser] };
 export interface UsersHost {
   request<T>(method: string, params?: unknown, options?: { retry?: boolean }): Promise<T>;
   readonly selfId: string | undefined;
+  /** The local user's `following` changed (from a call's result or from the server's event). */
+  followingChanged(): void;
 }
 
 export class Users {
@@ -161,7 +163,7 @@ export class Users {
         this.online.delete(user.id);
         break;
     }
-    if (user.id === this.host.selfId && event !== 'userDeleted') this.self = user;
+    if (user.id === this.host.selfId && event !== 'userDeleted') this.setCurrent(user);
     this.events.emit(event, user);
   }
 
@@ -183,7 +185,7 @@ export class Users {
     const user = this.wrap(raw);
     if (this.all.has(user.id)) this.all.set(user.id, user);
     this.trackOnline(user);
-    if (user.id === this.host.selfId) this.self = user;
+    if (user.id === this.host.selfId) this.setCurrent(user);
     return user;
   }
 
@@ -193,9 +195,15 @@ export class Users {
     else this.online.delete(user.id);
   }
 
+  private setCurrent(user: CollabKitClientUser): void {
+    const before = this.self?.following.join(',');
+    this.self = user;
+    if (before !== undefined && before !== user.following.join(',')) this.host.followingChanged();
+  }
+
   private refreshSelf(): void {
     const id = this.host.selfId;
-    if (id !== undefined && this.all.has(id)) this.self = this.all.get(id);
+    if (id !== undefined && this.all.has(id)) this.setCurrent(this.all.get(id)!);
   }
 
   /** Until the server's `userUpdated` arrives, the local user's `following` reflects the call. */
@@ -205,7 +213,7 @@ export class Users {
     const following = self.following.filter((id) => id !== userId);
     if (follows) following.push(userId);
     const updated = this.wrap({ ...self, following });
-    this.self = updated;
+    this.setCurrent(updated);
     if (this.all.has(updated.id)) this.all.set(updated.id, updated);
     if (this.online.has(updated.id)) this.online.set(updated.id, updated);
   }
