@@ -123,6 +123,20 @@ export async function main(jwt: string): Promise<void> {
   unsubscribe();
   void recipients;
 
+  const thread = await client.comments.createThread({ body: 'Move this?', metadata: { x: 10, y: 20 } });
+  const reply = await client.comments.reply({ threadId: thread.id, body: 'Yes' });
+  await client.comments.edit({ commentId: reply.id, body: 'Yes!', metadata: null });
+  await client.comments.react({ commentId: reply.id, emoji: '👍' });
+  await client.comments.unreact({ commentId: reply.id, emoji: '👍' });
+  await client.comments.resolve({ threadId: thread.id });
+  await client.comments.reopen({ threadId: thread.id });
+  const page = await client.comments.list({ resolved: false, limit: 10 });
+  const first = await client.comments.getThread({ threadId: page.threads[0]!.id });
+  const { threadDeleted } = await client.comments.delete({ commentId: first.comments[0]!.id });
+  const offComments = client.comments.on('commentUpdated', (comment) => void comment.reactions[0]?.user_ids);
+  client.comments.on('threadDeleted', ({ threadId }) => void threadId);
+  void [threadDeleted, offComments];
+
   client.disconnect();
 }
 

@@ -33,7 +33,15 @@ export type {
 } from './stores.js';
 export type { Notifications, BroadcastCallback, BroadcastMeta } from './notifications.js';
 export type { RoomApi, CollabKitRoomWithUsers, RoomEvents } from './room.js';
-export type { Comments } from './comments.js';
+export type {
+  Comments,
+  Comment,
+  CommentThread,
+  CommentReaction,
+  CommentPage,
+  CommentEvents,
+  CommentEventName,
+} from './comments.js';
 export type { WebSocketConstructor, WebSocketLike } from './websocket.js';
 export { defineStores } from '@collab-kit/utils';
 export type {
