@@ -86,10 +86,13 @@ describe('connect and join', () => {
     const client = fx.client(token);
     const connecting = client.connect();
     const joining = client.join();
+    const joiningToo = client.join();
     const me = client.users.get();
     await connecting;
     const joined = await joining;
     assert.equal(joined.id, room.id);
+    assert.equal((await joiningToo).id, room.id, 'concurrent join() calls share one join');
+    assert.equal((await client.join()).id, room.id, 'join() when joined resolves at once');
     assert.equal((await me).id, client.userId);
     assert.equal(client.socket.connected, true);
   });

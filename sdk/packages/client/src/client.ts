@@ -89,6 +89,7 @@ export class CollabKitClient<D extends StoresDefinition = {}> {
   private selfId: string | undefined;
   private wantJoined = false;
   private joinedEpoch: number | undefined;
+  private joining: Promise<CollabKitRoom> | undefined;
 
   constructor(options: CollabKitClientOptions<D>) {
     if (!options || typeof options.serverUrl !== 'string' || options.serverUrl === '') {
@@ -170,7 +171,14 @@ export class CollabKitClient<D extends StoresDefinition = {}> {
   }
 
   /** The user goes online in its room. Resolves with the room. */
-  async join(): Promise<CollabKitRoom> {
+  join(): Promise<CollabKitRoom> {
+    this.joining ??= this.joinOnce().finally(() => {
+      this.joining = undefined;
+    });
+    return this.joining;
+  }
+
+  private async joinOnce(): Promise<CollabKitRoom> {
     this.wantJoined = true;
     const state = this.connection.state;
     if (state === 'idle') {
@@ -182,6 +190,7 @@ export class CollabKitClient<D extends StoresDefinition = {}> {
     if (state !== 'ready') await this.connection.whenReady();
     if (this.joined) return this.room_!;
     let result: JoinResult;
+    this.storeSet.markGap();
     try {
       result = await this.connection.request<JoinResult>('room.join');
     } catch (error) {
@@ -244,6 +253,7 @@ export class CollabKitClient<D extends StoresDefinition = {}> {
     this.users.setSelf(welcome.user);
     if (this.room_ === null || this.room_.id === welcome.room.id) this.room_ = welcome.room;
     this.joinedEpoch = undefined;
+    this.storeSet.markGap();
     const epoch = this.connection.socketEpoch;
     try {
       await this.storeSet.declare(context);

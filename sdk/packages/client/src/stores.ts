@@ -98,6 +98,11 @@ class StoreHandle implements StoreClient<StoreSchema> {
   private readonly events = new Emitter<{ changed: [StoreChange<any>] }>();
   /** The room version this copy is complete up to; undefined before the first sync. */
   private version: number | undefined;
+  /**
+   * Set when changes may have been missed (a new socket, a join) until a catch-up succeeds:
+   * meanwhile live events must not move `version` past changes that were never fetched.
+   */
+  private gap = true;
 
   constructor(
     readonly name: string,
@@ -199,13 +204,20 @@ class StoreHandle implements StoreClient<StoreSchema> {
       this.apply(change.key, action, change.value, change.version, { emit, userId: null, sameValueSilent: result.reset });
     }
     this.version = Math.max(this.version ?? 0, result.version);
+    this.gap = false;
+  }
+
+  /** Changes may be missed from now until the next successful catch-up. */
+  markGap(): void {
+    this.gap = true;
   }
 
   /** A `changed` event from another client (or the REST API). */
   changed(data: { key: string; action: StoreAction; value: any; version: number; userId: string | null }): void {
     this.apply(data.key, data.action, data.value, data.version, { emit: true, userId: data.userId ?? null });
-    // Events reach a joined socket in version order: the copy is complete up to here.
-    if (this.version !== undefined && data.version > this.version) this.version = data.version;
+    // Events reach a joined socket in version order: once caught up, the copy is complete up
+    // to the latest event.
+    if (!this.gap && this.version !== undefined && data.version > this.version) this.version = data.version;
   }
 
   private apply(
@@ -251,6 +263,10 @@ export class Stores {
   async declare(setup: StoresSetup): Promise<void> {
     if (this.empty) return;
     await setup.request('stores.declare', { schemas: this.definition });
+  }
+
+  markGap(): void {
+    for (const handle of this.handles.values()) handle.markGap();
   }
 
   async catchUp(setup: StoresSetup): Promise<void> {
