@@ -182,6 +182,15 @@ impl App {
         tracing::info!(addr = %self.local_addr(), "listening");
         let retention = Duration::from_millis(self.state.config().stores.tombstone_retention_ms);
         let heartbeat = tokio::spawn(nodes::heartbeat(hub.clone(), retention));
+        let config = self.state.config();
+        let deliveries = crate::webhooks::Worker::new(
+            self.state.store().clone(),
+            self.state.bus().clone(),
+            config.webhooks.clone(),
+            hub.node_id().clone(),
+        )
+        .context("building the webhook client")?;
+        let deliveries = tokio::spawn(deliveries.run(shutdown.clone(), grace));
         let server = axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
             .into_future();
@@ -210,6 +219,7 @@ impl App {
             sockets,
         );
         heartbeat.abort();
+        let _ = deliveries.await;
         nodes::stop(&hub).await;
         served?;
         tracing::info!("server stopped");

@@ -27,6 +27,7 @@ pub struct Config {
     pub realtime: RealtimeConfig,
     pub stores: StoresConfig,
     pub comments: CommentsConfig,
+    pub webhooks: WebhooksConfig,
     pub shutdown: ShutdownConfig,
 }
 
@@ -150,6 +151,20 @@ pub struct CommentsConfig {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct WebhooksConfig {
+    pub allow_private_addresses: bool,
+    pub attempt_timeout_ms: u64,
+    pub retry_delays_ms: Vec<u64>,
+    pub disable_after_failures: i64,
+    pub max_concurrent_deliveries: usize,
+    pub max_response_bytes: usize,
+    pub poll_interval_ms: u64,
+    pub event_retention_ms: u64,
+    pub max_webhooks_per_account: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ShutdownConfig {
     pub grace_ms: u64,
 }
@@ -203,6 +218,14 @@ impl Config {
         if rt.max_message_bytes < 1024 || rt.outbox_frames == 0 || rt.max_connections_per_room == 0
         {
             bail!("realtime limits: max_message_bytes >= 1024, outbox_frames and max_connections_per_room >= 1");
+        }
+        let hooks = &self.webhooks;
+        if hooks.attempt_timeout_ms == 0
+            || hooks.max_concurrent_deliveries == 0
+            || hooks.poll_interval_ms == 0
+            || hooks.disable_after_failures < 1
+        {
+            bail!("webhooks: attempt_timeout_ms, max_concurrent_deliveries, poll_interval_ms and disable_after_failures must be at least 1");
         }
         if self.auth.key_cache_max_entries == 0 {
             bail!("auth.key_cache_max_entries must be at least 1");
@@ -294,6 +317,16 @@ fn apply_env(
                     .parse()
                     .with_context(|| format!("{name}={text:?} is not a number"))?,
             ),
+            // Lists of numbers: comma-separated (`5000,30000`).
+            Value::Array(_) => Value::Array(
+                text.split(',')
+                    .filter(|item| !item.trim().is_empty())
+                    .map(|item| item.trim().parse().map(Value::Integer))
+                    .collect::<Result<_, _>>()
+                    .with_context(|| {
+                        format!("{name}={text:?} is not a comma-separated list of integers")
+                    })?,
+            ),
             _ => Value::String(text),
         };
     }
@@ -372,6 +405,7 @@ mod tests {
         .unwrap();
         let env: HashMap<&str, &str> = [
             ("COLLABKIT_RATE_LIMIT_PER_SECOND", "9"),
+            ("COLLABKIT_WEBHOOKS_RETRY_DELAYS_MS", "10, 20,30"),
             ("COLLABKIT_DATABASE_URL", "postgres://x@127.0.0.1/db"),
         ]
         .into();
@@ -380,6 +414,7 @@ mod tests {
         assert_eq!(config.bind, "127.0.0.1:9000");
         assert_eq!(config.rate_limit.per_second, 9);
         assert_eq!(config.database_url(), "postgres://x@127.0.0.1/db");
+        assert_eq!(config.webhooks.retry_delays_ms, [10, 20, 30]);
     }
 
     #[test]

@@ -91,6 +91,7 @@ impl ApiError {
             Entity::Entry => "Entry not found",
             Entity::Thread => "Thread not found",
             Entity::Comment => "Comment not found",
+            Entity::Webhook => "Webhook not found",
         }))
     }
 

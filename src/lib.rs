@@ -22,3 +22,5 @@ pub mod realtime;
 pub mod store;
 /// Logging set-up.
 pub mod telemetry;
+/// Webhook delivery: the outbox worker, signatures, the address guard.
+pub mod webhooks;

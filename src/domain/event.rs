@@ -67,7 +67,13 @@ pub struct Event {
 }
 
 impl Event {
-    pub fn new(kind: EventKind, room: &Room, user: Option<&User>, users: Vec<User>, at: Timestamp) -> Self {
+    pub fn new(
+        kind: EventKind,
+        room: &Room,
+        user: Option<&User>,
+        users: Vec<User>,
+        at: Timestamp,
+    ) -> Self {
         Self {
             id: format!("evt_{}", uuid::Uuid::new_v4().simple()),
             kind,

@@ -8,6 +8,7 @@ pub mod room;
 pub mod schema;
 pub mod time;
 pub mod user;
+pub mod webhook;
 
 pub use account::{Account, ApiKey};
 pub use comment::{Comment, CommentId, Metadata, Reaction, Thread, ThreadId};

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, Notify};
 
 use crate::domain::Event;
 
@@ -14,6 +14,8 @@ const BUS_CAPACITY: usize = 4096;
 #[derive(Clone)]
 pub struct EventBus {
     sender: broadcast::Sender<Arc<Event>>,
+    /// Wakes the webhook worker for work that is not an event (a test delivery).
+    wake: Arc<Notify>,
 }
 
 impl Default for EventBus {
@@ -26,11 +28,21 @@ impl EventBus {
     pub fn new() -> Self {
         Self {
             sender: broadcast::channel(BUS_CAPACITY).0,
+            wake: Arc::new(Notify::new()),
         }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.sender.subscribe()
+    }
+
+    /// Wakes whoever waits in `woken` (once, even if nobody waits yet).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    pub async fn woken(&self) {
+        self.wake.notified().await;
     }
 
     /// Announces recorded events, in order.

@@ -10,6 +10,7 @@ pub mod rooms;
 pub mod stores;
 pub mod users;
 pub mod validation;
+pub mod webhooks;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
@@ -25,7 +26,8 @@ pub fn router(state: AppState) -> Router {
         .merge(users::router())
         .merge(accounts::router())
         .merge(comments::router())
-        .merge(stores::router());
+        .merge(stores::router())
+        .merge(webhooks::router());
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -79,7 +79,10 @@ async fn create_user(
     let (user, events) = state.store().create_user(&user).await?;
     state.bus().publish(events);
     let room_id = user.room_id;
-    state.hub().notify(room_id, RoomCommand::UserCreated(user.clone())).await;
+    state
+        .hub()
+        .notify(room_id, RoomCommand::UserCreated(user.clone()))
+        .await;
     let token = state.jwt().user_token(&user);
     Ok(Reply::created(
         "User created",
@@ -203,7 +206,10 @@ async fn update_user(
     let scope = room_scope(&state, auth, &query).await?;
     let (user, events) = state.store().update_user(scope, user_id, &changes).await?;
     state.bus().publish(events);
-    state.hub().notify(scope.room_id, RoomCommand::UserUpdated(user.clone())).await;
+    state
+        .hub()
+        .notify(scope.room_id, RoomCommand::UserUpdated(user.clone()))
+        .await;
     Ok(Reply::ok("User updated", json!({ "user": user })))
 }
 
@@ -219,6 +225,9 @@ async fn delete_user(
     state.bus().publish(left.events);
     // Closes the user's sockets.
     let id = user.id;
-    state.hub().notify(scope.room_id, RoomCommand::UserDeleted(user)).await;
+    state
+        .hub()
+        .notify(scope.room_id, RoomCommand::UserDeleted(user))
+        .await;
     Ok(Reply::ok("User deleted", json!({ "id": id })))
 }

@@ -20,12 +20,20 @@ macro_rules! migrations {
     };
 }
 
-pub(super) const SQLITE: &[Migration] =
-    migrations!("sqlite": (1, "0001_foundation"), (2, "0002_realtime"), (3, "0003_stores"),
-        (4, "0004_comments"), (5, "0005_webhooks"));
-pub(super) const POSTGRES: &[Migration] =
-    migrations!("postgres": (1, "0001_foundation"), (2, "0002_realtime"), (3, "0003_stores"),
-        (4, "0004_comments"), (5, "0005_webhooks"));
+pub(super) const SQLITE: &[Migration] = migrations!("sqlite":
+    (1, "0001_foundation"),
+    (2, "0002_realtime"),
+    (3, "0003_stores"),
+    (4, "0004_comments"),
+    (5, "0005_webhooks"),
+);
+pub(super) const POSTGRES: &[Migration] = migrations!("postgres":
+    (1, "0001_foundation"),
+    (2, "0002_realtime"),
+    (3, "0003_stores"),
+    (4, "0004_comments"),
+    (5, "0005_webhooks"),
+);
 
 pub(super) const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS collabkit_migrations (\
     version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)";

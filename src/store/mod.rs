@@ -7,6 +7,7 @@ mod migrations;
 pub mod postgres;
 mod sql;
 pub mod sqlite;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -55,6 +56,7 @@ pub enum Entity {
     Entry,
     Thread,
     Comment,
+    Webhook,
 }
 
 /// Which slice of a list to return.
@@ -200,9 +202,10 @@ pub struct Recounted {
 
 pub use comments::CommentStore;
 pub use entries::EntryStore;
+pub use webhooks::WebhookStore;
 
 #[async_trait]
-pub trait Store: EntryStore + CommentStore + Send + Sync + 'static {
+pub trait Store: EntryStore + CommentStore + WebhookStore + Send + Sync + 'static {
     /// Whether several server nodes may share this database (PostgreSQL) or only one
     /// (SQLite, a local file).
     fn shared(&self) -> bool;

@@ -77,3 +77,4 @@ async fn run_migrations(conn: &mut sqlx::pool::PoolConnection<Postgres>) -> Stor
 super::sql::impl_sql_store!(PostgresStore, sqlx::Postgres, shared: true);
 super::comments::impl_comment_store!(PostgresStore, sqlx::Postgres);
 super::entries::impl_entry_store!(PostgresStore, sqlx::Postgres);
+super::webhooks::impl_webhook_store!(PostgresStore, sqlx::Postgres, skip_locked: " FOR UPDATE SKIP LOCKED");

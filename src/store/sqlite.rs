@@ -98,3 +98,4 @@ pub async fn applied_migrations(store: &SqliteStore) -> StoreResult<i64> {
 super::sql::impl_sql_store!(SqliteStore, sqlx::Sqlite, shared: false);
 super::comments::impl_comment_store!(SqliteStore, sqlx::Sqlite);
 super::entries::impl_entry_store!(SqliteStore, sqlx::Sqlite);
+super::webhooks::impl_webhook_store!(SqliteStore, sqlx::Sqlite, skip_locked: "");

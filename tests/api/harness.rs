@@ -57,6 +57,15 @@ pub struct TestDatabase {
 }
 
 impl TestDatabase {
+    /// The same database for a second server (a second node); the first one owns it.
+    pub fn share(&self) -> Self {
+        Self {
+            url: self.url.clone(),
+            dir: tempfile::tempdir().expect("a temporary directory"),
+            schema: None,
+        }
+    }
+
     pub async fn new(backend: Backend) -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
         match backend {

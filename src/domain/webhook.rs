@@ -1,0 +1,231 @@
+//! Webhooks: registrations, deliveries, and the body a delivery sends.
+
+use serde::ser::SerializeStruct;
+use serde::{Serialize, Serializer};
+use serde_json::{json, Map, Value};
+
+use super::event::EventPayload;
+use super::{AccountId, EventKind, RoomId, Timestamp};
+
+/// A webhook registration. Serializes as the documented `WebhookRegistration` without its
+/// secret; `with_secret()` includes it (creation and rotation only).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Webhook {
+    /// `wh_` followed by 32 hex digits.
+    pub id: String,
+    pub account_id: AccountId,
+    pub url: String,
+    pub secret: String,
+    pub events: Vec<EventKind>,
+    pub room_id: Option<RoomId>,
+    pub enabled: bool,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl Webhook {
+    pub fn new_id() -> String {
+        format!("wh_{}", uuid::Uuid::new_v4().simple())
+    }
+
+    /// Whether an event of `kind` in `room` is delivered to this webhook.
+    pub fn wants(&self, kind: EventKind, room: RoomId) -> bool {
+        self.enabled && self.events.contains(&kind) && self.room_id.is_none_or(|r| r == room)
+    }
+
+    pub fn with_secret(&self) -> WithSecret<'_> {
+        WithSecret(self)
+    }
+
+    fn serialize_fields<S: SerializeStruct>(
+        &self,
+        out: &mut S,
+        secret: bool,
+    ) -> Result<(), S::Error> {
+        out.serialize_field("id", &self.id)?;
+        out.serialize_field("organization_id", &self.account_id)?;
+        out.serialize_field("url", &self.url)?;
+        if secret {
+            out.serialize_field("secret", &self.secret)?;
+        }
+        let events: Vec<&str> = self.events.iter().map(|e| e.name()).collect();
+        out.serialize_field("events", &events)?;
+        out.serialize_field("room_id", &self.room_id)?;
+        out.serialize_field("enabled", &self.enabled)?;
+        out.serialize_field("created_at", &self.created_at)?;
+        out.serialize_field("updated_at", &self.updated_at)
+    }
+}
+
+impl Serialize for Webhook {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut out = serializer.serialize_struct("WebhookRegistration", 8)?;
+        self.serialize_fields(&mut out, false)?;
+        out.end()
+    }
+}
+
+/// A webhook shown with its secret.
+pub struct WithSecret<'a>(&'a Webhook);
+
+impl Serialize for WithSecret<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut out = serializer.serialize_struct("WebhookRegistration", 9)?;
+        self.0.serialize_fields(&mut out, true)?;
+        out.end()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryStatus {
+    Pending,
+    Success,
+    Failed,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Success => "success",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "pending" => Some(Self::Pending),
+            "success" => Some(Self::Success),
+            "failed" => Some(Self::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// One event's delivery to one webhook: the documented `WebhookDelivery`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Delivery {
+    /// `del_` followed by 32 hex digits.
+    pub id: String,
+    pub webhook_id: String,
+    pub event: String,
+    /// The JSON body sent, as a string (the same on every attempt).
+    pub payload: String,
+    pub status: DeliveryStatus,
+    pub attempts: i64,
+    pub last_attempt_at: Option<Timestamp>,
+    pub next_retry_at: Option<Timestamp>,
+    pub status_code: Option<i64>,
+    pub created_at: Timestamp,
+}
+
+impl Delivery {
+    pub fn new_id() -> String {
+        format!("del_{}", uuid::Uuid::new_v4().simple())
+    }
+}
+
+/// The name of the event a test delivery carries.
+pub const TEST_EVENT: &str = "webhook.test";
+
+/// A delivery's body: `{ id, event, timestamp, room, user | users, data: { roomId, userId? } }`,
+/// which serves both documented forms (see the contract's decisions).
+pub fn delivery_body(event_id: &str, kind: &str, at: Timestamp, payload: &EventPayload) -> String {
+    let mut body = Map::new();
+    body.insert("id".into(), event_id.into());
+    body.insert("event".into(), kind.into());
+    body.insert("timestamp".into(), at.to_string().into());
+    body.insert("room".into(), payload.room.clone());
+    let mut data = Map::new();
+    data.insert("roomId".into(), payload.room["id"].clone());
+    if let Some(user) = &payload.user {
+        body.insert("user".into(), user.clone());
+        data.insert("userId".into(), user["id"].clone());
+    }
+    if let Some(users) = &payload.users {
+        body.insert("users".into(), Value::Array(users.clone()));
+    }
+    body.insert("data".into(), Value::Object(data));
+    Value::Object(body).to_string()
+}
+
+/// The body of a test delivery.
+pub fn test_body(event_id: &str, at: Timestamp, webhook_id: &str) -> String {
+    json!({
+        "id": event_id,
+        "event": TEST_EVENT,
+        "timestamp": at.to_string(),
+        "data": { "webhookId": webhook_id },
+    })
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_carry_both_documented_forms() {
+        let payload = EventPayload {
+            room: json!({ "id": "r1", "name": "room" }),
+            user: Some(json!({ "id": "u1", "name": "Alice" })),
+            users: None,
+        };
+        let body: Value = serde_json::from_str(&delivery_body(
+            "evt_1",
+            "participant.joined",
+            Timestamp::from_millis(0),
+            &payload,
+        ))
+        .unwrap();
+        assert_eq!(
+            body,
+            json!({
+                "id": "evt_1", "event": "participant.joined",
+                "timestamp": "1970-01-01T00:00:00.000Z",
+                "room": { "id": "r1", "name": "room" },
+                "user": { "id": "u1", "name": "Alice" },
+                "data": { "roomId": "r1", "userId": "u1" },
+            })
+        );
+        let closed = EventPayload {
+            room: json!({ "id": "r1" }),
+            user: None,
+            users: Some(vec![json!({ "id": "u1" })]),
+        };
+        let body: Value = serde_json::from_str(&delivery_body(
+            "evt_2",
+            "session.closed",
+            Timestamp::from_millis(0),
+            &closed,
+        ))
+        .unwrap();
+        assert_eq!(body["users"], json!([{ "id": "u1" }]));
+        assert_eq!(body["data"], json!({ "roomId": "r1" }));
+        assert!(body.get("user").is_none());
+    }
+
+    #[test]
+    fn registrations_show_the_secret_only_when_asked() {
+        let hook = Webhook {
+            id: Webhook::new_id(),
+            account_id: AccountId::new(),
+            url: "https://example.com/hook".into(),
+            secret: "whsec_x".into(),
+            events: vec![EventKind::UserCreated],
+            room_id: None,
+            enabled: true,
+            created_at: Timestamp::from_millis(0),
+            updated_at: Timestamp::from_millis(0),
+        };
+        let plain = serde_json::to_value(&hook).unwrap();
+        assert!(plain.get("secret").is_none());
+        assert_eq!(plain["events"], json!(["user.created"]));
+        assert_eq!(plain["organization_id"], json!(hook.account_id));
+        let shown = serde_json::to_value(hook.with_secret()).unwrap();
+        assert_eq!(shown["secret"], "whsec_x");
+        assert!(hook.wants(EventKind::UserCreated, RoomId::new()));
+        assert!(!hook.wants(EventKind::UserDeleted, RoomId::new()));
+    }
+}
