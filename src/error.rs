@@ -13,8 +13,12 @@ use crate::store::{Entity, StoreError};
 pub enum ApiError {
     #[error("unauthorized")]
     Unauthorized,
+    /// Valid credentials for another account.
     #[error("forbidden")]
     Forbidden,
+    /// The caller may not do this (edit another user's comment, read another room).
+    #[error("{0}")]
+    NotAllowed(Cow<'static, str>),
     #[error("{0}")]
     NotFound(Cow<'static, str>),
     #[error("method not allowed")]
@@ -98,7 +102,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::Forbidden | Self::NotAllowed(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::BadRequest(_) | Self::Validation { .. } => StatusCode::BAD_REQUEST,
@@ -114,7 +118,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Unauthorized => "UNAUTHORIZED",
-            Self::Forbidden => "FORBIDDEN",
+            Self::Forbidden | Self::NotAllowed(_) => "FORBIDDEN",
             Self::NotFound(_) => "NOT_FOUND",
             Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             Self::BadRequest(_) => "BAD_REQUEST",
@@ -133,9 +137,10 @@ impl ApiError {
         match self {
             Self::Unauthorized => "Invalid or missing authentication credentials".into(),
             Self::Forbidden => "These credentials do not give access to this account".into(),
-            Self::NotFound(message) | Self::BadRequest(message) | Self::Conflict(message) => {
-                message.clone()
-            }
+            Self::NotFound(message)
+            | Self::BadRequest(message)
+            | Self::Conflict(message)
+            | Self::NotAllowed(message) => message.clone(),
             Self::MethodNotAllowed => "Method not allowed on this route".into(),
             Self::Validation { message, .. } => message.clone().into(),
             Self::PayloadTooLarge { limit } => {

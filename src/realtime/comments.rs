@@ -148,7 +148,7 @@ async fn in_order<T>(
 }
 
 fn not_author(_: NotAuthor) -> ApiError {
-    ApiError::Forbidden
+    ApiError::NotAllowed("Only the comment's author can change it".into())
 }
 
 async fn create_thread(caller: &Caller<'_>, params: CreateThreadParams) -> Result<Value, ApiError> {

@@ -479,7 +479,9 @@ impl Connection {
                 let params: RoomGetParams = ApiError::parse_value(params)?;
                 if let Some(room_id) = params.room_id {
                     if room_id != self.scope.room_id.to_string() {
-                        return Err(ApiError::Forbidden);
+                        return Err(ApiError::NotAllowed(
+                            "A token gives access to its own room only".into(),
+                        ));
                     }
                 }
                 let room = self
