@@ -117,6 +117,7 @@ describe('connect and join', () => {
       assert.equal(requestLine, 'GET /v1/realtime HTTP/1.1');
       assert.ok(!upgrade.includes(token), 'the token is not in the upgrade request');
       assert.match(upgrade, new RegExp(`sec-websocket-protocol: ${SUBPROTOCOL}`, 'i'));
+      assert.match(proxy.responses[0]!, new RegExp(`sec-websocket-protocol: ${SUBPROTOCOL}`, 'i'), 'the server selects it');
       client.disconnect();
     } finally {
       await proxy.stop();

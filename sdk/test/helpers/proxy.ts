@@ -10,6 +10,8 @@ export class TcpProxy {
   private frozen = false;
   /** The first bytes each client sent (its HTTP upgrade request). */
   readonly requests: string[] = [];
+  /** The first bytes the server answered on each connection (its HTTP upgrade response). */
+  readonly responses: string[] = [];
   port = 0;
 
   constructor(private readonly targetPort: number) {}
@@ -46,7 +48,12 @@ export class TcpProxy {
       }
       if (!this.frozen) upstream.write(chunk);
     });
+    let firstAnswer = true;
     upstream.on('data', (chunk) => {
+      if (firstAnswer) {
+        this.responses.push(chunk.toString('latin1'));
+        firstAnswer = false;
+      }
       if (!this.frozen) client.write(chunk);
     });
     const end = () => {

@@ -84,7 +84,12 @@ export async function main(jwt: string): Promise<void> {
     const color: string | undefined = state?.color;
     void [userId, color];
   });
-  await client.presence.sync('following', () => {});
+  await client.presence.sync<Cursor>('following', ({ state }) => {
+    const x: number | undefined = state?.cursor.x;
+    void x;
+  });
+  const cursors: Map<string, Cursor> = client.presence.getStates<Cursor>();
+  void cursors;
   await client.presence.sync(self.id, () => {});
   await client.presence.unsync();
   const states: Map<string, PresenceState> = client.presence.getStates();

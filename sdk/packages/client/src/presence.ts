@@ -11,13 +11,14 @@ export const PRESENCE_THROTTLE_MS = 50;
 /** `'*'` (everyone), `'following'` (the users the local user follows), or a user ID. */
 export type PresenceTarget = '*' | 'following' | (string & {});
 
-export interface PresenceChange {
+/** A user's presence; `S` lets an application type its own state (the server adds `color`). */
+export interface PresenceChange<S extends object = PresenceState> {
   userId: string;
   /** `null` when the user left or cleared their presence. */
-  state: PresenceState | null;
+  state: (S & { color?: string }) | null;
 }
 
-export type PresenceCallback = (change: PresenceChange) => void;
+export type PresenceCallback<S extends object = PresenceState> = (change: PresenceChange<S>) => void;
 
 export interface PresenceHost {
   /** Whether the socket is ready and joined: presence frames may go now. */
@@ -78,19 +79,22 @@ export class Presence {
    * user left. One target at a time: a new call replaces the previous one. Before `join()` the
    * target is remembered and applied on joining.
    */
-  async sync(target: PresenceTarget, callback: PresenceCallback): Promise<Map<string, PresenceState>> {
+  async sync<S extends object = PresenceState>(
+    target: PresenceTarget,
+    callback: PresenceCallback<S>,
+  ): Promise<Map<string, S & { color?: string }>> {
     if (typeof target !== 'string' || target.length === 0) {
       throw new CollabKitError('VALIDATION_ERROR', 'target must be "*", "following" or a user ID', { field: 'target' });
     }
     if (typeof callback !== 'function') throw new TypeError('callback must be a function');
     this.target = target;
-    this.callback = callback;
+    this.callback = callback as unknown as PresenceCallback;
     this.delivered = false;
     if (this.host.live) {
       const { states } = await this.host.request<{ states: PresenceChange[] }>('presence.sync', { target });
-      if (this.target === target && this.callback === callback) this.replaceStates(states);
+      if (this.target === target && this.callback === (callback as unknown)) this.replaceStates(states);
     }
-    return this.getStates();
+    return this.getStates<S>();
   }
 
   /** Stops receiving presence. */
@@ -104,8 +108,8 @@ export class Presence {
   }
 
   /** The states of the users this client receives, by user ID (not its own). */
-  getStates(): Map<string, PresenceState> {
-    return new Map(this.states);
+  getStates<S extends object = PresenceState>(): Map<string, S & { color?: string }> {
+    return new Map(this.states) as unknown as Map<string, S & { color?: string }>;
   }
 
   // ----- called by the client -----
