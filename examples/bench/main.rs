@@ -2,9 +2,13 @@
 //! asserts nothing. Run through `scripts/bench`, which builds the release binary first:
 //!
 //!   scripts/bench http [--db sqlite|postgres|both] [--seconds 5] [--concurrency 32]
+//!   scripts/bench ws [--db sqlite|postgres|both] [--clients 200] [--rooms 4] [--seconds 10]
+//!                    [--hz 20] [--idle 10000]
 
 mod server;
 mod stats;
+mod ws;
+mod wsclient;
 
 use std::time::Duration;
 
@@ -12,13 +16,20 @@ use server::{Db, Server};
 
 struct Options {
     dbs: Vec<Db>,
-    seconds: u64,
+    /// Default: 5 for `http`, 10 for `ws`.
+    seconds: Option<u64>,
     concurrency: usize,
+    clients: usize,
+    rooms: usize,
+    hz: f64,
+    idle: usize,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: bench http [--db sqlite|postgres|both] [--seconds N] [--concurrency N]\n\
+         \x20      bench ws [--db sqlite|postgres|both] [--clients N] [--rooms N] [--seconds N]\n\
+         \x20               [--hz N] [--idle N]\n\
          environment: COLLABKIT_BIN (default target/release/collabkit),\n\
          COLLABKIT_BENCH_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/test)"
     );
@@ -28,8 +39,12 @@ fn usage() -> ! {
 fn parse(args: &[String]) -> Options {
     let mut options = Options {
         dbs: vec![Db::Sqlite, Db::Postgres],
-        seconds: 5,
+        seconds: None,
         concurrency: 32,
+        clients: 200,
+        rooms: 4,
+        hz: 20.0,
+        idle: 10_000,
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -43,10 +58,17 @@ fn parse(args: &[String]) -> Options {
                     _ => usage(),
                 }
             }
-            "--seconds" => options.seconds = value().parse().unwrap_or_else(|_| usage()),
+            "--seconds" => options.seconds = Some(value().parse().unwrap_or_else(|_| usage())),
             "--concurrency" => options.concurrency = value().parse().unwrap_or_else(|_| usage()),
+            "--clients" => options.clients = value().parse().unwrap_or_else(|_| usage()),
+            "--rooms" => options.rooms = value().parse().unwrap_or_else(|_| usage()),
+            "--hz" => options.hz = value().parse().unwrap_or_else(|_| usage()),
+            "--idle" => options.idle = value().parse().unwrap_or_else(|_| usage()),
             _ => usage(),
         }
+    }
+    if options.rooms == 0 || !(options.hz > 0.0 && options.hz.is_finite()) {
+        usage()
     }
     options
 }
@@ -64,6 +86,11 @@ async fn main() -> anyhow::Result<()> {
                 http(*db, &options).await?;
             }
         }
+        "ws" => {
+            for db in &options.dbs {
+                ws::run(*db, &options).await?;
+            }
+        }
         _ => usage(),
     }
     Ok(())
@@ -77,12 +104,13 @@ async fn http(db: Db, options: &Options) -> anyhow::Result<()> {
         .pool_max_idle_per_host(options.concurrency)
         .build()?;
     let room = server.create_room(&client, "bench room").await?;
-    let duration = Duration::from_secs(options.seconds);
+    let seconds = options.seconds.unwrap_or(5);
+    let duration = Duration::from_secs(seconds);
     println!(
         "\n== http on {} ({} clients, {} s per scenario, server and load generator share this machine)",
         db.name(),
         options.concurrency,
-        options.seconds
+        seconds
     );
     println!("{}", stats::Summary::header());
 

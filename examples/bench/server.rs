@@ -30,6 +30,9 @@ pub struct Server {
     schema: Option<String>,
 }
 
+/// Longest wait for the server to exit after SIGTERM before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
 fn binary() -> String {
     std::env::var("COLLABKIT_BIN").unwrap_or_else(|_| "target/release/collabkit".to_owned())
 }
@@ -123,6 +126,11 @@ impl Server {
         bail!("the server did not become ready")
     }
 
+    /// The server process's id, to read its memory use from /proc.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn account_url(&self, path: &str) -> String {
         format!("{}/v1/accounts/{}{path}", self.base, self.account_id)
     }
@@ -146,11 +154,27 @@ impl Server {
             .context("no room in the reply")
     }
 
-    pub async fn stop(mut self) {
+    /// Stops the server (SIGTERM) and drops its schema. Returns how long it took to exit, or
+    /// `None` if it had to be killed.
+    pub async fn stop(mut self) -> Option<Duration> {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
-        let _ = self.child.wait();
+        // The server's own shutdown is bounded by its grace period; this bound is for a hang.
+        let started = Instant::now();
+        let exited = loop {
+            match self.child.try_wait() {
+                Ok(None) if started.elapsed() < STOP_TIMEOUT => {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
+                Ok(None) => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    break None;
+                }
+                _ => break Some(started.elapsed()),
+            }
+        };
         if let Some(schema) = self.schema.take() {
             if let Ok(admin) = sqlx::PgPool::connect(&postgres_url()).await {
                 let _ = sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
@@ -159,5 +183,6 @@ impl Server {
                 admin.close().await;
             }
         }
+        exited
     }
 }

@@ -1,0 +1,199 @@
+//! One bench WebSocket client of the real-time protocol (docs/protocol.md): connecting,
+//! authenticating, joining, and reading the few server frames the bench looks at.
+
+use std::borrow::Cow;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use serde::Deserialize;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// The subprotocol of docs/protocol.md, version 1.
+const SUBPROTOCOL: &str = "collabkit.v1";
+/// Longest wait for one frame during set-up; a loaded server on SQLite can take a while.
+const SETUP_FRAME_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a socket could not be set up.
+#[derive(Debug)]
+pub enum SetupError {
+    /// TCP connect or WebSocket upgrade failed.
+    Connect(String),
+    /// The server answered `authFailed` (close 4401).
+    AuthFailed(String),
+    /// A request of the set-up (`room.join`, `presence.sync`) was refused.
+    Refused(String),
+    /// The socket closed during set-up.
+    Closed(Option<u16>),
+    /// A set-up frame did not arrive in time.
+    Timeout,
+}
+
+impl std::fmt::Display for SetupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Connect(error) => write!(f, "connect: {error}"),
+            Self::AuthFailed(message) => write!(f, "authFailed: {message}"),
+            Self::Refused(code) => write!(f, "request refused: {code}"),
+            Self::Closed(code) => write!(f, "closed during set-up (code {code:?})"),
+            Self::Timeout => write!(f, "timed out during set-up"),
+        }
+    }
+}
+
+/// What a set-up socket does after `room.join`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum After {
+    /// Ask for everyone's presence (`presence.sync` with target `*`).
+    SyncEveryone,
+    /// Nothing: an idle socket.
+    Idle,
+}
+
+/// The parts of a server frame the bench reads; serde skips the rest.
+#[derive(Deserialize)]
+pub struct Frame<'a> {
+    #[serde(rename = "type", borrow)]
+    pub kind: Cow<'a, str>,
+    pub id: Option<u64>,
+    pub ok: Option<bool>,
+    #[serde(borrow)]
+    pub event: Option<Cow<'a, str>>,
+    pub data: Option<EventData>,
+    pub error: Option<ErrorBody>,
+    pub message: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct EventData {
+    /// A `presence` event's state; `None` for other events and for a cleared state.
+    pub state: Option<PresenceState>,
+}
+
+#[derive(Deserialize)]
+pub struct PresenceState {
+    /// The sender's clock when it sent the update, in microseconds since the Unix epoch.
+    pub t: Option<u64>,
+}
+
+#[derive(Deserialize)]
+pub struct ErrorBody {
+    pub code: String,
+}
+
+impl Frame<'_> {
+    /// The send time carried by a `presence` event, if this frame is one from the bench.
+    pub fn presence_sent_at(&self) -> Option<u64> {
+        if self.kind != "event" || self.event.as_deref() != Some("presence") {
+            return None;
+        }
+        self.data.as_ref()?.state.as_ref()?.t
+    }
+}
+
+/// Microseconds since the Unix epoch: sender and receiver share this machine's clock.
+pub fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// Connects, authenticates with `token`, joins the token's room and, if asked, syncs to
+/// everyone's presence. Every wait is bounded.
+pub async fn open(
+    url: &str,
+    token: &str,
+    after: After,
+    config: WebSocketConfig,
+) -> Result<Socket, SetupError> {
+    let mut request = url
+        .into_client_request()
+        .map_err(|e| SetupError::Connect(e.to_string()))?;
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        HeaderValue::from_static(SUBPROTOCOL),
+    );
+    let connect = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
+    let (mut socket, _) = tokio::time::timeout(SETUP_FRAME_TIMEOUT, connect)
+        .await
+        .map_err(|_| SetupError::Timeout)?
+        .map_err(|e| SetupError::Connect(e.to_string()))?;
+
+    let auth = serde_json::json!({ "type": "auth", "token": token, "protocol": 1 });
+    send(&mut socket, auth.to_string()).await?;
+    let first = next_text(&mut socket).await?;
+    let frame: Frame = parse(&first)?;
+    match frame.kind.as_ref() {
+        "welcome" => {}
+        "authFailed" => return Err(SetupError::AuthFailed(frame.message.unwrap_or_default())),
+        other => {
+            return Err(SetupError::Refused(format!(
+                "unexpected first frame {other}"
+            )))
+        }
+    }
+
+    request_and_wait(
+        &mut socket,
+        1,
+        r#"{"type":"req","id":1,"method":"room.join"}"#,
+    )
+    .await?;
+    if after == After::SyncEveryone {
+        let sync = r#"{"type":"req","id":2,"method":"presence.sync","params":{"target":"*"}}"#;
+        request_and_wait(&mut socket, 2, sync).await?;
+    }
+    Ok(socket)
+}
+
+/// Sends a request and waits for its response, skipping the events that arrive meanwhile.
+async fn request_and_wait(socket: &mut Socket, id: u64, request: &str) -> Result<(), SetupError> {
+    send(socket, request.to_owned()).await?;
+    loop {
+        let text = next_text(socket).await?;
+        let frame: Frame = parse(&text)?;
+        if frame.kind == "res" && frame.id == Some(id) {
+            if frame.ok == Some(true) {
+                return Ok(());
+            }
+            let code = frame.error.map(|e| e.code).unwrap_or_default();
+            return Err(SetupError::Refused(code));
+        }
+    }
+}
+
+async fn send(socket: &mut Socket, text: String) -> Result<(), SetupError> {
+    match tokio::time::timeout(SETUP_FRAME_TIMEOUT, socket.send(Message::text(text))).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(SetupError::Closed(None)),
+        Err(_) => Err(SetupError::Timeout),
+    }
+}
+
+/// The next text frame; pings are answered by the library while reading.
+async fn next_text(socket: &mut Socket) -> Result<String, SetupError> {
+    loop {
+        let message = tokio::time::timeout(SETUP_FRAME_TIMEOUT, socket.next())
+            .await
+            .map_err(|_| SetupError::Timeout)?;
+        match message {
+            Some(Ok(Message::Text(text))) => return Ok(text.as_str().to_owned()),
+            Some(Ok(Message::Close(frame))) => {
+                return Err(SetupError::Closed(frame.map(|f| f.code.into())))
+            }
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => return Err(SetupError::Closed(None)),
+        }
+    }
+}
+
+fn parse(text: &str) -> Result<Frame<'_>, SetupError> {
+    serde_json::from_str(text).map_err(|e| SetupError::Refused(format!("unreadable frame: {e}")))
+}
