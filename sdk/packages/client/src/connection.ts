@@ -248,7 +248,8 @@ export class Connection extends Emitter<ConnectionEvents> {
       } catch (error) {
         const failure = asError(error);
         if (this.loop === loop) {
-          this.stop(failure.code === 'AUTH_FAILED' ? failure : notConnected());
+          const keep = failure.code === 'AUTH_FAILED' || failure.code === 'CONNECTION_FAILED';
+          this.stop(keep ? failure : notConnected());
           if (failure.code === 'AUTH_FAILED') this.emitAuthFailed(failure);
         }
         throw failure;
@@ -570,15 +571,18 @@ export class Connection extends Emitter<ConnectionEvents> {
       code !== CLOSE_AUTH_FAILED &&
       code !== CLOSE_GONE;
     const keepsGoing = reconnect || this.phase === 'reconnecting';
+    const resend: Pending[] = [];
     for (const pending of [...this.inflight.values()]) {
       if (pending.session === undefined && pending.retry && keepsGoing) {
         this.inflight.delete(pending.id);
-        this.queue.unshift(pending);
+        resend.push(pending);
       } else {
         this.settle(pending);
         pending.reject(disconnected(pending.method));
       }
     }
+    // Reads go again first, in the order they were made.
+    this.queue.unshift(...resend);
     if (session.connectedEmitted) this.emit('disconnected', { code, reason, willReconnect: keepsGoing });
     if (this.phase !== 'ready') return; // a (re)connection in progress handles it
     if (reconnect) {
