@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -191,7 +192,14 @@ impl App {
         )
         .context("building the webhook client")?;
         let deliveries = tokio::spawn(deliveries.run(shutdown.clone(), grace));
-        let server = axum::serve(self.listener, router)
+        // Small frames (presence) go out at once instead of waiting for the peer's delayed
+        // ACK; the socket writer batches what is queued, so this costs no extra writes.
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(error) = tcp.set_nodelay(true) {
+                tracing::debug!(%error, "could not set TCP_NODELAY");
+            }
+        });
+        let server = axum::serve(listener, router)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
             .into_future();
         // Upgraded sockets are not the HTTP server's any more: close them ourselves, at once,

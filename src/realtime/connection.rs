@@ -26,6 +26,8 @@ use crate::domain::{ConnectionId, Room, Timestamp, User, UserId};
 use crate::error::ApiError;
 use crate::store::{ConnectionRecord, Entity, NewConnection, RoomScope};
 
+/// Frames written to a socket before one flush.
+const WRITE_BATCH_FRAMES: usize = 64;
 /// How long a closing handshake may take before the socket is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -272,7 +274,18 @@ async fn write_loop(
             () = closer.token.cancelled() => break,
             frame = outbox.recv() => {
                 let Some(frame) = frame else { break };
-                match tokio::time::timeout(write_timeout, sink.send(Message::Text(frame))).await {
+                // Everything already queued goes out in one flush.
+                let batch = async {
+                    sink.feed(Message::Text(frame)).await?;
+                    for _ in 1..WRITE_BATCH_FRAMES {
+                        match outbox.try_recv() {
+                            Ok(frame) => sink.feed(Message::Text(frame)).await?,
+                            Err(_) => break,
+                        }
+                    }
+                    sink.flush().await
+                };
+                match tokio::time::timeout(write_timeout, batch).await {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => { closer.close(close::NORMAL, "connection lost"); break }
                     Err(_) => closer.close(close::TOO_SLOW, "too slow: a write timed out"),
@@ -707,14 +720,17 @@ impl Connection {
         }
     }
 
-    /// Leaves the room if joined: the room stops sending at once, then the leave is recorded.
+    /// Leaves the room if joined: the room stops sending at once, then the leave is recorded
+    /// (at shutdown, by the hub for every socket at once).
     async fn leave(&mut self) {
         let Some(room) = self.room.take() else { return };
         room.send(RoomCommand::Detach {
             connection: self.id,
         })
         .await;
-        self.hub.record_leave(&self.record()).await;
+        if !self.hub.shutting_down() {
+            self.hub.record_leave(&self.record()).await;
+        }
         room.release();
     }
 

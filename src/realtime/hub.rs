@@ -116,13 +116,54 @@ impl Hub {
         self.0.connections.track_future(connection)
     }
 
-    /// Closes every connection and waits (up to `grace`) for their leaves to be recorded.
+    /// Closes every connection (1001), then records all their leaves at once, a transaction
+    /// per room, within `grace`. False if time ran out.
     pub async fn shut_down(&self, grace: Duration) -> bool {
         self.0.shutdown.cancel();
         self.0.connections.close();
-        tokio::time::timeout(grace, self.0.connections.wait())
-            .await
-            .is_ok()
+        tokio::time::timeout(grace, async {
+            self.0.connections.wait().await;
+            self.leave_all_local().await;
+        })
+        .await
+        .is_ok()
+    }
+
+    /// Whether the node is shutting down: sockets then leave in bulk (`shut_down`).
+    pub fn shutting_down(&self) -> bool {
+        self.0.shutdown.is_cancelled()
+    }
+
+    /// Records the leave of every socket this node holds, grouped by room.
+    async fn leave_all_local(&self) {
+        let records = match self.0.store.node_connections(&self.0.node_id).await {
+            Ok(records) => records,
+            Err(error) => {
+                tracing::error!(%error, "listing this node's sockets at shutdown failed");
+                return;
+            }
+        };
+        let mut by_room: HashMap<RoomId, (RoomScope, Vec<ConnectionId>)> = HashMap::new();
+        for record in records {
+            by_room
+                .entry(record.scope.room_id)
+                .or_insert_with(|| (record.scope, Vec::new()))
+                .1
+                .push(record.id);
+        }
+        for (scope, connections) in by_room.into_values() {
+            match self
+                .0
+                .store
+                .leave_many(scope, &connections, Timestamp::now())
+                .await
+            {
+                Ok(recounted) => self.0.bus.publish(recounted.events),
+                Err(error) => {
+                    tracing::error!(room = %scope.room_id, %error, "recording leaves at shutdown failed")
+                }
+            }
+        }
     }
 
     fn rooms(&self) -> MutexGuard<'_, HashMap<RoomId, Arc<RoomHandle>>> {

@@ -44,7 +44,14 @@ impl SyncTarget {
     }
 }
 
-/// The latest state of each user, and when it was last sent.
+/// Updates a user may send back to back, refilled at one per interval. Two absorbs the
+/// jitter of a client that sends at exactly the interval (the SDK does) without delaying it,
+/// while a flood still averages at most one update per interval.
+const BURST: f64 = 2.0;
+/// Slack in comparing credits, which are computed from durations.
+const EPSILON: f64 = 1e-6;
+
+/// The latest state of each user, and the credit each has left to send it.
 #[derive(Default)]
 pub struct PresenceBoard {
     slots: HashMap<UserId, Slot>,
@@ -52,9 +59,33 @@ pub struct PresenceBoard {
 
 struct Slot {
     state: Value,
-    last_sent: Option<Instant>,
+    credits: f64,
+    refilled: Instant,
     /// Set when the state changed after the last send and still has to go out.
     pending: bool,
+}
+
+impl Slot {
+    fn refill(&mut self, now: Instant, interval: Duration) {
+        let gained =
+            now.saturating_duration_since(self.refilled).as_secs_f64() / interval.as_secs_f64();
+        self.credits = (self.credits + gained).min(BURST);
+        self.refilled = now;
+    }
+
+    fn take_credit(&mut self) -> bool {
+        if self.credits + EPSILON >= 1.0 {
+            self.credits = (self.credits - 1.0).max(0.0);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// When a pending state may go out.
+    fn due(&self, interval: Duration) -> Instant {
+        self.refilled + interval.mul_f64((1.0 - self.credits).max(0.0))
+    }
 }
 
 /// What to do after an update.
@@ -65,7 +96,7 @@ pub enum Update {
 }
 
 impl PresenceBoard {
-    /// Records `state` for `user`; says whether it may go out now or waits for the interval.
+    /// Records `state` for `user`; says whether it may go out now or waits for credit.
     pub fn update(
         &mut self,
         user: UserId,
@@ -75,20 +106,18 @@ impl PresenceBoard {
     ) -> Update {
         let slot = self.slots.entry(user).or_insert(Slot {
             state: Value::Null,
-            last_sent: None,
+            credits: BURST,
+            refilled: now,
             pending: false,
         });
         slot.state = state;
-        match slot.last_sent {
-            Some(sent) if now < sent + interval => {
-                slot.pending = true;
-                Update::Deferred
-            }
-            _ => {
-                slot.last_sent = Some(now);
-                slot.pending = false;
-                Update::SendNow
-            }
+        slot.refill(now, interval);
+        if slot.take_credit() {
+            slot.pending = false;
+            Update::SendNow
+        } else {
+            slot.pending = true;
+            Update::Deferred
         }
     }
 
@@ -97,17 +126,20 @@ impl PresenceBoard {
         self.slots
             .values()
             .filter(|slot| slot.pending)
-            .filter_map(|slot| slot.last_sent.map(|sent| sent + interval))
+            .map(|slot| slot.due(interval))
             .min()
     }
 
-    /// Deferred states whose interval has passed, marked sent.
+    /// Deferred states that have credit now, marked sent: the latest state of each.
     pub fn take_due(&mut self, now: Instant, interval: Duration) -> Vec<(UserId, Value)> {
         let mut due = Vec::new();
         for (user, slot) in &mut self.slots {
-            if slot.pending && slot.last_sent.is_none_or(|sent| sent + interval <= now) {
+            if !slot.pending {
+                continue;
+            }
+            slot.refill(now, interval);
+            if slot.take_credit() {
                 slot.pending = false;
-                slot.last_sent = Some(now);
                 due.push((*user, slot.state.clone()));
             }
         }
@@ -156,22 +188,51 @@ mod tests {
             board.update(user, 1.into(), start, interval),
             Update::SendNow
         );
-        for i in 2..=10 {
+        assert_eq!(
+            board.update(user, 2.into(), start, interval),
+            Update::SendNow,
+            "a burst of two"
+        );
+        for i in 3..=10 {
             let at = start + Duration::from_millis(i);
             assert_eq!(board.update(user, i.into(), at, interval), Update::Deferred);
         }
-        assert_eq!(board.next_due(interval), Some(start + interval));
+        let due = board.next_due(interval).unwrap();
+        assert!(due >= start + interval && due <= start + interval + Duration::from_millis(1));
         assert!(board
-            .take_due(start + Duration::from_millis(49), interval)
+            .take_due(start + Duration::from_millis(40), interval)
             .is_empty());
-        let due = board.take_due(start + interval, interval);
-        assert_eq!(due, vec![(user, Value::from(10))], "the latest state wins");
+        let sent = board.take_due(due, interval);
+        assert_eq!(sent, vec![(user, Value::from(10))], "the latest state wins");
         assert_eq!(board.next_due(interval), None);
-        // After a quiet interval an update goes out at once again.
-        let later = start + Duration::from_millis(200);
-        assert_eq!(
-            board.update(user, 11.into(), later, interval),
-            Update::SendNow
-        );
+        // A flood averages one update per interval: 100 updates over a second send ~22.
+        let mut board = PresenceBoard::default();
+        let mut sent = 0;
+        for ms in 0..1000u64 {
+            let now = start + Duration::from_millis(ms);
+            if ms % 10 == 0 && board.update(user, ms.into(), now, interval) == Update::SendNow {
+                sent += 1;
+            }
+            sent += board.take_due(now, interval).len();
+        }
+        assert!((20..=22).contains(&sent), "{sent} sent in a second");
+    }
+
+    #[test]
+    fn a_client_at_exactly_the_interval_is_never_delayed() {
+        let interval = Duration::from_millis(50);
+        let start = Instant::now();
+        let user = UserId::new();
+        let mut board = PresenceBoard::default();
+        for n in 0..200u64 {
+            // Arrivals every 50 ms give or take 3 ms of jitter.
+            let jitter = [0, 3, 0, 2, 1][n as usize % 5];
+            let at = start + Duration::from_millis(n * 50 + jitter);
+            assert_eq!(
+                board.update(user, n.into(), at, interval),
+                Update::SendNow,
+                "update {n}"
+            );
+        }
     }
 }

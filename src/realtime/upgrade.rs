@@ -10,6 +10,9 @@ use crate::app::AppState;
 
 /// A frame this many times over the limit closes the socket (1009) instead of being answered.
 const HARD_CAP_FACTOR: usize = 4;
+/// The read buffer a socket starts with (it grows for larger frames). The library's default
+/// of 128 KiB, touched on the first read, would be most of an idle socket's memory.
+const READ_BUFFER_BYTES: usize = 4096;
 
 pub async fn connect(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
     let cap = state.hub().config().max_message_bytes * HARD_CAP_FACTOR;
@@ -17,6 +20,7 @@ pub async fn connect(State(state): State<AppState>, upgrade: WebSocketUpgrade) -
         .protocols([SUBPROTOCOL])
         .max_message_size(cap)
         .max_frame_size(cap)
+        .read_buffer_size(READ_BUFFER_BYTES)
         .on_upgrade(move |socket| {
             let hub = state.hub().clone();
             hub.track(super::connection::run(socket, state))

@@ -249,6 +249,14 @@ pub trait Store: EntryStore + CommentStore + WebhookStore + Send + Sync + 'stati
     /// Recounts a room's online users from its joined sockets, and sets users marked online
     /// without any socket offline.
     async fn recount_room(&self, scope: RoomScope) -> StoreResult<Recounted>;
+    /// Several sockets of a room leave at once (a node shutting down), then the room is
+    /// recounted as by `recount_room`: one transaction instead of one per socket.
+    async fn leave_many(
+        &self,
+        scope: RoomScope,
+        connections: &[ConnectionId],
+        at: Timestamp,
+    ) -> StoreResult<Recounted>;
 
     /// Creates a user and counts it in the room's `total_users_created`; records
     /// `user.created`.

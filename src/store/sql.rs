@@ -542,10 +542,30 @@ macro_rules! impl_sql_store {
                 &self,
                 scope: $crate::store::RoomScope,
             ) -> $crate::store::StoreResult<$crate::store::Recounted> {
-                let now = $crate::domain::Timestamp::now();
+                self.leave_many(scope, &[], $crate::domain::Timestamp::now()).await
+            }
+
+            async fn leave_many(
+                &self,
+                scope: $crate::store::RoomScope,
+                connections: &[$crate::domain::ConnectionId],
+                at: $crate::domain::Timestamp,
+            ) -> $crate::store::StoreResult<$crate::store::Recounted> {
                 let mut tx = self.pool.begin().await?;
                 if !lock_room(&mut tx, scope).await? {
                     return Err($crate::store::StoreError::NotFound($crate::store::Entity::Room));
+                }
+                if !connections.is_empty() {
+                    let mut delete = sqlx::QueryBuilder::<$db>::new(
+                        "DELETE FROM connections WHERE room_id = ",
+                    );
+                    delete.push_bind(scope.room_id.to_string()).push(" AND id IN (");
+                    let mut ids = delete.separated(", ");
+                    for id in connections {
+                        ids.push_bind(id.to_string());
+                    }
+                    delete.push(")");
+                    delete.build().execute(&mut *tx).await?;
                 }
                 let sql = format!(
                     "UPDATE users SET status = 'offline', left_at = $1 \
@@ -555,7 +575,7 @@ macro_rules! impl_sql_store {
                     $crate::store::sql::USER_COLUMNS
                 );
                 let offline = sqlx::query(&sql)
-                    .bind(now.as_millis())
+                    .bind(at.as_millis())
                     .bind(scope.room_id.to_string())
                     .fetch_all(&mut *tx)
                     .await?;
@@ -569,11 +589,11 @@ macro_rules! impl_sql_store {
                        AND NOT EXISTS (SELECT 1 FROM connections c \
                                        WHERE c.user_id = user_sessions.user_id)",
                 )
-                .bind(now.as_millis())
+                .bind(at.as_millis())
                 .bind(scope.room_id.to_string())
                 .execute(&mut *tx)
                 .await?;
-                let recount = recount(&mut tx, scope, now).await?;
+                let recount = recount(&mut tx, scope, at).await?;
                 let mut events: Vec<$crate::domain::Event> = users_set_offline
                     .iter()
                     .map(|user| {
@@ -582,11 +602,11 @@ macro_rules! impl_sql_store {
                             &recount.room,
                             Some(user),
                             Vec::new(),
-                            now,
+                            at,
                         )
                     })
                     .collect();
-                events.extend(recount.closed_event(now));
+                events.extend(recount.closed_event(at));
                 record_events(&mut tx, &events).await?;
                 tx.commit().await?;
                 Ok($crate::store::Recounted {
