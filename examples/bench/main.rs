@@ -4,9 +4,13 @@
 //!   scripts/bench http [--db sqlite|postgres|both] [--seconds 5] [--concurrency 32]
 //!   scripts/bench ws [--db sqlite|postgres|both] [--clients 200] [--rooms 4] [--seconds 10]
 //!                    [--hz 20] [--idle 10000]
+//!   scripts/bench stores [--db sqlite|postgres|both] [--writers 1,50] [--seconds 5]
+//!   scripts/bench webhooks [--db sqlite|postgres|both] [--events 2000] [--rate 200]
 
 mod server;
 mod stats;
+mod stores;
+mod webhooks;
 mod ws;
 mod wsclient;
 
@@ -23,6 +27,11 @@ struct Options {
     rooms: usize,
     hz: f64,
     idle: usize,
+    /// Writer counts of `stores`, one row each.
+    writers: Vec<usize>,
+    /// Events made by `webhooks`, and how many per second (0: as fast as possible).
+    events: usize,
+    rate: usize,
 }
 
 fn usage() -> ! {
@@ -30,6 +39,8 @@ fn usage() -> ! {
         "usage: bench http [--db sqlite|postgres|both] [--seconds N] [--concurrency N]\n\
          \x20      bench ws [--db sqlite|postgres|both] [--clients N] [--rooms N] [--seconds N]\n\
          \x20               [--hz N] [--idle N]\n\
+         \x20      bench stores [--db sqlite|postgres|both] [--writers N,N,...] [--seconds N]\n\
+         \x20      bench webhooks [--db sqlite|postgres|both] [--events N] [--rate N]\n\
          environment: COLLABKIT_BIN (default target/release/collabkit),\n\
          COLLABKIT_BENCH_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/test)"
     );
@@ -45,6 +56,9 @@ fn parse(args: &[String]) -> Options {
         rooms: 4,
         hz: 20.0,
         idle: 10_000,
+        writers: vec![1, 50],
+        events: 2000,
+        rate: 200,
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -64,6 +78,15 @@ fn parse(args: &[String]) -> Options {
             "--rooms" => options.rooms = value().parse().unwrap_or_else(|_| usage()),
             "--hz" => options.hz = value().parse().unwrap_or_else(|_| usage()),
             "--idle" => options.idle = value().parse().unwrap_or_else(|_| usage()),
+            "--writers" => {
+                options.writers = value()
+                    .split(',')
+                    .map(|n| n.trim().parse().ok().filter(|n| *n > 0))
+                    .collect::<Option<_>>()
+                    .unwrap_or_else(|| usage())
+            }
+            "--events" => options.events = value().parse().unwrap_or_else(|_| usage()),
+            "--rate" => options.rate = value().parse().unwrap_or_else(|_| usage()),
             _ => usage(),
         }
     }
@@ -89,6 +112,16 @@ async fn main() -> anyhow::Result<()> {
         "ws" => {
             for db in &options.dbs {
                 ws::run(*db, &options).await?;
+            }
+        }
+        "stores" => {
+            for db in &options.dbs {
+                stores::run(*db, &options.writers, options.seconds.unwrap_or(5)).await?;
+            }
+        }
+        "webhooks" => {
+            for db in &options.dbs {
+                webhooks::run(*db, options.events, options.rate).await?;
             }
         }
         _ => usage(),

@@ -521,21 +521,36 @@ macro_rules! impl_webhook_store {
                     .bind(limit)
                     .fetch_all(&self.pool)
                     .await?;
-                let mut due = Vec::with_capacity(rows.len());
-                for row in &rows {
-                    let delivery = webhook_rows::delivery(row)?;
-                    let target = sqlx::query("SELECT url, secret FROM webhooks WHERE id = $1")
-                        .bind(&delivery.webhook_id)
-                        .fetch_optional(&self.pool)
-                        .await?;
-                    if let Some(target) = target {
-                        due.push($crate::store::webhooks::DueDelivery {
-                            url: sqlx::Row::try_get(&target, "url")?,
-                            secret: sqlx::Row::try_get(&target, "secret")?,
-                            delivery,
-                        });
-                    }
+                let deliveries = rows
+                    .iter()
+                    .map(|r| webhook_rows::delivery(r))
+                    .collect::<$crate::store::StoreResult<Vec<_>>>()?;
+                if deliveries.is_empty() {
+                    return Ok(Vec::new());
                 }
+                // Where to send them, in one query.
+                let mut targets = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT id, url, secret FROM webhooks WHERE id IN (",
+                );
+                let mut ids = targets.separated(", ");
+                for delivery in &deliveries {
+                    ids.push_bind(delivery.webhook_id.clone());
+                }
+                targets.push(")");
+                let mut by_id = std::collections::HashMap::new();
+                for row in targets.build().fetch_all(&self.pool).await? {
+                    let id: String = sqlx::Row::try_get(&row, "id")?;
+                    let url: String = sqlx::Row::try_get(&row, "url")?;
+                    let secret: String = sqlx::Row::try_get(&row, "secret")?;
+                    by_id.insert(id, (url, secret));
+                }
+                let mut due: Vec<_> = deliveries
+                    .into_iter()
+                    .filter_map(|delivery| {
+                        let (url, secret) = by_id.get(&delivery.webhook_id)?.clone();
+                        Some($crate::store::webhooks::DueDelivery { delivery, url, secret })
+                    })
+                    .collect();
                 due.sort_by_key(|d| d.delivery.next_retry_at);
                 Ok(due)
             }

@@ -65,29 +65,41 @@ impl Worker {
         let mut in_flight = JoinSet::new();
         let poll = Duration::from_millis(worker.config.poll_interval_ms);
         let mut last_purge = tokio::time::Instant::now();
+        let max = worker.config.max_concurrent_deliveries;
+        // What the next turn must do: turn new events into deliveries, lease due deliveries.
+        let (mut dispatch_due, mut claim_due) = (true, true);
         loop {
-            worker.dispatch().await;
-            let room = worker
-                .config
-                .max_concurrent_deliveries
-                .saturating_sub(in_flight.len());
-            if room > 0 {
-                for due in worker.claim(room).await {
+            if dispatch_due {
+                worker.dispatch().await;
+                (dispatch_due, claim_due) = (false, true);
+            }
+            // Lease in batches, once at most half the slots are busy: one query for many.
+            if claim_due && in_flight.len() <= max / 2 {
+                for due in worker.claim(max - in_flight.len()).await {
                     let worker = worker.clone();
                     in_flight.spawn(async move { worker.attempt(due).await });
                 }
+                claim_due = false;
             }
             if last_purge.elapsed() >= PURGE_EVERY {
                 last_purge = tokio::time::Instant::now();
                 worker.purge().await;
             }
-            let wait = worker.until_next_due(poll).await;
+            let wait = if in_flight.is_empty() {
+                worker.until_next_due(poll).await
+            } else {
+                poll
+            };
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                _ = announcements.recv() => {}
-                () = worker.bus.woken() => {}
-                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
-                () = tokio::time::sleep(wait) => {}
+                _ = announcements.recv() => {
+                    // However many were announced, one dispatch takes them all.
+                    while announcements.try_recv().is_ok() {}
+                    dispatch_due = true;
+                }
+                () = worker.bus.woken() => claim_due = true,
+                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => claim_due = true,
+                () = tokio::time::sleep(wait) => (dispatch_due, claim_due) = (true, true),
             }
         }
         if tokio::time::timeout(grace, async {
