@@ -331,107 +331,110 @@ async fn spawn_server(db: &TestDatabase, port: u16) -> std::process::Child {
     child
 }
 
+/// A `collabkit serve` process on a fixed port (so that a restarted one has the same node
+/// name), with an account created by the CLI.
+struct ServerProcess {
+    db: TestDatabase,
+    port: u16,
+    base: String,
+    account_url: String,
+    token: String,
+    client: reqwest::Client,
+    child: std::process::Child,
+}
+
+impl ServerProcess {
+    async fn start(backend: Backend) -> Self {
+        let db = TestDatabase::new(backend).await;
+        let created =
+            run_json(collabkit(&db).args(["accounts", "create", "--name", "Crash", "--json"]));
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let base = format!("http://127.0.0.1:{port}");
+        let child = spawn_server(&db, port).await;
+        Self {
+            account_url: format!(
+                "{base}/v1/accounts/{}",
+                created["accountId"].as_str().unwrap()
+            ),
+            token: created["token"].as_str().unwrap().to_owned(),
+            client: reqwest::Client::new(),
+            db,
+            port,
+            base,
+            child,
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.account_url))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.unwrap().json().await.unwrap()
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    /// `kill -9`, then a new process on the same database and port.
+    async fn crash_and_restart(&mut self) {
+        self.child.kill().unwrap(); // SIGKILL: nothing is recorded on the way out
+        self.child.wait().unwrap();
+        self.child = spawn_server(&self.db, self.port).await;
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 async fn a_killed_server_leaves_no_user_online_after_restart(backend: Backend) {
-    let db = TestDatabase::new(backend).await;
-    let created =
-        run_json(collabkit(&db).args(["accounts", "create", "--name", "Crash", "--json"]));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut server = spawn_server(&db, port).await;
-    let account_url = format!(
-        "{base}/v1/accounts/{}",
-        created["accountId"].as_str().unwrap()
-    );
-    let token = created["token"].as_str().unwrap();
-    let client = reqwest::Client::new();
-    let room: Value = client
-        .post(format!("{account_url}/rooms"))
-        .bearer_auth(token)
-        .json(&json!({ "name": "crash" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let mut server = ServerProcess::start(backend).await;
+    let room = server.post("/rooms", json!({ "name": "crash" })).await;
     let room_id = room["data"]["room"]["id"].as_str().unwrap().to_owned();
-    let user: Value = client
-        .post(format!("{account_url}/users"))
-        .bearer_auth(token)
-        .json(&json!({ "name": "Alice", "roomId": room_id }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let user = server
+        .post("/users", json!({ "name": "Alice", "roomId": room_id }))
+        .await;
     let user_id = user["data"]["user"]["id"].as_str().unwrap().to_owned();
     let (socket, joined) =
-        crate::socket::Socket::join(&base, user["data"]["token"].as_str().unwrap()).await;
+        crate::socket::Socket::join(&server.base, user["data"]["token"].as_str().unwrap()).await;
     assert_eq!(joined["user"]["status"], "online");
 
-    server.kill().unwrap(); // SIGKILL: nothing is recorded on the way out
-    server.wait().unwrap();
+    server.crash_and_restart().await;
     drop(socket);
-    let mut server = spawn_server(&db, port).await;
-    let status: Value = client
-        .get(format!("{account_url}/users/{user_id}?roomId={room_id}"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = server
+        .get(&format!("/users/{user_id}?roomId={room_id}"))
+        .await;
     assert_eq!(status["data"]["user"]["status"], "offline", "{status}");
     assert!(status["data"]["sessions"][0]["left_at"].is_string());
-    let room: Value = client
-        .get(format!("{account_url}/rooms/{room_id}"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let room = server.get(&format!("/rooms/{room_id}")).await;
     assert_eq!(room["data"]["room"]["active_participants"], 0);
-    server.kill().unwrap();
-    server.wait().unwrap();
 }
 
 async fn an_acknowledged_store_write_survives_kill_9(backend: Backend) {
-    let db = TestDatabase::new(backend).await;
-    let created =
-        run_json(collabkit(&db).args(["accounts", "create", "--name", "Durable", "--json"]));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut server = spawn_server(&db, port).await;
-    let account_url = format!(
-        "{base}/v1/accounts/{}",
-        created["accountId"].as_str().unwrap()
-    );
-    let token = created["token"].as_str().unwrap();
-    let client = reqwest::Client::new();
-    let post = |path: &str, body: Value| {
-        let request = client
-            .post(format!("{account_url}{path}"))
-            .bearer_auth(token)
-            .json(&body);
-        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
-    };
-    let room = post("/rooms", json!({ "name": "durable" })).await;
+    let mut server = ServerProcess::start(backend).await;
+    let room = server.post("/rooms", json!({ "name": "durable" })).await;
     let room_id = room["data"]["room"]["id"].as_str().unwrap().to_owned();
-    let user = post("/users", json!({ "name": "Alice", "roomId": room_id })).await;
+    let user = server
+        .post("/users", json!({ "name": "Alice", "roomId": room_id }))
+        .await;
     let jwt = user["data"]["token"].as_str().unwrap().to_owned();
-    let (mut socket, _) = crate::socket::Socket::join(&base, &jwt).await;
+    let (mut socket, _) = crate::socket::Socket::join(&server.base, &jwt).await;
     socket
         .request(
             "stores.declare",
@@ -452,12 +455,10 @@ async fn an_acknowledged_store_write_survives_kill_9(backend: Backend) {
         acknowledged.push((key, ack["version"].as_i64().unwrap()));
     }
     // Killed right after the last acknowledgement: nothing gets flushed on the way out.
-    server.kill().unwrap();
-    server.wait().unwrap();
+    server.crash_and_restart().await;
     drop(socket);
 
-    let mut server = spawn_server(&db, port).await;
-    let (mut socket, _) = crate::socket::Socket::join(&base, &jwt).await;
+    let (mut socket, _) = crate::socket::Socket::join(&server.base, &jwt).await;
     for (key, version) in acknowledged {
         let got = socket
             .request("stores.get", json!({ "store": "tasks", "key": key }))
@@ -466,6 +467,4 @@ async fn an_acknowledged_store_write_survives_kill_9(backend: Backend) {
         assert_eq!(got["version"], version, "{key} after kill -9");
         assert!(got["value"]["title"].is_string());
     }
-    server.kill().unwrap();
-    server.wait().unwrap();
 }
