@@ -182,7 +182,7 @@ impl App {
         let router = crate::http::router(self.state.clone());
         tracing::info!(addr = %self.local_addr(), "listening");
         let retention = Duration::from_millis(self.state.config().stores.tombstone_retention_ms);
-        let heartbeat = tokio::spawn(nodes::heartbeat(hub.clone(), retention));
+        let heartbeat = tokio::spawn(nodes::upkeep(hub.clone(), retention));
         let config = self.state.config();
         let deliveries = crate::webhooks::Worker::new(
             self.state.store().clone(),

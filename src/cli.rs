@@ -200,7 +200,10 @@ async fn keys(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
     match command {
         KeysCommand::Create { json, .. } => {
             let key = GeneratedKey::new(account_id);
-            store.create_api_key(&key.record).await?;
+            store
+                .create_api_key(&key.record, config.auth.max_keys_per_account)
+                .await
+                .map_err(|e| anyhow::anyhow!("creating the key: {e}"))?;
             let token = key.bearer_token();
             if json {
                 let body = json!({

@@ -58,6 +58,7 @@ pub struct LogConfig {
 pub struct AuthConfig {
     pub key_cache_ttl_ms: u64,
     pub key_cache_max_entries: usize,
+    pub max_keys_per_account: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -214,6 +215,18 @@ impl Config {
         }
         if rt.node_heartbeat_ms == 0 || rt.node_timeout_ms <= rt.node_heartbeat_ms {
             bail!("realtime.node_timeout_ms must be greater than realtime.node_heartbeat_ms (> 0)");
+        }
+        if rt.messages_per_second == 0
+            || rt.message_burst == 0
+            || rt.presence_interval_ms == 0
+            || rt.auth_timeout_ms == 0
+            || rt.write_timeout_ms == 0
+            || rt.room_idle_ms == 0
+        {
+            bail!("realtime: messages_per_second, message_burst, presence_interval_ms, auth_timeout_ms, write_timeout_ms and room_idle_ms must be at least 1");
+        }
+        if self.auth.max_keys_per_account < 1 {
+            bail!("auth.max_keys_per_account must be at least 1");
         }
         if rt.max_message_bytes < 1024 || rt.outbox_frames == 0 || rt.max_connections_per_room == 0
         {

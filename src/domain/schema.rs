@@ -172,6 +172,26 @@ impl StoreSchema {
         Value::Object(out)
     }
 
+    /// Whether two schemas accept the same values: the same fields with the same types,
+    /// requirements and defaults, in any order (numbers compared by value).
+    pub fn same_as(&self, other: &StoreSchema) -> bool {
+        self.fields.len() == other.fields.len()
+            && self.fields.iter().all(|(name, spec)| {
+                other.spec(name).is_some_and(|theirs| {
+                    spec.kind == theirs.kind
+                        && spec.required == theirs.required
+                        && match (&spec.default, &theirs.default) {
+                            (None, None) => true,
+                            (Some(Value::Number(a)), Some(Value::Number(b))) => {
+                                a.as_f64() == b.as_f64()
+                            }
+                            (Some(a), Some(b)) => a == b,
+                            _ => false,
+                        }
+                })
+            })
+    }
+
     fn spec(&self, name: &str) -> Option<&FieldSpec> {
         self.fields
             .iter()
@@ -439,6 +459,26 @@ mod tests {
         assert!(StoreName::parse("store", "tasks-2").is_ok());
         assert!(StoreName::parse("store", "2tasks").is_err());
         assert!(StoreName::parse("store", "").is_err());
+    }
+
+    #[test]
+    fn field_order_does_not_make_a_schema_different() {
+        let parse = |v: Value| StoreSchema::parse("schema", &v, 64).unwrap();
+        let a = parse(
+            json!({ "title": { "type": "string" }, "n": { "type": "number", "default": 1 } }),
+        );
+        let b = parse(
+            json!({ "n": { "type": "number", "default": 1.0 }, "title": { "type": "string" } }),
+        );
+        assert!(a.same_as(&b) && b.same_as(&a));
+        let c = parse(
+            json!({ "n": { "type": "number", "default": 2 }, "title": { "type": "string" } }),
+        );
+        assert!(!a.same_as(&c));
+        let d = parse(
+            json!({ "title": { "type": "string", "required": true }, "n": { "type": "number", "default": 1 } }),
+        );
+        assert!(!a.same_as(&d));
     }
 
     #[test]

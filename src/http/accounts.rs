@@ -49,7 +49,11 @@ async fn create_api_key(
     State(state): State<AppState>,
 ) -> Result<Reply, ApiError> {
     let generated = GeneratedKey::new(auth.account_id);
-    let key = state.store().create_api_key(&generated.record).await?;
+    let max_keys = state.config().auth.max_keys_per_account;
+    let key = state
+        .store()
+        .create_api_key(&generated.record, max_keys)
+        .await?;
     Ok(Reply::created(
         "API key created",
         json!({ "key": key, "apiKey": generated.secret, "token": generated.bearer_token() }),

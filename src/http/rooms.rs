@@ -168,6 +168,7 @@ async fn delete_room(
     let room_id: RoomId = path.id("roomId", Entity::Room)?;
     state.store().delete_room(auth.account_id, room_id).await?;
     state.hub().notify(room_id, RoomCommand::RoomDeleted).await;
+    state.hub().close_room_sockets(room_id);
     Ok(Reply::ok("Room deleted", json!({ "id": room_id })))
 }
 

@@ -114,6 +114,21 @@ fn path_scope(auth: AccountAuth, path: &PathParams) -> Result<RoomScope, ApiErro
     })
 }
 
+/// The path's room, checked to be one of the account's before anything loads it.
+async fn existing_scope(
+    state: &AppState,
+    auth: AccountAuth,
+    path: &PathParams,
+) -> Result<RoomScope, ApiError> {
+    let scope = path_scope(auth, path)?;
+    state
+        .store()
+        .get_room(scope.account_id, scope.room_id)
+        .await?
+        .ok_or(ApiError::not_found(Entity::Room))?;
+    Ok(scope)
+}
+
 async fn list_room_stores(
     auth: AccountAuth,
     State(state): State<AppState>,
@@ -192,7 +207,7 @@ async fn write(
     write: impl FnOnce(Value) -> EntryWrite,
     body: EntryBody,
 ) -> Result<Value, ApiError> {
-    let scope = path_scope(auth, path)?;
+    let scope = existing_scope(state, auth, path).await?;
     let store = path_store(path)?;
     let entry_key = path.text("key");
     key(entry_key)?;
@@ -230,7 +245,7 @@ async fn delete_entry(
     State(state): State<AppState>,
     path: PathParams,
 ) -> Result<Reply, ApiError> {
-    let scope = path_scope(auth, &path)?;
+    let scope = existing_scope(&state, auth, &path).await?;
     let store = path_store(&path)?;
     let entry_key = path.text("key");
     let change = write_entry(&state, scope, &store, entry_key, EntryWrite::Delete, None)

@@ -223,7 +223,8 @@ async fn delete_user(
     let scope = room_scope(&state, auth, &query).await?;
     let (user, left) = state.store().delete_user(scope, user_id).await?;
     state.bus().publish(left.events);
-    // Closes the user's sockets.
+    // Joined or not, none of their sockets may act any more; the others hear of it.
+    state.hub().close_user_sockets(&user);
     let id = user.id;
     state
         .hub()

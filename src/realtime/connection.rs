@@ -108,17 +108,31 @@ pub async fn run(socket: WebSocket, state: AppState) {
     };
     let identity = match identity {
         Ok(identity) => identity,
-        Err(message) => {
-            tracing::info!(connection = %connection_id, reason = message, "socket auth failed");
-            let frame = ServerFrame::AuthFailed {
-                code: "UNAUTHORIZED",
-                message,
-            }
-            .encode();
+        Err(refusal) => {
+            let (frame, close) = match refusal {
+                Refusal::Rejected(message) => {
+                    tracing::info!(connection = %connection_id, reason = message, "socket auth failed");
+                    let frame = ServerFrame::AuthFailed {
+                        code: "UNAUTHORIZED",
+                        message,
+                    };
+                    (
+                        frame.encode(),
+                        close_message(close::AUTH_FAILED, "authFailed"),
+                    )
+                }
+                Refusal::Unavailable => {
+                    let error = ErrorBody::from(&ApiError::Unavailable);
+                    let frame = ServerFrame::Error { error };
+                    (
+                        frame.encode(),
+                        close_message(close::TRY_AGAIN_LATER, "try again later"),
+                    )
+                }
+            };
             let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
                 sink.send(Message::Text(frame)).await?;
-                sink.send(close_message(close::AUTH_FAILED, "authFailed"))
-                    .await
+                sink.send(close).await
             })
             .await;
             return;
@@ -139,6 +153,12 @@ pub async fn run(socket: WebSocket, state: AppState) {
         frames,
         closer: closer.clone(),
     };
+    let _registered = hub.register_socket(
+        connection_id,
+        identity.scope,
+        identity.user.id,
+        outbox.clone(),
+    );
     let last_seen = Arc::new(AtomicI64::new(Timestamp::now().as_millis()));
     let writer = tokio::spawn(write_loop(
         sink,
@@ -213,19 +233,33 @@ fn close_message(code: u16, reason: &'static str) -> Message {
 
 /// Waits for the auth frame and checks its token: signature, expiry, and that the account,
 /// room and user still exist. The error is the reason told to the client.
-async fn authenticate(stream: &mut Stream, state: &AppState) -> Result<Identity, &'static str> {
+/// Why a socket was not authenticated.
+enum Refusal {
+    /// The token is no good: the client must not retry it (4401).
+    Rejected(&'static str),
+    /// The server could not check it (its database failed): the client may retry (1013).
+    Unavailable,
+}
+
+impl From<&'static str> for Refusal {
+    fn from(reason: &'static str) -> Self {
+        Self::Rejected(reason)
+    }
+}
+
+async fn authenticate(stream: &mut Stream, state: &AppState) -> Result<Identity, Refusal> {
     let timeout = state.hub().config().auth_timeout();
     let first = match tokio::time::timeout(timeout, stream.next()).await {
-        Err(_) => return Err("No auth frame in time"),
-        Ok(None | Some(Err(_))) => return Err("Connection closed before authenticating"),
+        Err(_) => return Err("No auth frame in time".into()),
+        Ok(None | Some(Err(_))) => return Err("Connection closed before authenticating".into()),
         Ok(Some(Ok(message))) => message,
     };
     let Message::Text(text) = first else {
-        return Err("The first frame must be an auth frame");
+        return Err("The first frame must be an auth frame".into());
     };
     let Ok(ClientFrame::Auth { token, .. }) = serde_json::from_str::<ClientFrame>(text.as_str())
     else {
-        return Err("The first frame must be an auth frame");
+        return Err("The first frame must be an auth frame".into());
     };
     let claims = state
         .jwt()
@@ -247,11 +281,11 @@ async fn authenticate(stream: &mut Stream, state: &AppState) -> Result<Identity,
     )
     .map_err(|error| {
         tracing::error!(%error, "socket auth: database error");
-        "The server could not check the token"
+        Refusal::Unavailable
     })?;
     match (user, room) {
         (Some(user), Some(room)) => Ok(Identity { scope, user, room }),
-        _ => Err("The token's user or room no longer exists"),
+        _ => Err("The token's user or room no longer exists".into()),
     }
 }
 
@@ -694,21 +728,28 @@ impl Connection {
         };
         self.room = Some(room);
         let presence = presence.await.unwrap_or_default();
-        let graph = self.graph().await?;
-        let users: Vec<SocketUser> = self
-            .state
-            .store()
-            .list_room_users(self.scope)
-            .await?
-            .into_iter()
-            .map(|u| graph.socket_user(u))
-            .collect();
-        Ok(json!({
-            "room": joined.room,
-            "user": graph.socket_user(joined.user),
-            "users": users,
-            "presence": presence,
-        }))
+        let loaded = async {
+            let graph = self.graph().await?;
+            let users = self.state.store().list_room_users(self.scope).await?;
+            Ok::<_, ApiError>((graph, users))
+        };
+        match loaded.await {
+            Ok((graph, users)) => {
+                let users: Vec<SocketUser> =
+                    users.into_iter().map(|u| graph.socket_user(u)).collect();
+                Ok(json!({
+                    "room": joined.room,
+                    "user": graph.socket_user(joined.user),
+                    "users": users,
+                    "presence": presence,
+                }))
+            }
+            Err(error) => {
+                // The client hears of a failure: it must not stay joined.
+                self.leave().await;
+                Err(error)
+            }
+        }
     }
 
     fn record(&self) -> ConnectionRecord {

@@ -11,6 +11,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::connection::Outbox;
+use super::protocol::{self, close};
 use super::room::{RoomActor, RoomCommand, INBOX_CAPACITY};
 use crate::config::RealtimeConfig;
 use crate::domain::{ConnectionId, NodeId, RoomId, Timestamp, UserId};
@@ -35,9 +37,17 @@ pub struct RoomHandle {
 }
 
 impl RoomHandle {
-    /// Queues a command; false if the room is gone.
+    /// Queues a command; false if the room is gone. It is queued at once unless the inbox is
+    /// full: a caller dropped right after (a REST client that went away) still gets its
+    /// command delivered.
     pub async fn send(&self, command: RoomCommand) -> bool {
-        self.commands.send(command).await.is_ok()
+        match self.commands.try_send(command) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(command)) => {
+                self.commands.send(command).await.is_ok()
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
     }
 
     pub async fn membership(&self) -> tokio::sync::MutexGuard<'_, ()> {
@@ -63,6 +73,9 @@ pub struct Hub(Arc<HubInner>);
 
 struct HubInner {
     rooms: Mutex<HashMap<RoomId, Arc<RoomHandle>>>,
+    /// Every authenticated socket on this node, joined or not, so that a deleted user's or
+    /// room's sockets can all be closed.
+    sockets: Mutex<HashMap<ConnectionId, (RoomScope, UserId, Outbox)>>,
     /// Connections joined through this node, to tell live database rows from leaked ones.
     joined: Mutex<HashSet<ConnectionId>>,
     store: DynStore,
@@ -77,6 +90,7 @@ impl Hub {
     pub fn new(store: DynStore, bus: EventBus, config: RealtimeConfig, node_id: NodeId) -> Self {
         Self(Arc::new(HubInner {
             rooms: Mutex::new(HashMap::new()),
+            sockets: Mutex::new(HashMap::new()),
             joined: Mutex::new(HashSet::new()),
             store,
             bus,
@@ -134,35 +148,11 @@ impl Hub {
         self.0.shutdown.is_cancelled()
     }
 
-    /// Records the leave of every socket this node holds, grouped by room.
+    /// Records the leave of every socket this node holds.
     async fn leave_all_local(&self) {
-        let records = match self.0.store.node_connections(&self.0.node_id).await {
-            Ok(records) => records,
-            Err(error) => {
-                tracing::error!(%error, "listing this node's sockets at shutdown failed");
-                return;
-            }
-        };
-        let mut by_room: HashMap<RoomId, (RoomScope, Vec<ConnectionId>)> = HashMap::new();
-        for record in records {
-            by_room
-                .entry(record.scope.room_id)
-                .or_insert_with(|| (record.scope, Vec::new()))
-                .1
-                .push(record.id);
-        }
-        for (scope, connections) in by_room.into_values() {
-            match self
-                .0
-                .store
-                .leave_many(scope, &connections, Timestamp::now())
-                .await
-            {
-                Ok(recounted) => self.0.bus.publish(recounted.events),
-                Err(error) => {
-                    tracing::error!(room = %scope.room_id, %error, "recording leaves at shutdown failed")
-                }
-            }
+        match self.0.store.node_connections(&self.0.node_id).await {
+            Ok(records) => self.leave_in_bulk(records).await,
+            Err(error) => tracing::error!(%error, "listing this node's sockets at shutdown failed"),
         }
     }
 
@@ -242,6 +232,48 @@ impl Hub {
         Ok(value)
     }
 
+    /// Records an authenticated socket until the returned guard drops.
+    pub fn register_socket(
+        &self,
+        connection: ConnectionId,
+        scope: RoomScope,
+        user_id: UserId,
+        outbox: Outbox,
+    ) -> SocketRegistration {
+        self.sockets().insert(connection, (scope, user_id, outbox));
+        SocketRegistration {
+            hub: self.clone(),
+            connection,
+        }
+    }
+
+    fn sockets(&self) -> MutexGuard<'_, HashMap<ConnectionId, (RoomScope, UserId, Outbox)>> {
+        self.0.sockets.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Tells every socket of a deleted user on this node, joined to the room or not, and
+    /// closes it (4404): none may act any more.
+    pub fn close_user_sockets(&self, user: &crate::domain::User) {
+        let frame = protocol::event("userDeleted", &serde_json::json!({ "user": user }));
+        for (_, user_id, outbox) in self.sockets().values() {
+            if *user_id == user.id {
+                outbox.send(frame.clone());
+                outbox.close(close::GONE, "userDeleted");
+            }
+        }
+    }
+
+    /// Tells every socket of a deleted room on this node, and closes it (4404).
+    pub fn close_room_sockets(&self, room_id: RoomId) {
+        let frame = protocol::event("roomDeleted", &serde_json::json!({ "roomId": room_id }));
+        for (scope, _, outbox) in self.sockets().values() {
+            if scope.room_id == room_id {
+                outbox.send(frame.clone());
+                outbox.close(close::GONE, "roomDeleted");
+            }
+        }
+    }
+
     pub fn mark_joined(&self, connection: ConnectionId) {
         self.joined_set().insert(connection);
     }
@@ -293,19 +325,52 @@ impl Hub {
         let mut orphans = store
             .orphaned_connections(&self.0.node_id, stale_before)
             .await?;
+        // The rows first, then the live set: a socket is marked live before its row exists,
+        // so a row read here whose socket is live is always in the set read after.
+        let own = store.node_connections(&self.0.node_id).await?;
         let live: HashSet<ConnectionId> = self.joined_set().clone();
-        orphans.extend(
-            store
-                .node_connections(&self.0.node_id)
-                .await?
-                .into_iter()
-                .filter(|record| !live.contains(&record.id)),
-        );
-        for record in &orphans {
-            self.record_leave(record).await;
-        }
+        orphans.extend(own.into_iter().filter(|record| !live.contains(&record.id)));
+        let reaped = orphans.len();
+        self.leave_in_bulk(orphans).await;
         store.remove_stale_nodes(stale_before).await?;
-        Ok(orphans.len())
+        Ok(reaped)
+    }
+
+    /// Records the leaves of many sockets: one transaction per room, each in the room's
+    /// join/leave order on this node, its events published and its sockets told.
+    async fn leave_in_bulk(&self, records: Vec<ConnectionRecord>) {
+        let mut by_room: HashMap<RoomId, (RoomScope, Vec<ConnectionId>)> = HashMap::new();
+        for record in records {
+            self.joined_set().remove(&record.id);
+            by_room
+                .entry(record.scope.room_id)
+                .or_insert_with(|| (record.scope, Vec::new()))
+                .1
+                .push(record.id);
+        }
+        for (scope, connections) in by_room.into_values() {
+            let handle = self.existing_room(scope.room_id);
+            let _order = match &handle {
+                Some(handle) => Some(handle.membership().await),
+                None => None,
+            };
+            match self
+                .0
+                .store
+                .leave_many(scope, &connections, Timestamp::now())
+                .await
+            {
+                Ok(recounted) => {
+                    self.0.bus.publish(recounted.events);
+                    self.users_set_offline(scope.room_id, recounted.users_set_offline)
+                        .await;
+                }
+                Err(crate::store::StoreError::NotFound(_)) => {}
+                Err(error) => {
+                    tracing::error!(room = %scope.room_id, %error, "recording leaves failed")
+                }
+            }
+        }
     }
 
     /// Users set offline by a reconcile: their rooms' sockets hear `userLeft`.
@@ -326,5 +391,17 @@ impl Hub {
             )
             .await;
         }
+    }
+}
+
+/// Keeps a socket in the hub's registry while it lives.
+pub struct SocketRegistration {
+    hub: Hub,
+    connection: ConnectionId,
+}
+
+impl Drop for SocketRegistration {
+    fn drop(&mut self) {
+        self.hub.sockets().remove(&self.connection);
     }
 }

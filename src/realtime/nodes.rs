@@ -41,9 +41,11 @@ pub async fn start(hub: &Hub) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Every `node_heartbeat`: refresh this node's heartbeat, clean up after dead nodes, and
-/// forget store tombstones older than `tombstone_retention`.
-pub async fn heartbeat(hub: Hub, tombstone_retention: std::time::Duration) {
+/// Until shutdown: every `node_heartbeat`, refresh this node's heartbeat (on a task of its
+/// own, so that a long clean-up never makes this node look dead), clean up after dead nodes,
+/// and forget store tombstones older than `tombstone_retention`.
+pub async fn upkeep(hub: Hub, tombstone_retention: std::time::Duration) {
+    let _beat = AbortOnDrop(tokio::spawn(heartbeat(hub.clone())));
     let config = hub.config().clone();
     let mut tick = tokio::time::interval(config.node_heartbeat());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -51,13 +53,9 @@ pub async fn heartbeat(hub: Hub, tombstone_retention: std::time::Duration) {
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            () = hub.shutdown_token().cancelled() => return,
+            () = hub.shutdown_token().cancelled() => break,
         }
         let now = Timestamp::now();
-        if let Err(error) = hub.store().heartbeat_node(hub.node_id(), now).await {
-            tracing::warn!(%error, "node heartbeat failed");
-            continue;
-        }
         let stale_before = now.plus_millis(-(config.node_timeout().as_millis() as i64));
         match hub.reap(stale_before).await {
             Ok(0) => {}
@@ -69,6 +67,30 @@ pub async fn heartbeat(hub: Hub, tombstone_retention: std::time::Duration) {
             Ok(0) => {}
             Ok(purged) => tracing::debug!(purged, "forgot old store tombstones"),
             Err(error) => tracing::warn!(%error, "forgetting old store tombstones failed"),
+        }
+    }
+}
+
+/// Stops the heartbeat with the upkeep, however the upkeep ends (even aborted).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn heartbeat(hub: Hub) {
+    let mut tick = tokio::time::interval(hub.config().node_heartbeat());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(error) = hub
+            .store()
+            .heartbeat_node(hub.node_id(), Timestamp::now())
+            .await
+        {
+            tracing::warn!(%error, "node heartbeat failed");
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod close {
     pub const GOING_AWAY: u16 = 1001;
     pub const PROTOCOL_ERROR: u16 = 1002;
     pub const TOO_BIG: u16 = 1009;
+    pub const TRY_AGAIN_LATER: u16 = 1013;
     pub const TOO_SLOW: u16 = 4000;
     pub const DEAD_PEER: u16 = 4001;
     pub const AUTH_FAILED: u16 = 4401;

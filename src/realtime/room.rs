@@ -12,7 +12,7 @@ use tokio::time::{sleep_until, Instant};
 use super::connection::Outbox;
 use super::hub::Hub;
 use super::presence::{self, PresenceBoard, SyncTarget, Update};
-use super::protocol::{self, close, FollowGraph};
+use super::protocol::{self, FollowGraph};
 use crate::config::RealtimeConfig;
 use crate::domain::{ConnectionId, User, UserId};
 use crate::store::{DynStore, Joined, Left, RoomScope};
@@ -300,18 +300,14 @@ impl RoomActor {
                 self.send_to_all(&protocol::event("userUpdated", &json!({ "user": user })));
             }
             RoomCommand::UserDeleted(user) => {
+                // The deleted user's own sockets hear of it and close through the hub, which
+                // reaches them joined or not.
                 let user_id = user.id;
+                self.members.retain(|_, member| member.user_id != user_id);
                 let user = self.follows.socket_user(user);
                 self.follows.remove_user(user_id);
                 self.send_to_all(&protocol::event("userDeleted", &json!({ "user": user })));
                 self.clear_presence(user_id);
-                self.members.retain(|_, member| {
-                    if member.user_id == user_id {
-                        member.outbox.close(close::GONE, "userDeleted");
-                        return false;
-                    }
-                    true
-                });
             }
             RoomCommand::Publish { except, frame } => {
                 for (connection, member) in &self.members {
@@ -321,12 +317,8 @@ impl RoomActor {
                 }
             }
             RoomCommand::RoomDeleted => {
-                let frame =
-                    protocol::event("roomDeleted", &json!({ "roomId": self.scope.room_id }));
-                for member in self.members.values() {
-                    member.outbox.send(frame.clone());
-                    member.outbox.close(close::GONE, "roomDeleted");
-                }
+                // Every socket of the room (joined or not) hears of it and closes through the
+                // hub; here there is nobody left to serve.
                 self.members.clear();
             }
         }

@@ -173,7 +173,7 @@ async fn declare(caller: &Caller<'_>, schemas: Map<String, Value>) -> Result<Val
                 .get_schema(account_id, &store)
                 .await?
                 .ok_or(ApiError::not_found(Entity::Store))?;
-            if record.schema != schema {
+            if !record.schema.same_as(&schema) {
                 return Err(ApiError::validation(
                     format!("schemas.{name}"),
                     format!("the schema of store {name} differs from the one the server enforces"),

@@ -229,7 +229,7 @@ macro_rules! impl_entry_store {
                 name: &$crate::domain::schema::StoreName,
             ) -> $crate::store::StoreResult<Option<$crate::store::entries::SchemaRecord>> {
                 let mut conn = self.pool.acquire().await?;
-                entry_rows::load_schema(&mut conn, account_id, name).await
+                entry_rows::load_schema(&mut conn, account_id, name, entry_rows::Lock::None).await
             }
 
             async fn save_schema(
@@ -254,7 +254,8 @@ macro_rules! impl_entry_store {
                 if locked.rows_affected() == 0 {
                     return Err(StoreError::NotFound($crate::store::Entity::Account));
                 }
-                let existing = entry_rows::load_schema(&mut tx, account_id, name).await?;
+                let existing =
+                    entry_rows::load_schema(&mut tx, account_id, name, entry_rows::Lock::Update).await?;
                 let saved = match existing {
                     None => {
                         let count: i64 = sqlx::Row::try_get(
@@ -290,7 +291,7 @@ macro_rules! impl_entry_store {
                             created: true,
                         }
                     }
-                    Some(record) if record.schema == *schema => {
+                    Some(record) if record.schema.same_as(schema) => {
                         $crate::store::entries::SchemaSaved { record, created: false }
                     }
                     Some(_) if mode == SchemaWrite::Declare => {
@@ -350,7 +351,7 @@ macro_rules! impl_entry_store {
                 &self,
                 scope: $crate::store::RoomScope,
             ) -> $crate::store::StoreResult<(Vec<($crate::domain::schema::StoreName, i64)>, i64)> {
-                let version = entry_rows::room_versions(&self.pool, scope)
+                let version = entry_rows::room_versions(&mut *self.pool.acquire().await?, scope)
                     .await?
                     .ok_or($crate::store::StoreError::NotFound($crate::store::Entity::Room))?
                     .0;
@@ -402,7 +403,7 @@ macro_rules! impl_entry_store {
                 store: &$crate::domain::schema::StoreName,
                 page: Option<$crate::store::Page>,
             ) -> $crate::store::StoreResult<($crate::store::Listed<$crate::store::entries::Entry>, i64)> {
-                let version = entry_rows::room_versions(&self.pool, scope)
+                let version = entry_rows::room_versions(&mut *self.pool.acquire().await?, scope)
                     .await?
                     .ok_or($crate::store::StoreError::NotFound($crate::store::Entity::Room))?
                     .0;
@@ -460,7 +461,7 @@ macro_rules! impl_entry_store {
                 .await?
                 .ok_or(StoreError::NotFound(Entity::Room))?;
                 let version: i64 = sqlx::Row::try_get(&row, "store_version")?;
-                let schema = entry_rows::load_schema(&mut tx, scope.account_id, store)
+                let schema = entry_rows::load_schema(&mut tx, scope.account_id, store, entry_rows::Lock::Share)
                     .await?
                     .ok_or(StoreError::NotFound(Entity::Store))?
                     .schema;
@@ -543,7 +544,15 @@ macro_rules! impl_entry_store {
                 store: Option<&$crate::domain::schema::StoreName>,
                 since: i64,
             ) -> $crate::store::StoreResult<$crate::store::entries::Changes> {
-                let (version, purged) = entry_rows::room_versions(&self.pool, scope)
+                // The versions and the rows from one snapshot: a purge between the two reads
+                // could otherwise take tombstones the client still needs.
+                let mut tx = self.pool.begin().await?;
+                if <$db as sqlx::Database>::NAME == "PostgreSQL" {
+                    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                let (version, purged) = entry_rows::room_versions(&mut tx, scope)
                     .await?
                     .ok_or($crate::store::StoreError::NotFound($crate::store::Entity::Room))?;
                 // Behind what was forgotten (or new): the whole contents, live entries only.
@@ -562,7 +571,8 @@ macro_rules! impl_entry_store {
                     query.push(" AND store_name = ").push_bind(store.as_str().to_owned());
                 }
                 query.push(" ORDER BY version");
-                let rows = query.build().fetch_all(&self.pool).await?;
+                let rows = query.build().fetch_all(&mut *tx).await?;
+                tx.commit().await?;
                 let mut changes = Vec::with_capacity(rows.len());
                 for row in &rows {
                     let name: String = sqlx::Row::try_get(row, "store_name")?;
@@ -643,15 +653,34 @@ macro_rules! impl_entry_store {
                 })
             }
 
+            /// How a schema read inside a write locks the row (PostgreSQL; SQLite has one
+            /// writer at a time anyway).
+            #[derive(Clone, Copy)]
+            pub enum Lock {
+                None,
+                /// A write to entries: the schema cannot change under it.
+                Share,
+                /// A change of the schema: entry writes wait for it, it waits for them.
+                Update,
+            }
+
             pub async fn load_schema(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 account_id: $crate::domain::AccountId,
                 name: &$crate::domain::schema::StoreName,
+                lock: Lock,
             ) -> $crate::store::StoreResult<Option<$crate::store::entries::SchemaRecord>> {
-                let row = sqlx::query(
+                let postgres = <$db as sqlx::Database>::NAME == "PostgreSQL";
+                let clause = match lock {
+                    Lock::Share if postgres => " FOR SHARE",
+                    Lock::Update if postgres => " FOR UPDATE",
+                    _ => "",
+                };
+                let sql = format!(
                     "SELECT name, fields, created_at, updated_at FROM store_schemas \
-                     WHERE account_id = $1 AND name = $2",
-                )
+                     WHERE account_id = $1 AND name = $2{clause}"
+                );
+                let row = sqlx::query(&sql)
                 .bind(account_id.to_string())
                 .bind(name.as_str())
                 .fetch_optional(conn)
@@ -661,7 +690,7 @@ macro_rules! impl_entry_store {
 
             /// The room's store version and purged version; `None` if there is no such room.
             pub async fn room_versions(
-                pool: &sqlx::Pool<$db>,
+                conn: &mut <$db as sqlx::Database>::Connection,
                 scope: $crate::store::RoomScope,
             ) -> $crate::store::StoreResult<Option<(i64, i64)>> {
                 let row = sqlx::query(
@@ -670,7 +699,7 @@ macro_rules! impl_entry_store {
                 )
                 .bind(scope.room_id.to_string())
                 .bind(scope.account_id.to_string())
-                .fetch_optional(pool)
+                .fetch_optional(conn)
                 .await?;
                 row.map(|row| -> $crate::store::StoreResult<(i64, i64)> {
                     Ok((row.try_get("store_version")?, row.try_get("store_purged_version")?))

@@ -216,7 +216,8 @@ pub trait Store: EntryStore + CommentStore + WebhookStore + Send + Sync + 'stati
     async fn create_account(&self, account: &Account, first_key: &NewApiKey) -> StoreResult<()>;
     async fn get_account(&self, id: AccountId) -> StoreResult<Option<Account>>;
 
-    async fn create_api_key(&self, key: &NewApiKey) -> StoreResult<ApiKey>;
+    /// `Invalid` (field `keys`) when the account already holds `max_keys` unrevoked keys.
+    async fn create_api_key(&self, key: &NewApiKey, max_keys: i64) -> StoreResult<ApiKey>;
     async fn list_api_keys(&self, account_id: AccountId) -> StoreResult<Vec<ApiKey>>;
     /// Marks a key revoked; `NotFound` if the account has no such key.
     async fn revoke_api_key(&self, account_id: AccountId, key_id: ApiKeyId) -> StoreResult<ApiKey>;
@@ -346,11 +347,18 @@ pub async fn connect(url: &str, options: &StoreOptions) -> StoreResult<DynStore>
     }
 }
 
-/// `%`, `_` and `\` escaped for a `LIKE ... ESCAPE '\'` pattern matching anywhere, lowercased.
-fn like_pattern(search: &str) -> String {
-    let mut pattern = String::with_capacity(search.len() + 2);
+/// `%`, `_` and `\` escaped for a `LIKE ... ESCAPE '\'` pattern matching anywhere, lowercased
+/// as the database's `LOWER()` does: fully on PostgreSQL, ASCII only on SQLite (whose `LOWER`
+/// leaves other letters alone, so lowering them here would never match).
+fn like_pattern<DB: sqlx::Database>(search: &str) -> String {
+    let lowered = if DB::NAME == "SQLite" {
+        search.to_ascii_lowercase()
+    } else {
+        search.to_lowercase()
+    };
+    let mut pattern = String::with_capacity(lowered.len() + 2);
     pattern.push('%');
-    for c in search.to_lowercase().chars() {
+    for c in lowered.chars() {
         if matches!(c, '%' | '_' | '\\') {
             pattern.push('\\');
         }
@@ -366,7 +374,12 @@ mod tests {
 
     #[test]
     fn like_patterns_escape_wildcards() {
-        assert_eq!(like_pattern("Room"), "%room%");
-        assert_eq!(like_pattern("50%_off\\"), "%50\\%\\_off\\\\%");
+        assert_eq!(like_pattern::<sqlx::Postgres>("Room"), "%room%");
+        assert_eq!(
+            like_pattern::<sqlx::Postgres>("50%_off\\"),
+            "%50\\%\\_off\\\\%"
+        );
+        assert_eq!(like_pattern::<sqlx::Postgres>("École"), "%école%");
+        assert_eq!(like_pattern::<sqlx::Sqlite>("École"), "%École%");
     }
 }

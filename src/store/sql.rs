@@ -254,7 +254,7 @@ macro_rules! impl_sql_store {
             search_columns: &[&str],
         ) {
             if let Some(search) = filter.search.as_deref().filter(|s| !s.is_empty()) {
-                let pattern = $crate::store::like_pattern(search);
+                let pattern = $crate::store::like_pattern::<$db>(search);
                 query.push(" AND (");
                 for (i, column) in search_columns.iter().enumerate() {
                     if i > 0 {
@@ -323,9 +323,33 @@ macro_rules! impl_sql_store {
             async fn create_api_key(
                 &self,
                 key: &$crate::store::NewApiKey,
+                max_keys: i64,
             ) -> $crate::store::StoreResult<$crate::domain::ApiKey> {
-                let mut conn = self.pool.acquire().await?;
-                insert_api_key(&mut *conn, key).await?;
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("UPDATE accounts SET id = id WHERE id = $1")
+                    .bind(key.account_id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                let live: i64 = sqlx::Row::try_get(
+                    &sqlx::query(
+                        "SELECT COUNT(*) AS n FROM api_keys \
+                         WHERE account_id = $1 AND revoked_at IS NULL",
+                    )
+                    .bind(key.account_id.to_string())
+                    .fetch_one(&mut *tx)
+                    .await?,
+                    "n",
+                )?;
+                if live >= max_keys {
+                    return Err($crate::store::StoreError::Invalid {
+                        field: "keys".into(),
+                        message: format!(
+                            "an account can hold at most {max_keys} unrevoked keys; revoke one first"
+                        ),
+                    });
+                }
+                insert_api_key(&mut *tx, key).await?;
+                tx.commit().await?;
                 Ok($crate::domain::ApiKey {
                     id: key.id,
                     account_id: key.account_id,
@@ -817,19 +841,38 @@ macro_rules! impl_sql_store {
                     .ok_or($crate::store::StoreError::NotFound($crate::store::Entity::User))?;
                 let user: $crate::domain::User = rows::user(&row)?.try_into()?;
                 // The user's sockets, sessions and follows went with them (ON DELETE CASCADE).
-                let recount = recount(&mut tx, scope, now).await?;
-                let mut events = vec![$crate::domain::Event::new(
+                let mut recount = recount(&mut tx, scope, now).await?;
+                let was_online = user.status == $crate::domain::UserStatus::Online;
+                let mut events = Vec::new();
+                if was_online {
+                    // They went offline with their deletion: as the last socket leaving would.
+                    let mut gone = user.clone();
+                    gone.status = $crate::domain::UserStatus::Offline;
+                    gone.left_at = Some(now);
+                    events.push($crate::domain::Event::new(
+                        $crate::domain::EventKind::ParticipantLeft,
+                        &recount.room,
+                        Some(&gone),
+                        Vec::new(),
+                        now,
+                    ));
+                    // Their sessions went with them; they were still one of the session's users.
+                    if recount.closed {
+                        recount.session_users.push(gone);
+                    }
+                }
+                events.push($crate::domain::Event::new(
                     $crate::domain::EventKind::UserDeleted,
                     &recount.room,
                     Some(&user),
                     Vec::new(),
                     now,
-                )];
+                ));
                 events.extend(recount.closed_event(now));
                 record_events(&mut tx, &events).await?;
                 tx.commit().await?;
                 let left = $crate::store::Left {
-                    went_offline: user.status == $crate::domain::UserStatus::Online,
+                    went_offline: was_online,
                     user: None,
                     room: Some(recount.room),
                     session_closed: recount.closed,

@@ -248,7 +248,7 @@ macro_rules! impl_webhook_store {
             ) -> $crate::store::StoreResult<$crate::store::Listed<$crate::domain::webhook::Webhook>> {
                 let pattern = search
                     .filter(|s| !s.is_empty())
-                    .map($crate::store::like_pattern)
+                    .map($crate::store::like_pattern::<$db>)
                     .unwrap_or_else(|| "%".to_owned());
                 let total: i64 = sqlx::Row::try_get(
                     &sqlx::query(
@@ -505,9 +505,11 @@ macro_rules! impl_webhook_store {
             ) -> $crate::store::StoreResult<Vec<$crate::store::webhooks::DueDelivery>> {
                 let sql = format!(
                     "UPDATE webhook_deliveries SET locked_until = $1, locked_by = $2 WHERE id IN ( \
-                       SELECT d.id FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id \
+                       SELECT d.id FROM webhook_deliveries d \
                        WHERE d.status = 'pending' AND d.next_retry_at <= $3 \
-                         AND (d.locked_until IS NULL OR d.locked_until < $3) AND w.enabled = $4 \
+                         AND (d.locked_until IS NULL OR d.locked_until < $3) \
+                         AND EXISTS (SELECT 1 FROM webhooks w \
+                                     WHERE w.id = d.webhook_id AND w.enabled = $4) \
                        ORDER BY d.next_retry_at LIMIT $5{}) \
                      RETURNING {}",
                     $skip_locked,
@@ -568,6 +570,12 @@ macro_rules! impl_webhook_store {
                     AttemptOutcome::GaveUp => ("failed", None),
                 };
                 let mut tx = self.pool.begin().await?;
+                // The webhook's row first, then its deliveries', like every writer that takes
+                // both (disabling fails pending deliveries): nodes never deadlock on them.
+                sqlx::query("UPDATE webhooks SET id = id WHERE id = $1")
+                    .bind(&attempt.webhook_id)
+                    .execute(&mut *tx)
+                    .await?;
                 let recorded = sqlx::query(
                     "UPDATE webhook_deliveries SET status = $1, attempts = attempts + 1, \
                        last_attempt_at = $2, next_retry_at = $3, status_code = $4, last_error = $5, \
@@ -625,7 +633,9 @@ macro_rules! impl_webhook_store {
                 &self,
             ) -> $crate::store::StoreResult<Option<$crate::domain::Timestamp>> {
                 let row = sqlx::query(
-                    "SELECT MIN(next_retry_at) AS due FROM webhook_deliveries WHERE status = 'pending'",
+                    "SELECT MIN(CASE WHEN locked_until > next_retry_at THEN locked_until \
+                       ELSE next_retry_at END) AS due \
+                     FROM webhook_deliveries WHERE status = 'pending'",
                 )
                 .fetch_one(&self.pool)
                 .await?;

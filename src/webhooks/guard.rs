@@ -22,7 +22,14 @@ pub fn is_private(ip: IpAddr) -> bool {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_private_v4(v4);
             }
-            let first = v6.segments()[0];
+            let segments = v6.segments();
+            // NAT64 (64:ff9b::/96, and the local-use 64:ff9b:1::/48) reaches IPv4 behind it.
+            if segments[0] == 0x64 && segments[1] == 0xff9b {
+                let [.., a, b] = segments;
+                let v4 = Ipv4Addr::new((a >> 8) as u8, a as u8, (b >> 8) as u8, b as u8);
+                return segments[2..6] != [0, 0, 0, 0] || is_private_v4(v4);
+            }
+            let first = segments[0];
             v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
@@ -106,7 +113,8 @@ impl Resolve for PublicOnly {
 /// The HTTP client deliveries use, with the address guard in its resolver and redirects.
 pub fn client(allow_private: bool) -> reqwest::Result<reqwest::Client> {
     let redirects = reqwest::redirect::Policy::custom(move |attempt| {
-        if attempt.previous().len() >= MAX_REDIRECTS {
+        // `previous()` holds the first URL too.
+        if attempt.previous().len() > MAX_REDIRECTS {
             return attempt.error("too many redirects");
         }
         let scheme = attempt.url().scheme();
@@ -118,7 +126,9 @@ pub fn client(allow_private: bool) -> reqwest::Result<reqwest::Client> {
         }
         attempt.follow()
     });
+    // No proxy: a proxy would resolve the target itself, past the guard.
     let mut builder = reqwest::Client::builder()
+        .no_proxy()
         .redirect(redirects)
         .user_agent(concat!("CollabKit-Webhooks/", env!("CARGO_PKG_VERSION")))
         .pool_max_idle_per_host(4);

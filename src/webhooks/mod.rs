@@ -23,6 +23,8 @@ const DISPATCH_BATCH: i64 = 200;
 /// A lease outlives the attempt by this much, so that a slow write of the outcome does not
 /// let another node start the same delivery.
 const LEASE_MARGIN: Duration = Duration::from_secs(30);
+/// Shortest sleep between two turns of the worker.
+const MIN_WAIT: Duration = Duration::from_millis(20);
 /// How often dispatched events past their retention are forgotten.
 const PURGE_EVERY: Duration = Duration::from_secs(600);
 
@@ -143,15 +145,17 @@ impl Worker {
         }
     }
 
-    /// Sleeps until the next delivery is due, or `poll` at most.
+    /// How long to sleep: until the next delivery is due, at most `poll`, and never less than
+    /// `MIN_WAIT` (a due delivery that cannot be leased must not make the loop spin).
     async fn until_next_due(&self, poll: Duration) -> Duration {
-        match self.store.next_delivery_due().await {
+        let wait = match self.store.next_delivery_due().await {
             Ok(Some(due)) => {
                 let wait = due.as_millis() - Timestamp::now().as_millis();
                 Duration::from_millis(wait.clamp(0, poll.as_millis() as i64) as u64)
             }
             _ => poll,
-        }
+        };
+        wait.max(MIN_WAIT.min(poll))
     }
 
     async fn purge(&self) {

@@ -94,13 +94,16 @@ async fn padded_and_unpadded_tokens_both_work(backend: Backend) {
     let secret = "ck_0123456789abcdef";
     let store = collabkit::app::open_store(&app.config).await.unwrap();
     store
-        .create_api_key(&collabkit::store::NewApiKey {
-            id: collabkit::domain::ApiKeyId::new(),
-            account_id: account.id.parse().unwrap(),
-            key_hash: collabkit::auth::api_keys::hash_key(secret),
-            prefix: secret[..7].to_owned(),
-            created_at: collabkit::domain::Timestamp::now(),
-        })
+        .create_api_key(
+            &collabkit::store::NewApiKey {
+                id: collabkit::domain::ApiKeyId::new(),
+                account_id: account.id.parse().unwrap(),
+                key_hash: collabkit::auth::api_keys::hash_key(secret),
+                prefix: secret[..7].to_owned(),
+                created_at: collabkit::domain::Timestamp::now(),
+            },
+            20,
+        )
         .await
         .unwrap();
     let padded = STANDARD.encode(format!("{}:{secret}", account.id));

@@ -7,7 +7,8 @@ use crate::harness::{both_backends, Backend, TestApp};
 
 both_backends!(
     keys_are_created_listed_and_revoked,
-    the_account_describes_itself
+    the_account_describes_itself,
+    accounts_hold_a_bounded_number_of_keys,
 );
 
 async fn keys_are_created_listed_and_revoked(backend: Backend) {
@@ -72,4 +73,31 @@ async fn the_account_describes_itself(backend: Backend) {
     reply.expect(StatusCode::OK);
     assert_eq!(reply.data()["account"]["id"], account.id.as_str());
     assert_eq!(reply.data()["account"]["name"], "Test account");
+}
+
+async fn accounts_hold_a_bounded_number_of_keys(backend: Backend) {
+    let app = TestApp::start_with(backend, |c| c.auth.max_keys_per_account = 2).await;
+    let account = app.account().await;
+    let second = account.post("/keys", json!({})).await;
+    second.expect(StatusCode::CREATED);
+    let reply = account.post("/keys", json!({})).await;
+    reply.expect_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR");
+    assert_eq!(reply.body["error"]["field"], "keys");
+    assert_eq!(
+        account.get("/keys").await.data()["keys"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    // Revoking one makes room for another.
+    let id = second.data()["key"]["id"].as_str().unwrap();
+    account
+        .delete(&format!("/keys/{id}"))
+        .await
+        .expect(StatusCode::OK);
+    account
+        .post("/keys", json!({}))
+        .await
+        .expect(StatusCode::CREATED);
 }

@@ -27,6 +27,7 @@ both_backends!(
     users_left_online_by_a_crash_are_offline_after_restart,
     shutdown_closes_sockets_with_going_away,
     socket_reads_and_request_errors,
+    deleting_an_online_user_records_their_leave,
 );
 
 fn sign(header: &Value, claims: &Value, secret: &str) -> String {
@@ -397,6 +398,8 @@ async fn rest_user_changes_reach_sockets_and_deletions_close_them(backend: Backe
         .expect(StatusCode::OK);
     assert_eq!(alice.event("userUpdated").await["user"]["name"], "Caroline");
 
+    // A socket of Bob's that never joined (writes need no join) is closed too.
+    let (mut bob_unjoined, _) = Socket::connect(&app.base, token(&users[1])).await;
     // Deleting Bob: everyone hears it, and Bob's socket is closed.
     account
         .delete(&format!("/users/{}?roomId={room_id}", user_id(&users[1])))
@@ -407,6 +410,11 @@ async fn rest_user_changes_reach_sockets_and_deletions_close_them(backend: Backe
         user_id(&users[1])
     );
     assert_eq!(bob.closed_with().await, 4404);
+    assert_eq!(
+        bob_unjoined.event("userDeleted").await["user"]["id"],
+        user_id(&users[1])
+    );
+    assert_eq!(bob_unjoined.closed_with().await, 4404);
     let counted = eventually(Duration::from_secs(5), || async {
         active_participants(&account, &room_id).await == 1
     })
@@ -422,13 +430,19 @@ async fn rest_user_changes_reach_sockets_and_deletions_close_them(backend: Backe
         .expect_no_event("userCreated", Duration::from_millis(200))
         .await;
 
-    // Deleting the room closes everyone.
+    // Deleting the room closes everyone, joined or not.
+    let (mut carol_unjoined, _) = Socket::connect(&app.base, token(&created)).await;
     account
         .delete(&format!("/rooms/{room_id}"))
         .await
         .expect(StatusCode::OK);
     assert_eq!(alice.event("roomDeleted").await["roomId"], room_id.as_str());
     assert_eq!(alice.closed_with().await, 4404);
+    assert_eq!(
+        carol_unjoined.event("roomDeleted").await["roomId"],
+        room_id.as_str()
+    );
+    assert_eq!(carol_unjoined.closed_with().await, 4404);
 }
 
 async fn next_bus_event(
@@ -684,4 +698,38 @@ async fn socket_reads_and_request_errors(backend: Backend) {
     let again = alice.request("room.join", json!({})).await.unwrap_err();
     assert_eq!(again["code"], "BAD_REQUEST", "joining twice");
     alice.close().await;
+}
+
+async fn deleting_an_online_user_records_their_leave(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let account = app.account().await;
+    let (room_id, users) = room_with_users(&account, &["Alice"]).await;
+    let (_alice, _) = Socket::join(&app.base, token(&users[0])).await;
+    let mut events = app.state.bus().subscribe();
+    account
+        .delete(&format!("/users/{}?roomId={room_id}", user_id(&users[0])))
+        .await
+        .expect(StatusCode::OK);
+    let left = next_bus_event(&mut events).await;
+    assert_eq!(
+        left.kind,
+        EventKind::ParticipantLeft,
+        "joins and leaves stay paired"
+    );
+    assert_eq!(
+        left.user.as_ref().unwrap().id.to_string(),
+        user_id(&users[0])
+    );
+    assert_eq!(
+        next_bus_event(&mut events).await.kind,
+        EventKind::UserDeleted
+    );
+    let closed = next_bus_event(&mut events).await;
+    assert_eq!(closed.kind, EventKind::SessionClosed);
+    assert_eq!(
+        closed.users.len(),
+        1,
+        "the deleted user was one of the session's users"
+    );
+    assert_eq!(closed.room.active_participants, 0);
 }

@@ -261,6 +261,7 @@ async fn search_matches_names_case_insensitively(backend: Backend) {
             "Standup",
             "100% done",
             "a_b",
+            "École",
         ],
     )
     .await;
@@ -292,6 +293,15 @@ async fn search_matches_names_case_insensitively(backend: Backend) {
     assert_eq!(
         names(&account.get("/rooms?search=zzz").await),
         Vec::<String>::new()
+    );
+    // Non-ASCII letters match as written on both databases (PostgreSQL folds their case too).
+    assert_eq!(
+        names(&account.get("/rooms?search=%C3%89co").await),
+        ["École"]
+    );
+    assert_eq!(
+        names(&account.get("/rooms?search=%C3%89COLE").await),
+        ["École"]
     );
     // Search and paging combine.
     let reply = account.get("/rooms?search=design&limit=1").await;

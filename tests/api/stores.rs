@@ -270,6 +270,19 @@ async fn the_server_enforces_schemas_on_raw_sockets(backend: Backend) {
     assert_eq!(error["field"], "schemas.x.a.type");
     let schemas = account.get("/stores").await;
     assert_eq!(schemas.data()["stores"][0]["schema"], tasks_schema());
+    // The same fields in another order are the same schema.
+    let reordered = json!({
+        "assignee": { "type": "string" },
+        "completed": { "default": false, "type": "boolean" },
+        "title": { "required": true, "type": "string" },
+    });
+    mallory
+        .request(
+            "stores.declare",
+            json!({ "schemas": { "tasks": reordered } }),
+        )
+        .await
+        .expect("field order does not matter");
     // Nothing was written by any of it; a valid write still works.
     assert!(server_view(&mut alice).await.is_empty());
     mallory
