@@ -138,6 +138,7 @@ pub struct StoresConfig {
     pub max_fields: usize,
     pub client_schemas: bool,
     pub tombstone_retention_ms: u64,
+    pub page_entries: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -224,6 +225,9 @@ impl Config {
             || rt.room_idle_ms == 0
         {
             bail!("realtime: messages_per_second, message_burst, presence_interval_ms, auth_timeout_ms, write_timeout_ms and room_idle_ms must be at least 1");
+        }
+        if self.stores.page_entries < 1 {
+            bail!("stores.page_entries must be at least 1");
         }
         if self.auth.max_keys_per_account < 1 {
             bail!("auth.max_keys_per_account must be at least 1");

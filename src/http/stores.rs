@@ -15,7 +15,7 @@ use crate::domain::schema::{StoreName, StoreSchema};
 use crate::domain::RoomId;
 use crate::error::ApiError;
 use crate::realtime::stores::{entry_json, key, known_store, schema_error, write_entry};
-use crate::store::entries::{EntryWrite, SchemaRecord, SchemaWrite};
+use crate::store::entries::{EntryPage, EntryWrite, SchemaRecord, SchemaWrite};
 use crate::store::{Entity, RoomScope};
 
 pub fn router() -> Router<AppState> {
@@ -158,7 +158,7 @@ async fn list_entries(
     known_store(&state, scope, &store).await?;
     let (entries, version) = state
         .store()
-        .list_entries(scope, &store, Some(page))
+        .list_entries(scope, &store, EntryPage::Offset(page))
         .await?;
     let list: Vec<Value> = entries.items.iter().map(entry_json).collect();
     Ok(Reply::ok(

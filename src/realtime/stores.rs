@@ -10,7 +10,9 @@ use crate::app::AppState;
 use crate::domain::schema::{check_key, StoreName, StoreSchema};
 use crate::domain::{ConnectionId, UserId};
 use crate::error::ApiError;
-use crate::store::entries::{Entry, EntryChange, EntryLimits, EntryWrite, SchemaWrite};
+use crate::store::entries::{
+    Entry, EntryChange, EntryLimits, EntryPage, EntryWrite, SchemaWrite, SyncFrom,
+};
 use crate::store::{Entity, RoomScope};
 
 #[derive(Deserialize)]
@@ -21,8 +23,10 @@ struct DeclareParams {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct StoreParams {
+struct GetAllParams {
     store: String,
+    /// Continue after this key (the previous page's `cursor`).
+    after: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -45,6 +49,8 @@ struct WriteParams {
 struct SyncParams {
     store: Option<String>,
     since: Option<i64>,
+    /// Continue a reset after this version (the previous page's `cursor`).
+    after: Option<i64>,
 }
 
 pub async fn call(caller: &Caller<'_>, method: &str, params: Value) -> Result<Value, ApiError> {
@@ -110,15 +116,29 @@ pub async fn call(caller: &Caller<'_>, method: &str, params: Value) -> Result<Va
             }))
         }
         "stores.getAll" => {
-            let params: StoreParams = ApiError::parse_value(params)?;
+            let params: GetAllParams = ApiError::parse_value(params)?;
             let store = store_name(&params.store)?;
             known_store(state, caller.scope, &store).await?;
-            let (entries, version) = state
+            let limit = state.config().stores.page_entries;
+            let page = EntryPage::AfterKey {
+                after: params.after,
+                limit: limit + 1,
+            };
+            let (mut entries, version) = state
                 .store()
-                .list_entries(caller.scope, &store, None)
+                .list_entries(caller.scope, &store, page)
                 .await?;
+            let has_more = entries.items.len() as i64 > limit;
+            entries.items.truncate(limit as usize);
+            let cursor = entries
+                .items
+                .last()
+                .filter(|_| has_more)
+                .map(|e| e.key.clone());
             let entries: Vec<Value> = entries.items.iter().map(entry_json).collect();
-            Ok(json!({ "entries": entries, "version": version }))
+            Ok(json!({
+                "entries": entries, "version": version, "hasMore": has_more, "cursor": cursor,
+            }))
         }
         "stores.sync" => {
             let params: SyncParams = ApiError::parse_value(params)?;
@@ -126,13 +146,25 @@ pub async fn call(caller: &Caller<'_>, method: &str, params: Value) -> Result<Va
             if let Some(store) = &store {
                 known_store(state, caller.scope, store).await?;
             }
-            let since = params.since.unwrap_or(0);
+            let from = match (params.after, params.since) {
+                (Some(after), _) => SyncFrom::ResetAfter(after),
+                (None, since) => SyncFrom::Since(since.unwrap_or(0)),
+            };
+            let limit = state.config().stores.page_entries;
             let changes = state
                 .store()
-                .changes_since(caller.scope, store.as_ref(), since)
+                .changes_since(caller.scope, store.as_ref(), from, limit)
                 .await?;
+            let cursor = changes
+                .changes
+                .last()
+                .filter(|_| changes.has_more)
+                .map(|c| c.version);
             let list: Vec<Value> = changes.changes.iter().map(change_json).collect();
-            Ok(json!({ "changes": list, "version": changes.version, "reset": changes.reset }))
+            Ok(json!({
+                "changes": list, "version": changes.version, "reset": changes.reset,
+                "hasMore": changes.has_more, "cursor": cursor,
+            }))
         }
         other => Err(unknown_method(other)),
     }

@@ -95,6 +95,26 @@ pub struct Changes {
     /// The client is too far behind (or had nothing): `changes` is the whole contents, as
     /// `set`s, and the client must drop what it holds first.
     pub reset: bool,
+    /// Only the first `limit` changes are here: ask for the rest.
+    pub has_more: bool,
+}
+
+/// Where a sync starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncFrom {
+    /// After this version (0: from nothing, a reset).
+    Since(i64),
+    /// The next page of a reset: live entries after this version.
+    ResetAfter(i64),
+}
+
+/// Which live entries to list.
+#[derive(Debug, Clone)]
+pub enum EntryPage {
+    /// `limit` entries from `offset` (REST).
+    Offset(Page),
+    /// `limit` entries after this key (the socket's paging, stable under writes).
+    AfterKey { after: Option<String>, limit: i64 },
 }
 
 #[async_trait]
@@ -124,12 +144,12 @@ pub trait EntryStore: Send + Sync {
         store: &StoreName,
         key: &str,
     ) -> StoreResult<Option<Entry>>;
-    /// Live entries by key (all of them without a page), and the room's version.
+    /// Live entries by key, a page at a time, and the room's version.
     async fn list_entries(
         &self,
         scope: RoomScope,
         store: &StoreName,
-        page: Option<Page>,
+        page: EntryPage,
     ) -> StoreResult<(Listed<Entry>, i64)>;
     /// Applies a write; `None` when deleting an entry that does not exist (nothing changes).
     /// `NotFound(Room)`, `NotFound(Store)` (no schema), `NotFound(Entry)` (update of a missing
@@ -143,13 +163,15 @@ pub trait EntryStore: Send + Sync {
         limits: EntryLimits,
         by: Option<UserId>,
     ) -> StoreResult<Option<EntryChange>>;
-    /// Changes after `since` (of one store, or all), or everything if `since` is 0 or older
-    /// than the forgotten tombstones.
+    /// At most `limit` changes (of one store, or all) in version order: those after `since`,
+    /// or the whole live contents if `since` is 0 or older than the forgotten tombstones (a
+    /// reset); a reset continues with `SyncFrom::ResetAfter`.
     async fn changes_since(
         &self,
         scope: RoomScope,
         store: Option<&StoreName>,
-        since: i64,
+        from: SyncFrom,
+        limit: i64,
     ) -> StoreResult<Changes>;
     /// Forgets deleted entries older than `before`; returns how many.
     async fn purge_tombstones(&self, before: Timestamp) -> StoreResult<u64>;
@@ -401,7 +423,7 @@ macro_rules! impl_entry_store {
                 &self,
                 scope: $crate::store::RoomScope,
                 store: &$crate::domain::schema::StoreName,
-                page: Option<$crate::store::Page>,
+                page: $crate::store::entries::EntryPage,
             ) -> $crate::store::StoreResult<($crate::store::Listed<$crate::store::entries::Entry>, i64)> {
                 let version = entry_rows::room_versions(&mut *self.pool.acquire().await?, scope)
                     .await?
@@ -418,19 +440,30 @@ macro_rules! impl_entry_store {
                     .await?,
                     "n",
                 )?;
-                let page = page.unwrap_or($crate::store::Page { limit: i64::MAX, offset: 0 });
-                let rows = sqlx::query(
+                let mut query = sqlx::QueryBuilder::<$db>::new(
                     "SELECT entry_key, entry_value, version, updated_at, updated_by \
-                     FROM store_entries \
-                     WHERE room_id = $1 AND store_name = $2 AND entry_value IS NOT NULL \
-                     ORDER BY entry_key LIMIT $3 OFFSET $4",
-                )
-                .bind(scope.room_id.to_string())
-                .bind(store.as_str())
-                .bind(page.limit)
-                .bind(page.offset)
-                .fetch_all(&self.pool)
-                .await?;
+                     FROM store_entries WHERE entry_value IS NOT NULL AND room_id = ",
+                );
+                query
+                    .push_bind(scope.room_id.to_string())
+                    .push(" AND store_name = ")
+                    .push_bind(store.as_str().to_owned());
+                match page {
+                    $crate::store::entries::EntryPage::Offset(page) => {
+                        query
+                            .push(" ORDER BY entry_key LIMIT ")
+                            .push_bind(page.limit)
+                            .push(" OFFSET ")
+                            .push_bind(page.offset);
+                    }
+                    $crate::store::entries::EntryPage::AfterKey { after, limit } => {
+                        if let Some(after) = after {
+                            query.push(" AND entry_key > ").push_bind(after);
+                        }
+                        query.push(" ORDER BY entry_key LIMIT ").push_bind(limit);
+                    }
+                }
+                let rows = query.build().fetch_all(&self.pool).await?;
                 let items = rows
                     .iter()
                     .map(|row| entry_rows::entry(row))
@@ -542,8 +575,10 @@ macro_rules! impl_entry_store {
                 &self,
                 scope: $crate::store::RoomScope,
                 store: Option<&$crate::domain::schema::StoreName>,
-                since: i64,
+                from: $crate::store::entries::SyncFrom,
+                limit: i64,
             ) -> $crate::store::StoreResult<$crate::store::entries::Changes> {
+                use $crate::store::entries::SyncFrom;
                 // The versions and the rows from one snapshot: a purge between the two reads
                 // could otherwise take tombstones the client still needs.
                 let mut tx = self.pool.begin().await?;
@@ -556,7 +591,13 @@ macro_rules! impl_entry_store {
                     .await?
                     .ok_or($crate::store::StoreError::NotFound($crate::store::Entity::Room))?;
                 // Behind what was forgotten (or new): the whole contents, live entries only.
-                let reset = since <= 0 || since < purged || since > version;
+                let (reset, after) = match from {
+                    SyncFrom::ResetAfter(after) => (true, after),
+                    SyncFrom::Since(since) if since <= 0 || since < purged || since > version => {
+                        (true, 0)
+                    }
+                    SyncFrom::Since(since) => (false, since),
+                };
                 let mut query = sqlx::QueryBuilder::<$db>::new(
                     "SELECT store_name, entry_key, entry_value, version FROM store_entries \
                      WHERE room_id = ",
@@ -564,15 +605,17 @@ macro_rules! impl_entry_store {
                 query.push_bind(scope.room_id.to_string());
                 if reset {
                     query.push(" AND entry_value IS NOT NULL");
-                } else {
-                    query.push(" AND version > ").push_bind(since);
                 }
+                query.push(" AND version > ").push_bind(after);
                 if let Some(store) = store {
                     query.push(" AND store_name = ").push_bind(store.as_str().to_owned());
                 }
-                query.push(" ORDER BY version");
-                let rows = query.build().fetch_all(&mut *tx).await?;
+                // One more than asked: whether there is more.
+                query.push(" ORDER BY version LIMIT ").push_bind(limit.saturating_add(1));
+                let mut rows = query.build().fetch_all(&mut *tx).await?;
                 tx.commit().await?;
+                let has_more = rows.len() as i64 > limit;
+                rows.truncate(limit.max(0) as usize);
                 let mut changes = Vec::with_capacity(rows.len());
                 for row in &rows {
                     let name: String = sqlx::Row::try_get(row, "store_name")?;
@@ -594,7 +637,7 @@ macro_rules! impl_entry_store {
                         version: sqlx::Row::try_get(row, "version")?,
                     });
                 }
-                Ok($crate::store::entries::Changes { changes, version, reset })
+                Ok($crate::store::entries::Changes { changes, version, reset, has_more })
             }
 
             async fn purge_tombstones(

@@ -19,6 +19,7 @@ both_backends!(
     backends_read_and_write_entries_over_rest,
     store_limits_answer_with_clear_errors,
     deleting_a_room_deletes_its_entries,
+    get_all_and_sync_answer_in_pages,
 );
 
 pub fn tasks_schema() -> Value {
@@ -709,4 +710,130 @@ async fn deleting_a_room_deletes_its_entries(backend: Backend) {
             .len(),
         1
     );
+}
+
+async fn get_all_and_sync_answer_in_pages(backend: Backend) {
+    let app = TestApp::start_with(backend, |c| c.stores.page_entries = 2).await;
+    let account = app.account().await;
+    let (_, users) = room_with_users(&account, &["Alice", "Bob"]).await;
+    let (mut alice, _) = Socket::join(&app.base, token(&users[0])).await;
+    declare(&mut alice).await;
+    for key in ["a", "b", "c", "d", "e"] {
+        alice
+            .request(
+                "stores.set",
+                json!({ "store": "tasks", "key": key, "value": { "title": key } }),
+            )
+            .await
+            .unwrap();
+    }
+    // getAll, by key, two at a time.
+    let mut keys = Vec::new();
+    let mut after = Value::Null;
+    loop {
+        let page = alice
+            .request("stores.getAll", json!({ "store": "tasks", "after": after }))
+            .await
+            .unwrap();
+        let entries = page["entries"].as_array().unwrap();
+        assert!(entries.len() <= 2);
+        keys.extend(
+            entries
+                .iter()
+                .map(|e| e["key"].as_str().unwrap().to_owned()),
+        );
+        if page["hasMore"] != true {
+            assert_eq!(page["cursor"], Value::Null);
+            break;
+        }
+        after = page["cursor"].clone();
+    }
+    assert_eq!(keys, ["a", "b", "c", "d", "e"]);
+
+    // A reset in pages, with a change made while paging, then the catch-up from the first
+    // page's version.
+    let (mut bob, _) = Socket::connect(&app.base, token(&users[1])).await;
+    let first = bob
+        .request("stores.sync", json!({ "store": "tasks" }))
+        .await
+        .unwrap();
+    assert_eq!(
+        (first["reset"].clone(), first["hasMore"].clone()),
+        (json!(true), json!(true))
+    );
+    let start_version = first["version"].as_i64().unwrap();
+    let mut mirror = Mirror::default();
+    for change in first["changes"].as_array().unwrap() {
+        mirror.apply_event(change);
+    }
+    alice
+        .request("stores.delete", json!({ "store": "tasks", "key": "a" }))
+        .await
+        .unwrap();
+    alice
+        .request(
+            "stores.set",
+            json!({ "store": "tasks", "key": "f", "value": { "title": "f" } }),
+        )
+        .await
+        .unwrap();
+    let mut cursor = first["cursor"].clone();
+    loop {
+        let page = bob
+            .request("stores.sync", json!({ "store": "tasks", "after": cursor }))
+            .await
+            .unwrap();
+        assert_eq!(page["reset"], true);
+        for change in page["changes"].as_array().unwrap() {
+            mirror.apply_event(change);
+        }
+        if page["hasMore"] != true {
+            break;
+        }
+        cursor = page["cursor"].clone();
+    }
+    let mut since = json!(start_version);
+    loop {
+        let page = bob
+            .request("stores.sync", json!({ "store": "tasks", "since": since }))
+            .await
+            .unwrap();
+        assert_eq!(page["reset"], false);
+        for change in page["changes"].as_array().unwrap() {
+            mirror.apply_event(change);
+        }
+        if page["hasMore"] != true {
+            break;
+        }
+        since = page["cursor"].clone();
+    }
+    assert_eq!(
+        mirror.live(),
+        server_view_all(&mut bob).await,
+        "the deletion made while paging is seen"
+    );
+    assert!(!mirror.live().contains_key("a"));
+    assert!(mirror.live().contains_key("f"));
+}
+
+/// Every entry of `tasks`, through getAll's pages.
+async fn server_view_all(socket: &mut Socket) -> BTreeMap<String, Value> {
+    let mut view = BTreeMap::new();
+    let mut after = Value::Null;
+    loop {
+        let page = socket
+            .request("stores.getAll", json!({ "store": "tasks", "after": after }))
+            .await
+            .unwrap();
+        for entry in page["entries"].as_array().unwrap() {
+            view.insert(
+                entry["key"].as_str().unwrap().to_owned(),
+                entry["value"].clone(),
+            );
+        }
+        if page["hasMore"] != true {
+            return view;
+        }
+        after = page["cursor"].clone();
+    }
 }
