@@ -2,6 +2,11 @@
 // schema before they are sent (the server checks them again); each store keeps a local copy,
 // per key the value with the highest version, caught up with `stores.sync` after every
 // (re)connection so that changes made while the client was away are not missed.
+//
+// The server answers `stores.getAll` and `stores.sync` a page at a time (`hasMore`, `cursor`);
+// the SDK asks for the pages itself. A reset (the whole contents) is gathered aside and only
+// replaces the local copy once complete, followed by a sync from the version its first page
+// gave, so that what changed while it paged (deletions included) is not missed.
 
 import {
   checkKey,
@@ -81,11 +86,35 @@ export interface StoresSetup {
   request<T>(method: string, params?: unknown): Promise<T>;
 }
 
-interface SyncResult {
-  changes: { store: string; key: string; action: StoreAction; value: Record<string, unknown> | null; version: number }[];
+type RequestFn = <T>(method: string, params?: unknown) => Promise<T>;
+
+interface SyncChange {
+  store: string;
+  key: string;
+  action: StoreAction;
+  value: Record<string, unknown> | null;
+  version: number;
+}
+
+/** One page of `stores.sync`. */
+interface SyncPage {
+  changes: SyncChange[];
   version: number;
   reset: boolean;
+  /** Absent from servers that do not page: everything is in this answer. */
+  hasMore?: boolean;
+  cursor?: number | null;
 }
+
+/** One page of `stores.getAll`. */
+interface GetAllPage {
+  entries: { key: string; value: any }[];
+  hasMore?: boolean;
+  cursor?: string | null;
+}
+
+/** Resets that may start over (a sync hitting forgotten deletions again) before giving up. */
+const MAX_RESETS = 10;
 
 interface Slot {
   value: Record<string, unknown> | null;
@@ -103,6 +132,8 @@ class StoreHandle implements StoreClient<StoreSchema> {
    * meanwhile live events must not move `version` past changes that were never fetched.
    */
   private gap = true;
+  /** Counts `markGap` calls: a catch-up that started before the latest one does not end the gap. */
+  private gapEpoch = 0;
 
   constructor(
     readonly name: string,
@@ -133,12 +164,22 @@ class StoreHandle implements StoreClient<StoreSchema> {
   }
 
   async getAll(): Promise<Array<{ key: string; value: any }>> {
-    const result = await this.host.request<{ entries: { key: string; value: any }[] }>(
-      'stores.getAll',
-      { store: this.name },
-      { retry: true },
-    );
-    return result.entries.map((entry) => ({ key: entry.key, value: entry.value }));
+    const all: Array<{ key: string; value: any }> = [];
+    let after: string | undefined;
+    for (;;) {
+      const page = await this.host.request<GetAllPage>(
+        'stores.getAll',
+        { store: this.name, ...(after !== undefined ? { after } : {}) },
+        { retry: true },
+      );
+      for (const entry of page.entries) all.push({ key: entry.key, value: entry.value });
+      if (!page.hasMore) return all;
+      // Keys are ordered by the database's collation: only check that the cursor moves.
+      if (typeof page.cursor !== 'string' || page.cursor === after) {
+        throw protocolError('stores.getAll', `hasMore with an unusable cursor ${JSON.stringify(page.cursor)}`);
+      }
+      after = page.cursor;
+    }
   }
 
   async update(args: { key: string; value: unknown }): Promise<StoreWriteResult<any>> {
@@ -181,35 +222,88 @@ class StoreHandle implements StoreClient<StoreSchema> {
 
   // ----- called by the client -----
 
-  /** Asks the server for what changed since this copy's version (everything the first time). */
-  async catchUp(request: <T>(method: string, params?: unknown) => Promise<T>): Promise<void> {
-    const since = this.version;
-    const result = await request<SyncResult>('stores.sync', {
-      store: this.name,
-      ...(since !== undefined ? { since } : {}),
-    });
+  /**
+   * Asks the server for what changed since this copy's version (everything the first time),
+   * a page at a time. Changes since a version are applied page by page (each is a key's latest
+   * state, so the highest version per key still wins); a reset is gathered aside, completed by
+   * a sync from its first page's version, then replaces the copy at once. Live events keep
+   * being applied meanwhile; the replacement never goes back on a newer one. Concurrent
+   * catch-ups are safe (each one's result merges by version), so none waits for another.
+   */
+  async catchUp(request: RequestFn): Promise<void> {
+    const gapEpoch = this.gapEpoch;
     // The very first load is not news: only later differences are told to listeners.
-    const emit = since !== undefined;
-    if (result.reset) {
-      const present = new Set(result.changes.map((c) => c.key));
-      for (const [key, slot] of [...this.slots]) {
-        if (slot.value !== null && !present.has(key)) {
-          this.apply(key, 'delete', null, Math.max(result.version, slot.version + 1), { emit, userId: null, force: true });
+    const emit = this.version !== undefined;
+    let params: { since?: number; after?: number } = this.version !== undefined ? { since: this.version } : {};
+    /** While a reset is gathered: its entries (a tombstone for a key deleted meanwhile). */
+    let staging: Map<string, Slot> | undefined;
+    /** The version the reset's first page gave; its pages run until `followUp`. */
+    let resetFrom = 0;
+    let followUp = false;
+    let resets = 0;
+    for (;;) {
+      const page = await request<SyncPage>('stores.sync', { store: this.name, ...params });
+      if (params.after !== undefined && !page.reset) {
+        throw protocolError('stores.sync', 'a reset page came back without reset');
+      }
+      const starts = page.reset && params.after === undefined;
+      if (starts) {
+        // A reset starts with this page (also when a sync since a version, or a reset's
+        // follow-up, meets deletions forgotten meanwhile): whatever was gathered is void.
+        if (++resets > MAX_RESETS) {
+          throw new CollabKitError('INTERNAL_ERROR', `stores.sync of ${this.name} kept starting over (${MAX_RESETS} resets)`, {
+            method: 'stores.sync',
+          });
+        }
+        staging = new Map();
+        resetFrom = page.version;
+        followUp = false;
+      }
+      for (const change of page.changes) {
+        if (change.store !== this.name) continue;
+        if (staging) {
+          const held = staging.get(change.key);
+          if (held && held.version >= change.version) continue;
+          staging.set(change.key, { value: change.action === 'delete' ? null : change.value, version: change.version });
+        } else {
+          this.apply(change.key, change.action, change.value, change.version, { emit, userId: null });
         }
       }
+      if (page.hasMore) {
+        const cursor = page.cursor;
+        // Cursors grow within one run of pages (a reset that starts over starts from nothing).
+        const previous = starts ? undefined : (params.after ?? params.since);
+        if (typeof cursor !== 'number' || !Number.isFinite(cursor) || (previous !== undefined && cursor <= previous)) {
+          throw protocolError('stores.sync', `hasMore with an unusable cursor ${JSON.stringify(cursor)}`);
+        }
+        if (staging && !followUp) {
+          params = { after: cursor };
+        } else {
+          params = { since: cursor };
+          // Everything up to the cursor is here: a catch-up cut short resumes from there.
+          if (!staging) this.advance(cursor);
+        }
+        continue;
+      }
+      if (staging && !followUp && page.version !== resetFrom) {
+        // The reset's last page, and the room was written to since its first one: fetch what
+        // changed meanwhile (deletions of entries already gathered included) before replacing.
+        // (Unchanged, or all in one page: the gathered contents are those of `version`.)
+        followUp = true;
+        params = { since: resetFrom };
+        continue;
+      }
+      if (staging) this.replace(staging, page.version, emit);
+      else this.advance(page.version);
+      break;
     }
-    for (const change of result.changes) {
-      if (change.store !== this.name) continue;
-      const action = result.reset && change.action !== 'delete' ? 'set' : change.action;
-      this.apply(change.key, action, change.value, change.version, { emit, userId: null, sameValueSilent: result.reset });
-    }
-    this.version = Math.max(this.version ?? 0, result.version);
-    this.gap = false;
+    if (this.gapEpoch === gapEpoch) this.gap = false;
   }
 
   /** Changes may be missed from now until the next successful catch-up. */
   markGap(): void {
     this.gap = true;
+    this.gapEpoch++;
   }
 
   /** A `changed` event from another client (or the REST API). */
@@ -218,6 +312,33 @@ class StoreHandle implements StoreClient<StoreSchema> {
     // Events reach a joined socket in version order: once caught up, the copy is complete up
     // to the latest event.
     if (!this.gap && this.version !== undefined && data.version > this.version) this.version = data.version;
+  }
+
+  /** The copy is complete up to `version`. */
+  private advance(version: number): void {
+    this.version = Math.max(this.version ?? 0, version);
+  }
+
+  /**
+   * Replaces the copy with a complete reset (`staging`, the contents as of `version`), keeping
+   * what is newer: events and other catch-ups that went past it.
+   */
+  private replace(staging: Map<string, Slot>, version: number, emit: boolean): void {
+    for (const [key, slot] of [...this.slots]) {
+      if (slot.value !== null && !staging.has(key) && slot.version <= version) {
+        // Gone by `version`: the tombstone's version keeps older news of it out.
+        this.apply(key, 'delete', null, version, { emit, userId: null, force: true });
+      }
+    }
+    const entries = [...staging].sort(([, a], [, b]) => a.version - b.version);
+    for (const [key, slot] of entries) {
+      this.apply(key, slot.value === null ? 'delete' : 'set', slot.value, slot.version, {
+        emit,
+        userId: null,
+        sameValueSilent: true,
+      });
+    }
+    this.advance(version);
   }
 
   private apply(
@@ -276,6 +397,10 @@ export class Stores {
   changed(data: { store: string; key: string; action: StoreAction; value: any; version: number; userId: string | null }): void {
     this.handles.get(data.store)?.changed(data);
   }
+}
+
+function protocolError(method: string, message: string): CollabKitError {
+  return new CollabKitError('INTERNAL_ERROR', `Unexpected ${method} answer: ${message}`, { method });
 }
 
 function argsOf(args: unknown, method: string): { key: string; value?: unknown } {
