@@ -646,9 +646,13 @@ macro_rules! impl_entry_store {
             ) -> $crate::store::StoreResult<u64> {
                 let mut tx = self.pool.begin().await?;
                 sqlx::query(
-                    "UPDATE rooms SET store_purged_version = ( \
-                       SELECT MAX(version) FROM store_entries e \
-                       WHERE e.room_id = rooms.id AND e.entry_value IS NULL AND e.updated_at < $1) \
+                    // The marker only moves forward, whatever the clocks of the nodes did.
+                    "UPDATE rooms SET store_purged_version = CASE \
+                       WHEN (SELECT MAX(version) FROM store_entries e WHERE e.room_id = rooms.id \
+                             AND e.entry_value IS NULL AND e.updated_at < $1) > store_purged_version \
+                       THEN (SELECT MAX(version) FROM store_entries e WHERE e.room_id = rooms.id \
+                             AND e.entry_value IS NULL AND e.updated_at < $1) \
+                       ELSE store_purged_version END \
                      WHERE id IN (SELECT room_id FROM store_entries \
                                   WHERE entry_value IS NULL AND updated_at < $1)",
                 )
