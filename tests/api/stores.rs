@@ -777,36 +777,16 @@ async fn get_all_and_sync_answer_in_pages(backend: Backend) {
         )
         .await
         .unwrap();
-    let mut cursor = first["cursor"].clone();
-    loop {
-        let page = bob
-            .request("stores.sync", json!({ "store": "tasks", "after": cursor }))
-            .await
-            .unwrap();
-        assert_eq!(page["reset"], true);
-        for change in page["changes"].as_array().unwrap() {
-            mirror.apply_event(change);
-        }
-        if page["hasMore"] != true {
-            break;
-        }
-        cursor = page["cursor"].clone();
-    }
-    let mut since = json!(start_version);
-    loop {
-        let page = bob
-            .request("stores.sync", json!({ "store": "tasks", "since": since }))
-            .await
-            .unwrap();
-        assert_eq!(page["reset"], false);
-        for change in page["changes"].as_array().unwrap() {
-            mirror.apply_event(change);
-        }
-        if page["hasMore"] != true {
-            break;
-        }
-        since = page["cursor"].clone();
-    }
+    // The rest of the reset, then what changed since its first page.
+    sync_pages(
+        &mut bob,
+        "after",
+        first["cursor"].clone(),
+        true,
+        &mut mirror,
+    )
+    .await;
+    sync_pages(&mut bob, "since", json!(start_version), false, &mut mirror).await;
     assert_eq!(
         mirror.live(),
         server_view_all(&mut bob).await,
@@ -814,6 +794,32 @@ async fn get_all_and_sync_answer_in_pages(backend: Backend) {
     );
     assert!(!mirror.live().contains_key("a"));
     assert!(mirror.live().contains_key("f"));
+}
+
+/// Applies `stores.sync` pages of `tasks` from `from` (passed as `param`: `after` continues a
+/// reset, `since` catches up) until the last one; each page must say `reset` as expected.
+async fn sync_pages(
+    socket: &mut Socket,
+    param: &str,
+    from: Value,
+    reset: bool,
+    mirror: &mut Mirror,
+) {
+    let mut from = from;
+    loop {
+        let page = socket
+            .request("stores.sync", json!({ "store": "tasks", param: from }))
+            .await
+            .unwrap();
+        assert_eq!(page["reset"], reset);
+        for change in page["changes"].as_array().unwrap() {
+            mirror.apply_event(change);
+        }
+        if page["hasMore"] != true {
+            return;
+        }
+        from = page["cursor"].clone();
+    }
 }
 
 /// Every entry of `tasks`, through getAll's pages.
