@@ -90,6 +90,7 @@ pub struct RealtimeConfig {
     pub outbox_frames: usize,
     pub write_timeout_ms: u64,
     pub max_connections_per_room: usize,
+    pub max_connections_per_user: usize,
     pub room_idle_ms: u64,
     pub node_heartbeat_ms: u64,
     pub node_timeout_ms: u64,
@@ -232,9 +233,12 @@ impl Config {
         if self.auth.max_keys_per_account < 1 {
             bail!("auth.max_keys_per_account must be at least 1");
         }
-        if rt.max_message_bytes < 1024 || rt.outbox_frames == 0 || rt.max_connections_per_room == 0
+        if rt.max_message_bytes < 1024
+            || rt.outbox_frames == 0
+            || rt.max_connections_per_room == 0
+            || rt.max_connections_per_user == 0
         {
-            bail!("realtime limits: max_message_bytes >= 1024, outbox_frames and max_connections_per_room >= 1");
+            bail!("realtime limits: max_message_bytes >= 1024, outbox_frames, max_connections_per_room and max_connections_per_user >= 1");
         }
         let hooks = &self.webhooks;
         if hooks.attempt_timeout_ms == 0

@@ -35,9 +35,15 @@ impl std::fmt::Debug for Credentials {
 }
 
 impl Credentials {
-    /// Reads the `Authorization` header; `None` when it is missing or malformed.
+    /// Reads the `Authorization` header; `None` when it is missing, malformed or repeated
+    /// (two headers could name two accounts, and no rule says which one a proxy or a
+    /// framework would pick: refusing both is the only answer that cannot be fooled).
     pub fn from_headers(headers: &HeaderMap) -> Option<Self> {
-        let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+        let mut values = headers.get_all(header::AUTHORIZATION).iter();
+        let value = values.next()?.to_str().ok()?;
+        if values.next().is_some() {
+            return None;
+        }
         let (scheme, token) = value.trim().split_once(' ')?;
         if !scheme.eq_ignore_ascii_case("bearer") {
             return None;
@@ -140,6 +146,19 @@ mod tests {
             assert_eq!(Credentials::from_headers(&headers(&value)), None, "{value}");
         }
         assert_eq!(Credentials::from_headers(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn rejects_repeated_headers() {
+        let token =
+            base64::engine::general_purpose::STANDARD.encode(format!("{}:key1", AccountId::new()));
+        let mut twice = headers(&format!("Bearer {token}"));
+        assert!(Credentials::from_headers(&twice).is_some());
+        twice.append(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+        );
+        assert_eq!(Credentials::from_headers(&twice), None);
     }
 
     #[test]

@@ -121,6 +121,15 @@ pub async fn run(socket: WebSocket, state: AppState) {
                         close_message(close::AUTH_FAILED, "authFailed"),
                     )
                 }
+                Refusal::TooBig => {
+                    let limit = config.max_message_bytes;
+                    let error = ErrorBody::from(&ApiError::PayloadTooLarge { limit });
+                    let frame = ServerFrame::Error { error };
+                    (
+                        frame.encode(),
+                        close_message(close::TOO_BIG, "frame too large"),
+                    )
+                }
                 Refusal::Unavailable => {
                     let error = ErrorBody::from(&ApiError::Unavailable);
                     let frame = ServerFrame::Error { error };
@@ -153,12 +162,36 @@ pub async fn run(socket: WebSocket, state: AppState) {
         frames,
         closer: closer.clone(),
     };
-    let _registered = hub.register_socket(
+    let Ok(_registered) = hub.register_socket(
         connection_id,
         identity.scope,
         identity.user.id,
         outbox.clone(),
-    );
+    ) else {
+        tracing::info!(parent: &span, "socket refused: the user holds too many connections");
+        let error = ErrorBody {
+            code: ApiError::RateLimited {
+                retry_after_secs: 0,
+            }
+            .code(),
+            message: format!(
+                "This user holds {} connections on this server already; close one first",
+                config.max_connections_per_user
+            ),
+            field: None,
+        };
+        let frame = ServerFrame::Error { error }.encode();
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+            sink.send(Message::Text(frame)).await?;
+            sink.send(close_message(
+                close::TRY_AGAIN_LATER,
+                "too many connections",
+            ))
+            .await
+        })
+        .await;
+        return;
+    };
     let last_seen = Arc::new(AtomicI64::new(Timestamp::now().as_millis()));
     let writer = tokio::spawn(write_loop(
         sink,
@@ -239,6 +272,9 @@ enum Refusal {
     Rejected(&'static str),
     /// The server could not check it (its database failed): the client may retry (1013).
     Unavailable,
+    /// The first frame was over the frame limit: a broken client, not a bad token, so it
+    /// is told so (1009) rather than never to retry its token.
+    TooBig,
 }
 
 impl From<&'static str> for Refusal {
@@ -251,12 +287,21 @@ async fn authenticate(stream: &mut Stream, state: &AppState) -> Result<Identity,
     let timeout = state.hub().config().auth_timeout();
     let first = match tokio::time::timeout(timeout, stream.next()).await {
         Err(_) => return Err("No auth frame in time".into()),
-        Ok(None | Some(Err(_))) => return Err("Connection closed before authenticating".into()),
+        Ok(Some(Err(error))) => {
+            return Err(match read_failure(error) {
+                (close::TOO_BIG, _) => Refusal::TooBig,
+                _ => "Connection closed before authenticating".into(),
+            })
+        }
+        Ok(None) => return Err("Connection closed before authenticating".into()),
         Ok(Some(Ok(message))) => message,
     };
     let Message::Text(text) = first else {
         return Err("The first frame must be an auth frame".into());
     };
+    if text.len() > state.hub().config().max_message_bytes {
+        return Err(Refusal::TooBig);
+    }
     let Ok(ClientFrame::Auth { token, .. }) = serde_json::from_str::<ClientFrame>(text.as_str())
     else {
         return Err("The first frame must be an auth frame".into());

@@ -74,8 +74,8 @@ pub struct Hub(Arc<HubInner>);
 struct HubInner {
     rooms: Mutex<HashMap<RoomId, Arc<RoomHandle>>>,
     /// Every authenticated socket on this node, joined or not, so that a deleted user's or
-    /// room's sockets can all be closed.
-    sockets: Mutex<HashMap<ConnectionId, (RoomScope, UserId, Outbox)>>,
+    /// room's sockets can all be closed, and how many each user holds.
+    sockets: Mutex<Sockets>,
     /// Connections joined through this node, to tell live database rows from leaked ones.
     joined: Mutex<HashSet<ConnectionId>>,
     store: DynStore,
@@ -90,7 +90,7 @@ impl Hub {
     pub fn new(store: DynStore, bus: EventBus, config: RealtimeConfig, node_id: NodeId) -> Self {
         Self(Arc::new(HubInner {
             rooms: Mutex::new(HashMap::new()),
-            sockets: Mutex::new(HashMap::new()),
+            sockets: Mutex::new(Sockets::default()),
             joined: Mutex::new(HashSet::new()),
             store,
             bus,
@@ -232,22 +232,30 @@ impl Hub {
         Ok(value)
     }
 
-    /// Records an authenticated socket until the returned guard drops.
+    /// Records an authenticated socket until the returned guard drops, unless its user holds
+    /// `max_connections_per_user` sockets on this node already: one user's tabs (or one
+    /// leaked token) must not take the places of a room's other users.
     pub fn register_socket(
         &self,
         connection: ConnectionId,
         scope: RoomScope,
         user_id: UserId,
         outbox: Outbox,
-    ) -> SocketRegistration {
-        self.sockets().insert(connection, (scope, user_id, outbox));
-        SocketRegistration {
+    ) -> Result<SocketRegistration, TooManyConnections> {
+        let mut sockets = self.sockets();
+        let held = sockets.per_user.entry(user_id).or_default();
+        if *held >= self.0.config.max_connections_per_user {
+            return Err(TooManyConnections);
+        }
+        *held += 1;
+        sockets.by_id.insert(connection, (scope, user_id, outbox));
+        Ok(SocketRegistration {
             hub: self.clone(),
             connection,
-        }
+        })
     }
 
-    fn sockets(&self) -> MutexGuard<'_, HashMap<ConnectionId, (RoomScope, UserId, Outbox)>> {
+    fn sockets(&self) -> MutexGuard<'_, Sockets> {
         self.0.sockets.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -255,7 +263,7 @@ impl Hub {
     /// closes it (4404): none may act any more.
     pub fn close_user_sockets(&self, user: &crate::domain::User) {
         let frame = protocol::event("userDeleted", &serde_json::json!({ "user": user }));
-        for (_, user_id, outbox) in self.sockets().values() {
+        for (_, user_id, outbox) in self.sockets().by_id.values() {
             if *user_id == user.id {
                 outbox.send(frame.clone());
                 outbox.close(close::GONE, "userDeleted");
@@ -266,7 +274,7 @@ impl Hub {
     /// Tells every socket of a deleted room on this node, and closes it (4404).
     pub fn close_room_sockets(&self, room_id: RoomId) {
         let frame = protocol::event("roomDeleted", &serde_json::json!({ "roomId": room_id }));
-        for (scope, _, outbox) in self.sockets().values() {
+        for (scope, _, outbox) in self.sockets().by_id.values() {
             if scope.room_id == room_id {
                 outbox.send(frame.clone());
                 outbox.close(close::GONE, "roomDeleted");
@@ -394,6 +402,17 @@ impl Hub {
     }
 }
 
+/// The authenticated sockets of this node.
+#[derive(Default)]
+struct Sockets {
+    by_id: HashMap<ConnectionId, (RoomScope, UserId, Outbox)>,
+    per_user: HashMap<UserId, usize>,
+}
+
+/// A user already holds `realtime.max_connections_per_user` sockets on this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooManyConnections;
+
 /// Keeps a socket in the hub's registry while it lives.
 pub struct SocketRegistration {
     hub: Hub,
@@ -402,6 +421,14 @@ pub struct SocketRegistration {
 
 impl Drop for SocketRegistration {
     fn drop(&mut self) {
-        self.hub.sockets().remove(&self.connection);
+        let mut sockets = self.hub.sockets();
+        if let Some((_, user_id, _)) = sockets.by_id.remove(&self.connection) {
+            if let Some(held) = sockets.per_user.get_mut(&user_id) {
+                *held -= 1;
+                if *held == 0 {
+                    sockets.per_user.remove(&user_id);
+                }
+            }
+        }
     }
 }
