@@ -85,6 +85,23 @@ impl ApiError {
         serde_path_to_error::deserialize(value).map_err(Self::from_deserialize)
     }
 
+    /// Refuses a JSON document holding a string the database cannot store (see
+    /// `domain::text`), naming where it is; `outer` names the document itself.
+    pub fn check_storable(value: &serde_json::Value, outer: &str) -> Result<(), Self> {
+        match crate::domain::text::unstorable_path(value) {
+            None => Ok(()),
+            Some(path) => {
+                let field = if path.is_empty() {
+                    outer.to_owned()
+                } else {
+                    path
+                };
+                let message = format!("{field} must not contain NUL characters");
+                Err(Self::validation(field, message))
+            }
+        }
+    }
+
     pub fn not_found(what: Entity) -> Self {
         Self::NotFound(Cow::Borrowed(match what {
             Entity::Account => "Account not found",

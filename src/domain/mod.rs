@@ -6,6 +6,7 @@ pub mod event;
 pub mod ids;
 pub mod room;
 pub mod schema;
+pub mod text;
 pub mod time;
 pub mod user;
 pub mod webhook;

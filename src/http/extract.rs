@@ -13,6 +13,7 @@ use futures_util::StreamExt as _;
 use serde::de::DeserializeOwned;
 
 use crate::app::AppState;
+use crate::domain::text;
 use crate::domain::time::TimeBound;
 use crate::error::ApiError;
 use crate::store::{Entity, ListFilter, Page};
@@ -110,14 +111,10 @@ pub fn parse_json_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
             ))
         }
     }
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut deserializer);
-    if value.is_ok() {
-        deserializer
-            .end()
-            .map_err(|e| ApiError::BadRequest(format!("Malformed JSON: {e}").into()))?;
-    }
-    value.map_err(ApiError::from_deserialize)
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::BadRequest(format!("Malformed JSON: {e}").into()))?;
+    ApiError::check_storable(&value, "body")?;
+    ApiError::parse_value(value)
 }
 
 /// The query string's parameters; when one repeats, the last wins.
@@ -128,9 +125,17 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let query = parts.uri.query().unwrap_or("");
-        serde_urlencoded::from_str(query)
-            .map(Self)
-            .map_err(|_| ApiError::BadRequest("Malformed query string".into()))
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
+            .map_err(|_| ApiError::BadRequest("Malformed query string".into()))?;
+        if let Some((key, _)) = pairs
+            .iter()
+            .find(|(key, value)| !text::is_storable(key) || !text::is_storable(value))
+        {
+            let name = key.replace(text::FORBIDDEN, "");
+            let message = format!("{name} must not contain NUL characters");
+            return Err(ApiError::validation(name, message));
+        }
+        Ok(Self(pairs))
     }
 }
 
@@ -225,6 +230,10 @@ impl<S: Send + Sync> FromRequestParts<S> for PathParams {
         let raw = RawPathParams::from_request_parts(parts, state)
             .await
             .map_err(|_| ApiError::BadRequest("Malformed path".into()))?;
+        // Nothing with a NUL in it can exist, and PostgreSQL cannot even be asked.
+        if raw.iter().any(|(_, value)| !text::is_storable(value)) {
+            return Err(ApiError::NotFound("Not found".into()));
+        }
         Ok(Self(
             raw.iter()
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))

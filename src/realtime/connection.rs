@@ -555,6 +555,9 @@ impl Connection {
     }
 
     async fn call(&mut self, method: &str, params: Value) -> Result<Value, ApiError> {
+        // Checked once here for every method: no string of a frame reaches the store with a
+        // character it cannot hold.
+        ApiError::check_storable(&params, "params")?;
         // A request without params may send `null` or leave them out.
         let params = if params.is_null() { json!({}) } else { params };
         match method {

@@ -62,6 +62,11 @@ pub fn check_url(text: &str, allow_private: bool) -> Result<Url, String> {
     if text.chars().count() > MAX_URL_CHARS {
         return Err(format!("url must be at most {MAX_URL_CHARS} characters"));
     }
+    // The parser would quietly drop or encode these, and then the URL delivered to would not
+    // be the one stored and shown.
+    if text.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err("url must not contain whitespace or control characters".into());
+    }
     let url = Url::parse(text).map_err(|e| format!("url is not a valid URL ({e})"))?;
     if url.scheme() != "http" && url.scheme() != "https" {
         return Err("url must be an http or https URL".into());
@@ -178,5 +183,12 @@ mod tests {
         assert!(check_url("ftp://example.com", false).is_err());
         assert!(check_url("not a url", false).is_err());
         assert!(check_url(&format!("https://example.com/{}", "a".repeat(3000)), false).is_err());
+        for sneaky in [
+            "https://exa\u{0}mple.com/",
+            "https://example.com/a\tb",
+            " https://example.com",
+        ] {
+            assert!(check_url(sneaky, false).is_err(), "{sneaky:?}");
+        }
     }
 }

@@ -13,6 +13,7 @@ both_backends!(
     two_authorization_headers_are_refused,
     an_oversized_first_frame_is_too_big_not_an_auth_failure,
     one_user_cannot_fill_a_room,
+    nul_characters_never_reach_the_database,
 );
 
 async fn two_authorization_headers_are_refused(backend: Backend) {
@@ -112,4 +113,110 @@ async fn one_user_cannot_fill_a_room(backend: Backend) {
     }
     assert!(again.is_some(), "a closed socket's place was not freed");
     alice.close().await;
+}
+
+/// Every way a NUL reached PostgreSQL (a 500 there, a 404 or 400 on SQLite): ids in paths
+/// are not found, parameters and bodies are `VALIDATION_ERROR`, on both backends.
+async fn nul_characters_never_reach_the_database(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let account = app.account().await;
+    let (room_id, users) = room_with_users(&account, &["Alice"]).await;
+    for path in [
+        "/rooms/custom/%00".to_owned(),
+        format!("/users/custom/%00?roomId={room_id}"),
+        format!("/users/%00?roomId={room_id}"),
+        "/webhooks/%00".to_owned(),
+        "/webhooks/%00/deliveries".to_owned(),
+        format!("/rooms/{room_id}/stores/%00"),
+        format!("/rooms/{room_id}/stores/tasks/%00"),
+        format!("/rooms/{room_id}/threads/thr_%00"),
+        "/stores/%00".to_owned(),
+    ] {
+        account
+            .get(&path)
+            .await
+            .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND");
+    }
+    account
+        .delete("/webhooks/%00")
+        .await
+        .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND");
+    for path in [
+        "/rooms?search=%00".to_owned(),
+        format!("/users?roomId={room_id}&search=a%00b"),
+        "/webhooks?search=%00".to_owned(),
+        format!("/rooms/{room_id}?search=%00"),
+    ] {
+        let reply = account.get(&path).await;
+        reply.expect_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR");
+        assert_eq!(reply.body["error"]["field"], "search", "{path}");
+    }
+    let reply = account
+        .post(
+            "/webhooks",
+            json!({ "url": "https://example.com/\u{0}hook", "events": ["user.created"] }),
+        )
+        .await;
+    reply.expect_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR");
+    assert_eq!(reply.body["error"]["field"], "url");
+    let reply = account
+        .post("/rooms", json!({ "name": "ok", "customId": "a\u{0}" }))
+        .await;
+    reply.expect_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR");
+    assert_eq!(reply.body["error"]["field"], "customId");
+    // Deep inside a store value, over REST and over the socket.
+    account
+        .send(
+            account
+                .request(reqwest::Method::PUT, "/stores/notes")
+                .json(&json!({ "schema": { "text": { "type": "string" } } })),
+        )
+        .await
+        .expect(StatusCode::CREATED);
+    let reply = account
+        .send(
+            account
+                .request(
+                    reqwest::Method::PUT,
+                    &format!("/rooms/{room_id}/stores/notes/n1"),
+                )
+                .json(&json!({ "value": { "text": "a\u{0}b" } })),
+        )
+        .await;
+    reply.expect_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR");
+    assert_eq!(reply.body["error"]["field"], "value.text");
+    let (mut socket, _) = Socket::connect(&app.base, token(&users[0])).await;
+    for (method, params, field) in [
+        (
+            "stores.getAll",
+            json!({ "store": "notes", "after": "\u{0}" }),
+            "after",
+        ),
+        (
+            "stores.set",
+            json!({ "store": "notes", "key": "k", "value": { "text": "\u{0}" } }),
+            "value.text",
+        ),
+        (
+            "stores.get",
+            json!({ "store": "notes", "key": "\u{0}" }),
+            "key",
+        ),
+        (
+            "comments.createThread",
+            json!({ "body": "hi", "metadata": { "\u{0}": 1 } }),
+            "metadata",
+        ),
+        ("users.get", json!({ "userId": "\u{0}" }), "userId"),
+    ] {
+        let error = socket.request(method, params).await.unwrap_err();
+        assert_eq!(error["code"], "VALIDATION_ERROR", "{method}: {error}");
+        assert_eq!(error["field"], field, "{method}: {error}");
+    }
+    // Nothing was stored, and the socket still works.
+    let entries = socket
+        .request("stores.getAll", json!({ "store": "notes" }))
+        .await
+        .unwrap();
+    assert_eq!(entries["entries"], json!([]));
 }
