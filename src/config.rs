@@ -72,6 +72,7 @@ pub struct RateLimitConfig {
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
     pub max_body_bytes: usize,
+    pub max_page_bytes: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -150,6 +151,8 @@ pub struct CommentsConfig {
     pub max_threads_per_room: i64,
     pub max_comments_per_thread: i64,
     pub max_reactions_per_comment: i64,
+    pub max_user_reactions_per_comment: i64,
+    pub page_comments: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -211,6 +214,9 @@ impl Config {
         if self.limits.max_body_bytes < 1024 {
             bail!("limits.max_body_bytes must be at least 1024");
         }
+        if self.limits.max_page_bytes < 4096 {
+            bail!("limits.max_page_bytes must be at least 4096");
+        }
         let rt = &self.realtime;
         if rt.heartbeat_interval_ms == 0 || rt.heartbeat_timeout_ms <= rt.heartbeat_interval_ms {
             bail!("realtime.heartbeat_timeout_ms must be greater than realtime.heartbeat_interval_ms (> 0)");
@@ -229,6 +235,9 @@ impl Config {
         }
         if self.stores.page_entries < 1 {
             bail!("stores.page_entries must be at least 1");
+        }
+        if self.comments.page_comments < 1 {
+            bail!("comments.page_comments must be at least 1");
         }
         if self.auth.max_keys_per_account < 1 {
             bail!("auth.max_keys_per_account must be at least 1");
@@ -285,6 +294,11 @@ impl Config {
 
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_millis(self.shutdown.grace_ms)
+    }
+
+    /// `limits.max_page_bytes`, as the store takes it.
+    pub fn page_bytes(&self) -> i64 {
+        i64::try_from(self.limits.max_page_bytes).unwrap_or(i64::MAX)
     }
 }
 

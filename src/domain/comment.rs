@@ -78,7 +78,8 @@ prefixed_id!(
 /// Client-defined data attached to a thread or a comment (a JSON object).
 pub type Metadata = Map<String, Value>;
 
-/// A thread and all its comments, oldest first.
+/// A thread and its first comments, oldest first (all of them when few: see
+/// `comment_count` and `comments_cursor`).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Thread {
     pub id: ThreadId,
@@ -91,6 +92,12 @@ pub struct Thread {
     pub resolved_at: Option<Timestamp>,
     pub resolved_by: Option<UserId>,
     pub metadata: Option<Metadata>,
+    /// Comments in the thread; `comments` may hold only the first of them, so that no
+    /// thread grows an answer without bound.
+    pub comment_count: i64,
+    /// Where the comments after those in `comments` start (`after` of a comment list);
+    /// `None` when `comments` holds them all.
+    pub comments_cursor: Option<String>,
     pub comments: Vec<Comment>,
 }
 
@@ -208,6 +215,8 @@ mod tests {
             resolved_at: None,
             resolved_by: None,
             metadata: serde_json::json!({ "x": 1 }).as_object().cloned(),
+            comment_count: 1,
+            comments_cursor: None,
             comments: vec![comment],
         };
         let value = serde_json::to_value(&thread).unwrap();
@@ -224,6 +233,8 @@ mod tests {
                 "resolved_at",
                 "resolved_by",
                 "metadata",
+                "comment_count",
+                "comments_cursor",
                 "comments"
             ]
         );

@@ -12,7 +12,9 @@ use crate::app::AppState;
 use crate::auth::AccountAuth;
 use crate::domain::{CommentId, RoomId, ThreadId};
 use crate::error::ApiError;
-use crate::realtime::comments::{comment_deleted_events, thread_deleted_event};
+use crate::realtime::comments::{
+    comment_deleted_events, comment_list, comment_page, thread_deleted_event, CommentListPage,
+};
 use crate::store::comments::{Actor, ThreadFilter};
 use crate::store::{Entity, RoomScope};
 
@@ -22,6 +24,10 @@ pub fn router() -> Router<AppState> {
         .route(
             "/rooms/{roomId}/threads/{threadId}",
             get(get_thread).delete(delete_thread),
+        )
+        .route(
+            "/rooms/{roomId}/threads/{threadId}/comments",
+            get(list_comments),
         )
         .route(
             "/rooms/{roomId}/comments/{commentId}",
@@ -61,7 +67,10 @@ async fn list_threads(
 ) -> Result<Reply, ApiError> {
     let scope = room_scope(&auth, &path)?;
     let (filter, page) = (thread_filter(&query)?, query.page()?);
-    let threads = state.store().list_threads(scope, filter, page).await?;
+    let size = comment_page(state.config());
+    let threads = state.store().list_threads(scope, filter, page, size).await?;
+    let returned = threads.items.len();
+    let has_more = page.offset + (returned as i64) < threads.total;
     Ok(Reply::ok(
         "Threads retrieved",
         json!({
@@ -69,6 +78,7 @@ async fn list_threads(
             "total": threads.total,
             "limit": page.limit,
             "offset": page.offset,
+            "nextOffset": page.next_offset(returned, has_more),
         }),
     ))
 }
@@ -80,8 +90,34 @@ async fn get_thread(
 ) -> Result<Reply, ApiError> {
     let scope = room_scope(&auth, &path)?;
     let thread_id: ThreadId = path.id("threadId", Entity::Thread)?;
-    let thread = state.store().get_thread(scope, &thread_id).await?;
+    let size = comment_page(state.config());
+    let thread = state.store().get_thread(scope, &thread_id, size).await?;
     Ok(Reply::ok("Thread retrieved", json!({ "thread": thread })))
+}
+
+/// `after` (a cursor of an earlier answer, or a thread's `comments_cursor`) and `limit`.
+async fn list_comments(
+    auth: AccountAuth,
+    State(state): State<AppState>,
+    path: PathParams,
+    query: QueryParams,
+) -> Result<Reply, ApiError> {
+    let scope = room_scope(&auth, &path)?;
+    let thread_id: ThreadId = path.id("threadId", Entity::Thread)?;
+    let limit = query
+        .get("limit")
+        .map(|text| {
+            text.trim().parse::<i64>().map_err(|_| {
+                ApiError::validation("limit", "limit must be an integer")
+            })
+        })
+        .transpose()?;
+    let page = CommentListPage {
+        after: query.get("after").map(str::to_owned),
+        limit,
+    };
+    let data = comment_list(state.store(), state.config(), scope, &thread_id, page).await?;
+    Ok(Reply::ok("Comments retrieved", data))
 }
 
 /// Checks the room first, so that a request for an unknown room does not load a room.

@@ -156,16 +156,17 @@ async fn list_entries(
     let page = query.page()?;
     let store = path_store(&path)?;
     known_store(&state, scope, &store).await?;
-    let (entries, version) = state
+    let listed = state
         .store()
-        .list_entries(scope, &store, EntryPage::Offset(page))
+        .list_entries(scope, &store, EntryPage::Offset(page), state.config().page_bytes())
         .await?;
-    let list: Vec<Value> = entries.items.iter().map(entry_json).collect();
+    let list: Vec<Value> = listed.entries.iter().map(entry_json).collect();
     Ok(Reply::ok(
         "Entries retrieved",
         json!({
-            "entries": list, "total": entries.total, "limit": page.limit,
-            "offset": page.offset, "version": version,
+            "entries": list, "total": listed.total, "limit": page.limit,
+            "offset": page.offset, "version": listed.version,
+            "nextOffset": page.next_offset(list.len(), listed.has_more),
         }),
     ))
 }

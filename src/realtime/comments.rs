@@ -10,16 +10,16 @@ use serde_json::{json, Value};
 
 use super::connection::{unknown_method, Caller};
 use super::protocol::event;
-use crate::config::CommentsConfig;
+use crate::config::{CommentsConfig, Config};
 use crate::domain::{CommentId, Metadata, ThreadId, Timestamp};
 use crate::error::ApiError;
 use crate::http::extract::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT};
 use crate::http::validation::Patch;
 use crate::store::comments::{
     Actor, CommentChanges, CommentDeleted, NewComment, NewThread, NotAuthor, ReactionChange,
-    ReactionWrite, Resolution, ThreadFilter,
+    ReactionLimits, ReactionWrite, Resolution, ThreadFilter,
 };
-use crate::store::Page;
+use crate::store::{DynStore, Page, PageSize, RoomScope};
 
 /// Longest emoji (a short code or a sequence of code points such as a flag or a family).
 pub const MAX_EMOJI_CHARS: usize = 32;
@@ -55,10 +55,11 @@ pub async fn call(caller: &Caller<'_>, method: &str, params: Value) -> Result<Va
             let thread = caller
                 .state
                 .store()
-                .get_thread(caller.scope, &thread_id)
+                .get_thread(caller.scope, &thread_id, comment_page(caller.state.config()))
                 .await?;
             Ok(json!({ "thread": thread }))
         }
+        "comments.listComments" => list_comments(caller, parse(params)?).await,
         _ => Err(unknown_method(method)),
     }
 }
@@ -123,6 +124,14 @@ struct ReactParams {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ListCommentsParams {
+    thread_id: String,
+    after: Option<String>,
+    limit: Option<i64>,
+}
+
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ListParams {
     resolved: Option<bool>,
@@ -132,6 +141,63 @@ struct ListParams {
 
 fn config<'a>(caller: &'a Caller<'_>) -> &'a CommentsConfig {
     &caller.state.config().comments
+}
+
+/// How many comments a thread object carries, and a page of comments at most.
+pub fn comment_page(config: &Config) -> PageSize {
+    PageSize {
+        items: config.comments.page_comments,
+        bytes: config.page_bytes(),
+    }
+}
+
+/// A page of a thread's comments: `after` a cursor (`cursor`, or a thread's
+/// `comments_cursor`), at most `limit` of them (1 to `page_comments`, the default).
+pub async fn comment_list(
+    store: &DynStore,
+    config: &Config,
+    scope: RoomScope,
+    thread_id: &ThreadId,
+    page: CommentListPage,
+) -> Result<Value, ApiError> {
+    let after = match page.after.as_deref() {
+        None | Some("") => 0,
+        Some(text) => text.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+            ApiError::validation("after", "after must be a cursor from an earlier answer")
+        })?,
+    };
+    let mut size = comment_page(config);
+    if let Some(limit) = page.limit {
+        if !(1..=size.items).contains(&limit) {
+            return Err(ApiError::validation(
+                "limit",
+                format!("limit must be an integer from 1 to {}", size.items),
+            ));
+        }
+        size.items = limit;
+    }
+    let listed = store.list_comments(scope, thread_id, after, size).await?;
+    Ok(json!({
+        "comments": listed.comments,
+        "hasMore": listed.cursor.is_some(),
+        "cursor": listed.cursor.map(|seq| seq.to_string()),
+    }))
+}
+
+/// Where a page of comments starts, and its size, as a client asked.
+pub struct CommentListPage {
+    pub after: Option<String>,
+    pub limit: Option<i64>,
+}
+
+async fn list_comments(caller: &Caller<'_>, params: ListCommentsParams) -> Result<Value, ApiError> {
+    let thread_id = thread_id(&params.thread_id)?;
+    let page = CommentListPage {
+        after: params.after,
+        limit: params.limit,
+    };
+    let state = caller.state;
+    comment_list(state.store(), state.config(), caller.scope, &thread_id, page).await
 }
 
 /// Runs a write and sends the events it returns to the room's other sockets, in the order
@@ -254,8 +320,9 @@ async fn resolve(
     let thread_id = thread_id(&params.thread_id)?;
     let store = caller.state.store();
     in_order(caller, async {
+        let size = comment_page(caller.state.config());
         let outcome = store
-            .resolve_thread(caller.scope, &thread_id, resolution)
+            .resolve_thread(caller.scope, &thread_id, resolution, size)
             .await?;
         let data = json!({ "thread": outcome.value });
         let frames = if outcome.changed {
@@ -287,7 +354,10 @@ async fn react(
                 caller.scope,
                 &comment_id,
                 &reaction,
-                limits.max_reactions_per_comment,
+                ReactionLimits {
+                    max_emoji: limits.max_reactions_per_comment,
+                    max_reactions: limits.max_user_reactions_per_comment,
+                },
             )
             .await?;
         let data = json!({ "comment": outcome.value });
@@ -323,13 +393,18 @@ async fn list(caller: &Caller<'_>, params: ListParams) -> Result<Value, ApiError
     let threads = caller
         .state
         .store()
-        .list_threads(caller.scope, filter, page)
+        .list_threads(caller.scope, filter, page, comment_page(caller.state.config()))
         .await?;
+    let next_offset = page.next_offset(
+        threads.items.len(),
+        offset + (threads.items.len() as i64) < threads.total,
+    );
     Ok(json!({
         "threads": threads.items,
         "total": threads.total,
         "limit": limit,
         "offset": offset,
+        "nextOffset": next_offset,
     }))
 }
 
@@ -441,6 +516,8 @@ mod tests {
             max_threads_per_room: 1,
             max_comments_per_thread: 1,
             max_reactions_per_comment: 1,
+            max_user_reactions_per_comment: 1,
+            page_comments: 1,
         }
     }
 

@@ -13,7 +13,7 @@ use crate::error::ApiError;
 use crate::store::entries::{
     Entry, EntryChange, EntryLimits, EntryPage, EntryWrite, SchemaWrite, SyncFrom,
 };
-use crate::store::{Entity, RoomScope};
+use crate::store::{Entity, PageSize, RoomScope};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -119,25 +119,23 @@ pub async fn call(caller: &Caller<'_>, method: &str, params: Value) -> Result<Va
             let params: GetAllParams = ApiError::parse_value(params)?;
             let store = store_name(&params.store)?;
             known_store(state, caller.scope, &store).await?;
-            let limit = state.config().stores.page_entries;
             let page = EntryPage::AfterKey {
                 after: params.after,
-                limit: limit + 1,
+                limit: state.config().stores.page_entries,
             };
-            let (mut entries, version) = state
+            let listed = state
                 .store()
-                .list_entries(caller.scope, &store, page)
+                .list_entries(caller.scope, &store, page, state.config().page_bytes())
                 .await?;
-            let has_more = entries.items.len() as i64 > limit;
-            entries.items.truncate(limit as usize);
-            let cursor = entries
-                .items
+            let cursor = listed
+                .entries
                 .last()
-                .filter(|_| has_more)
+                .filter(|_| listed.has_more)
                 .map(|e| e.key.clone());
-            let entries: Vec<Value> = entries.items.iter().map(entry_json).collect();
+            let entries: Vec<Value> = listed.entries.iter().map(entry_json).collect();
             Ok(json!({
-                "entries": entries, "version": version, "hasMore": has_more, "cursor": cursor,
+                "entries": entries, "version": listed.version, "hasMore": listed.has_more,
+                "cursor": cursor,
             }))
         }
         "stores.sync" => {
@@ -150,10 +148,13 @@ pub async fn call(caller: &Caller<'_>, method: &str, params: Value) -> Result<Va
                 (Some(after), _) => SyncFrom::ResetAfter(after),
                 (None, since) => SyncFrom::Since(since.unwrap_or(0)),
             };
-            let limit = state.config().stores.page_entries;
+            let size = PageSize {
+                items: state.config().stores.page_entries,
+                bytes: state.config().page_bytes(),
+            };
             let changes = state
                 .store()
-                .changes_since(caller.scope, store.as_ref(), from, limit)
+                .changes_since(caller.scope, store.as_ref(), from, size)
                 .await?;
             let cursor = changes
                 .changes

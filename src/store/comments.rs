@@ -6,14 +6,20 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 
-use super::{Entity, Listed, Page, RoomScope, StoreError, StoreResult};
+use super::{Entity, Listed, Page, PageSize, RoomScope, StoreError, StoreResult};
 use crate::domain::comment::group_reactions;
 use crate::domain::{Comment, CommentId, Metadata, Thread, ThreadId, Timestamp, UserId};
 
 pub(super) const THREAD_COLUMNS: &str =
     "id, room_id, created_by, created_at, updated_at, resolved_at, resolved_by, metadata";
 pub(super) const COMMENT_COLUMNS: &str =
-    "id, thread_id, room_id, user_id, body, metadata, created_at, edited_at";
+    "id, thread_id, room_id, user_id, body, metadata, created_at, edited_at, seq";
+/// What a comment weighs in a page (see `page_bytes`): its text and metadata as stored, its
+/// reactions (a user ID and an emoji each), and room for the rest of its JSON.
+pub(super) const COMMENT_BYTES: &str =
+    "octet_length(body) + COALESCE(octet_length(metadata), 0) + 64 * reaction_count + 320";
+/// What a thread weighs in a page besides its comments: its fields but the metadata.
+pub(super) const THREAD_BYTES: i64 = 400;
 
 /// A new thread and its first comment.
 #[derive(Debug, Clone)]
@@ -81,6 +87,23 @@ pub struct Changed<T> {
     pub changed: bool,
 }
 
+/// Limits on a comment's reactions, checked when one is added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReactionLimits {
+    /// Different emoji on one comment.
+    pub max_emoji: i64,
+    /// Reactions on one comment, all emoji together (one user's one emoji each).
+    pub max_reactions: i64,
+}
+
+/// A page of a thread's comments, oldest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommentPage {
+    pub comments: Vec<Comment>,
+    /// Where the next page starts (`after`); `None` when this one is the last.
+    pub cursor: Option<i64>,
+}
+
 /// Which threads a list returns.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ThreadFilter {
@@ -125,32 +148,52 @@ pub trait CommentStore: Send + Sync {
     ) -> StoreResult<Result<CommentDeleted, NotAuthor>>;
     /// Deletes a thread and its comments; `NotFound(Room)` or `NotFound(Thread)`.
     async fn delete_thread(&self, scope: RoomScope, thread_id: &ThreadId) -> StoreResult<()>;
-    /// Resolves or reopens a thread; unchanged if it already is. `NotFound(Thread)`.
+    /// Resolves or reopens a thread; unchanged if it already is. The thread comes back as
+    /// `get_thread` gives it. `NotFound(Thread)`.
     async fn resolve_thread(
         &self,
         scope: RoomScope,
         thread_id: &ThreadId,
         resolution: Resolution,
+        size: PageSize,
     ) -> StoreResult<Changed<Thread>>;
     /// Adds or removes one user's emoji on a comment; unchanged if it already is.
-    /// `NotFound(Comment)`, or `Invalid` when a new emoji would exceed `max_emoji`.
+    /// `NotFound(Comment)`, or `Invalid` when a new reaction would exceed a limit.
     async fn react(
         &self,
         scope: RoomScope,
         comment_id: &CommentId,
         reaction: &ReactionWrite,
-        max_emoji: i64,
+        limits: ReactionLimits,
     ) -> StoreResult<Changed<Comment>>;
-    /// A page of the room's threads, newest first, each with all its comments.
-    /// `NotFound(Room)`.
+    /// A page of the room's threads, newest first, each with its first comments (at most
+    /// `size.items` each); the threads and their comments together take at most
+    /// `size.bytes` (see `page_bytes`), past which the page ends early: every thread in it
+    /// has its first comment, at least. `NotFound(Room)`.
     async fn list_threads(
         &self,
         scope: RoomScope,
         filter: ThreadFilter,
         page: Page,
+        size: PageSize,
     ) -> StoreResult<Listed<Thread>>;
-    /// `NotFound(Room)` or `NotFound(Thread)`.
-    async fn get_thread(&self, scope: RoomScope, thread_id: &ThreadId) -> StoreResult<Thread>;
+    /// A thread with its first comments, as in a list. `NotFound(Room)` or
+    /// `NotFound(Thread)`.
+    async fn get_thread(
+        &self,
+        scope: RoomScope,
+        thread_id: &ThreadId,
+        size: PageSize,
+    ) -> StoreResult<Thread>;
+    /// The comments of a thread after position `after` (0: from the first). `NotFound(Room)`
+    /// or `NotFound(Thread)`.
+    async fn list_comments(
+        &self,
+        scope: RoomScope,
+        thread_id: &ThreadId,
+        after: i64,
+        size: PageSize,
+    ) -> StoreResult<CommentPage>;
 }
 
 /// One user's reaction to add or remove.
@@ -191,7 +234,12 @@ pub(super) struct ThreadRow {
 }
 
 impl ThreadRow {
-    fn into_thread(self, comments: Vec<Comment>) -> StoreResult<Thread> {
+    /// What the thread weighs in a page, besides its comments.
+    pub(super) fn bytes(&self) -> i64 {
+        THREAD_BYTES + self.metadata.as_ref().map_or(0, |m| m.len() as i64)
+    }
+
+    pub(super) fn into_thread(self, comments: CommentPage, count: i64) -> StoreResult<Thread> {
         Ok(Thread {
             id: parse(&self.id, "thread id")?,
             room_id: parse(&self.room_id, "room id")?,
@@ -205,7 +253,9 @@ impl ThreadRow {
                 .map(|by| parse(&by, "resolved by"))
                 .transpose()?,
             metadata: parse_metadata(self.metadata, "thread")?,
-            comments,
+            comment_count: count,
+            comments_cursor: comments.cursor.map(|seq| seq.to_string()),
+            comments: comments.comments,
         })
     }
 }
@@ -219,6 +269,8 @@ pub(super) struct CommentRow {
     pub metadata: Option<String>,
     pub created_at: i64,
     pub edited_at: Option<i64>,
+    /// Its position in the thread.
+    pub seq: i64,
 }
 
 impl CommentRow {
@@ -244,13 +296,12 @@ pub(super) struct ReactionRow {
     pub user_id: String,
 }
 
-/// Builds threads (kept in their order) from their comments (in order within each thread)
-/// and the reactions to those comments (in the order they were added).
+/// Builds comments (kept in their order) from their rows and the reactions to them (in the
+/// order they were added).
 pub(super) fn assemble(
-    threads: Vec<ThreadRow>,
     comments: Vec<CommentRow>,
     reactions: Vec<ReactionRow>,
-) -> StoreResult<Vec<Thread>> {
+) -> StoreResult<Vec<Comment>> {
     let mut by_comment: HashMap<String, Vec<(String, UserId)>> = HashMap::new();
     for row in reactions {
         let user_id = parse(&row.user_id, "reaction user")?;
@@ -259,20 +310,11 @@ pub(super) fn assemble(
             .or_default()
             .push((row.emoji, user_id));
     }
-    let mut by_thread: HashMap<String, Vec<Comment>> = HashMap::new();
-    for row in comments {
-        let reactions = by_comment.remove(&row.id).unwrap_or_default();
-        let thread_id = row.thread_id.clone();
-        by_thread
-            .entry(thread_id)
-            .or_default()
-            .push(row.into_comment(reactions)?);
-    }
-    threads
+    comments
         .into_iter()
         .map(|row| {
-            let comments = by_thread.remove(&row.id).unwrap_or_default();
-            row.into_thread(comments)
+            let reactions = by_comment.remove(&row.id).unwrap_or_default();
+            row.into_comment(reactions)
         })
         .collect()
 }
@@ -358,7 +400,9 @@ macro_rules! impl_comment_store {
                 .bind(at)
                 .execute(&mut *tx)
                 .await?;
-                let created = comment_sql::load_thread(&mut tx, scope, thread.id.as_str())
+                // It has one comment: any size holds it.
+                let one = $crate::store::PageSize { items: 1, bytes: i64::MAX };
+                let created = comment_sql::load_thread(&mut tx, scope, thread.id.as_str(), one)
                     .await?
                     .ok_or(not_found(Entity::Thread))?;
                 tx.commit().await?;
@@ -552,6 +596,7 @@ macro_rules! impl_comment_store {
                 scope: $crate::store::RoomScope,
                 thread_id: &$crate::domain::ThreadId,
                 resolution: $crate::store::comments::Resolution,
+                size: $crate::store::PageSize,
             ) -> $crate::store::StoreResult<
                 $crate::store::comments::Changed<$crate::domain::Thread>,
             > {
@@ -581,7 +626,7 @@ macro_rules! impl_comment_store {
                 if changed {
                     comment_sql::touch_thread(&mut tx, id, now).await?;
                 }
-                let thread = comment_sql::load_thread(&mut tx, scope, id)
+                let thread = comment_sql::load_thread(&mut tx, scope, id, size)
                     .await?
                     .ok_or(not_found(Entity::Thread))?;
                 tx.commit().await?;
@@ -596,7 +641,7 @@ macro_rules! impl_comment_store {
                 scope: $crate::store::RoomScope,
                 comment_id: &$crate::domain::CommentId,
                 reaction: &$crate::store::comments::ReactionWrite,
-                max_emoji: i64,
+                limits: $crate::store::comments::ReactionLimits,
             ) -> $crate::store::StoreResult<
                 $crate::store::comments::Changed<$crate::domain::Comment>,
             > {
@@ -616,7 +661,7 @@ macro_rules! impl_comment_store {
                 let changed = match reaction.change {
                     ReactionChange::Add => {
                         let row = sqlx::query(
-                            "SELECT COUNT(DISTINCT emoji) AS kinds, \
+                            "SELECT COUNT(DISTINCT emoji) AS kinds, COUNT(*) AS total, \
                                COALESCE(MAX(seq), 0) AS last, \
                                COALESCE(SUM(CASE WHEN emoji = $2 THEN 1 ELSE 0 END), 0) AS same, \
                                COALESCE(SUM(CASE WHEN emoji = $2 AND user_id = $3 \
@@ -629,9 +674,12 @@ macro_rules! impl_comment_store {
                         .fetch_one(&mut *tx)
                         .await?;
                         let kinds: i64 = sqlx::Row::try_get(&row, "kinds")?;
+                        let total: i64 = sqlx::Row::try_get(&row, "total")?;
                         let last: i64 = sqlx::Row::try_get(&row, "last")?;
                         let same: i64 = sqlx::Row::try_get(&row, "same")?;
                         let mine: i64 = sqlx::Row::try_get(&row, "mine")?;
+                        let $crate::store::comments::ReactionLimits { max_emoji, max_reactions } =
+                            limits;
                         if mine > 0 {
                             false
                         } else if same == 0 && kinds >= max_emoji {
@@ -640,6 +688,11 @@ macro_rules! impl_comment_store {
                                 format!(
                                     "A comment can have at most {max_emoji} different emoji"
                                 ),
+                            ));
+                        } else if total >= max_reactions {
+                            return Err(too_many(
+                                "emoji",
+                                format!("A comment can have at most {max_reactions} reactions"),
                             ));
                         } else {
                             sqlx::query(
@@ -689,6 +742,7 @@ macro_rules! impl_comment_store {
                 scope: $crate::store::RoomScope,
                 filter: $crate::store::comments::ThreadFilter,
                 page: $crate::store::Page,
+                size: $crate::store::PageSize,
             ) -> $crate::store::StoreResult<$crate::store::Listed<$crate::domain::Thread>> {
                 use $crate::store::comments::not_found;
                 use $crate::store::Entity;
@@ -726,7 +780,7 @@ macro_rules! impl_comment_store {
                     .iter()
                     .map(comment_sql::thread_row)
                     .collect::<Result<Vec<_>, sqlx::Error>>()?;
-                let items = comment_sql::load_threads(&mut tx, rows).await?;
+                let items = comment_sql::load_threads(&mut tx, rows, size).await?;
                 tx.commit().await?;
                 Ok($crate::store::Listed { items, total })
             }
@@ -735,11 +789,13 @@ macro_rules! impl_comment_store {
                 &self,
                 scope: $crate::store::RoomScope,
                 thread_id: &$crate::domain::ThreadId,
+                size: $crate::store::PageSize,
             ) -> $crate::store::StoreResult<$crate::domain::Thread> {
                 use $crate::store::comments::not_found;
                 use $crate::store::Entity;
                 let mut tx = comment_sql::begin_read(&self.pool).await?;
-                let thread = comment_sql::load_thread(&mut tx, scope, thread_id.as_str()).await?;
+                let thread =
+                    comment_sql::load_thread(&mut tx, scope, thread_id.as_str(), size).await?;
                 let found = match thread {
                     Some(thread) => Ok(thread),
                     None if comment_sql::room_exists(&mut tx, scope).await? => {
@@ -749,6 +805,39 @@ macro_rules! impl_comment_store {
                 };
                 tx.commit().await?;
                 found
+            }
+
+            async fn list_comments(
+                &self,
+                scope: $crate::store::RoomScope,
+                thread_id: &$crate::domain::ThreadId,
+                after: i64,
+                size: $crate::store::PageSize,
+            ) -> $crate::store::StoreResult<$crate::store::comments::CommentPage> {
+                use $crate::store::comments::not_found;
+                use $crate::store::Entity;
+                let mut tx = comment_sql::begin_read(&self.pool).await?;
+                let exists = sqlx::query(
+                    "SELECT 1 AS one FROM comment_threads WHERE id = $1 AND room_id = $2 \
+                       AND room_id IN (SELECT id FROM rooms WHERE id = $2 AND account_id = $3)",
+                )
+                .bind(thread_id.as_str())
+                .bind(scope.room_id.to_string())
+                .bind(scope.account_id.to_string())
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+                if !exists {
+                    return Err(if comment_sql::room_exists(&mut tx, scope).await? {
+                        not_found(Entity::Thread)
+                    } else {
+                        not_found(Entity::Room)
+                    });
+                }
+                let (page, _) =
+                    comment_sql::load_comments(&mut tx, thread_id.as_str(), after, size).await?;
+                tx.commit().await?;
+                Ok(page)
             }
         }
 
@@ -901,6 +990,7 @@ macro_rules! impl_comment_store {
                     metadata: row.try_get("metadata")?,
                     created_at: row.try_get("created_at")?,
                     edited_at: row.try_get("edited_at")?,
+                    seq: row.try_get("seq")?,
                 })
             }
 
@@ -912,11 +1002,12 @@ macro_rules! impl_comment_store {
                 })
             }
 
-            /// A thread of the room with its comments and their reactions.
+            /// A thread of the room with its first comments (see `load_threads`).
             pub async fn load_thread(
                 conn: &mut Conn,
                 scope: RoomScope,
                 thread_id: &str,
+                size: $crate::store::PageSize,
             ) -> StoreResult<Option<$crate::domain::Thread>> {
                 let sql = format!(
                     "SELECT {} FROM comment_threads WHERE id = $1 AND room_id = $2 \
@@ -930,52 +1021,126 @@ macro_rules! impl_comment_store {
                     .fetch_optional(&mut *conn)
                     .await?;
                 let Some(row) = row else { return Ok(None) };
-                let mut threads = load_threads(conn, vec![thread_row(&row)?]).await?;
+                let mut threads = load_threads(conn, vec![thread_row(&row)?], size).await?;
                 Ok(threads.pop())
             }
 
-            /// The threads of `rows`, in their order, with their comments and reactions.
+            /// The threads of `rows`, in their order, each with its first comments (at most
+            /// `size.items`), while `size.bytes` last: the threads after the one that spends
+            /// them are left out, and a thread's comments stop early if they run out. Every
+            /// thread returned has its first comment.
             pub async fn load_threads(
                 conn: &mut Conn,
                 rows: Vec<ThreadRow>,
+                size: $crate::store::PageSize,
             ) -> StoreResult<Vec<$crate::domain::Thread>> {
-                if rows.is_empty() {
-                    return Ok(Vec::new());
+                let counts = comment_counts(conn, &rows).await?;
+                let mut left = size.bytes;
+                let mut threads = Vec::with_capacity(rows.len());
+                for row in rows {
+                    if !threads.is_empty() && left <= 0 {
+                        break;
+                    }
+                    left = left.saturating_sub(row.bytes());
+                    let budget = $crate::store::PageSize { items: size.items, bytes: left };
+                    let (page, used) = load_comments(conn, &row.id, 0, budget).await?;
+                    left = left.saturating_sub(used);
+                    let count = counts.get(&row.id).copied().unwrap_or(0);
+                    threads.push(row.into_thread(page, count)?);
                 }
-                let mut comments = sqlx::QueryBuilder::<$db>::new(format!(
-                    "SELECT {} FROM comments WHERE thread_id IN (",
-                    $crate::store::comments::COMMENT_COLUMNS
-                ));
-                let mut ids = comments.separated(", ");
-                for row in &rows {
+                Ok(threads)
+            }
+
+            /// How many comments each of the threads holds.
+            async fn comment_counts(
+                conn: &mut Conn,
+                rows: &[ThreadRow],
+            ) -> StoreResult<std::collections::HashMap<String, i64>> {
+                if rows.is_empty() {
+                    return Ok(Default::default());
+                }
+                let mut query = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT thread_id, COUNT(*) AS n FROM comments WHERE thread_id IN (",
+                );
+                let mut ids = query.separated(", ");
+                for row in rows {
                     ids.push_bind(row.id.clone());
                 }
-                comments.push(") ORDER BY thread_id, seq");
-                let comment_rows = comments
+                query.push(") GROUP BY thread_id");
+                query
                     .build()
                     .fetch_all(&mut *conn)
                     .await?
+                    .iter()
+                    .map(|row| Ok((row.try_get("thread_id")?, row.try_get("n")?)))
+                    .collect()
+            }
+
+            /// The comments of a thread after position `after`, with their reactions: at most
+            /// `size.items`, and at most `size.bytes` of them (but always one, if any); and
+            /// the bytes they take.
+            pub async fn load_comments(
+                conn: &mut Conn,
+                thread_id: &str,
+                after: i64,
+                size: $crate::store::PageSize,
+            ) -> StoreResult<($crate::store::comments::CommentPage, i64)> {
+                use $crate::store::comments::{CommentPage, COMMENT_BYTES, COMMENT_COLUMNS};
+                use $crate::store::page_bytes;
+                let mut query =
+                    sqlx::QueryBuilder::<$db>::new(page_bytes::start(COMMENT_BYTES, "seq"));
+                query
+                    .push(format!(
+                        "SELECT {COMMENT_COLUMNS}, (SELECT COUNT(*) FROM comment_reactions r \
+                           WHERE r.comment_id = comments.id) AS reaction_count \
+                         FROM comments WHERE thread_id = "
+                    ))
+                    .push_bind(thread_id.to_owned())
+                    .push(" AND seq > ")
+                    .push_bind(after)
+                    // One more than asked: whether there is more.
+                    .push(" ORDER BY seq LIMIT ")
+                    .push_bind(size.items.saturating_add(1))
+                    .push(page_bytes::END)
+                    .push_bind(size.bytes)
+                    .push(page_bytes::end_order("seq"));
+                let mut rows = query.build().fetch_all(&mut *conn).await?;
+                let totals = rows
+                    .iter()
+                    .map(|row| row.try_get::<i64, _>("page_bytes"))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let fit = page_bytes::keep_within(totals.iter().copied(), size.bytes)
+                    .min(size.items.max(1) as usize);
+                let used = fit.checked_sub(1).map_or(0, |last| totals[last]);
+                let more = rows.len() > fit;
+                rows.truncate(fit);
+                let comment_rows = rows
                     .iter()
                     .map(comment_row)
                     .collect::<Result<Vec<_>, _>>()?;
-
-                let mut reactions = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT r.comment_id, r.emoji, r.user_id FROM comment_reactions r \
-                     JOIN comments c ON c.id = r.comment_id WHERE c.thread_id IN (",
-                );
-                let mut ids = reactions.separated(", ");
-                for row in &rows {
-                    ids.push_bind(row.id.clone());
-                }
-                reactions.push(") ORDER BY r.comment_id, r.seq");
-                let reaction_rows = reactions
-                    .build()
-                    .fetch_all(&mut *conn)
-                    .await?
-                    .iter()
-                    .map(reaction_row)
-                    .collect::<Result<Vec<_>, _>>()?;
-                $crate::store::comments::assemble(rows, comment_rows, reaction_rows)
+                let cursor = comment_rows.last().filter(|_| more).map(|row| row.seq);
+                let reaction_rows = if comment_rows.is_empty() {
+                    Vec::new()
+                } else {
+                    let mut reactions = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT comment_id, emoji, user_id FROM comment_reactions \
+                         WHERE comment_id IN (",
+                    );
+                    let mut ids = reactions.separated(", ");
+                    for row in &comment_rows {
+                        ids.push_bind(row.id.clone());
+                    }
+                    reactions.push(") ORDER BY comment_id, seq");
+                    reactions
+                        .build()
+                        .fetch_all(&mut *conn)
+                        .await?
+                        .iter()
+                        .map(reaction_row)
+                        .collect::<Result<Vec<_>, _>>()?
+                };
+                let comments = $crate::store::comments::assemble(comment_rows, reaction_rows)?;
+                Ok((CommentPage { comments, cursor }, used))
             }
 
             /// A comment with its reactions.
@@ -1037,21 +1202,20 @@ mod tests {
             metadata: None,
             created_at: 1,
             edited_at: None,
+            seq: 1,
         }
     }
 
     #[test]
-    fn assembles_threads_in_order_with_their_comments_and_reactions() {
+    fn assembles_comments_in_order_with_their_reactions() {
         let room = crate::domain::RoomId::new().to_string();
-        let (t1, t2) = (ThreadId::new(), ThreadId::new());
-        let (c1, c2, c3) = (CommentId::new(), CommentId::new(), CommentId::new());
+        let thread = ThreadId::new();
+        let (c1, c2) = (CommentId::new(), CommentId::new());
         let user = UserId::new();
-        let threads = assemble(
-            vec![thread_row(&t2, &room), thread_row(&t1, &room)],
+        let comments = assemble(
             vec![
-                comment_row(&c1, &t1, &room, "first"),
-                comment_row(&c2, &t1, &room, "second"),
-                comment_row(&c3, &t2, &room, "other"),
+                comment_row(&c1, &thread, &room, "first"),
+                comment_row(&c2, &thread, &room, "second"),
             ],
             vec![ReactionRow {
                 comment_id: c2.to_string(),
@@ -1060,15 +1224,26 @@ mod tests {
             }],
         )
         .unwrap();
-        assert_eq!(threads[0].id, t2);
-        assert_eq!(threads[1].id, t1);
-        let bodies: Vec<_> = threads[1].comments.iter().map(|c| &c.body).collect();
+        let bodies: Vec<_> = comments.iter().map(|c| &c.body).collect();
         assert_eq!(bodies, ["first", "second"]);
-        assert_eq!(threads[1].comments[1].reactions[0].user_ids, vec![user]);
-        assert!(threads[1].comments[0].reactions.is_empty());
-        assert!(threads[0].resolved);
+        assert_eq!(comments[1].reactions[0].user_ids, vec![user]);
+        assert!(comments[0].reactions.is_empty());
+    }
+
+    #[test]
+    fn threads_say_how_many_comments_they_hold_and_where_the_rest_start() {
+        let room = crate::domain::RoomId::new().to_string();
+        let id = ThreadId::new();
+        let page = CommentPage {
+            comments: Vec::new(),
+            cursor: Some(7),
+        };
+        let thread = thread_row(&id, &room).into_thread(page, 12).unwrap();
+        assert!(thread.resolved);
+        assert_eq!(thread.comment_count, 12);
+        assert_eq!(thread.comments_cursor.as_deref(), Some("7"));
         assert_eq!(
-            serde_json::to_string(&threads[0].metadata).unwrap(),
+            serde_json::to_string(&thread.metadata).unwrap(),
             r#"{"x":1,"y":2}"#
         );
     }
@@ -1078,8 +1253,12 @@ mod tests {
         let room = crate::domain::RoomId::new().to_string();
         let mut row = thread_row(&ThreadId::new(), &room);
         row.metadata = Some("[1]".into());
+        let page = CommentPage {
+            comments: Vec::new(),
+            cursor: None,
+        };
         assert!(matches!(
-            assemble(vec![row], vec![], vec![]),
+            row.into_thread(page, 0),
             Err(StoreError::Corrupt(_))
         ));
     }

@@ -5,9 +5,16 @@
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
-use super::{Listed, Page, RoomScope, StoreError, StoreResult};
+use super::{Page, PageSize, RoomScope, StoreError, StoreResult};
 use crate::domain::schema::{StoreName, StoreSchema};
 use crate::domain::{AccountId, Timestamp, UserId};
+
+/// What an entry weighs in a page (see `page_bytes`): its key and value as stored, and
+/// room for the rest of its JSON (version, time, author).
+pub const ENTRY_BYTES: &str = "octet_length(entry_key) + octet_length(entry_value) + 96";
+/// What a change weighs: a deletion has no value.
+pub const CHANGE_BYTES: &str =
+    "octet_length(entry_key) + COALESCE(octet_length(entry_value), 0) + 64";
 
 #[derive(Debug, Clone)]
 pub struct SchemaRecord {
@@ -99,6 +106,18 @@ pub struct Changes {
     pub has_more: bool,
 }
 
+/// A page of live entries.
+#[derive(Debug, Clone)]
+pub struct EntryList {
+    pub entries: Vec<Entry>,
+    /// Live entries in the store, all pages together.
+    pub total: i64,
+    /// The room's store version when read.
+    pub version: i64,
+    /// More entries follow this page (it was full, in items or in bytes).
+    pub has_more: bool,
+}
+
 /// Where a sync starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyncFrom {
@@ -145,12 +164,14 @@ pub trait EntryStore: Send + Sync {
         key: &str,
     ) -> StoreResult<Option<Entry>>;
     /// Live entries by key, a page at a time, and the room's version.
+    /// A page of live entries, of at most `max_bytes` (see `page_bytes`).
     async fn list_entries(
         &self,
         scope: RoomScope,
         store: &StoreName,
         page: EntryPage,
-    ) -> StoreResult<(Listed<Entry>, i64)>;
+        max_bytes: i64,
+    ) -> StoreResult<EntryList>;
     /// Applies a write; `None` when deleting an entry that does not exist (nothing changes).
     /// `NotFound(Room)`, `NotFound(Store)` (no schema), `NotFound(Entry)` (update of a missing
     /// key), `Invalid` (the schema refuses it, or the store is full), `TooLarge`.
@@ -163,15 +184,15 @@ pub trait EntryStore: Send + Sync {
         limits: EntryLimits,
         by: Option<UserId>,
     ) -> StoreResult<Option<EntryChange>>;
-    /// At most `limit` changes (of one store, or all) in version order: those after `since`,
-    /// or the whole live contents if `since` is 0 or older than the forgotten tombstones (a
+    /// A page of changes (of one store, or all) in version order: those after `since`, or
+    /// the whole live contents if `since` is 0 or older than the forgotten tombstones (a
     /// reset); a reset continues with `SyncFrom::ResetAfter`.
     async fn changes_since(
         &self,
         scope: RoomScope,
         store: Option<&StoreName>,
         from: SyncFrom,
-        limit: i64,
+        size: PageSize,
     ) -> StoreResult<Changes>;
     /// Forgets deleted entries older than `before`; returns how many.
     async fn purge_tombstones(&self, before: Timestamp) -> StoreResult<u64>;
@@ -424,7 +445,8 @@ macro_rules! impl_entry_store {
                 scope: $crate::store::RoomScope,
                 store: &$crate::domain::schema::StoreName,
                 page: $crate::store::entries::EntryPage,
-            ) -> $crate::store::StoreResult<($crate::store::Listed<$crate::store::entries::Entry>, i64)> {
+                max_bytes: i64,
+            ) -> $crate::store::StoreResult<$crate::store::entries::EntryList> {
                 let version = entry_rows::room_versions(&mut *self.pool.acquire().await?, scope)
                     .await?
                     .ok_or($crate::store::StoreError::NotFound($crate::store::Entity::Room))?
@@ -440,35 +462,56 @@ macro_rules! impl_entry_store {
                     .await?,
                     "n",
                 )?;
-                let mut query = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT entry_key, entry_value, version, updated_at, updated_by \
-                     FROM store_entries WHERE entry_value IS NOT NULL AND room_id = ",
-                );
+                use $crate::store::page_bytes;
+                let mut query = sqlx::QueryBuilder::<$db>::new(page_bytes::start(
+                    $crate::store::entries::ENTRY_BYTES,
+                    "entry_key",
+                ));
                 query
+                    .push(
+                        "SELECT entry_key, entry_value, version, updated_at, updated_by \
+                         FROM store_entries WHERE entry_value IS NOT NULL AND room_id = ",
+                    )
                     .push_bind(scope.room_id.to_string())
                     .push(" AND store_name = ")
                     .push_bind(store.as_str().to_owned());
-                match page {
+                // One more than asked: whether there is more.
+                let limit = match page {
                     $crate::store::entries::EntryPage::Offset(page) => {
                         query
                             .push(" ORDER BY entry_key LIMIT ")
-                            .push_bind(page.limit)
+                            .push_bind(page.limit.saturating_add(1))
                             .push(" OFFSET ")
                             .push_bind(page.offset);
+                        page.limit
                     }
                     $crate::store::entries::EntryPage::AfterKey { after, limit } => {
                         if let Some(after) = after {
                             query.push(" AND entry_key > ").push_bind(after);
                         }
-                        query.push(" ORDER BY entry_key LIMIT ").push_bind(limit);
+                        query
+                            .push(" ORDER BY entry_key LIMIT ")
+                            .push_bind(limit.saturating_add(1));
+                        limit
                     }
-                }
-                let rows = query.build().fetch_all(&self.pool).await?;
-                let items = rows
+                };
+                query
+                    .push(page_bytes::END)
+                    .push_bind(max_bytes)
+                    .push(page_bytes::end_order("entry_key"));
+                let mut rows = query.build().fetch_all(&self.pool).await?;
+                let totals = rows
+                    .iter()
+                    .map(|row| sqlx::Row::try_get::<i64, _>(row, "page_bytes"))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let fit = page_bytes::keep_within(totals, max_bytes).min(limit.max(1) as usize);
+                let has_more = rows.len() > fit;
+                rows.truncate(fit);
+                let entries = rows
                     .iter()
                     .map(|row| entry_rows::entry(row))
                     .collect::<$crate::store::StoreResult<Vec<_>>>()?;
-                Ok(($crate::store::Listed { items, total }, version))
+                Ok($crate::store::entries::EntryList { entries, total, version, has_more })
             }
 
             async fn write_entry(
@@ -576,7 +619,7 @@ macro_rules! impl_entry_store {
                 scope: $crate::store::RoomScope,
                 store: Option<&$crate::domain::schema::StoreName>,
                 from: $crate::store::entries::SyncFrom,
-                limit: i64,
+                size: $crate::store::PageSize,
             ) -> $crate::store::StoreResult<$crate::store::entries::Changes> {
                 use $crate::store::entries::SyncFrom;
                 // The versions and the rows from one snapshot: a purge between the two reads
@@ -598,11 +641,17 @@ macro_rules! impl_entry_store {
                     }
                     SyncFrom::Since(since) => (false, since),
                 };
-                let mut query = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT store_name, entry_key, entry_value, version FROM store_entries \
-                     WHERE room_id = ",
-                );
-                query.push_bind(scope.room_id.to_string());
+                use $crate::store::page_bytes;
+                let mut query = sqlx::QueryBuilder::<$db>::new(page_bytes::start(
+                    $crate::store::entries::CHANGE_BYTES,
+                    "version",
+                ));
+                query
+                    .push(
+                        "SELECT store_name, entry_key, entry_value, version FROM store_entries \
+                         WHERE room_id = ",
+                    )
+                    .push_bind(scope.room_id.to_string());
                 if reset {
                     query.push(" AND entry_value IS NOT NULL");
                 }
@@ -611,11 +660,21 @@ macro_rules! impl_entry_store {
                     query.push(" AND store_name = ").push_bind(store.as_str().to_owned());
                 }
                 // One more than asked: whether there is more.
-                query.push(" ORDER BY version LIMIT ").push_bind(limit.saturating_add(1));
+                query
+                    .push(" ORDER BY version LIMIT ")
+                    .push_bind(size.items.saturating_add(1))
+                    .push(page_bytes::END)
+                    .push_bind(size.bytes)
+                    .push(page_bytes::end_order("version"));
                 let mut rows = query.build().fetch_all(&mut *tx).await?;
                 tx.commit().await?;
-                let has_more = rows.len() as i64 > limit;
-                rows.truncate(limit.max(0) as usize);
+                let totals = rows
+                    .iter()
+                    .map(|row| sqlx::Row::try_get::<i64, _>(row, "page_bytes"))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let fit = page_bytes::keep_within(totals, size.bytes).min(size.items.max(1) as usize);
+                let has_more = rows.len() > fit;
+                rows.truncate(fit);
                 let mut changes = Vec::with_capacity(rows.len());
                 for row in &rows {
                     let name: String = sqlx::Row::try_get(row, "store_name")?;

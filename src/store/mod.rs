@@ -66,6 +66,73 @@ pub struct Page {
     pub offset: i64,
 }
 
+impl Page {
+    /// Where the next page starts after this one returned `returned` items: `None` when
+    /// nothing follows. A page may end before `limit` (see `page_bytes`), so the next offset
+    /// counts what came, not what was asked.
+    pub fn next_offset(&self, returned: usize, has_more: bool) -> Option<i64> {
+        has_more.then(|| self.offset.saturating_add(returned as i64))
+    }
+}
+
+/// How much one page may hold: `items` at most, of at most `bytes` (see `page_bytes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageSize {
+    pub items: i64,
+    pub bytes: i64,
+}
+
+/// Bounds pages in bytes as well as in rows, so that no answer grows with what clients
+/// stored. The SQL computes, in the page's order, the running total of each row's size
+/// (`page_bytes`) and keeps the rows that start within the budget; `keep_within` then drops
+/// the one row that ends past it. The first row always stays: every item has a size limit
+/// of its own, and a page must make progress.
+pub mod page_bytes {
+    /// The start of a byte-bounded query. The caller adds the ordinary page query (`SELECT
+    /// ... ORDER BY <order> LIMIT ...`, whose columns `size` uses), then `END`, then binds the
+    /// budget, then adds `end_order(order)`. Sizes are summed over the page's own rows only,
+    /// so that an `OFFSET` counts nothing it skipped.
+    pub fn start(size: &str, order: &str) -> String {
+        format!(
+            "SELECT * FROM (SELECT *, \
+               CAST(SUM({size}) OVER (ORDER BY {order} ROWS UNBOUNDED PRECEDING) AS BIGINT) \
+                 AS page_bytes, \
+               CAST({size} AS BIGINT) AS row_bytes FROM ("
+        )
+    }
+
+    /// Keeps the rows that start within the budget (bound right after this).
+    pub const END: &str = ") page_rows) page WHERE page_bytes - row_bytes < ";
+
+    /// The page's order again, for the outer query.
+    pub fn end_order(order: &str) -> String {
+        format!(" ORDER BY {order}")
+    }
+
+    /// How many of the rows, whose running totals are `totals` in order, fit `max_bytes`:
+    /// all whose total stays within it, and at least one.
+    pub fn keep_within(totals: impl IntoIterator<Item = i64>, max_bytes: i64) -> usize {
+        totals
+            .into_iter()
+            .enumerate()
+            .take_while(|(i, total)| *i == 0 || *total <= max_bytes)
+            .count()
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn keeps_what_fits_and_always_the_first() {
+            assert_eq!(keep_within([10, 20, 30], 25), 2);
+            assert_eq!(keep_within([10, 20, 30], 30), 3);
+            assert_eq!(keep_within([100, 120], 25), 1);
+            assert_eq!(keep_within([], 25), 0);
+        }
+    }
+}
+
 /// Filters shared by the lists: a case-insensitive partial match and a creation-time window.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ListFilter {
