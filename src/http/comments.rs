@@ -68,7 +68,10 @@ async fn list_threads(
     let scope = room_scope(&auth, &path)?;
     let (filter, page) = (thread_filter(&query)?, query.page()?);
     let size = comment_page(state.config());
-    let threads = state.store().list_threads(scope, filter, page, size).await?;
+    let threads = state
+        .store()
+        .list_threads(scope, filter, page, size)
+        .await?;
     let returned = threads.items.len();
     let has_more = page.offset + (returned as i64) < threads.total;
     Ok(Reply::ok(
@@ -107,9 +110,9 @@ async fn list_comments(
     let limit = query
         .get("limit")
         .map(|text| {
-            text.trim().parse::<i64>().map_err(|_| {
-                ApiError::validation("limit", "limit must be an integer")
-            })
+            text.trim()
+                .parse::<i64>()
+                .map_err(|_| ApiError::validation("limit", "limit must be an integer"))
         })
         .transpose()?;
     let page = CommentListPage {

@@ -158,7 +158,12 @@ async fn list_entries(
     known_store(&state, scope, &store).await?;
     let listed = state
         .store()
-        .list_entries(scope, &store, EntryPage::Offset(page), state.config().page_bytes())
+        .list_entries(
+            scope,
+            &store,
+            EntryPage::Offset(page),
+            state.config().page_bytes(),
+        )
         .await?;
     let list: Vec<Value> = listed.entries.iter().map(entry_json).collect();
     Ok(Reply::ok(

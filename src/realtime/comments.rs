@@ -55,7 +55,11 @@ pub async fn call(caller: &Caller<'_>, method: &str, params: Value) -> Result<Va
             let thread = caller
                 .state
                 .store()
-                .get_thread(caller.scope, &thread_id, comment_page(caller.state.config()))
+                .get_thread(
+                    caller.scope,
+                    &thread_id,
+                    comment_page(caller.state.config()),
+                )
                 .await?;
             Ok(json!({ "thread": thread }))
         }
@@ -162,9 +166,13 @@ pub async fn comment_list(
 ) -> Result<Value, ApiError> {
     let after = match page.after.as_deref() {
         None | Some("") => 0,
-        Some(text) => text.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
-            ApiError::validation("after", "after must be a cursor from an earlier answer")
-        })?,
+        Some(text) => text
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| {
+                ApiError::validation("after", "after must be a cursor from an earlier answer")
+            })?,
     };
     let mut size = comment_page(config);
     if let Some(limit) = page.limit {
@@ -197,7 +205,14 @@ async fn list_comments(caller: &Caller<'_>, params: ListCommentsParams) -> Resul
         limit: params.limit,
     };
     let state = caller.state;
-    comment_list(state.store(), state.config(), caller.scope, &thread_id, page).await
+    comment_list(
+        state.store(),
+        state.config(),
+        caller.scope,
+        &thread_id,
+        page,
+    )
+    .await
 }
 
 /// Runs a write and sends the events it returns to the room's other sockets, in the order
@@ -393,7 +408,12 @@ async fn list(caller: &Caller<'_>, params: ListParams) -> Result<Value, ApiError
     let threads = caller
         .state
         .store()
-        .list_threads(caller.scope, filter, page, comment_page(caller.state.config()))
+        .list_threads(
+            caller.scope,
+            filter,
+            page,
+            comment_page(caller.state.config()),
+        )
         .await?;
     let next_offset = page.next_offset(
         threads.items.len(),

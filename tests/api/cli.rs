@@ -333,10 +333,10 @@ async fn spawn_server(db: &TestDatabase, port: u16) -> std::process::Child {
 
 /// A `collabkit serve` process on a fixed port (so that a restarted one has the same node
 /// name), with an account created by the CLI.
-struct ServerProcess {
+pub struct ServerProcess {
     db: TestDatabase,
     port: u16,
-    base: String,
+    pub base: String,
     account_url: String,
     token: String,
     client: reqwest::Client,
@@ -344,7 +344,7 @@ struct ServerProcess {
 }
 
 impl ServerProcess {
-    async fn start(backend: Backend) -> Self {
+    pub async fn start(backend: Backend) -> Self {
         let db = TestDatabase::new(backend).await;
         let created =
             run_json(collabkit(&db).args(["accounts", "create", "--name", "Crash", "--json"]));
@@ -380,11 +380,47 @@ impl ServerProcess {
         request.send().await.unwrap().json().await.unwrap()
     }
 
-    async fn post(&self, path: &str, body: Value) -> Value {
+    /// Starts measuring the peak of `memory` from now (Linux; a no-op where not allowed).
+    pub fn reset_peak_memory(&self) {
+        let _ = std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5");
+    }
+
+    /// The process's resident memory now and at its peak, in bytes (Linux).
+    pub fn memory(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("the server's /proc status");
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(name))
+                .and_then(|rest| {
+                    rest.trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                })
+                .map(|kib| kib * 1024)
+                .unwrap_or_else(|| panic!("{name} in /proc status"))
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Value {
         self.call(reqwest::Method::POST, path, Some(body)).await
     }
 
-    async fn get(&self, path: &str) -> Value {
+    /// The REST URL of a room of the server's account.
+    pub fn room_url(&self, room_id: &str) -> String {
+        format!("{}/rooms/{room_id}", self.account_url)
+    }
+
+    /// The account's Bearer token.
+    pub fn bearer(&self) -> String {
+        self.token.clone()
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
         self.call(reqwest::Method::GET, path, None).await
     }
 

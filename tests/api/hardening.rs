@@ -5,6 +5,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
+use crate::cli::ServerProcess;
 use crate::harness::{both_backends, Backend, TestApp};
 use crate::realtime::{room_with_users, token};
 use crate::socket::Socket;
@@ -14,6 +15,9 @@ both_backends!(
     an_oversized_first_frame_is_too_big_not_an_auth_failure,
     one_user_cannot_fill_a_room,
     nul_characters_never_reach_the_database,
+    comment_answers_are_bounded_in_bytes,
+    store_pages_are_bounded_in_bytes,
+    listing_a_huge_thread_keeps_memory_bounded,
 );
 
 async fn two_authorization_headers_are_refused(backend: Backend) {
@@ -219,4 +223,331 @@ async fn nul_characters_never_reach_the_database(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(entries["entries"], json!([]));
+}
+
+/// Size of a JSON value as sent.
+fn json_bytes(value: &serde_json::Value) -> usize {
+    value.to_string().len()
+}
+
+/// One user wrote long threads; every answer that shows them stays within the page budget
+/// (plus one item), and paging still reaches every comment, in order.
+async fn comment_answers_are_bounded_in_bytes(backend: Backend) {
+    const BUDGET: usize = 64 * 1024;
+    let app = TestApp::start_with(backend, |c| {
+        c.limits.max_page_bytes = BUDGET;
+        c.comments.max_user_reactions_per_comment = 3;
+    })
+    .await;
+    let account = app.account().await;
+    let (room_id, users) = room_with_users(&account, &["Mallory", "A", "B", "C"]).await;
+    let (mut socket, _) = Socket::connect(&app.base, token(&users[0])).await;
+    // 8 KiB of emoji a comment: one item is at most ~8.5 KiB of JSON.
+    let body = "😀".repeat(2048);
+    let item = 9 * 1024;
+    let mut threads = Vec::new();
+    for _ in 0..3 {
+        let thread = socket
+            .request("comments.createThread", json!({ "body": body }))
+            .await
+            .unwrap()["thread"]
+            .clone();
+        threads.push(thread["id"].as_str().unwrap().to_owned());
+    }
+    // The newest thread is the long one: it fills the first page of a list.
+    let long = threads[2].clone();
+    let mut written = Vec::new();
+    for _ in 0..40 {
+        let comment = socket
+            .request("comments.reply", json!({ "threadId": long, "body": body }))
+            .await
+            .unwrap();
+        written.push(comment["comment"]["id"].as_str().unwrap().to_owned());
+    }
+    // The thread, over the socket and REST: its first comments, a count, a cursor.
+    let got = socket
+        .request("comments.getThread", json!({ "threadId": long }))
+        .await
+        .unwrap();
+    assert!(json_bytes(&got) <= BUDGET + item, "{}", json_bytes(&got));
+    let thread = &got["thread"];
+    assert_eq!(thread["comment_count"], 41);
+    let shown = thread["comments"].as_array().unwrap().len();
+    assert!((1..41).contains(&shown), "{shown}");
+    let reply = account
+        .get(&format!("/rooms/{room_id}/threads/{long}"))
+        .await;
+    reply.expect(StatusCode::OK);
+    assert!(json_bytes(&reply.body) <= BUDGET + 2 * item);
+    assert_eq!(
+        reply.data()["thread"]["comments_cursor"],
+        thread["comments_cursor"]
+    );
+    // The rest, page by page, from the thread's cursor: every comment once, in order.
+    let mut ids: Vec<String> = thread["comments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .collect();
+    let mut cursor = thread["comments_cursor"].clone();
+    let mut pages = 0;
+    while let Some(after) = cursor.as_str() {
+        let page = socket
+            .request(
+                "comments.listComments",
+                json!({ "threadId": long, "after": after }),
+            )
+            .await
+            .unwrap();
+        assert!(json_bytes(&page) <= BUDGET + item);
+        ids.extend(
+            page["comments"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["id"].as_str().unwrap().to_owned()),
+        );
+        assert_eq!(page["hasMore"], page["cursor"].is_string());
+        cursor = page["cursor"].clone();
+        pages += 1;
+        assert!(pages < 50, "paging does not end");
+    }
+    assert_eq!(ids.len(), 41);
+    assert_eq!(&ids[1..], &written[..]);
+    // The same over REST, with a limit.
+    let reply = account
+        .get(&format!("/rooms/{room_id}/threads/{long}/comments?limit=2"))
+        .await;
+    reply.expect(StatusCode::OK);
+    assert_eq!(reply.data()["comments"].as_array().unwrap().len(), 2);
+    assert_eq!(reply.data()["hasMore"], true);
+    // Lists of threads end early, and say where to go on.
+    let mut seen = Vec::new();
+    let mut offset = json!(0);
+    while let Some(at) = offset.as_i64() {
+        let list = socket
+            .request("comments.list", json!({ "offset": at }))
+            .await
+            .unwrap();
+        assert!(json_bytes(&list) <= BUDGET + 2 * item);
+        assert_eq!(list["total"], 3);
+        for thread in list["threads"].as_array().unwrap() {
+            assert!(!thread["comments"].as_array().unwrap().is_empty());
+            seen.push(thread["id"].as_str().unwrap().to_owned());
+        }
+        offset = list["nextOffset"].clone();
+    }
+    threads.reverse();
+    assert_eq!(seen, threads, "newest first, each once");
+    let reply = account.get(&format!("/rooms/{room_id}/threads")).await;
+    reply.expect(StatusCode::OK);
+    assert!(json_bytes(&reply.body) <= BUDGET + 2 * item);
+    let returned = reply.data()["threads"].as_array().unwrap().len();
+    assert!(returned < 3);
+    assert_eq!(reply.data()["nextOffset"], returned);
+    // Reactions on one comment are capped, all emoji together.
+    let target = &written[0];
+    for (i, user) in users.iter().take(3).enumerate() {
+        let (mut s, _) = Socket::connect(&app.base, token(user)).await;
+        s.request(
+            "comments.react",
+            json!({ "commentId": target, "emoji": format!(":e{i}:") }),
+        )
+        .await
+        .unwrap();
+    }
+    let (mut fourth, _) = Socket::connect(&app.base, token(&users[3])).await;
+    let error = fourth
+        .request(
+            "comments.react",
+            json!({ "commentId": target, "emoji": ":e0:" }),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(error["code"], "VALIDATION_ERROR");
+    assert_eq!(error["field"], "emoji");
+}
+
+/// Large entries: store pages end early by bytes, and paging still returns each once.
+async fn store_pages_are_bounded_in_bytes(backend: Backend) {
+    const BUDGET: usize = 16 * 1024;
+    let app = TestApp::start_with(backend, |c| c.limits.max_page_bytes = BUDGET).await;
+    let account = app.account().await;
+    let (room_id, users) = room_with_users(&account, &["Alice"]).await;
+    account
+        .send(
+            account
+                .request(reqwest::Method::PUT, "/stores/notes")
+                .json(&json!({ "schema": { "text": { "type": "string" } } })),
+        )
+        .await
+        .expect(StatusCode::CREATED);
+    let (mut socket, _) = Socket::connect(&app.base, token(&users[0])).await;
+    let text = "x".repeat(3000);
+    for i in 0..30 {
+        socket
+            .request(
+                "stores.set",
+                json!({ "store": "notes", "key": format!("k{i:02}"), "value": { "text": text } }),
+            )
+            .await
+            .unwrap();
+    }
+    let mut keys = Vec::new();
+    let mut after = serde_json::Value::Null;
+    loop {
+        let page = socket
+            .request("stores.getAll", json!({ "store": "notes", "after": after }))
+            .await
+            .unwrap();
+        assert!(json_bytes(&page) <= BUDGET + 4096, "{}", json_bytes(&page));
+        let entries = page["entries"].as_array().unwrap();
+        assert!(entries.len() < 30);
+        keys.extend(
+            entries
+                .iter()
+                .map(|e| e["key"].as_str().unwrap().to_owned()),
+        );
+        if page["hasMore"] != true {
+            break;
+        }
+        after = page["cursor"].clone();
+    }
+    let expected: Vec<String> = (0..30).map(|i| format!("k{i:02}")).collect();
+    assert_eq!(keys, expected);
+    let mut versions = 0;
+    let mut since = json!(0);
+    let mut after = serde_json::Value::Null;
+    loop {
+        let params = if after.is_null() {
+            json!({ "store": "notes", "since": since })
+        } else {
+            json!({ "store": "notes", "after": after })
+        };
+        let page = socket.request("stores.sync", params).await.unwrap();
+        assert!(json_bytes(&page) <= BUDGET + 4096);
+        versions += page["changes"].as_array().unwrap().len();
+        if page["hasMore"] != true {
+            break;
+        }
+        if page["reset"] == true {
+            after = page["cursor"].clone();
+        } else {
+            since = page["cursor"].clone();
+        }
+    }
+    assert_eq!(versions, 30);
+    let reply = account.get(&format!("/rooms/{room_id}/stores/notes")).await;
+    reply.expect(StatusCode::OK);
+    let returned = reply.data()["entries"].as_array().unwrap().len();
+    assert!(returned < 30);
+    assert_eq!(reply.data()["nextOffset"], returned);
+}
+
+/// The campaign's case: one user token wrote a thread of 1,000 comments of 10,000 emoji
+/// (the default limits, 40 MB), then 16 clients listed it at once. Each answer must stay
+/// near `limits.max_page_bytes` (1 MiB), and the server's memory with them.
+async fn listing_a_huge_thread_keeps_memory_bounded(backend: Backend) {
+    /// How much the server may grow while answering the 16 lists (it grew by 1.3 GB).
+    const MAX_GROWTH: u64 = 160 * 1024 * 1024;
+    const ANSWER: usize = 1024 * 1024 + 64 * 1024;
+    let server = ServerProcess::start(backend).await;
+    let room = server.post("/rooms", json!({ "name": "amplified" })).await;
+    let room_id = room["data"]["room"]["id"].as_str().unwrap().to_owned();
+    let mut tokens = Vec::new();
+    for name in ["Mallory", "Reader"] {
+        let user = server
+            .post("/users", json!({ "name": name, "roomId": room_id }))
+            .await;
+        tokens.push(user["data"]["token"].as_str().unwrap().to_owned());
+    }
+    let body = "😀".repeat(10_000);
+    let (mut first, _) = Socket::connect(&server.base, &tokens[0]).await;
+    let thread = first
+        .request("comments.createThread", json!({ "body": body }))
+        .await
+        .unwrap()["thread"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // 999 replies from 9 sockets of the same user, each within its burst of frames.
+    let writers = (0..9).map(|_| {
+        let (base, token, thread, body) = (
+            server.base.clone(),
+            tokens[0].clone(),
+            thread.clone(),
+            body.clone(),
+        );
+        tokio::spawn(async move {
+            let (mut socket, _) = Socket::connect(&base, &token).await;
+            for _ in 0..111 {
+                socket
+                    .request(
+                        "comments.reply",
+                        json!({ "threadId": thread, "body": body }),
+                    )
+                    .await
+                    .unwrap();
+            }
+        })
+    });
+    for writer in writers.collect::<Vec<_>>() {
+        writer.await.unwrap();
+    }
+    drop(first);
+    server.reset_peak_memory();
+    let (before, _) = server.memory();
+    // 16 readers at once: 8 sockets list and fetch the thread, 8 REST clients list.
+    let readers = (0..16).map(|i| {
+        let (base, token, thread) = (server.base.clone(), tokens[1].clone(), thread.clone());
+        let url = format!("{}/threads", server.room_url(&room_id));
+        let bearer = server.bearer();
+        tokio::spawn(async move {
+            let mut sizes = Vec::new();
+            if i % 2 == 0 {
+                let (mut socket, _) = Socket::connect(&base, &token).await;
+                for method in ["comments.list", "comments.getThread"] {
+                    let params = if method == "comments.getThread" {
+                        json!({ "threadId": thread })
+                    } else {
+                        json!({})
+                    };
+                    let answer = socket.request(method, params).await.unwrap();
+                    sizes.push(answer.to_string().len());
+                }
+            } else {
+                let text = reqwest::Client::new()
+                    .get(&url)
+                    .bearer_auth(&bearer)
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap();
+                sizes.push(text.len());
+            }
+            sizes
+        })
+    });
+    let mut sizes = Vec::new();
+    for reader in readers.collect::<Vec<_>>() {
+        sizes.extend(reader.await.unwrap());
+    }
+    let (after, peak) = server.memory();
+    eprintln!(
+        "comment amplification: answers up to {} bytes; RSS {} MiB before, {} MiB after, peak {} MiB",
+        sizes.iter().max().unwrap(),
+        before >> 20,
+        after >> 20,
+        peak >> 20
+    );
+    assert!(sizes.iter().all(|&n| n <= ANSWER), "{sizes:?}");
+    assert!(
+        peak.saturating_sub(before) <= MAX_GROWTH,
+        "peak RSS {} MiB from {} MiB",
+        peak >> 20,
+        before >> 20
+    );
 }
