@@ -92,6 +92,7 @@ pub struct RealtimeConfig {
     pub write_timeout_ms: u64,
     pub max_connections_per_room: usize,
     pub max_connections_per_user: usize,
+    pub page_users: i64,
     pub room_idle_ms: u64,
     pub node_heartbeat_ms: u64,
     pub node_timeout_ms: u64,
@@ -246,8 +247,9 @@ impl Config {
             || rt.outbox_frames == 0
             || rt.max_connections_per_room == 0
             || rt.max_connections_per_user == 0
+            || rt.page_users < 1
         {
-            bail!("realtime limits: max_message_bytes >= 1024, outbox_frames, max_connections_per_room and max_connections_per_user >= 1");
+            bail!("realtime limits: max_message_bytes >= 1024, outbox_frames, max_connections_per_room, max_connections_per_user and page_users >= 1");
         }
         let hooks = &self.webhooks;
         if hooks.attempt_timeout_ms == 0

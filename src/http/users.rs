@@ -14,7 +14,7 @@ use crate::auth::AccountAuth;
 use crate::domain::{RoomId, Timestamp, User, UserId};
 use crate::error::ApiError;
 use crate::realtime::room::RoomCommand;
-use crate::store::{Entity, NewUser, RoomScope, UserChanges};
+use crate::store::{Entity, NewUser, Page, RoomScope, UserChanges};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -132,7 +132,7 @@ async fn get_user(
     let user_id: UserId = path.id("userId", Entity::User)?;
     let scope = room_scope(&state, auth, &query).await?;
     let user = state.store().get_user(scope, user_id).await?;
-    user_with_sessions(&state, user).await
+    user_with_sessions(&state, user, query.page()?).await
 }
 
 async fn get_user_by_custom_id(
@@ -146,16 +146,24 @@ async fn get_user_by_custom_id(
         .store()
         .get_user_by_custom_id(scope, path.text("customId"))
         .await?;
-    user_with_sessions(&state, user).await
+    user_with_sessions(&state, user, query.page()?).await
 }
 
-/// The documented get-user reply: the user with its token, and its sessions newest first.
-async fn user_with_sessions(state: &AppState, user: Option<User>) -> Result<Reply, ApiError> {
+/// The documented get-user reply: the user with its token, and a page of its sessions,
+/// newest first (a user who joined and left a million times must not make a huge answer).
+async fn user_with_sessions(
+    state: &AppState,
+    user: Option<User>,
+    page: Page,
+) -> Result<Reply, ApiError> {
     let user = user.ok_or(ApiError::not_found(Entity::User))?;
-    let sessions = state.store().list_sessions(user.id).await?;
+    let sessions = state.store().list_sessions(user.id, page).await?;
     Ok(Reply::ok(
         "User retrieved",
-        json!({ "user": with_token(state, &user), "sessions": sessions }),
+        json!({
+            "user": with_token(state, &user), "sessions": sessions.items,
+            "sessionsTotal": sessions.total, "limit": page.limit, "offset": page.offset,
+        }),
     ))
 }
 

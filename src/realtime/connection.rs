@@ -24,7 +24,7 @@ use crate::app::AppState;
 use crate::auth::rate_limit::TokenBucket;
 use crate::domain::{ConnectionId, Room, Timestamp, User, UserId};
 use crate::error::ApiError;
-use crate::store::{ConnectionRecord, Entity, NewConnection, RoomScope};
+use crate::store::{ConnectionRecord, Entity, NewConnection, PageSize, RoomScope, UserCursor};
 
 /// Frames written to a socket before one flush.
 const WRITE_BATCH_FRAMES: usize = 64;
@@ -412,6 +412,14 @@ struct Connection {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RoomGetParams {
     room_id: Option<String>,
+    /// The users after this cursor (a page's `cursor`).
+    after: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UsersPageParams {
+    after: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -585,7 +593,10 @@ impl Connection {
                     .get_room(self.scope.account_id, self.scope.room_id)
                     .await?
                     .ok_or(ApiError::not_found(Entity::Room))?;
-                Ok(json!({ "room": room, "users": self.all_users().await? }))
+                let (users, cursor) = self.users_page(params.after.as_deref()).await?;
+                Ok(json!({
+                    "room": room, "users": users, "hasMore": cursor.is_some(), "cursor": cursor,
+                }))
             }
             "users.get" => {
                 let params: UserParams = ApiError::parse_value(params)?;
@@ -596,8 +607,9 @@ impl Connection {
                 Ok(json!({ "user": self.socket_user(user_id).await? }))
             }
             "users.getAll" => {
-                no_params(params)?;
-                Ok(json!({ "users": self.all_users().await? }))
+                let params: UsersPageParams = ApiError::parse_value(params)?;
+                let (users, cursor) = self.users_page(params.after.as_deref()).await?;
+                Ok(json!({ "users": users, "hasMore": cursor.is_some(), "cursor": cursor }))
             }
             "users.follow" | "users.unfollow" => {
                 let params: UserParams = ApiError::parse_value(params)?;
@@ -726,10 +738,35 @@ impl Connection {
         Ok(self.graph().await?.socket_user(user))
     }
 
-    async fn all_users(&self) -> Result<Vec<SocketUser>, ApiError> {
-        let users = self.state.store().list_room_users(self.scope).await?;
+    /// A page of the room's users as the socket shows them, oldest first, after `after` (a
+    /// page's cursor), and the next page's cursor.
+    async fn users_page(
+        &self,
+        after: Option<&str>,
+    ) -> Result<(Vec<SocketUser>, Option<String>), ApiError> {
+        let after = after
+            .map(|text| {
+                text.parse::<UserCursor>().map_err(|_| {
+                    ApiError::validation("after", "after must be a cursor from an earlier answer")
+                })
+            })
+            .transpose()?;
+        let size = PageSize {
+            items: self.hub.config().page_users,
+            bytes: self.state.config().page_bytes(),
+        };
+        let page = self
+            .state
+            .store()
+            .list_room_users(self.scope, after.as_ref(), size)
+            .await?;
         let graph = self.graph().await?;
-        Ok(users.into_iter().map(|u| graph.socket_user(u)).collect())
+        let users = page
+            .users
+            .into_iter()
+            .map(|u| graph.socket_user(u))
+            .collect();
+        Ok((users, page.next.map(|cursor| cursor.to_string())))
     }
 
     async fn join(&mut self) -> Result<Value, ApiError> {
@@ -778,20 +815,17 @@ impl Connection {
         let presence = presence.await.unwrap_or_default();
         let loaded = async {
             let graph = self.graph().await?;
-            let users = self.state.store().list_room_users(self.scope).await?;
+            let users = self.users_page(None).await?;
             Ok::<_, ApiError>((graph, users))
         };
         match loaded.await {
-            Ok((graph, users)) => {
-                let users: Vec<SocketUser> =
-                    users.into_iter().map(|u| graph.socket_user(u)).collect();
-                Ok(json!({
-                    "room": joined.room,
-                    "user": graph.socket_user(joined.user),
-                    "users": users,
-                    "presence": presence,
-                }))
-            }
+            Ok((graph, (users, cursor))) => Ok(json!({
+                "room": joined.room,
+                "user": graph.socket_user(joined.user),
+                "users": users,
+                "usersCursor": cursor,
+                "presence": presence,
+            })),
             Err(error) => {
                 // The client hears of a failure: it must not stay joined.
                 self.leave().await;

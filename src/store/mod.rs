@@ -227,6 +227,43 @@ pub struct ConnectionRecord {
     pub user_id: UserId,
 }
 
+/// Where a page of a room's users (oldest first) starts: after this user. It holds the
+/// creation time too, so that it still works once that user is deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserCursor {
+    pub created_at: Timestamp,
+    pub id: UserId,
+}
+
+impl std::fmt::Display for UserCursor {
+    /// `<millis>_<user id>`: what clients hand back, as an opaque string.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}_{}", self.created_at.as_millis(), self.id)
+    }
+}
+
+impl std::str::FromStr for UserCursor {
+    type Err = crate::domain::ids::InvalidId;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (millis, id) = text.split_once('_').ok_or(crate::domain::ids::InvalidId)?;
+        Ok(Self {
+            created_at: Timestamp::from_millis(
+                millis.parse().map_err(|_| crate::domain::ids::InvalidId)?,
+            ),
+            id: id.parse().map_err(|_| crate::domain::ids::InvalidId)?,
+        })
+    }
+}
+
+/// A page of a room's users.
+#[derive(Debug, Clone)]
+pub struct UserPage {
+    pub users: Vec<User>,
+    /// Where the next page starts; `None` when this is the last.
+    pub next: Option<UserCursor>,
+}
+
 /// What a join changed.
 #[derive(Debug, Clone)]
 pub struct Joined {
@@ -351,10 +388,15 @@ pub trait Store: EntryStore + CommentStore + WebhookStore + Send + Sync + 'stati
     /// Deletes a user (and their sockets' records); the room's count follows. Records
     /// `user.deleted` (and `session.closed` if they were the last one online).
     async fn delete_user(&self, scope: RoomScope, user_id: UserId) -> StoreResult<(User, Left)>;
-    /// Every user of a room, oldest first.
-    async fn list_room_users(&self, scope: RoomScope) -> StoreResult<Vec<User>>;
-    /// A user's sessions, newest first.
-    async fn list_sessions(&self, user_id: UserId) -> StoreResult<Vec<UserSession>>;
+    /// A page of a room's users, oldest first, after `after` (see `page_bytes`).
+    async fn list_room_users(
+        &self,
+        scope: RoomScope,
+        after: Option<&UserCursor>,
+        size: PageSize,
+    ) -> StoreResult<UserPage>;
+    /// A page of a user's sessions, newest first, and how many they have.
+    async fn list_sessions(&self, user_id: UserId, page: Page) -> StoreResult<Listed<UserSession>>;
 
     /// Records that a node is alive (creating its row at start-up).
     async fn heartbeat_node(&self, node_id: &NodeId, now: Timestamp) -> StoreResult<()>;

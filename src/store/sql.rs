@@ -16,6 +16,11 @@ pub(super) const ROOM_COLUMNS: &str = "id, account_id, name, custom_id, created_
 pub(super) const USER_COLUMNS: &str = "id, account_id, room_id, name, profile_picture, \
      custom_id, status, created_at, joined_at, left_at, token_issued_at";
 pub(super) const SESSION_COLUMNS: &str = "id, user_id, room_id, joined_at, left_at";
+/// What a user weighs in a page (see `page_bytes`): their texts as stored, and room for the
+/// rest of their JSON (ids, times, and a share of the follow graph).
+pub(super) const USER_BYTES: &str =
+    "octet_length(name) + COALESCE(octet_length(profile_picture), 0) \
+     + COALESCE(octet_length(custom_id), 0) + 512";
 
 /// Maps a unique-constraint violation to `Conflict(entity)`, anything else to `Database`.
 pub(super) fn conflict_or_database(error: sqlx::Error, entity: Entity) -> StoreError {
@@ -885,34 +890,87 @@ macro_rules! impl_sql_store {
             async fn list_room_users(
                 &self,
                 scope: $crate::store::RoomScope,
-            ) -> $crate::store::StoreResult<Vec<$crate::domain::User>> {
-                let sql = format!(
-                    "SELECT {} FROM users WHERE room_id = $1 AND account_id = $2 \
-                     ORDER BY created_at, id",
-                    $crate::store::sql::USER_COLUMNS
-                );
-                let found = sqlx::query(&sql)
-                    .bind(scope.room_id.to_string())
-                    .bind(scope.account_id.to_string())
-                    .fetch_all(&self.pool)
-                    .await?;
-                found.iter().map(|r| rows::user(r)?.try_into()).collect()
+                after: Option<&$crate::store::UserCursor>,
+                size: $crate::store::PageSize,
+            ) -> $crate::store::StoreResult<$crate::store::UserPage> {
+                use $crate::store::page_bytes;
+                const ORDER: &str = "created_at, id";
+                let mut query = sqlx::QueryBuilder::<$db>::new(page_bytes::start(
+                    $crate::store::sql::USER_BYTES,
+                    ORDER,
+                ));
+                query
+                    .push(format!(
+                        "SELECT {} FROM users WHERE room_id = ",
+                        $crate::store::sql::USER_COLUMNS
+                    ))
+                    .push_bind(scope.room_id.to_string())
+                    .push(" AND account_id = ")
+                    .push_bind(scope.account_id.to_string());
+                if let Some(after) = after {
+                    query
+                        .push(" AND (created_at > ")
+                        .push_bind(after.created_at.as_millis())
+                        .push(" OR (created_at = ")
+                        .push_bind(after.created_at.as_millis())
+                        .push(" AND id > ")
+                        .push_bind(after.id.to_string())
+                        .push("))");
+                }
+                // One more than asked: whether there is more.
+                query
+                    .push(" ORDER BY created_at, id LIMIT ")
+                    .push_bind(size.items.saturating_add(1))
+                    .push(page_bytes::END)
+                    .push_bind(size.bytes)
+                    .push(page_bytes::end_order(ORDER));
+                let mut found = query.build().fetch_all(&self.pool).await?;
+                let totals = found
+                    .iter()
+                    .map(|row| sqlx::Row::try_get::<i64, _>(row, "page_bytes"))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let fit = page_bytes::keep_within(totals, size.bytes).min(size.items.max(1) as usize);
+                let more = found.len() > fit;
+                found.truncate(fit);
+                let users = found
+                    .iter()
+                    .map(|r| rows::user(r)?.try_into())
+                    .collect::<$crate::store::StoreResult<Vec<$crate::domain::User>>>()?;
+                let next = users
+                    .last()
+                    .filter(|_| more)
+                    .map(|user| $crate::store::UserCursor { created_at: user.created_at, id: user.id });
+                Ok($crate::store::UserPage { users, next })
             }
 
             async fn list_sessions(
                 &self,
                 user_id: $crate::domain::UserId,
-            ) -> $crate::store::StoreResult<Vec<$crate::domain::UserSession>> {
+                page: $crate::store::Page,
+            ) -> $crate::store::StoreResult<$crate::store::Listed<$crate::domain::UserSession>> {
+                let total: i64 = sqlx::Row::try_get(
+                    &sqlx::query("SELECT COUNT(*) AS total FROM user_sessions WHERE user_id = $1")
+                        .bind(user_id.to_string())
+                        .fetch_one(&self.pool)
+                        .await?,
+                    "total",
+                )?;
                 let sql = format!(
                     "SELECT {} FROM user_sessions WHERE user_id = $1 \
-                     ORDER BY joined_at DESC, id DESC",
+                     ORDER BY joined_at DESC, id DESC LIMIT $2 OFFSET $3",
                     $crate::store::sql::SESSION_COLUMNS
                 );
                 let found = sqlx::query(&sql)
                     .bind(user_id.to_string())
+                    .bind(page.limit)
+                    .bind(page.offset)
                     .fetch_all(&self.pool)
                     .await?;
-                found.iter().map(|r| rows::session(r)?.try_into()).collect()
+                let items = found
+                    .iter()
+                    .map(|r| rows::session(r)?.try_into())
+                    .collect::<$crate::store::StoreResult<Vec<_>>>()?;
+                Ok($crate::store::Listed { items, total })
             }
 
             async fn heartbeat_node(

@@ -18,6 +18,7 @@ both_backends!(
     comment_answers_are_bounded_in_bytes,
     store_pages_are_bounded_in_bytes,
     listing_a_huge_thread_keeps_memory_bounded,
+    users_and_sessions_come_in_pages,
 );
 
 async fn two_authorization_headers_are_refused(backend: Backend) {
@@ -550,4 +551,60 @@ async fn listing_a_huge_thread_keeps_memory_bounded(backend: Backend) {
         peak >> 20,
         before >> 20
     );
+}
+
+/// A room's users come in pages on the socket, and a user's sessions in pages over REST.
+async fn users_and_sessions_come_in_pages(backend: Backend) {
+    let app = TestApp::start_with(backend, |c| c.realtime.page_users = 3).await;
+    let account = app.account().await;
+    let names = ["U0", "U1", "U2", "U3", "U4", "U5", "U6", "U7"];
+    let (room_id, users) = room_with_users(&account, &names).await;
+    let expected: Vec<String> = users
+        .iter()
+        .map(|u| crate::realtime::user_id(u).to_owned())
+        .collect();
+    let (mut socket, joined) = Socket::join(&app.base, token(&users[0])).await;
+    let first: Vec<String> = joined["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(first, expected[..3]);
+    let mut cursor = joined["usersCursor"].clone();
+    let mut all = first;
+    while let Some(after) = cursor.as_str() {
+        let page = socket
+            .request("users.getAll", json!({ "after": after }))
+            .await
+            .unwrap();
+        assert_eq!(page["hasMore"], page["cursor"].is_string());
+        all.extend(
+            page["users"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|u| u["id"].as_str().unwrap().to_owned()),
+        );
+        cursor = page["cursor"].clone();
+    }
+    assert_eq!(all, expected, "oldest first, each once");
+    let page = socket.request("room.get", json!({})).await.unwrap();
+    assert_eq!(page["users"].as_array().unwrap().len(), 3);
+    assert_eq!(page["hasMore"], true);
+    let error = socket
+        .request("users.getAll", json!({ "after": "nonsense" }))
+        .await
+        .unwrap_err();
+    assert_eq!(error["field"], "after");
+    // Sessions: five joins and leaves, listed two at a time.
+    for _ in 0..4 {
+        socket.request("room.leave", json!({})).await.unwrap();
+        socket.request("room.join", json!({})).await.unwrap();
+    }
+    let path = format!("/users/{}?roomId={room_id}&limit=2", expected[0]);
+    let reply = account.get(&path).await;
+    reply.expect(StatusCode::OK);
+    assert_eq!(reply.data()["sessions"].as_array().unwrap().len(), 2);
+    assert_eq!(reply.data()["sessionsTotal"], 5);
 }
