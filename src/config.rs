@@ -93,6 +93,7 @@ pub struct RealtimeConfig {
     pub max_connections_per_room: usize,
     pub max_connections_per_user: usize,
     pub page_users: i64,
+    pub max_room_presence_bytes: usize,
     pub room_idle_ms: u64,
     pub node_heartbeat_ms: u64,
     pub node_timeout_ms: u64,
@@ -248,8 +249,9 @@ impl Config {
             || rt.max_connections_per_room == 0
             || rt.max_connections_per_user == 0
             || rt.page_users < 1
+            || rt.max_room_presence_bytes < rt.max_presence_bytes
         {
-            bail!("realtime limits: max_message_bytes >= 1024, outbox_frames, max_connections_per_room, max_connections_per_user and page_users >= 1");
+            bail!("realtime limits: max_message_bytes >= 1024, outbox_frames, max_connections_per_room, max_connections_per_user and page_users >= 1, max_room_presence_bytes >= max_presence_bytes");
         }
         let hooks = &self.webhooks;
         if hooks.attempt_timeout_ms == 0

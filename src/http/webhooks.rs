@@ -234,15 +234,19 @@ async fn list_deliveries(
     query: QueryParams,
 ) -> Result<Reply, ApiError> {
     let page = query.page()?;
+    let max_bytes = state.config().page_bytes();
     let listed = state
         .store()
-        .list_deliveries(auth.account_id, path.text("id"), page)
+        .list_deliveries(auth.account_id, path.text("id"), page, max_bytes)
         .await?;
+    let returned = listed.items.len();
+    let has_more = page.offset + (returned as i64) < listed.total;
     Ok(Reply::ok(
         "Deliveries retrieved",
         json!({
             "deliveries": listed.items, "total": listed.total,
             "limit": page.limit, "offset": page.offset,
+            "nextOffset": page.next_offset(returned, has_more),
         }),
     ))
 }

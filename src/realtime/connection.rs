@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::hub::{Hub, RoomHandle};
-use super::presence::SyncTarget;
+use super::presence::{NewState, SyncTarget};
 use super::protocol::{
     close, ClientFrame, ErrorBody, FollowGraph, Limits, RequestId, ServerFrame, SocketUser,
     MAX_REQUEST_ID_CHARS, PROTOCOL_VERSION,
@@ -624,17 +624,26 @@ impl Connection {
                 if !params.state.is_object() {
                     return Err(ApiError::validation("state", "state must be a JSON object"));
                 }
-                let size = params.state.to_string().len();
+                let bytes = params.state.to_string().len();
                 let limit = self.hub.config().max_presence_bytes;
-                if size > limit {
+                if bytes > limit {
                     return Err(ApiError::PayloadTooLarge { limit });
                 }
                 let room = self.joined_room()?;
+                let (reply, taken) = oneshot::channel();
                 room.send(RoomCommand::Presence {
                     connection: self.id,
-                    state: params.state,
+                    state: NewState {
+                        state: params.state,
+                        bytes,
+                    },
+                    reply,
                 })
                 .await;
+                if taken.await == Ok(false) {
+                    let limit = self.hub.config().max_room_presence_bytes;
+                    return Err(ApiError::PayloadTooLarge { limit });
+                }
                 Ok(json!({}))
             }
             "presence.sync" => {

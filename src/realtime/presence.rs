@@ -55,10 +55,18 @@ const EPSILON: f64 = 1e-6;
 #[derive(Default)]
 pub struct PresenceBoard {
     slots: HashMap<UserId, Slot>,
+    /// What all the states weigh together (their JSON as the clients sent it).
+    bytes: usize,
 }
+
+/// A state that would take the room's presence past its budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomPresenceFull;
 
 struct Slot {
     state: Value,
+    /// What `state` weighs.
+    bytes: usize,
     credits: f64,
     refilled: Instant,
     /// Set when the state changed after the last send and still has to go out.
@@ -95,29 +103,46 @@ pub enum Update {
     Deferred,
 }
 
+/// A user's new state and what it weighs.
+pub struct NewState {
+    pub state: Value,
+    pub bytes: usize,
+}
+
 impl PresenceBoard {
-    /// Records `state` for `user`; says whether it may go out now or waits for credit.
+    /// Records `state` for `user`, unless the room's states would then weigh more than
+    /// `budget` together (the whole board is what a joining socket receives); says whether it
+    /// may go out now or waits for credit.
     pub fn update(
         &mut self,
         user: UserId,
-        state: Value,
+        new: NewState,
+        budget: usize,
         now: Instant,
         interval: Duration,
-    ) -> Update {
+    ) -> Result<Update, RoomPresenceFull> {
+        let held = self.slots.get(&user).map_or(0, |slot| slot.bytes);
+        let total = self.bytes - held + new.bytes;
+        if total > budget && new.bytes > held {
+            return Err(RoomPresenceFull);
+        }
+        self.bytes = total;
         let slot = self.slots.entry(user).or_insert(Slot {
             state: Value::Null,
+            bytes: 0,
             credits: BURST,
             refilled: now,
             pending: false,
         });
-        slot.state = state;
+        slot.state = new.state;
+        slot.bytes = new.bytes;
         slot.refill(now, interval);
         if slot.take_credit() {
             slot.pending = false;
-            Update::SendNow
+            Ok(Update::SendNow)
         } else {
             slot.pending = true;
-            Update::Deferred
+            Ok(Update::Deferred)
         }
     }
 
@@ -147,7 +172,13 @@ impl PresenceBoard {
     }
 
     pub fn remove(&mut self, user: UserId) -> bool {
-        self.slots.remove(&user).is_some()
+        match self.slots.remove(&user) {
+            Some(slot) => {
+                self.bytes -= slot.bytes;
+                true
+            }
+            None => false,
+        }
     }
 
     pub fn states(&self) -> impl Iterator<Item = (UserId, &Value)> {
@@ -158,6 +189,37 @@ impl PresenceBoard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const BUDGET: usize = 1 << 20;
+
+    fn state(n: impl Into<Value>) -> NewState {
+        NewState {
+            state: n.into(),
+            bytes: 8,
+        }
+    }
+
+    #[test]
+    fn the_room_presence_has_a_budget() {
+        let (now, interval) = (Instant::now(), Duration::from_millis(50));
+        let (a, b) = (UserId::new(), UserId::new());
+        let sized = |bytes| NewState {
+            state: Value::Null,
+            bytes,
+        };
+        let mut board = PresenceBoard::default();
+        assert!(board.update(a, sized(60), 100, now, interval).is_ok());
+        assert_eq!(
+            board.update(b, sized(50), 100, now, interval),
+            Err(RoomPresenceFull)
+        );
+        assert!(board.update(b, sized(40), 100, now, interval).is_ok());
+        // Shrinking is always allowed; a user's own old state does not count twice.
+        assert!(board.update(a, sized(60), 100, now, interval).is_ok());
+        assert!(board.update(a, sized(10), 100, now, interval).is_ok());
+        board.remove(b);
+        assert!(board.update(a, sized(100), 100, now, interval).is_ok());
+    }
 
     #[test]
     fn colours_are_stable() {
@@ -185,17 +247,20 @@ mod tests {
         let user = UserId::new();
         let mut board = PresenceBoard::default();
         assert_eq!(
-            board.update(user, 1.into(), start, interval),
-            Update::SendNow
+            board.update(user, state(1), BUDGET, start, interval),
+            Ok(Update::SendNow)
         );
         assert_eq!(
-            board.update(user, 2.into(), start, interval),
-            Update::SendNow,
+            board.update(user, state(2), BUDGET, start, interval),
+            Ok(Update::SendNow),
             "a burst of two"
         );
         for i in 3..=10 {
             let at = start + Duration::from_millis(i);
-            assert_eq!(board.update(user, i.into(), at, interval), Update::Deferred);
+            assert_eq!(
+                board.update(user, state(i), BUDGET, at, interval),
+                Ok(Update::Deferred)
+            );
         }
         let due = board.next_due(interval).unwrap();
         assert!(due >= start + interval && due <= start + interval + Duration::from_millis(1));
@@ -210,7 +275,9 @@ mod tests {
         let mut sent = 0;
         for ms in 0..1000u64 {
             let now = start + Duration::from_millis(ms);
-            if ms % 10 == 0 && board.update(user, ms.into(), now, interval) == Update::SendNow {
+            if ms % 10 == 0
+                && board.update(user, state(ms), BUDGET, now, interval) == Ok(Update::SendNow)
+            {
                 sent += 1;
             }
             sent += board.take_due(now, interval).len();
@@ -229,8 +296,8 @@ mod tests {
             let jitter = [0, 3, 0, 2, 1][n as usize % 5];
             let at = start + Duration::from_millis(n * 50 + jitter);
             assert_eq!(
-                board.update(user, n.into(), at, interval),
-                Update::SendNow,
+                board.update(user, state(n), BUDGET, at, interval),
+                Ok(Update::SendNow),
                 "update {n}"
             );
         }

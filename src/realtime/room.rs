@@ -11,7 +11,7 @@ use tokio::time::{sleep_until, Instant};
 
 use super::connection::Outbox;
 use super::hub::Hub;
-use super::presence::{self, PresenceBoard, SyncTarget, Update};
+use super::presence::{self, NewState, PresenceBoard, RoomPresenceFull, SyncTarget, Update};
 use super::protocol::{self, FollowGraph};
 use crate::config::RealtimeConfig;
 use crate::domain::{ConnectionId, User, UserId};
@@ -43,7 +43,9 @@ pub enum RoomCommand {
     },
     Presence {
         connection: ConnectionId,
-        state: Value,
+        state: NewState,
+        /// Whether the state was taken (false: the room's presence is full).
+        reply: oneshot::Sender<bool>,
     },
     Sync {
         connection: ConnectionId,
@@ -213,21 +215,33 @@ impl RoomActor {
             RoomCommand::Presence {
                 connection,
                 mut state,
+                reply,
             } => {
                 let Some(member) = self.members.get(&connection) else {
+                    let _ = reply.send(true);
                     return;
                 };
                 let user_id = member.user_id;
-                if let Value::Object(fields) = &mut state {
+                if let Value::Object(fields) = &mut state.state {
                     fields.insert("color".to_owned(), presence::color(user_id).into());
                 }
+                let shown = state.state.clone();
                 let interval = self.config.presence_interval();
-                if self
+                let budget = self.config.max_room_presence_bytes;
+                match self
                     .presence
-                    .update(user_id, state.clone(), Instant::now(), interval)
-                    == Update::SendNow
+                    .update(user_id, state, budget, Instant::now(), interval)
                 {
-                    self.fan_out_presence(user_id, &state);
+                    Ok(Update::SendNow) => {
+                        let _ = reply.send(true);
+                        self.fan_out_presence(user_id, &shown);
+                    }
+                    Ok(Update::Deferred) => {
+                        let _ = reply.send(true);
+                    }
+                    Err(RoomPresenceFull) => {
+                        let _ = reply.send(false);
+                    }
                 }
             }
             RoomCommand::Sync {

@@ -85,11 +85,14 @@ pub trait WebhookStore: Send + Sync {
     ) -> StoreResult<Webhook>;
     async fn delete_webhook(&self, account_id: AccountId, id: &str) -> StoreResult<()>;
     /// Newest first.
+    /// A page of a webhook's deliveries, newest first, of at most `max_bytes` (see
+    /// `page_bytes`).
     async fn list_deliveries(
         &self,
         account_id: AccountId,
         webhook_id: &str,
         page: Page,
+        max_bytes: i64,
     ) -> StoreResult<Listed<Delivery>>;
     /// Queues a delivery of `body` (a test) to one webhook.
     async fn queue_delivery(
@@ -383,6 +386,7 @@ macro_rules! impl_webhook_store {
                 account_id: $crate::domain::AccountId,
                 webhook_id: &str,
                 page: $crate::store::Page,
+                max_bytes: i64,
             ) -> $crate::store::StoreResult<$crate::store::Listed<$crate::domain::webhook::Delivery>> {
                 let owned: i64 = sqlx::Row::try_get(
                     &sqlx::query("SELECT COUNT(*) AS n FROM webhooks WHERE id = $1 AND account_id = $2")
@@ -402,17 +406,29 @@ macro_rules! impl_webhook_store {
                         .await?,
                     "n",
                 )?;
+                use $crate::store::page_bytes;
+                const ORDER: &str = "created_at DESC, id DESC";
+                // A delivery weighs its payload (a session's users can make it large).
                 let sql = format!(
-                    "SELECT {} FROM webhook_deliveries WHERE webhook_id = $1 \
-                     ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
-                    $crate::store::webhooks::DELIVERY_COLUMNS
+                    "{}SELECT {} FROM webhook_deliveries WHERE webhook_id = $1 \
+                     ORDER BY {ORDER} LIMIT $2 OFFSET $3{}$4{}",
+                    page_bytes::start("octet_length(payload) + 400", ORDER),
+                    $crate::store::webhooks::DELIVERY_COLUMNS,
+                    page_bytes::END,
+                    page_bytes::end_order(ORDER),
                 );
-                let rows = sqlx::query(&sql)
+                let mut rows = sqlx::query(&sql)
                     .bind(webhook_id)
                     .bind(page.limit)
                     .bind(page.offset)
+                    .bind(max_bytes)
                     .fetch_all(&self.pool)
                     .await?;
+                let totals = rows
+                    .iter()
+                    .map(|row| sqlx::Row::try_get::<i64, _>(row, "page_bytes"))
+                    .collect::<Result<Vec<_>, _>>()?;
+                rows.truncate(page_bytes::keep_within(totals, max_bytes));
                 let items = rows
                     .iter()
                     .map(|r| webhook_rows::delivery(r))

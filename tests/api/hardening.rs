@@ -19,6 +19,7 @@ both_backends!(
     store_pages_are_bounded_in_bytes,
     listing_a_huge_thread_keeps_memory_bounded,
     users_and_sessions_come_in_pages,
+    a_room_presence_has_a_budget,
 );
 
 async fn two_authorization_headers_are_refused(backend: Backend) {
@@ -607,4 +608,31 @@ async fn users_and_sessions_come_in_pages(backend: Backend) {
     reply.expect(StatusCode::OK);
     assert_eq!(reply.data()["sessions"].as_array().unwrap().len(), 2);
     assert_eq!(reply.data()["sessionsTotal"], 5);
+}
+
+/// The presence a joining socket receives is bounded: the room's states together have a
+/// budget, and an update that would pass it is refused.
+async fn a_room_presence_has_a_budget(backend: Backend) {
+    let app = TestApp::start_with(backend, |c| c.realtime.max_room_presence_bytes = 10_000).await;
+    let account = app.account().await;
+    let (_, users) = room_with_users(&account, &["A", "B", "C"]).await;
+    let (mut a, _) = Socket::join(&app.base, token(&users[0])).await;
+    let (mut b, _) = Socket::join(&app.base, token(&users[1])).await;
+    let state = |n: usize| json!({ "state": { "pad": "x".repeat(n) } });
+    a.request("presence.update", state(6000)).await.unwrap();
+    let error = b.request("presence.update", state(6000)).await.unwrap_err();
+    assert_eq!(error["code"], "PAYLOAD_TOO_LARGE", "{error}");
+    b.request("presence.update", state(3000)).await.unwrap();
+    // A notification (no id) hears of it as an error frame.
+    b.notify("presence.update", state(7000)).await;
+    let frame = b.next_frame().await.unwrap();
+    assert_eq!(frame["type"], "error", "{frame}");
+    assert_eq!(frame["error"]["code"], "PAYLOAD_TOO_LARGE");
+    let (_, joined) = Socket::join(&app.base, token(&users[2])).await;
+    let snapshot = &joined["presence"];
+    assert_eq!(snapshot.as_array().unwrap().len(), 2);
+    assert!(json_bytes(snapshot) <= 10_000 + 1024);
+    // Room freed by a smaller state is room for others.
+    a.request("presence.update", state(10)).await.unwrap();
+    b.request("presence.update", state(6000)).await.unwrap();
 }
