@@ -24,6 +24,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub rate_limit: RateLimitConfig,
     pub limits: LimitsConfig,
+    pub http: HttpConfig,
     pub realtime: RealtimeConfig,
     pub stores: StoresConfig,
     pub comments: CommentsConfig,
@@ -72,6 +73,19 @@ pub struct RateLimitConfig {
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
     pub max_body_bytes: usize,
+}
+
+/// Limits on HTTP requests.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    pub body_read_timeout_ms: u64,
+}
+
+impl HttpConfig {
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_read_timeout_ms)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -209,6 +223,10 @@ impl Config {
         }
         if self.limits.max_body_bytes < 1024 {
             bail!("limits.max_body_bytes must be at least 1024");
+        }
+        let http = &self.http;
+        if http.body_read_timeout_ms == 0 {
+            bail!("http: body_read_timeout_ms must be at least 1");
         }
         let rt = &self.realtime;
         if rt.heartbeat_interval_ms == 0 || rt.heartbeat_timeout_ms <= rt.heartbeat_interval_ms {
@@ -449,6 +467,11 @@ mod tests {
         })
         .unwrap_err();
         assert!(format!("{err:#}").contains("jwt_secret"));
+        let err = Config::from_sources(None, |n| {
+            (n == "COLLABKIT_HTTP_BODY_READ_TIMEOUT_MS").then(|| "0".into())
+        })
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("http:"), "{err:#}");
 
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
