@@ -1,14 +1,12 @@
 //! Builds the shared state and the router, binds the listener first (tests use port 0), and
 //! serves until shut down.
 
-use std::future::IntoFuture as _;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -16,6 +14,7 @@ use crate::auth::signing_secret::{self, SecretSource};
 use crate::auth::{JwtSigner, KeyVerifier, RateLimiter};
 use crate::config::Config;
 use crate::events::EventBus;
+use crate::http::server::{self, ConnectionStats};
 use crate::realtime::{nodes, Hub};
 use crate::store::{self, DynStore, StoreOptions};
 
@@ -31,6 +30,7 @@ struct Shared {
     jwt: JwtSigner,
     bus: EventBus,
     hub: Hub,
+    connections: Arc<ConnectionStats>,
 }
 
 impl AppState {
@@ -60,6 +60,11 @@ impl AppState {
 
     pub fn hub(&self) -> &Hub {
         &self.0.hub
+    }
+
+    /// The HTTP connection loop's counters (open connections, cap reached, accept errors).
+    pub fn connections(&self) -> &ConnectionStats {
+        &self.0.connections
     }
 }
 
@@ -159,6 +164,7 @@ impl App {
             jwt: JwtSigner::new(secret),
             bus,
             hub,
+            connections: Arc::default(),
         }));
         Ok(Self { state, listener })
     }
@@ -192,16 +198,13 @@ impl App {
         )
         .context("building the webhook client")?;
         let deliveries = tokio::spawn(deliveries.run(shutdown.clone(), grace));
-        // Small frames (presence) go out at once instead of waiting for the peer's delayed
-        // ACK; the socket writer batches what is queued, so this costs no extra writes.
-        let listener = self.listener.tap_io(|tcp| {
-            if let Err(error) = tcp.set_nodelay(true) {
-                tracing::debug!(%error, "could not set TCP_NODELAY");
-            }
-        });
-        let server = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .into_future();
+        let server = server::serve(
+            self.listener,
+            router,
+            server::Limits::from_config(config),
+            self.state.0.connections.clone(),
+            shutdown.clone(),
+        );
         // Upgraded sockets are not the HTTP server's any more: close them ourselves, at once,
         // so that their users go offline while the database is still at hand.
         let sockets = async {
@@ -214,13 +217,12 @@ impl App {
             shutdown.cancelled().await;
             tokio::time::sleep(grace).await;
         };
-        let (served, ()) = tokio::join!(
+        tokio::join!(
             async {
                 tokio::select! {
-                    served = server => served.context("serving HTTP"),
+                    () = server => {}
                     () = deadline => {
                         tracing::warn!(?grace, "shutdown grace period over; dropping connections");
-                        Ok(())
                     }
                 }
             },
@@ -229,7 +231,6 @@ impl App {
         heartbeat.abort();
         let _ = deliveries.await;
         nodes::stop(&hub).await;
-        served?;
         tracing::info!("server stopped");
         Ok(())
     }

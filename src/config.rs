@@ -24,6 +24,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub rate_limit: RateLimitConfig,
     pub limits: LimitsConfig,
+    pub http: HttpConfig,
     pub realtime: RealtimeConfig,
     pub stores: StoresConfig,
     pub comments: CommentsConfig,
@@ -73,6 +74,30 @@ pub struct RateLimitConfig {
 pub struct LimitsConfig {
     pub max_body_bytes: usize,
     pub max_page_bytes: usize,
+}
+
+/// Limits on HTTP connections (`http::server`) and requests.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    pub header_read_timeout_ms: u64,
+    pub idle_timeout_ms: u64,
+    pub body_read_timeout_ms: u64,
+    pub max_connections: usize,
+}
+
+impl HttpConfig {
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms)
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
+    }
+
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_read_timeout_ms)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -218,6 +243,14 @@ impl Config {
         }
         if self.limits.max_page_bytes < 4096 {
             bail!("limits.max_page_bytes must be at least 4096");
+        }
+        let http = &self.http;
+        if http.header_read_timeout_ms == 0
+            || http.idle_timeout_ms == 0
+            || http.body_read_timeout_ms == 0
+            || http.max_connections == 0
+        {
+            bail!("http: header_read_timeout_ms, idle_timeout_ms, body_read_timeout_ms and max_connections must be at least 1");
         }
         let rt = &self.realtime;
         if rt.heartbeat_interval_ms == 0 || rt.heartbeat_timeout_ms <= rt.heartbeat_interval_ms {
@@ -471,6 +504,15 @@ mod tests {
         })
         .unwrap_err();
         assert!(format!("{err:#}").contains("jwt_secret"));
+        for name in [
+            "COLLABKIT_HTTP_HEADER_READ_TIMEOUT_MS",
+            "COLLABKIT_HTTP_IDLE_TIMEOUT_MS",
+            "COLLABKIT_HTTP_BODY_READ_TIMEOUT_MS",
+            "COLLABKIT_HTTP_MAX_CONNECTIONS",
+        ] {
+            let err = Config::from_sources(None, |n| (n == name).then(|| "0".into())).unwrap_err();
+            assert!(format!("{err:#}").contains("http:"), "{name}: {err:#}");
+        }
 
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");

@@ -33,6 +33,9 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("unsupported content type")]
     UnsupportedMediaType,
+    /// The body did not arrive whole within `http.body_read_timeout_ms`.
+    #[error("request body timed out")]
+    RequestTimeout,
     #[error("rate limited")]
     RateLimited { retry_after_secs: u64 },
     #[error("service unavailable")]
@@ -126,6 +129,7 @@ impl ApiError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -143,6 +147,7 @@ impl ApiError {
             Self::Conflict(_) => "CONFLICT",
             Self::PayloadTooLarge { .. } => "PAYLOAD_TOO_LARGE",
             Self::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
+            Self::RequestTimeout => "REQUEST_TIMEOUT",
             Self::RateLimited { .. } => "RATE_LIMITED",
             Self::Unavailable => "SERVICE_UNAVAILABLE",
             Self::Internal(_) => "INTERNAL_ERROR",
@@ -164,6 +169,7 @@ impl ApiError {
                 format!("Request body is larger than {limit} bytes").into()
             }
             Self::UnsupportedMediaType => "Content-Type must be application/json".into(),
+            Self::RequestTimeout => "The request body did not arrive in time".into(),
             Self::RateLimited { retry_after_secs } => {
                 format!("Too many requests; retry after {retry_after_secs} s").into()
             }
@@ -220,10 +226,20 @@ impl IntoResponse for ApiError {
             field,
         });
         let mut response = (status, parts).into_response();
-        if let Self::RateLimited { retry_after_secs } = self {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        match self {
+            Self::RateLimited { retry_after_secs } => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            }
+            // The rest of the body may still be on its way: the connection cannot be reused,
+            // and this tells both the client and hyper to close it after the answer.
+            Self::RequestTimeout => {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            _ => {}
         }
         response
     }

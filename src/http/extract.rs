@@ -37,7 +37,8 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
             }
         }
         let limit = state.config().limits.max_body_bytes;
-        let bytes = read_limited(request.into_body(), limit).await?;
+        let timeout = state.config().http.body_read_timeout();
+        let bytes = read_limited(request.into_body(), limit, timeout).await?;
         parse_json_object(&bytes).map(JsonBody)
     }
 }
@@ -48,8 +49,10 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
 const OVERSIZED_DRAIN_BYTES: usize = 8 * 1024 * 1024;
 const OVERSIZED_DRAIN_TIME: Duration = Duration::from_secs(5);
 
-/// The body, if it is at most `limit` bytes.
-async fn read_limited(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
+/// The body, if it is at most `limit` bytes and arrives whole within `timeout`. The deadline
+/// covers the whole body, not each read: a client trickling a byte at a time must not hold
+/// the request (and its connection) open for ever.
+async fn read_limited(body: Body, limit: usize, timeout: Duration) -> Result<Vec<u8>, ApiError> {
     let declared = body
         .size_hint()
         .exact()
@@ -60,7 +63,11 @@ async fn read_limited(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
     }
     let mut stream = body.into_data_stream();
     let mut bytes = Vec::with_capacity(declared.unwrap_or(0).min(limit));
-    while let Some(chunk) = stream.next().await {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while let Some(chunk) = tokio::time::timeout_at(deadline, stream.next())
+        .await
+        .map_err(|_| ApiError::RequestTimeout)?
+    {
         let chunk =
             chunk.map_err(|_| ApiError::BadRequest("The request body could not be read".into()))?;
         if bytes.len() + chunk.len() > limit {

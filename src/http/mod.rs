@@ -7,6 +7,7 @@ pub mod extract;
 pub mod health;
 pub mod middleware;
 pub mod rooms;
+pub mod server;
 pub mod stores;
 pub mod users;
 pub mod validation;

@@ -6,6 +6,7 @@ mod socket;
 mod auth;
 mod cli;
 mod comments;
+mod connections;
 mod hardening;
 mod keys;
 mod presence;
