@@ -3,7 +3,7 @@
 
 use std::future::IntoFuture as _;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::signing_secret::{self, SecretSource};
 use crate::auth::{JwtSigner, KeyVerifier, RateLimiter};
 use crate::config::Config;
+use crate::data_dir;
 use crate::events::EventBus;
 use crate::realtime::{nodes, Hub};
 use crate::store::{self, DynStore, StoreOptions};
@@ -66,9 +67,13 @@ impl AppState {
 /// Opens the configured database (running its migrations).
 pub async fn open_store(config: &Config) -> anyhow::Result<DynStore> {
     let url = config.database_url();
-    if let Some(parent) = sqlite_parent_dir(&url) {
-        std::fs::create_dir_all(&parent)
-            .with_context(|| format!("creating the directory {}", parent.display()))?;
+    if let Some(file) = sqlite_file(&url) {
+        if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
+            data_dir::create(parent)?;
+        }
+        // Before SQLite opens it: SQLite would create it 0644 under the usual umask, and it
+        // gives its -wal and -shm files the mode of the database file.
+        data_dir::ensure_private_file(&file)?;
     }
     let options = StoreOptions {
         max_connections: config.database.max_connections,
@@ -79,19 +84,19 @@ pub async fn open_store(config: &Config) -> anyhow::Result<DynStore> {
         .with_context(|| format!("opening the database ({})", redact_url(&url)))
 }
 
-/// The directory a `sqlite:` URL's file lives in, if it names a file.
-fn sqlite_parent_dir(url: &str) -> Option<std::path::PathBuf> {
-    let path = url
+/// The database file a `sqlite:` URL names, unless the database is in memory or read-only.
+fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))?;
-    let path = path.split('?').next().unwrap_or("");
-    if path.is_empty() || path == ":memory:" {
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let not_a_file = query
+        .split('&')
+        .any(|param| param == "mode=memory" || param == "mode=ro");
+    if path.is_empty() || path == ":memory:" || not_a_file {
         return None;
     }
-    Path::new(path)
-        .parent()
-        .map(Path::to_path_buf)
-        .filter(|p| !p.as_os_str().is_empty())
+    Some(PathBuf::from(path))
 }
 
 /// The URL without its password, for messages.
@@ -117,6 +122,10 @@ pub struct App {
 impl App {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let store = open_store(&config).await?;
+        data_dir::warn_if_exposed(&config.data_dir);
+        if let Some(file) = sqlite_file(&config.database_url()) {
+            data_dir::warn_if_exposed(&file);
+        }
         let (secret, source) =
             signing_secret::load_or_generate(&config.jwt_secret, &config.data_dir)
                 .context("loading the JWT signing secret")?;
@@ -240,18 +249,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn finds_sqlite_directories() {
+    fn finds_sqlite_files() {
         assert_eq!(
-            sqlite_parent_dir("sqlite://./data/x.db"),
-            Some("./data".into())
+            sqlite_file("sqlite://./data/x.db"),
+            Some("./data/x.db".into())
         );
         assert_eq!(
-            sqlite_parent_dir("sqlite:/tmp/a/b.db?mode=rwc"),
-            Some("/tmp/a".into())
+            sqlite_file("sqlite:/tmp/a/b.db?mode=rwc"),
+            Some("/tmp/a/b.db".into())
         );
-        assert_eq!(sqlite_parent_dir("sqlite::memory:"), None);
-        assert_eq!(sqlite_parent_dir("sqlite:x.db"), None);
-        assert_eq!(sqlite_parent_dir("postgres://h/db"), None);
+        assert_eq!(sqlite_file("sqlite:x.db"), Some("x.db".into()));
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("sqlite:x.db?mode=ro"), None);
+        assert_eq!(sqlite_file("sqlite:x.db?cache=shared&mode=memory"), None);
+        assert_eq!(sqlite_file("postgres://h/db"), None);
     }
 
     #[test]

@@ -8,6 +8,8 @@ pub mod auth;
 pub mod cli;
 /// Configuration from defaults, a file and the environment.
 pub mod config;
+/// The data directory: private permissions, generated key files.
+pub mod data_dir;
 /// Plain types: ids, timestamps, accounts, rooms, users.
 pub mod domain;
 /// `ApiError` and its mapping to the documented envelope.

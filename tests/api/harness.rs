@@ -61,13 +61,13 @@ impl TestDatabase {
     pub fn share(&self) -> Self {
         Self {
             url: self.url.clone(),
-            dir: tempfile::tempdir().expect("a temporary directory"),
+            dir: private_tempdir(),
             schema: None,
         }
     }
 
     pub async fn new(backend: Backend) -> Self {
-        let dir = tempfile::tempdir().expect("a temporary directory");
+        let dir = private_tempdir();
         match backend {
             Backend::Sqlite => {
                 let url = format!("sqlite://{}", dir.path().join("collabkit.db").display());
@@ -103,6 +103,14 @@ impl TestDatabase {
             }
         }
     }
+}
+
+/// A data directory as a careful operator makes one: 0700 (the server warns of a wider one).
+fn private_tempdir() -> TempDir {
+    let mut builder = tempfile::Builder::new();
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700));
+    builder.tempdir().expect("a temporary directory")
 }
 
 /// Schemas of test runs that died before dropping them (named `t_<created secs>_...`).

@@ -12,6 +12,7 @@ mod realtime;
 mod receiver;
 mod robustness;
 mod rooms;
+mod secrets;
 mod stores;
 mod users;
 mod webhooks;
