@@ -5,6 +5,7 @@ pub mod comments;
 pub mod entries;
 mod migrations;
 pub mod postgres;
+pub mod sealing;
 mod sql;
 pub mod sqlite;
 pub mod webhooks;
