@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{anyhow, Context};
 use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -18,7 +18,12 @@ use crate::config::Config;
 use crate::data_dir;
 use crate::events::EventBus;
 use crate::realtime::{nodes, Hub};
+use crate::store::sealing::{Sealer, SecretsKey};
+use crate::store::webhooks::{reseal_all, Reseal};
 use crate::store::{self, DynStore, StoreOptions};
+
+/// Where a generated secrets key is kept, in the data directory (like `jwt-secret`).
+const SECRETS_KEY_FILE: &str = "secrets-key";
 
 /// What every handler may use. Cheap to clone.
 #[derive(Clone)]
@@ -64,8 +69,10 @@ impl AppState {
     }
 }
 
-/// Opens the configured database (running its migrations).
+/// Opens the configured database (running its migrations), with the secrets key configured or
+/// kept in the data directory (generated there if there is none).
 pub async fn open_store(config: &Config) -> anyhow::Result<DynStore> {
+    let sealer = load_sealer(config)?;
     let url = config.database_url();
     if let Some(file) = sqlite_file(&url) {
         if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -79,9 +86,57 @@ pub async fn open_store(config: &Config) -> anyhow::Result<DynStore> {
         max_connections: config.database.max_connections,
         acquire_timeout: Duration::from_millis(config.database.acquire_timeout_ms),
     };
-    store::connect(&url, &options)
+    store::connect(&url, &options, sealer)
         .await
         .with_context(|| format!("opening the database ({})", redact_url(&url)))
+}
+
+/// The sealer of stored secrets: the configured key, else the one kept in the data directory,
+/// else a new one written there; `secrets_previous_keys` only open. Logs the key's id, never
+/// the key.
+pub fn load_sealer(config: &Config) -> anyhow::Result<Sealer> {
+    let previous = config
+        .secrets_previous_keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| {
+            SecretsKey::parse(key).map_err(|e| anyhow!("secrets_previous_keys[{i}] {e}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (current, source) = if config.secrets_key.is_empty() {
+        let path = config.data_dir.join(SECRETS_KEY_FILE);
+        let (text, source) =
+            data_dir::load_or_generate(&config.data_dir, SECRETS_KEY_FILE, || {
+                Ok(SecretsKey::generate()?.to_base64())
+            })?;
+        let key = SecretsKey::parse(&text)
+            .map_err(|e| anyhow!("the secrets key in {} {e}", path.display()))?;
+        (key, source)
+    } else {
+        let key = SecretsKey::parse(&config.secrets_key).map_err(|e| anyhow!("secrets_key {e}"))?;
+        (key, SecretSource::Configured)
+    };
+    let key_id = current.id();
+    let previous_ids: Vec<String> = previous.iter().map(SecretsKey::id).collect();
+    match &source {
+        SecretSource::Configured => tracing::info!(
+            key_id, previous_key_ids = ?previous_ids,
+            "sealing stored secrets with the configured secrets_key; every node sharing this \
+             database needs the same key"
+        ),
+        SecretSource::Loaded(path) => tracing::info!(
+            key_id, previous_key_ids = ?previous_ids, path = %path.display(),
+            "sealing stored secrets with the key kept in the data directory; every node sharing \
+             this database needs the same key"
+        ),
+        SecretSource::Generated(path) => tracing::warn!(
+            key_id, path = %path.display(),
+            "no secrets_key configured: generated one and saved it in the data directory; set \
+             COLLABKIT_SECRETS_KEY to the same value on every node of a cluster, and keep it \
+             with the database's backups"
+        ),
+    }
+    Ok(Sealer::new(&current, &previous))
 }
 
 /// The database file a `sqlite:` URL names, unless the database is in memory or read-only.
@@ -125,6 +180,17 @@ impl App {
         data_dir::warn_if_exposed(&config.data_dir);
         if let Some(file) = sqlite_file(&config.database_url()) {
             data_dir::warn_if_exposed(&file);
+        }
+        // Secrets an earlier version wrote in plaintext are sealed now; those sealed with a
+        // previous key are left as they are (other nodes may lack the new key).
+        let sealed = reseal_all(store.as_ref(), Reseal::Plaintext)
+            .await
+            .context("sealing the webhook secrets kept in plaintext")?;
+        if sealed.resealed > 0 {
+            tracing::info!(
+                count = sealed.resealed,
+                "sealed the webhook secrets an earlier version kept in plaintext"
+            );
         }
         let (secret, source) =
             signing_secret::load_or_generate(&config.jwt_secret, &config.data_dir)

@@ -26,7 +26,7 @@ both_backends!(
 );
 
 /// Quick retries and loopback receivers, for tests.
-fn fast(config: &mut Config) {
+pub(crate) fn fast(config: &mut Config) {
     config.webhooks.allow_private_addresses = true;
     config.webhooks.retry_delays_ms = vec![100, 200, 300];
     config.webhooks.poll_interval_ms = 50;
@@ -43,7 +43,12 @@ const ALL_EVENTS: [&str; 7] = [
     "user.deleted",
 ];
 
-async fn register(account: &TestAccount, url: &str, events: &[&str], room: Option<&str>) -> Value {
+pub(crate) async fn register(
+    account: &TestAccount,
+    url: &str,
+    events: &[&str],
+    room: Option<&str>,
+) -> Value {
     let mut body = json!({ "url": url, "events": events });
     if let Some(room) = room {
         body["roomId"] = json!(room);
