@@ -69,10 +69,23 @@ impl AppState {
     }
 }
 
+/// What to do when no secrets key is configured and none is kept in the data directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissingKey {
+    /// Generate one and keep it there, as on a server's first start.
+    Generate,
+    /// Fail: re-sealing with a key invented on the spot would lock the servers out.
+    Refuse,
+}
+
 /// Opens the configured database (running its migrations), with the secrets key configured or
 /// kept in the data directory (generated there if there is none).
 pub async fn open_store(config: &Config) -> anyhow::Result<DynStore> {
-    let sealer = load_sealer(config)?;
+    open_store_with(config, load_sealer(config, MissingKey::Generate)?).await
+}
+
+/// `open_store` with the stored secrets sealed and opened by `sealer`.
+pub async fn open_store_with(config: &Config, sealer: Sealer) -> anyhow::Result<DynStore> {
     let url = config.database_url();
     if let Some(file) = sqlite_file(&url) {
         if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -92,9 +105,9 @@ pub async fn open_store(config: &Config) -> anyhow::Result<DynStore> {
 }
 
 /// The sealer of stored secrets: the configured key, else the one kept in the data directory,
-/// else a new one written there; `secrets_previous_keys` only open. Logs the key's id, never
-/// the key.
-pub fn load_sealer(config: &Config) -> anyhow::Result<Sealer> {
+/// else (as `missing` says) a new one written there; `secrets_previous_keys` only open.
+/// Logs the key's id, never the key.
+pub fn load_sealer(config: &Config, missing: MissingKey) -> anyhow::Result<Sealer> {
     let previous = config
         .secrets_previous_keys
         .iter()
@@ -105,10 +118,23 @@ pub fn load_sealer(config: &Config) -> anyhow::Result<Sealer> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let (current, source) = if config.secrets_key.is_empty() {
         let path = config.data_dir.join(SECRETS_KEY_FILE);
-        let (text, source) =
-            data_dir::load_or_generate(&config.data_dir, SECRETS_KEY_FILE, || {
-                Ok(SecretsKey::generate()?.to_base64())
-            })?;
+        let (text, source) = match missing {
+            MissingKey::Generate => {
+                data_dir::load_or_generate(&config.data_dir, SECRETS_KEY_FILE, || {
+                    Ok(SecretsKey::generate()?.to_base64())
+                })?
+            }
+            MissingKey::Refuse => {
+                let text = data_dir::read(&path)?.with_context(|| {
+                    format!(
+                        "no secrets key: set secrets_key (COLLABKIT_SECRETS_KEY) to the servers' \
+                         key, or run where {} holds it",
+                        path.display()
+                    )
+                })?;
+                (text, SecretSource::Loaded(path.clone()))
+            }
+        };
         let key = SecretsKey::parse(&text)
             .map_err(|e| anyhow!("the secrets key in {} {e}", path.display()))?;
         (key, source)
@@ -182,7 +208,7 @@ impl App {
             data_dir::warn_if_exposed(&file);
         }
         // Secrets an earlier version wrote in plaintext are sealed now; those sealed with a
-        // previous key are left as they are (other nodes may lack the new key).
+        // previous key wait for `collabkit secrets rotate` (other nodes may lack the new key).
         let sealed = reseal_all(store.as_ref(), Reseal::Plaintext)
             .await
             .context("sealing the webhook secrets kept in plaintext")?;

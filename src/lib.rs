@@ -4,7 +4,7 @@
 pub mod app;
 /// API keys, Bearer tokens, user JWTs, rate limits.
 pub mod auth;
-/// The command line: serve, migrate, accounts, keys, healthcheck.
+/// The command line: serve, migrate, accounts, keys, secrets, healthcheck.
 pub mod cli;
 /// Configuration from defaults, a file and the environment.
 pub mod config;

@@ -14,7 +14,7 @@ use crate::domain::{AccountId, EventKind, NodeId, RoomId, Timestamp};
 const RESEAL_BATCH: i64 = 500;
 /// Every secret written before encryption at rest begins so, and no sealed value does: such a
 /// value is still read as the secret (written by an older node during a rolling upgrade, say)
-/// until it is sealed at start-up.
+/// until it is sealed at start-up or by `collabkit secrets rotate`.
 const PLAINTEXT_PREFIX: &str = "whsec_";
 
 #[derive(Debug, Clone)]
@@ -53,6 +53,8 @@ pub struct DueDelivery {
 pub enum Reseal {
     /// Only those still in plaintext (written before encryption at rest): done at start-up.
     Plaintext,
+    /// Every one not sealed with the current key: a key rotation.
+    NotCurrent,
 }
 
 /// What one batch of `reseal_webhook_secrets` did.
@@ -246,6 +248,7 @@ where
     };
     let (operator, pattern) = match which {
         Reseal::Plaintext => ("LIKE", prefix(PLAINTEXT_PREFIX)),
+        Reseal::NotCurrent => ("NOT LIKE", prefix(&sealer.current_prefix())),
     };
     let sql = format!(
         "SELECT id, secret FROM webhooks WHERE id > $1 AND secret {operator} $2 ESCAPE '\\' \

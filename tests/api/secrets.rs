@@ -1,5 +1,6 @@
 //! Secrets at rest: a private data directory and files, webhook secrets sealed in the database
-//! yet signing as before, the upgrade from plaintext, and a key a node does not have.
+//! yet signing as before, the upgrade from plaintext, `collabkit secrets rotate`, and a key
+//! a node does not have.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader};
@@ -26,6 +27,7 @@ both_backends!(
     the_data_directory_and_its_files_are_private,
     webhook_secrets_are_sealed_in_the_database_and_still_sign,
     plaintext_secrets_of_an_earlier_version_are_sealed_at_start_up,
+    secrets_rotate_reseals_everything_with_the_new_key,
     a_secret_sealed_with_an_unknown_key_fails_its_delivery_visibly,
 );
 
@@ -225,6 +227,86 @@ async fn plaintext_secrets_of_an_earlier_version_are_sealed_at_start_up(backend:
     }
 }
 
+/// `collabkit secrets rotate` on the test database, with these secrets keys.
+fn rotate(db: &TestDatabase, current: &str, previous: &str) -> std::process::Output {
+    collabkit(db)
+        .args(["secrets", "rotate"])
+        .env("COLLABKIT_SECRETS_KEY", current)
+        .env("COLLABKIT_SECRETS_PREVIOUS_KEYS", previous)
+        .output()
+        .expect("collabkit runs")
+}
+
+/// The documented procedure, on a running node: new key with the old one kept for reading,
+/// restart, `secrets rotate`, old key removed, restart.
+async fn secrets_rotate_reseals_everything_with_the_new_key(backend: Backend) {
+    let app = TestApp::start_with(backend, fast).await;
+    let receivers = [Receiver::start().await, Receiver::start().await];
+    let account = app.account().await;
+    let mut secrets = Vec::new();
+    for receiver in &receivers {
+        let webhook = register(&account, &receiver.url(), &["user.created"], None).await;
+        secrets.push((
+            webhook["id"].as_str().unwrap().to_owned(),
+            webhook["secret"].as_str().unwrap().to_owned(),
+        ));
+    }
+    // One written by a node of an earlier version meanwhile.
+    store_in_plaintext(&app.db.url, &secrets[1].0, &secrets[1].1).await;
+
+    let mut config = app.config.clone();
+    config.secrets_key = NEW_KEY.to_owned();
+    config.secrets_previous_keys = vec![TEST_SECRETS_KEY.to_owned()];
+    let app = TestApp::start_on(app.stop().await, config.clone()).await;
+    let stored = stored_secrets(&app.db.url).await;
+    assert_sealed(&stored[&secrets[0].0], &secrets[0].1, TEST_SECRETS_KEY);
+    assert_sealed(&stored[&secrets[1].0], &secrets[1].1, NEW_KEY);
+
+    let output = rotate(&app.db, NEW_KEY, TEST_SECRETS_KEY);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        format!("re-sealed 1 webhook secrets with key {}", key_id(NEW_KEY))
+    );
+    let stored = stored_secrets(&app.db.url).await;
+    for (id, secret) in &secrets {
+        assert_sealed(&stored[id], secret, NEW_KEY);
+    }
+    // Idempotent.
+    let output = rotate(&app.db, NEW_KEY, TEST_SECRETS_KEY);
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).starts_with("re-sealed 0 "));
+    assert_eq!(stored_secrets(&app.db.url).await, stored);
+
+    // The old key gone, deliveries are signed with the same secrets as before.
+    config.secrets_previous_keys.clear();
+    let app = TestApp::start_on(app.stop().await, config).await;
+    let account = TestAccount::rebase(&account, &app);
+    let room = account.room("rotated").await;
+    account.user(room["id"].as_str().unwrap(), "Alice").await;
+    for (receiver, (_, secret)) in receivers.iter().zip(&secrets) {
+        assert_signed_with(receiver, secret).await;
+    }
+
+    // A key of the wrong length is a configuration error that names the key, not its value.
+    let short = "c2hvcnQ=";
+    let output = rotate(&app.db, short, "");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("secrets_key must be 32 bytes") && !stderr.contains(short));
+    // Without a configured or kept key the command refuses to make one up.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let output = collabkit(&app.db)
+        .args(["secrets", "rotate"])
+        .env("COLLABKIT_DATA_DIR", elsewhere.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no secrets key"));
+    assert!(!elsewhere.path().join("secrets-key").exists());
+}
+
 /// `collabkit serve` with JSON logs collected from stderr.
 struct LoggedServer {
     child: Child,
@@ -376,4 +458,15 @@ async fn a_secret_sealed_with_an_unknown_key_fails_its_delivery_visibly(backend:
         sealed,
         "left as it was by the node without its key"
     );
+
+    // `secrets rotate` without the key that sealed it fails, naming both, and changes nothing.
+    let output = rotate(&db, NEW_KEY, "");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&id) && stderr.contains(&old_key_id),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(&secret[6..]));
+    assert_eq!(stored_secrets(&db.url).await[&id], sealed);
 }
