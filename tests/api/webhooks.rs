@@ -680,7 +680,13 @@ async fn the_address_guard_refuses_private_targets(backend: Backend) {
 }
 
 async fn two_nodes_deliver_each_event_once(backend: Backend) {
-    let first = TestApp::start_with(backend, fast).await;
+    let first = TestApp::start_with(backend, |c| {
+        fast(c);
+        // The 5 failures must go to 5 first attempts: a retry due sooner than the 20 events
+        // are all sent (slow on a busy machine) would meet a second failure.
+        c.webhooks.retry_delays_ms = vec![1000; 3];
+    })
+    .await;
     let mut config = first.config.clone();
     config.data_dir = tempfile::tempdir().unwrap().keep();
     let second = TestApp::start_on(first.db.share(), config).await;
