@@ -20,7 +20,7 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin collabkit \
-    && mkdir -p /data && chown collabkit:collabkit /data
+    && mkdir -p /data && chown collabkit:collabkit /data && chmod 0700 /data
 COPY --from=build /src/target/release/collabkit /usr/local/bin/collabkit
 USER collabkit
 WORKDIR /data

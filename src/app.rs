@@ -2,21 +2,27 @@
 //! serves until shut down.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{anyhow, Context};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::signing_secret::{self, SecretSource};
 use crate::auth::{JwtSigner, KeyVerifier, RateLimiter};
 use crate::config::Config;
+use crate::data_dir;
 use crate::events::EventBus;
 use crate::http::server::{self, ConnectionStats};
 use crate::realtime::{nodes, Hub};
+use crate::store::sealing::{Sealer, SecretsKey};
+use crate::store::webhooks::{reseal_all, Reseal};
 use crate::store::{self, DynStore, StoreOptions};
+
+/// Where a generated secrets key is kept, in the data directory (like `jwt-secret`).
+const SECRETS_KEY_FILE: &str = "secrets-key";
 
 /// What every handler may use. Cheap to clone.
 #[derive(Clone)]
@@ -68,35 +74,115 @@ impl AppState {
     }
 }
 
-/// Opens the configured database (running its migrations).
+/// What to do when no secrets key is configured and none is kept in the data directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissingKey {
+    /// Generate one and keep it there, as on a server's first start.
+    Generate,
+    /// Fail: re-sealing with a key invented on the spot would lock the servers out.
+    Refuse,
+}
+
+/// Opens the configured database (running its migrations), with the secrets key configured or
+/// kept in the data directory (generated there if there is none).
 pub async fn open_store(config: &Config) -> anyhow::Result<DynStore> {
+    open_store_with(config, load_sealer(config, MissingKey::Generate)?).await
+}
+
+/// `open_store` with the stored secrets sealed and opened by `sealer`.
+pub async fn open_store_with(config: &Config, sealer: Sealer) -> anyhow::Result<DynStore> {
     let url = config.database_url();
-    if let Some(parent) = sqlite_parent_dir(&url) {
-        std::fs::create_dir_all(&parent)
-            .with_context(|| format!("creating the directory {}", parent.display()))?;
+    if let Some(file) = sqlite_file(&url) {
+        if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
+            data_dir::create(parent)?;
+        }
+        // Before SQLite opens it: SQLite would create it 0644 under the usual umask, and it
+        // gives its -wal and -shm files the mode of the database file.
+        data_dir::ensure_private_file(&file)?;
     }
     let options = StoreOptions {
         max_connections: config.database.max_connections,
         acquire_timeout: Duration::from_millis(config.database.acquire_timeout_ms),
     };
-    store::connect(&url, &options)
+    store::connect(&url, &options, sealer)
         .await
         .with_context(|| format!("opening the database ({})", redact_url(&url)))
 }
 
-/// The directory a `sqlite:` URL's file lives in, if it names a file.
-fn sqlite_parent_dir(url: &str) -> Option<std::path::PathBuf> {
-    let path = url
+/// The sealer of stored secrets: the configured key, else the one kept in the data directory,
+/// else (as `missing` says) a new one written there; `secrets_previous_keys` only open.
+/// Logs the key's id, never the key.
+pub fn load_sealer(config: &Config, missing: MissingKey) -> anyhow::Result<Sealer> {
+    let previous = config
+        .secrets_previous_keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| {
+            SecretsKey::parse(key).map_err(|e| anyhow!("secrets_previous_keys[{i}] {e}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (current, source) = if config.secrets_key.is_empty() {
+        let path = config.data_dir.join(SECRETS_KEY_FILE);
+        let (text, source) = match missing {
+            MissingKey::Generate => {
+                data_dir::load_or_generate(&config.data_dir, SECRETS_KEY_FILE, || {
+                    Ok(SecretsKey::generate()?.to_base64())
+                })?
+            }
+            MissingKey::Refuse => {
+                let text = data_dir::read(&path)?.with_context(|| {
+                    format!(
+                        "no secrets key: set secrets_key (COLLABKIT_SECRETS_KEY) to the servers' \
+                         key, or run where {} holds it",
+                        path.display()
+                    )
+                })?;
+                (text, SecretSource::Loaded(path.clone()))
+            }
+        };
+        let key = SecretsKey::parse(&text)
+            .map_err(|e| anyhow!("the secrets key in {} {e}", path.display()))?;
+        (key, source)
+    } else {
+        let key = SecretsKey::parse(&config.secrets_key).map_err(|e| anyhow!("secrets_key {e}"))?;
+        (key, SecretSource::Configured)
+    };
+    let key_id = current.id();
+    let previous_ids: Vec<String> = previous.iter().map(SecretsKey::id).collect();
+    match &source {
+        SecretSource::Configured => tracing::info!(
+            key_id, previous_key_ids = ?previous_ids,
+            "sealing stored secrets with the configured secrets_key; every node sharing this \
+             database needs the same key"
+        ),
+        SecretSource::Loaded(path) => tracing::info!(
+            key_id, previous_key_ids = ?previous_ids, path = %path.display(),
+            "sealing stored secrets with the key kept in the data directory; every node sharing \
+             this database needs the same key"
+        ),
+        SecretSource::Generated(path) => tracing::warn!(
+            key_id, path = %path.display(),
+            "no secrets_key configured: generated one and saved it in the data directory; set \
+             COLLABKIT_SECRETS_KEY to the same value on every node of a cluster, and keep it \
+             with the database's backups"
+        ),
+    }
+    Ok(Sealer::new(&current, &previous))
+}
+
+/// The database file a `sqlite:` URL names, unless the database is in memory or read-only.
+fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))?;
-    let path = path.split('?').next().unwrap_or("");
-    if path.is_empty() || path == ":memory:" {
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let not_a_file = query
+        .split('&')
+        .any(|param| param == "mode=memory" || param == "mode=ro");
+    if path.is_empty() || path == ":memory:" || not_a_file {
         return None;
     }
-    Path::new(path)
-        .parent()
-        .map(Path::to_path_buf)
-        .filter(|p| !p.as_os_str().is_empty())
+    Some(PathBuf::from(path))
 }
 
 /// The URL without its password, for messages.
@@ -122,6 +208,21 @@ pub struct App {
 impl App {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let store = open_store(&config).await?;
+        data_dir::warn_if_exposed(&config.data_dir);
+        if let Some(file) = sqlite_file(&config.database_url()) {
+            data_dir::warn_if_exposed(&file);
+        }
+        // Secrets an earlier version wrote in plaintext are sealed now; those sealed with a
+        // previous key wait for `collabkit secrets rotate` (other nodes may lack the new key).
+        let sealed = reseal_all(store.as_ref(), Reseal::Plaintext)
+            .await
+            .context("sealing the webhook secrets kept in plaintext")?;
+        if sealed.resealed > 0 {
+            tracing::info!(
+                count = sealed.resealed,
+                "sealed the webhook secrets an earlier version kept in plaintext"
+            );
+        }
         let (secret, source) =
             signing_secret::load_or_generate(&config.jwt_secret, &config.data_dir)
                 .context("loading the JWT signing secret")?;
@@ -241,18 +342,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn finds_sqlite_directories() {
+    fn finds_sqlite_files() {
         assert_eq!(
-            sqlite_parent_dir("sqlite://./data/x.db"),
-            Some("./data".into())
+            sqlite_file("sqlite://./data/x.db"),
+            Some("./data/x.db".into())
         );
         assert_eq!(
-            sqlite_parent_dir("sqlite:/tmp/a/b.db?mode=rwc"),
-            Some("/tmp/a".into())
+            sqlite_file("sqlite:/tmp/a/b.db?mode=rwc"),
+            Some("/tmp/a/b.db".into())
         );
-        assert_eq!(sqlite_parent_dir("sqlite::memory:"), None);
-        assert_eq!(sqlite_parent_dir("sqlite:x.db"), None);
-        assert_eq!(sqlite_parent_dir("postgres://h/db"), None);
+        assert_eq!(sqlite_file("sqlite:x.db"), Some("x.db".into()));
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("sqlite:x.db?mode=ro"), None);
+        assert_eq!(sqlite_file("sqlite:x.db?cache=shared&mode=memory"), None);
+        assert_eq!(sqlite_file("postgres://h/db"), None);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The command line: `serve` (the default), `migrate`, `accounts`, `keys` and `healthcheck`.
+//! The command line: `serve` (the default), `migrate`, `accounts`, `keys`, `secrets` and
+//! `healthcheck`.
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
@@ -10,10 +11,11 @@ use clap::{Parser, Subcommand};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{open_store, App};
+use crate::app::{load_sealer, open_store, open_store_with, App, MissingKey};
 use crate::auth::GeneratedKey;
 use crate::config::Config;
 use crate::domain::{Account, AccountId, ApiKeyId, Timestamp};
+use crate::store::webhooks::{reseal_all, Reseal};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -41,6 +43,9 @@ pub enum Command {
     /// Manage an account's API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage the encryption of stored secrets.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
     /// Exit 0 if the local server answers GET /healthz (for container health checks).
     Healthcheck {
         /// Address to probe; default: the configured bind address on loopback.
@@ -87,6 +92,13 @@ pub enum KeysCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Re-seal every stored secret with secrets_key, opening each with it or any of
+    /// secrets_previous_keys (after a key change; see docs/operations.md). Idempotent.
+    Rotate,
+}
+
 impl Cli {
     /// The config file from `--config`, else from COLLABKIT_CONFIG.
     pub fn config_file(&self) -> Option<PathBuf> {
@@ -108,6 +120,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             create_account(&config, name, json).await
         }
         Command::Keys(command) => keys(&config, command).await,
+        Command::Secrets(SecretsCommand::Rotate) => rotate_secrets(&config).await,
         Command::Healthcheck { addr } => healthcheck(&config, addr),
     }
 }
@@ -251,6 +264,33 @@ async fn keys(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("revoking the key: {e}"))?;
             writeln!(out, "revoked {} ({})", key.id, key.prefix)?;
         }
+    }
+    Ok(())
+}
+
+/// Re-seals every stored secret not sealed with the current key. Never with a key made up
+/// here: without a configured or kept key it fails.
+async fn rotate_secrets(config: &Config) -> anyhow::Result<()> {
+    let sealer = load_sealer(config, MissingKey::Refuse)?;
+    let key_id = sealer.current_key_id().to_owned();
+    let store = open_store_with(config, sealer).await?;
+    let done = reseal_all(store.as_ref(), Reseal::NotCurrent)
+        .await
+        .context("re-sealing the webhook secrets")?;
+    writeln!(
+        std::io::stdout().lock(),
+        "re-sealed {} webhook secrets with key {key_id}",
+        done.resealed
+    )?;
+    for (webhook, error) in &done.unreadable {
+        tracing::error!(webhook = %webhook, %error, "webhook secret left as it was");
+    }
+    if !done.unreadable.is_empty() {
+        bail!(
+            "{} webhook secrets could not be opened with any configured key; add the key that \
+             sealed them to secrets_previous_keys and run this again",
+            done.unreadable.len()
+        );
     }
     Ok(())
 }

@@ -5,9 +5,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::{anyhow, bail, Context};
 use serde::Deserialize;
 use toml::{Table, Value};
+
+use crate::store::sealing::SecretsKey;
 
 /// The defaults, compiled in so that the binary runs from any directory.
 pub const DEFAULTS: &str = include_str!("../config/default.toml");
@@ -19,6 +21,10 @@ pub struct Config {
     pub bind: String,
     pub data_dir: PathBuf,
     pub jwt_secret: String,
+    /// 32 bytes in base64; empty: the key kept in (or generated into) the data directory.
+    pub secrets_key: String,
+    /// Keys that only open stored secrets: those sealed before a rotation.
+    pub secrets_previous_keys: Vec<String>,
     pub database: DatabaseConfig,
     pub log: LogConfig,
     pub auth: AuthConfig,
@@ -305,6 +311,13 @@ impl Config {
                 crate::auth::signing_secret::MIN_SECRET_BYTES
             );
         }
+        // The error names the key and says what is wrong, never what was given.
+        if !self.secrets_key.is_empty() {
+            SecretsKey::parse(&self.secrets_key).map_err(|e| anyhow!("secrets_key {e}"))?;
+        }
+        for (i, key) in self.secrets_previous_keys.iter().enumerate() {
+            SecretsKey::parse(key).map_err(|e| anyhow!("secrets_previous_keys[{i}] {e}"))?;
+        }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .with_context(|| format!("log.level {:?} is not a valid filter", self.log.level))?;
         Ok(())
@@ -389,7 +402,15 @@ fn apply_env(
                     .parse()
                     .with_context(|| format!("{name}={text:?} is not a number"))?,
             ),
-            // Lists of numbers: comma-separated (`5000,30000`).
+            // Lists, comma-separated: of numbers where the list replaced holds numbers
+            // (`5000,30000`), else of strings (keys in base64, which has no comma).
+            Value::Array(items) if !items.first().is_some_and(Value::is_integer) => Value::Array(
+                text.split(',')
+                    .map(str::trim)
+                    .filter(|item| !item.is_empty())
+                    .map(|item| Value::String(item.to_owned()))
+                    .collect(),
+            ),
             Value::Array(_) => Value::Array(
                 text.split(',')
                     .filter(|item| !item.trim().is_empty())
@@ -479,6 +500,11 @@ mod tests {
             ("COLLABKIT_RATE_LIMIT_PER_SECOND", "9"),
             ("COLLABKIT_WEBHOOKS_RETRY_DELAYS_MS", "10, 20,30"),
             ("COLLABKIT_DATABASE_URL", "postgres://x@127.0.0.1/db"),
+            (
+                "COLLABKIT_SECRETS_PREVIOUS_KEYS",
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=, \
+                 AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=",
+            ),
         ]
         .into();
         let config =
@@ -487,6 +513,8 @@ mod tests {
         assert_eq!(config.rate_limit.per_second, 9);
         assert_eq!(config.database_url(), "postgres://x@127.0.0.1/db");
         assert_eq!(config.webhooks.retry_delays_ms, [10, 20, 30]);
+        assert_eq!(config.secrets_previous_keys.len(), 2);
+        assert!(config.secrets_previous_keys[1].starts_with("AQID"));
     }
 
     #[test]
@@ -513,6 +541,24 @@ mod tests {
             let err = Config::from_sources(None, |n| (n == name).then(|| "0".into())).unwrap_err();
             assert!(format!("{err:#}").contains("http:"), "{name}: {err:#}");
         }
+        // A secrets key of the wrong length: named, and not echoed.
+        let short = "c2hvcnQta2V5LXNob3J0LWtleQ==";
+        let err = Config::from_sources(None, |n| {
+            (n == "COLLABKIT_SECRETS_KEY").then(|| short.into())
+        })
+        .unwrap_err();
+        let message = format!("{err:#}");
+        assert!(
+            message.contains("secrets_key must be 32 bytes"),
+            "{message}"
+        );
+        assert!(!message.contains(short), "{message}");
+        let good = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+        let err = Config::from_sources(None, |n| {
+            (n == "COLLABKIT_SECRETS_PREVIOUS_KEYS").then(|| format!("{good},not base64"))
+        })
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("secrets_previous_keys[1]"));
 
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");

@@ -4,10 +4,12 @@
 pub mod app;
 /// API keys, Bearer tokens, user JWTs, rate limits.
 pub mod auth;
-/// The command line: serve, migrate, accounts, keys, healthcheck.
+/// The command line: serve, migrate, accounts, keys, secrets, healthcheck.
 pub mod cli;
 /// Configuration from defaults, a file and the environment.
 pub mod config;
+/// The data directory: private permissions, generated key files.
+pub mod data_dir;
 /// Plain types: ids, timestamps, accounts, rooms, users.
 pub mod domain;
 /// `ApiError` and its mapping to the documented envelope.

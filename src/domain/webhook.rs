@@ -8,14 +8,15 @@ use super::event::EventPayload;
 use super::{AccountId, EventKind, RoomId, Timestamp};
 
 /// A webhook registration. Serializes as the documented `WebhookRegistration` without its
-/// secret; `with_secret()` includes it (creation and rotation only).
+/// secret; `with_secret()` adds it (creation and rotation only). The secret itself is not a
+/// field: it is sealed at rest and only opened to sign deliveries, so a registration read back
+/// (and its `Debug`) never carries it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Webhook {
     /// `wh_` followed by 32 hex digits.
     pub id: String,
     pub account_id: AccountId,
     pub url: String,
-    pub secret: String,
     pub events: Vec<EventKind>,
     pub room_id: Option<RoomId>,
     pub enabled: bool,
@@ -33,20 +34,24 @@ impl Webhook {
         self.enabled && self.events.contains(&kind) && self.room_id.is_none_or(|r| r == room)
     }
 
-    pub fn with_secret(&self) -> WithSecret<'_> {
-        WithSecret(self)
+    /// This registration shown with `secret`, the one just created or rotated.
+    pub fn with_secret<'a>(&'a self, secret: &'a str) -> WithSecret<'a> {
+        WithSecret {
+            webhook: self,
+            secret,
+        }
     }
 
     fn serialize_fields<S: SerializeStruct>(
         &self,
         out: &mut S,
-        secret: bool,
+        secret: Option<&str>,
     ) -> Result<(), S::Error> {
         out.serialize_field("id", &self.id)?;
         out.serialize_field("organization_id", &self.account_id)?;
         out.serialize_field("url", &self.url)?;
-        if secret {
-            out.serialize_field("secret", &self.secret)?;
+        if let Some(secret) = secret {
+            out.serialize_field("secret", secret)?;
         }
         let events: Vec<&str> = self.events.iter().map(|e| e.name()).collect();
         out.serialize_field("events", &events)?;
@@ -60,18 +65,21 @@ impl Webhook {
 impl Serialize for Webhook {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut out = serializer.serialize_struct("WebhookRegistration", 8)?;
-        self.serialize_fields(&mut out, false)?;
+        self.serialize_fields(&mut out, None)?;
         out.end()
     }
 }
 
 /// A webhook shown with its secret.
-pub struct WithSecret<'a>(&'a Webhook);
+pub struct WithSecret<'a> {
+    webhook: &'a Webhook,
+    secret: &'a str,
+}
 
 impl Serialize for WithSecret<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut out = serializer.serialize_struct("WebhookRegistration", 9)?;
-        self.0.serialize_fields(&mut out, true)?;
+        self.webhook.serialize_fields(&mut out, Some(self.secret))?;
         out.end()
     }
 }
@@ -212,7 +220,6 @@ mod tests {
             id: Webhook::new_id(),
             account_id: AccountId::new(),
             url: "https://example.com/hook".into(),
-            secret: "whsec_x".into(),
             events: vec![EventKind::UserCreated],
             room_id: None,
             enabled: true,
@@ -223,7 +230,7 @@ mod tests {
         assert!(plain.get("secret").is_none());
         assert_eq!(plain["events"], json!(["user.created"]));
         assert_eq!(plain["organization_id"], json!(hook.account_id));
-        let shown = serde_json::to_value(hook.with_secret()).unwrap();
+        let shown = serde_json::to_value(hook.with_secret("whsec_x")).unwrap();
         assert_eq!(shown["secret"], "whsec_x");
         assert!(hook.wants(EventKind::UserCreated, RoomId::new()));
         assert!(!hook.wants(EventKind::UserDeleted, RoomId::new()));

@@ -114,10 +114,10 @@ async fn create_webhook(
         created_at: Timestamp::now(),
     };
     let limit = state.config().webhooks.max_webhooks_per_account;
-    let webhook = state.store().create_webhook(&webhook, limit).await?;
+    let created = state.store().create_webhook(&webhook, limit).await?;
     Ok(Reply::created(
         "Webhook created",
-        json!({ "webhook": webhook.with_secret() }),
+        json!({ "webhook": created.with_secret(&webhook.secret) }),
     ))
 }
 
@@ -287,6 +287,6 @@ async fn rotate_secret(
         .store()
         .set_webhook_secret(auth.account_id, path.text("id"), &secret)
         .await?;
-    let data: Value = json!({ "webhook": webhook.with_secret() });
+    let data: Value = json!({ "webhook": webhook.with_secret(&secret) });
     Ok(Reply::ok("Secret rotated", data))
 }

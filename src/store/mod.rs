@@ -5,6 +5,7 @@ pub mod comments;
 pub mod entries;
 mod migrations;
 pub mod postgres;
+pub mod sealing;
 mod sql;
 pub mod sqlite;
 pub mod webhooks;
@@ -41,6 +42,9 @@ pub enum StoreError {
     /// A value over a size limit, in bytes.
     #[error("larger than {limit} bytes")]
     TooLarge { limit: usize },
+    /// A secret could not be sealed or opened (a key missing, a value altered).
+    #[error("stored secret: {0}")]
+    Sealing(#[from] sealing::SealError),
 }
 
 /// What a `NotFound` or `Conflict` is about.
@@ -441,14 +445,21 @@ pub struct StoreOptions {
     pub acquire_timeout: std::time::Duration,
 }
 
-/// Opens the database the URL names (`sqlite:` or `postgres:`) and brings its schema up to date.
-pub async fn connect(url: &str, options: &StoreOptions) -> StoreResult<DynStore> {
+/// Opens the database the URL names (`sqlite:` or `postgres:`) and brings its schema up to
+/// date. The stored secrets are sealed and opened with `sealer`.
+pub async fn connect(
+    url: &str,
+    options: &StoreOptions,
+    sealer: sealing::Sealer,
+) -> StoreResult<DynStore> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Arc::new(
-            postgres::PostgresStore::connect(url, options).await?,
+            postgres::PostgresStore::connect(url, options, sealer).await?,
         ))
     } else if url.starts_with("sqlite:") {
-        Ok(Arc::new(sqlite::SqliteStore::connect(url, options).await?))
+        Ok(Arc::new(
+            sqlite::SqliteStore::connect(url, options, sealer).await?,
+        ))
     } else {
         Err(StoreError::Database(sqlx::Error::Configuration(
             "database URL must start with sqlite: or postgres://".into(),

@@ -6,6 +6,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres};
 
 use super::migrations::{Migration, CREATE_LEDGER, POSTGRES as MIGRATIONS};
+use super::sealing::Sealer;
 use super::{StoreError, StoreOptions, StoreResult};
 use crate::domain::Timestamp;
 
@@ -15,17 +16,19 @@ const MIGRATION_LOCK: i64 = 0x636b_6d69_6772_6174;
 
 pub struct PostgresStore {
     pool: PgPool,
+    /// Seals the secrets this store keeps, and opens them.
+    sealer: Sealer,
 }
 
 impl PostgresStore {
-    pub async fn connect(url: &str, options: &StoreOptions) -> StoreResult<Self> {
+    pub async fn connect(url: &str, options: &StoreOptions, sealer: Sealer) -> StoreResult<Self> {
         let connect = PgConnectOptions::from_str(url)?;
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
             .await?;
-        let store = Self { pool };
+        let store = Self { pool, sealer };
         store.migrate().await?;
         Ok(store)
     }

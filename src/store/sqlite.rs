@@ -7,6 +7,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, Sqlite, SqlitePool};
 
 use super::migrations::{Migration, CREATE_LEDGER, SQLITE as MIGRATIONS};
+use super::sealing::Sealer;
 use super::{StoreError, StoreOptions, StoreResult};
 use crate::domain::Timestamp;
 
@@ -15,10 +16,12 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Seals the secrets this store keeps, and opens them.
+    sealer: Sealer,
 }
 
 impl SqliteStore {
-    pub async fn connect(url: &str, options: &StoreOptions) -> StoreResult<Self> {
+    pub async fn connect(url: &str, options: &StoreOptions, sealer: Sealer) -> StoreResult<Self> {
         // NORMAL synchronous in WAL mode loses nothing when the process dies, only (at most
         // the last transactions) when the machine loses power.
         let connect = SqliteConnectOptions::from_str(url)?
@@ -32,7 +35,7 @@ impl SqliteStore {
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
             .await?;
-        let store = Self { pool };
+        let store = Self { pool, sealer };
         store.migrate().await?;
         Ok(store)
     }

@@ -4,15 +4,25 @@
 
 use async_trait::async_trait;
 
+use super::sealing::{SealError, Sealer};
 use super::{Listed, Page, StoreError, StoreResult};
 use crate::domain::webhook::{Delivery, DeliveryStatus, Webhook};
 use crate::domain::{AccountId, EventKind, NodeId, RoomId, Timestamp};
+
+/// Rows re-sealed per transaction: short write locks (SQLite has one writer) and bounded
+/// memory, however many webhooks there are.
+const RESEAL_BATCH: i64 = 500;
+/// Every secret written before encryption at rest begins so, and no sealed value does: such a
+/// value is still read as the secret (written by an older node during a rolling upgrade, say)
+/// until it is sealed at start-up or by `collabkit secrets rotate`.
+const PLAINTEXT_PREFIX: &str = "whsec_";
 
 #[derive(Debug, Clone)]
 pub struct NewWebhook {
     pub id: String,
     pub account_id: AccountId,
     pub url: String,
+    /// In plaintext here; the store keeps it sealed.
     pub secret: String,
     pub events: Vec<EventKind>,
     pub room_id: Option<RoomId>,
@@ -33,7 +43,37 @@ pub struct WebhookChanges {
 pub struct DueDelivery {
     pub delivery: Delivery,
     pub url: String,
-    pub secret: String,
+    /// The signing secret, opened; an error when this node cannot open it (a key it lacks):
+    /// the delivery must then fail rather than be signed with anything else.
+    pub secret: Result<String, SealError>,
+}
+
+/// Which stored secrets `reseal_webhook_secrets` seals again with the current key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reseal {
+    /// Only those still in plaintext (written before encryption at rest): done at start-up.
+    Plaintext,
+    /// Every one not sealed with the current key: a key rotation.
+    NotCurrent,
+}
+
+/// What one batch of `reseal_webhook_secrets` did.
+#[derive(Debug, Default)]
+pub struct ResealBatch {
+    /// Rows looked at; fewer than the limit means there are no more.
+    pub scanned: usize,
+    /// The last row looked at: the next batch starts after it.
+    pub last_id: Option<String>,
+    pub resealed: u64,
+    /// Webhooks whose secret this node cannot open, and why.
+    pub unreadable: Vec<(String, SealError)>,
+}
+
+/// What `reseal_all` did over every batch.
+#[derive(Debug, Default)]
+pub struct Resealed {
+    pub resealed: u64,
+    pub unreadable: Vec<(String, SealError)>,
 }
 
 /// How an attempt ended.
@@ -128,6 +168,129 @@ pub trait WebhookStore: Send + Sync {
     async fn next_delivery_due(&self) -> StoreResult<Option<Timestamp>>;
     /// Forgets dispatched events older than `before`.
     async fn purge_events(&self, before: Timestamp) -> StoreResult<u64>;
+
+    /// Seals again, with the current key, up to `limit` of the secrets `which` names, of the
+    /// webhooks whose id sorts after `after`. A secret changed meanwhile (rotated through the
+    /// API) is left as it is: it was sealed with the current key anyway.
+    async fn reseal_webhook_secrets(
+        &self,
+        which: Reseal,
+        after: &str,
+        limit: i64,
+    ) -> StoreResult<ResealBatch>;
+}
+
+/// Runs `reseal_webhook_secrets` over every webhook, in batches. Idempotent: a second run
+/// finds nothing to do.
+pub async fn reseal_all<S: WebhookStore + ?Sized>(
+    store: &S,
+    which: Reseal,
+) -> StoreResult<Resealed> {
+    let mut done = Resealed::default();
+    let mut after = String::new();
+    loop {
+        let batch = store
+            .reseal_webhook_secrets(which, &after, RESEAL_BATCH)
+            .await?;
+        done.resealed += batch.resealed;
+        done.unreadable.extend(batch.unreadable);
+        match batch.last_id {
+            Some(last) if batch.scanned as i64 == RESEAL_BATCH => after = last,
+            _ => return Ok(done),
+        }
+    }
+}
+
+/// What a webhook's sealed secret is bound to: its own row.
+fn secret_context(webhook_id: &str) -> String {
+    format!("webhooks.secret:{webhook_id}")
+}
+
+pub(super) fn seal_secret(sealer: &Sealer, webhook_id: &str, secret: &str) -> StoreResult<String> {
+    Ok(sealer.seal(secret, &secret_context(webhook_id))?)
+}
+
+pub(super) fn open_secret(
+    sealer: &Sealer,
+    webhook_id: &str,
+    stored: &str,
+) -> Result<String, SealError> {
+    if stored.starts_with(PLAINTEXT_PREFIX) {
+        return Ok(stored.to_owned());
+    }
+    sealer.open(stored, &secret_context(webhook_id))
+}
+
+/// `reseal_webhook_secrets` for either backend: written once, generic over the driver (its
+/// few queries need few bounds), rather than in the `impl_webhook_store!` macro.
+pub(super) async fn reseal_secrets<DB>(
+    pool: &sqlx::Pool<DB>,
+    sealer: &Sealer,
+    which: Reseal,
+    after: &str,
+    limit: i64,
+) -> StoreResult<ResealBatch>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Decode<'q, DB> + sqlx::Type<DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    usize: sqlx::ColumnIndex<DB::Row>,
+{
+    // The prefix with `LIKE`'s wildcards escaped (`ESCAPE '\'`).
+    let prefix = |text: &str| {
+        let mut pattern = String::new();
+        for c in text.chars() {
+            if matches!(c, '%' | '_' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern + "%"
+    };
+    let (operator, pattern) = match which {
+        Reseal::Plaintext => ("LIKE", prefix(PLAINTEXT_PREFIX)),
+        Reseal::NotCurrent => ("NOT LIKE", prefix(&sealer.current_prefix())),
+    };
+    let sql = format!(
+        "SELECT id, secret FROM webhooks WHERE id > $1 AND secret {operator} $2 ESCAPE '\\' \
+         ORDER BY id LIMIT $3"
+    );
+    let rows: Vec<(String, String)> = sqlx::query_as(&sql)
+        .bind(after.to_owned())
+        .bind(pattern)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
+    let mut batch = ResealBatch {
+        scanned: rows.len(),
+        last_id: rows.last().map(|(id, _)| id.clone()),
+        ..Default::default()
+    };
+    let mut tx = pool.begin().await?;
+    for (id, stored) in rows {
+        let secret = match open_secret(sealer, &id, &stored) {
+            Ok(secret) => secret,
+            Err(error) => {
+                batch.unreadable.push((id, error));
+                continue;
+            }
+        };
+        let sealed = seal_secret(sealer, &id, &secret)?;
+        // Only if unchanged since it was read: a rotation through the API wins.
+        let updated: Option<(String,)> = sqlx::query_as(
+            "UPDATE webhooks SET secret = $1 WHERE id = $2 AND secret = $3 RETURNING id",
+        )
+        .bind(sealed)
+        .bind(id)
+        .bind(stored)
+        .fetch_optional(&mut *tx)
+        .await?;
+        batch.resealed += u64::from(updated.is_some());
+    }
+    tx.commit().await?;
+    Ok(batch)
 }
 
 pub(super) fn parse_events(text: &str) -> StoreResult<Vec<EventKind>> {
@@ -188,7 +351,7 @@ pub(super) struct EventRow {
 }
 
 pub(super) const WEBHOOK_COLUMNS: &str =
-    "id, account_id, url, secret, events, room_id, enabled, created_at, updated_at";
+    "id, account_id, url, events, room_id, enabled, created_at, updated_at";
 pub(super) const DELIVERY_COLUMNS: &str = "id, webhook_id, event, payload, status, attempts, \
      last_attempt_at, next_retry_at, status_code, created_at";
 
@@ -231,7 +394,7 @@ macro_rules! impl_webhook_store {
                     .bind(&webhook.id)
                     .bind(webhook.account_id.to_string())
                     .bind(&webhook.url)
-                    .bind(&webhook.secret)
+                    .bind($crate::store::webhooks::seal_secret(&self.sealer, &webhook.id, &webhook.secret)?)
                     .bind($crate::store::webhooks::events_text(&webhook.events))
                     .bind(webhook.room_id.map(|r| r.to_string()))
                     .bind(true)
@@ -355,7 +518,7 @@ macro_rules! impl_webhook_store {
                     $crate::store::webhooks::WEBHOOK_COLUMNS
                 );
                 let row = sqlx::query(&sql)
-                    .bind(secret)
+                    .bind($crate::store::webhooks::seal_secret(&self.sealer, id, secret)?)
                     .bind($crate::domain::Timestamp::now().as_millis())
                     .bind(id)
                     .bind(account_id.to_string())
@@ -565,8 +728,13 @@ macro_rules! impl_webhook_store {
                 let mut due: Vec<_> = deliveries
                     .into_iter()
                     .filter_map(|delivery| {
-                        let (url, secret) = by_id.get(&delivery.webhook_id)?.clone();
-                        Some($crate::store::webhooks::DueDelivery { delivery, url, secret })
+                        let (url, stored) = by_id.get(&delivery.webhook_id)?;
+                        let secret = $crate::store::webhooks::open_secret(
+                            &self.sealer,
+                            &delivery.webhook_id,
+                            stored,
+                        );
+                        Some($crate::store::webhooks::DueDelivery { delivery, url: url.clone(), secret })
                     })
                     .collect();
                 due.sort_by_key(|d| d.delivery.next_retry_at);
@@ -671,6 +839,16 @@ macro_rules! impl_webhook_store {
                 .await?;
                 Ok(done.rows_affected())
             }
+
+            async fn reseal_webhook_secrets(
+                &self,
+                which: $crate::store::webhooks::Reseal,
+                after: &str,
+                limit: i64,
+            ) -> $crate::store::StoreResult<$crate::store::webhooks::ResealBatch> {
+                $crate::store::webhooks::reseal_secrets(&self.pool, &self.sealer, which, after, limit)
+                    .await
+            }
         }
 
         mod webhook_rows {
@@ -690,7 +868,6 @@ macro_rules! impl_webhook_store {
                     id: row.try_get("id")?,
                     account_id: account.parse().map_err(|_| corrupt("webhook account"))?,
                     url: row.try_get("url")?,
-                    secret: row.try_get("secret")?,
                     events: $crate::store::webhooks::parse_events(&events)?,
                     room_id: room
                         .map(|r| r.parse().map_err(|_| corrupt("webhook room")))

@@ -167,7 +167,18 @@ impl Worker {
 
     async fn attempt(&self, due: DueDelivery) {
         let delivery = &due.delivery;
-        let sent = self.send(&due).await;
+        let sent = match &due.secret {
+            Ok(secret) => self.send(&due, secret).await,
+            // Never sign with anything but the secret: the attempt fails, counts, and is retried
+            // (a node given the missing key, or the key itself, can then send it).
+            Err(error) => {
+                tracing::error!(
+                    delivery = %delivery.id, webhook = %delivery.webhook_id, %error,
+                    "webhook delivery not sent: its signing secret cannot be opened"
+                );
+                Sent::Failed(format!("signing secret cannot be opened: {error}"))
+            }
+        };
         let at = Timestamp::now();
         let (status_code, error) = match &sent {
             Sent::Status(code) if (200..300).contains(code) => (Some(i64::from(*code)), None),
@@ -222,7 +233,7 @@ impl Worker {
 
     /// Sends one attempt: the stored body, signed, within the attempt timeout, reading at most
     /// `max_response_bytes` of the answer. Errors never carry the URL (it may hold a secret).
-    async fn send(&self, due: &DueDelivery) -> Sent {
+    async fn send(&self, due: &DueDelivery, secret: &str) -> Sent {
         let url = match guard::check_url(&due.url, self.config.allow_private_addresses) {
             Ok(url) => url,
             Err(refused) => return Sent::Failed(refused),
@@ -241,13 +252,13 @@ impl Worker {
             .header("x-collabkit-delivery", &due.delivery.id)
             .header(
                 "x-collabkit-signature",
-                signature::documented(&due.secret, &body),
+                signature::documented(secret, &body),
             )
             .header("webhook-id", &event_id)
             .header("webhook-timestamp", timestamp.to_string())
             .header(
                 "webhook-signature",
-                signature::standard(&due.secret, &event_id, timestamp, &body),
+                signature::standard(secret, &event_id, timestamp, &body),
             )
             .body(body);
         let cap = self.config.max_response_bytes;

@@ -20,7 +20,7 @@ both_backends!(
     an_acknowledged_store_write_survives_kill_9,
 );
 
-fn collabkit(db: &TestDatabase) -> Command {
+pub(crate) fn collabkit(db: &TestDatabase) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_collabkit"));
     command
         .env("COLLABKIT_DATABASE_URL", &db.url)
@@ -28,7 +28,9 @@ fn collabkit(db: &TestDatabase) -> Command {
         .env("COLLABKIT_LOG_LEVEL", "warn")
         .env_remove("COLLABKIT_CONFIG")
         .env_remove("COLLABKIT_BIND")
-        .env_remove("COLLABKIT_JWT_SECRET");
+        .env_remove("COLLABKIT_JWT_SECRET")
+        .env_remove("COLLABKIT_SECRETS_KEY")
+        .env_remove("COLLABKIT_SECRETS_PREVIOUS_KEYS");
     command
 }
 
@@ -276,6 +278,7 @@ async fn the_server_logs_json_without_secrets_and_stops_on_sigterm(backend: Back
 
     let lines = lines.lock().unwrap();
     let secret = std::fs::read_to_string(db.dir.path().join("jwt-secret")).unwrap();
+    let secrets_key = std::fs::read_to_string(db.dir.path().join("secrets-key")).unwrap();
     let mut request_lines = 0;
     for line in lines.iter() {
         let entry: Value =
@@ -289,6 +292,7 @@ async fn the_server_logs_json_without_secrets_and_stops_on_sigterm(backend: Back
             token.as_str(),
             jwt.as_str(),
             secret.trim(),
+            secrets_key.trim(),
         ] {
             assert!(!line.contains(needle), "a secret in the log: {line}");
         }

@@ -15,6 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 /// A JWT secret the tests know, so they can check signatures themselves.
 pub const TEST_JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123";
+/// The secrets key tests run with, as a cluster's nodes share one (32 bytes in base64).
+pub const TEST_SECRETS_KEY: &str = "dGVzdC1zZWNyZXRzLWtleS10ZXN0LXNlY3JldHMta2U=";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -61,13 +63,13 @@ impl TestDatabase {
     pub fn share(&self) -> Self {
         Self {
             url: self.url.clone(),
-            dir: tempfile::tempdir().expect("a temporary directory"),
+            dir: private_tempdir(),
             schema: None,
         }
     }
 
     pub async fn new(backend: Backend) -> Self {
-        let dir = tempfile::tempdir().expect("a temporary directory");
+        let dir = private_tempdir();
         match backend {
             Backend::Sqlite => {
                 let url = format!("sqlite://{}", dir.path().join("collabkit.db").display());
@@ -103,6 +105,14 @@ impl TestDatabase {
             }
         }
     }
+}
+
+/// A data directory as a careful operator makes one: 0700 (the server warns of a wider one).
+fn private_tempdir() -> TempDir {
+    let mut builder = tempfile::Builder::new();
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700));
+    builder.tempdir().expect("a temporary directory")
 }
 
 /// Schemas of test runs that died before dropping them (named `t_<created secs>_...`).
@@ -156,6 +166,7 @@ pub fn test_config(db: &TestDatabase) -> Config {
     config.database.url = db.url.clone();
     config.database.max_connections = 5;
     config.jwt_secret = TEST_JWT_SECRET.to_owned();
+    config.secrets_key = TEST_SECRETS_KEY.to_owned();
     config.rate_limit.per_second = 0;
     config.log.level = "warn".to_owned();
     config

@@ -14,6 +14,7 @@ mod realtime;
 mod receiver;
 mod robustness;
 mod rooms;
+mod secrets;
 mod stores;
 mod users;
 mod webhooks;
