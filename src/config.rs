@@ -124,6 +124,7 @@ pub struct RealtimeConfig {
     pub max_connections_per_room: usize,
     pub max_connections_per_user: usize,
     pub page_users: i64,
+    pub outbox_bytes: usize,
     pub max_room_presence_bytes: usize,
     pub room_idle_ms: u64,
     pub node_heartbeat_ms: u64,
@@ -289,8 +290,9 @@ impl Config {
             || rt.max_connections_per_user == 0
             || rt.page_users < 1
             || rt.max_room_presence_bytes < rt.max_presence_bytes
+            || rt.outbox_bytes < 2 * self.limits.max_page_bytes
         {
-            bail!("realtime limits: max_message_bytes >= 1024, outbox_frames, max_connections_per_room, max_connections_per_user and page_users >= 1, max_room_presence_bytes >= max_presence_bytes");
+            bail!("realtime limits: max_message_bytes >= 1024, outbox_frames, max_connections_per_room, max_connections_per_user and page_users >= 1, max_room_presence_bytes >= max_presence_bytes, outbox_bytes >= 2 x limits.max_page_bytes");
         }
         let hooks = &self.webhooks;
         if hooks.attempt_timeout_ms == 0

@@ -1,7 +1,7 @@
 //! One WebSocket: authentication first, then a reader (this task) that serves requests and a
 //! writer task that drains the bounded outbox, sends heartbeats and closes dead peers.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -60,30 +60,65 @@ impl Closer {
     }
 }
 
-/// The sending side of a connection's bounded queue of frames.
+/// The sending side of a connection's queue of frames, bounded in frames and in bytes.
 #[derive(Clone)]
 pub struct Outbox {
     frames: mpsc::Sender<Utf8Bytes>,
+    /// Bytes of the frames queued and not yet written (the writer takes them off).
+    queued: Arc<AtomicUsize>,
+    max_bytes: usize,
     closer: Closer,
 }
 
 impl Outbox {
     /// Queues a frame without waiting. A full queue means the client cannot keep up: it is
     /// closed (4000) so that it reconnects and resynchronizes, instead of holding anyone up.
+    /// Full in bytes too: a client that asks for large answers and never reads them must
+    /// not make the server hold them all.
     pub fn send(&self, frame: Utf8Bytes) -> bool {
+        let len = frame.len();
+        let queued = self.queued.fetch_add(len, Ordering::AcqRel) + len;
+        if queued > self.max_bytes {
+            self.queued.fetch_sub(len, Ordering::AcqRel);
+            self.closer
+                .close(close::TOO_SLOW, "too slow: too much was waiting to be sent");
+            return false;
+        }
         match self.frames.try_send(frame) {
             Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.closer
-                    .close(close::TOO_SLOW, "too slow: messages were dropped");
+            Err(error) => {
+                self.queued.fetch_sub(len, Ordering::AcqRel);
+                if let mpsc::error::TrySendError::Full(_) = error {
+                    self.closer
+                        .close(close::TOO_SLOW, "too slow: messages were dropped");
+                }
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
     }
 
     pub fn close(&self, code: u16, reason: &'static str) {
         self.closer.close(code, reason);
+    }
+}
+
+/// The writer's side of the queue: what it takes is no longer counted as waiting.
+struct OutboxReceiver {
+    frames: mpsc::Receiver<Utf8Bytes>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl OutboxReceiver {
+    async fn recv(&mut self) -> Option<Utf8Bytes> {
+        let frame = self.frames.recv().await?;
+        self.queued.fetch_sub(frame.len(), Ordering::AcqRel);
+        Some(frame)
+    }
+
+    fn try_recv(&mut self) -> Option<Utf8Bytes> {
+        let frame = self.frames.try_recv().ok()?;
+        self.queued.fetch_sub(frame.len(), Ordering::AcqRel);
+        Some(frame)
     }
 }
 
@@ -158,8 +193,11 @@ pub async fn run(socket: WebSocket, state: AppState) {
 
     let closer = Closer::new(hub.shutdown_token());
     let (frames, outbox_rx) = mpsc::channel(config.outbox_frames);
+    let queued = Arc::new(AtomicUsize::new(0));
     let outbox = Outbox {
         frames,
+        queued: queued.clone(),
+        max_bytes: config.outbox_bytes,
         closer: closer.clone(),
     };
     let Ok(_registered) = hub.register_socket(
@@ -193,6 +231,10 @@ pub async fn run(socket: WebSocket, state: AppState) {
         return;
     };
     let last_seen = Arc::new(AtomicI64::new(Timestamp::now().as_millis()));
+    let outbox_rx = OutboxReceiver {
+        frames: outbox_rx,
+        queued,
+    };
     let writer = tokio::spawn(write_loop(
         sink,
         outbox_rx,
@@ -336,7 +378,7 @@ async fn authenticate(stream: &mut Stream, state: &AppState) -> Result<Identity,
 
 async fn write_loop(
     mut sink: Sink,
-    mut outbox: mpsc::Receiver<Utf8Bytes>,
+    mut outbox: OutboxReceiver,
     closer: Closer,
     last_seen: Arc<AtomicI64>,
     hub: Hub,
@@ -358,13 +400,19 @@ async fn write_loop(
                     sink.feed(Message::Text(frame)).await?;
                     for _ in 1..WRITE_BATCH_FRAMES {
                         match outbox.try_recv() {
-                            Ok(frame) => sink.feed(Message::Text(frame)).await?,
-                            Err(_) => break,
+                            Some(frame) => sink.feed(Message::Text(frame)).await?,
+                            None => break,
                         }
                     }
                     sink.flush().await
                 };
-                match tokio::time::timeout(write_timeout, batch).await {
+                let written = tokio::select! {
+                    written = tokio::time::timeout(write_timeout, batch) => written,
+                    // A client closed for being too slow (or dead) is not written to any
+                    // more: waiting on it would hold its queue and buffers for nothing.
+                    () = given_up(&closer) => break,
+                };
+                match written {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => { closer.close(close::NORMAL, "connection lost"); break }
                     Err(_) => closer.close(close::TOO_SLOW, "too slow: a write timed out"),
@@ -385,14 +433,28 @@ async fn write_loop(
     let (code, reason) = closer.reason();
     // Flush what is already queued (responses before a normal close), then say goodbye.
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
-        if code == close::NORMAL || code == close::GOING_AWAY || code == close::GONE {
-            while let Ok(frame) = outbox.try_recv() {
+        if flushes(code) {
+            while let Some(frame) = outbox.try_recv() {
                 sink.send(Message::Text(frame)).await?;
             }
         }
         sink.send(close_message(code, reason)).await
     })
     .await;
+}
+
+/// Whether a close lets the frames already queued go out first: a normal close, a
+/// shutdown, a deletion (whose event must arrive) do; closing a slow or dead client does not.
+fn flushes(code: u16) -> bool {
+    matches!(code, close::NORMAL | close::GOING_AWAY | close::GONE)
+}
+
+/// Resolves once the connection is closed for a reason that does not flush.
+async fn given_up(closer: &Closer) {
+    closer.token.cancelled().await;
+    if flushes(closer.reason().0) {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// The authenticated side of one socket.

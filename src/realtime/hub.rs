@@ -255,6 +255,11 @@ impl Hub {
         })
     }
 
+    /// Authenticated sockets open on this node.
+    pub fn open_sockets(&self) -> usize {
+        self.sockets().by_id.len()
+    }
+
     fn sockets(&self) -> MutexGuard<'_, Sockets> {
         self.0.sockets.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -6,7 +6,9 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::cli::ServerProcess;
-use crate::harness::{both_backends, Backend, TestApp};
+use std::time::Duration;
+
+use crate::harness::{both_backends, eventually, Backend, TestApp};
 use crate::realtime::{room_with_users, token};
 use crate::socket::Socket;
 
@@ -20,6 +22,7 @@ both_backends!(
     listing_a_huge_thread_keeps_memory_bounded,
     users_and_sessions_come_in_pages,
     a_room_presence_has_a_budget,
+    a_socket_that_does_not_read_cannot_pile_up_answers,
 );
 
 async fn two_authorization_headers_are_refused(backend: Backend) {
@@ -635,4 +638,65 @@ async fn a_room_presence_has_a_budget(backend: Backend) {
     // Room freed by a smaller state is room for others.
     a.request("presence.update", state(10)).await.unwrap();
     b.request("presence.update", state(6000)).await.unwrap();
+}
+
+/// A client that asks for large answers and never reads them is closed as too slow once
+/// its queue holds `realtime.outbox_bytes`, instead of making the server hold them all.
+async fn a_socket_that_does_not_read_cannot_pile_up_answers(backend: Backend) {
+    const PAGE: usize = 64 * 1024;
+    let app = TestApp::start_with(backend, |c| {
+        c.limits.max_page_bytes = PAGE;
+        c.realtime.outbox_bytes = 2 * PAGE;
+        c.realtime.outbox_frames = 1_000_000;
+        c.realtime.messages_per_second = 100_000;
+        c.realtime.message_burst = 100_000;
+        // Far beyond the test's wait: only the byte cap can end the connection in time.
+        c.realtime.write_timeout_ms = 60_000;
+    })
+    .await;
+    let account = app.account().await;
+    let (_, users) = room_with_users(&account, &["Greedy"]).await;
+    account
+        .send(
+            account
+                .request(reqwest::Method::PUT, "/stores/notes")
+                .json(&json!({ "schema": { "text": { "type": "string" } } })),
+        )
+        .await
+        .expect(StatusCode::CREATED);
+    let (mut socket, _) = Socket::connect(&app.base, token(&users[0])).await;
+    let text = "x".repeat(8000);
+    for i in 0..10 {
+        socket
+            .request(
+                "stores.set",
+                json!({ "store": "notes", "key": format!("k{i}"), "value": { "text": text } }),
+            )
+            .await
+            .unwrap();
+    }
+    // Ask for ~64 KiB answers without reading any: loopback buffers hold a few MiB, then
+    // the queue fills.
+    let ask = json!({ "type": "req", "id": 1, "method": "stores.getAll", "params": { "store": "notes" } })
+        .to_string();
+    for _ in 0..2000 {
+        if !socket.try_send_text(ask.clone()).await {
+            break;
+        }
+    }
+    // Without reading a byte, the client is given up on: its socket is gone from the server
+    // long before the write timeout.
+    let hub = app.state.hub().clone();
+    let gone = eventually(Duration::from_secs(20), || {
+        let hub = hub.clone();
+        async move { hub.open_sockets() == 0 }
+    })
+    .await;
+    assert!(gone, "the server still holds the socket and its answers");
+    // What the kernel buffered arrives, then the end (the close frame cannot get past the
+    // unread data, so the connection may just drop).
+    let code = socket.closed_with().await;
+    assert!(code == 4000 || code == 1006, "closed with {code}");
+    let answers = socket.drain_pending().len();
+    assert!(answers < 2000, "all {answers} answers were sent");
 }

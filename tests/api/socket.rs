@@ -87,6 +87,14 @@ impl Socket {
             .expect("send succeeds");
     }
 
+    /// Sends a text frame; false if the connection is gone or sending took too long.
+    pub async fn try_send_text(&mut self, text: String) -> bool {
+        matches!(
+            tokio::time::timeout(WAIT, self.ws.send(Message::text(text))).await,
+            Ok(Ok(()))
+        )
+    }
+
     pub async fn send_message(&mut self, message: Message) {
         let _ = tokio::time::timeout(WAIT, self.ws.send(message)).await;
     }
@@ -212,6 +220,11 @@ impl Socket {
             found.push(data);
         }
         found
+    }
+
+    /// The frames read so far and not consumed, in order.
+    pub fn drain_pending(&mut self) -> Vec<Value> {
+        self.pending.drain(..).collect()
     }
 
     /// Closes politely.
