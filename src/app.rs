@@ -10,69 +10,21 @@ use anyhow::{anyhow, Context};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::bearer::KeyChecks;
 use crate::auth::signing_secret::{self, SecretSource};
 use crate::auth::{JwtSigner, KeyVerifier, RateLimiter};
 use crate::config::Config;
 use crate::data_dir;
 use crate::events::EventBus;
-use crate::http::server::{self, ConnectionStats};
-use crate::realtime::{nodes, Hub};
+use crate::http::server;
+use crate::rooms::{nodes, Engine};
+use crate::state::{AppState, Shared};
 use crate::store::sealing::{Sealer, SecretsKey};
 use crate::store::webhooks::{reseal_all, Reseal};
 use crate::store::{self, DynStore, StoreOptions};
 
 /// Where a generated secrets key is kept, in the data directory (like `jwt-secret`).
 const SECRETS_KEY_FILE: &str = "secrets-key";
-
-/// What every handler may use. Cheap to clone.
-#[derive(Clone)]
-pub struct AppState(Arc<Shared>);
-
-struct Shared {
-    config: Config,
-    store: DynStore,
-    keys: KeyVerifier,
-    rate_limiter: RateLimiter,
-    jwt: JwtSigner,
-    bus: EventBus,
-    hub: Hub,
-    connections: Arc<ConnectionStats>,
-}
-
-impl AppState {
-    pub fn config(&self) -> &Config {
-        &self.0.config
-    }
-
-    pub fn store(&self) -> &DynStore {
-        &self.0.store
-    }
-
-    pub fn keys(&self) -> &KeyVerifier {
-        &self.0.keys
-    }
-
-    pub fn rate_limiter(&self) -> &RateLimiter {
-        &self.0.rate_limiter
-    }
-
-    pub fn jwt(&self) -> &JwtSigner {
-        &self.0.jwt
-    }
-
-    pub fn bus(&self) -> &EventBus {
-        &self.0.bus
-    }
-
-    pub fn hub(&self) -> &Hub {
-        &self.0.hub
-    }
-
-    /// The HTTP connection loop's counters (open connections, cap reached, accept errors).
-    pub fn connections(&self) -> &ConnectionStats {
-        &self.0.connections
-    }
-}
 
 /// What to do when no secrets key is configured and none is kept in the data directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -252,19 +204,20 @@ impl App {
         let bus = EventBus::new();
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
         let node_id = nodes::node_id(&config.realtime.node_id, port);
-        let hub = Hub::new(store.clone(), bus.clone(), config.realtime.clone(), node_id);
-        nodes::start(&hub)
+        let engine = Engine::new(store.clone(), bus, config.clone(), node_id);
+        nodes::start(&engine)
             .await
             .context("registering this node and cleaning up after dead ones")?;
-        tracing::info!(node = %hub.node_id(), "node registered");
+        tracing::info!(node = %engine.hub().node_id(), "node registered");
         let state = AppState(Arc::new(Shared {
             config,
             store,
-            keys,
-            rate_limiter,
+            key_checks: KeyChecks {
+                keys: Arc::new(keys),
+                rate_limiter: Arc::new(rate_limiter),
+            },
             jwt: JwtSigner::new(secret),
-            bus,
-            hub,
+            engine,
             connections: Arc::default(),
         }));
         Ok(Self { state, listener })
@@ -285,11 +238,12 @@ impl App {
     /// configured grace period.
     pub async fn serve(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let grace = self.state.config().shutdown_grace();
-        let hub = self.state.hub().clone();
+        let engine = self.state.engine().clone();
+        let hub = engine.hub().clone();
         let router = crate::http::router(self.state.clone());
         tracing::info!(addr = %self.local_addr(), "listening");
         let retention = Duration::from_millis(self.state.config().stores.tombstone_retention_ms);
-        let heartbeat = tokio::spawn(nodes::upkeep(hub.clone(), retention));
+        let heartbeat = tokio::spawn(nodes::upkeep(engine.clone(), retention));
         let config = self.state.config();
         let deliveries = crate::webhooks::Worker::new(
             self.state.store().clone(),
@@ -310,7 +264,7 @@ impl App {
         // so that their users go offline while the database is still at hand.
         let sockets = async {
             shutdown.cancelled().await;
-            if !hub.shut_down(grace).await {
+            if !engine.shut_down(grace).await {
                 tracing::warn!(?grace, "shutdown grace period over with sockets still open");
             }
         };
@@ -331,7 +285,7 @@ impl App {
         );
         heartbeat.abort();
         let _ = deliveries.await;
-        nodes::stop(&hub).await;
+        nodes::stop(&engine).await;
         tracing::info!("server stopped");
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! CollabKit: a self-hostable real-time collaboration backend (REST + WebSocket).
 
-/// Shared state, router assembly, listener and serving.
+/// Start-up: the state built, the listener bound, serving until shut down.
 pub mod app;
 /// API keys, Bearer tokens, user JWTs, rate limits.
 pub mod auth;
@@ -18,8 +18,13 @@ pub mod error;
 pub mod events;
 /// The REST API.
 pub mod http;
-/// The WebSocket server: protocol, connections, room actors, node records.
+/// The socket transport: the wire protocol, the upgrade, one task per connection.
 pub mod realtime;
+/// The engine: rooms, their actors, presence, following, joins and leaves, and the write
+/// paths of stores, comments and users that both transports call.
+pub mod rooms;
+/// `AppState`, what every handler may use.
+pub mod state;
 /// Persistence on SQLite or PostgreSQL.
 pub mod store;
 /// Logging set-up.

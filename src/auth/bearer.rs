@@ -1,14 +1,16 @@
 //! The REST API's Bearer authentication: `Authorization: Bearer base64(accountId:apiKey)`, and
 //! the extractor that checks it against the account in the path.
 
-use axum::extract::{FromRequestParts, OriginalUri};
+use std::sync::Arc;
+
+use axum::extract::{FromRef, FromRequestParts, OriginalUri};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
 
-use crate::app::AppState;
+use super::{KeyVerifier, RateLimiter};
 use crate::domain::{AccountId, ApiKeyId};
 use crate::error::ApiError;
 
@@ -68,14 +70,26 @@ pub struct AccountAuth {
     pub key_id: ApiKeyId,
 }
 
-impl FromRequestParts<AppState> for AccountAuth {
+/// What checking a Bearer token takes: the key lookups and the per-key rate limits.
+#[derive(Clone)]
+pub struct KeyChecks {
+    pub keys: Arc<KeyVerifier>,
+    pub rate_limiter: Arc<RateLimiter>,
+}
+
+impl<S> FromRequestParts<S> for AccountAuth
+where
+    S: Send + Sync,
+    KeyChecks: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let checks = KeyChecks::from_ref(state);
         let credentials =
             Credentials::from_headers(&parts.headers).ok_or(ApiError::Unauthorized)?;
-        let owner = state
-            .keys()
+        let owner = checks
+            .keys
             .verify(credentials.account_id, &credentials.api_key)
             .await?
             .ok_or(ApiError::Unauthorized)?;
@@ -87,7 +101,7 @@ impl FromRequestParts<AppState> for AccountAuth {
         if path_account(path) != Some(owner.account_id) {
             return Err(ApiError::Forbidden);
         }
-        state.rate_limiter().check(owner.key_id)?;
+        checks.rate_limiter.check(owner.key_id)?;
         Ok(Self {
             account_id: owner.account_id,
             key_id: owner.key_id,

@@ -4,6 +4,7 @@ pub mod account;
 pub mod comment;
 pub mod event;
 pub mod ids;
+pub mod patch;
 pub mod room;
 pub mod schema;
 pub mod text;

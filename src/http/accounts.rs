@@ -7,10 +7,10 @@ use serde_json::json;
 
 use super::envelope::Reply;
 use super::extract::PathParams;
-use crate::app::AppState;
 use crate::auth::{AccountAuth, GeneratedKey};
 use crate::domain::ApiKeyId;
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::store::Entity;
 
 /// Routes below `/v1/accounts/:accountId`.

@@ -8,14 +8,12 @@ use serde_json::json;
 
 use super::envelope::Reply;
 use super::extract::{PathParams, QueryParams};
-use crate::app::AppState;
 use crate::auth::AccountAuth;
 use crate::domain::{CommentId, RoomId, ThreadId};
 use crate::error::ApiError;
-use crate::realtime::comments::{
-    comment_deleted_events, comment_list, comment_page, thread_deleted_event, CommentListPage,
-};
-use crate::store::comments::{Actor, ThreadFilter};
+use crate::rooms::comments::{comment_page_json, thread_list_json, ListCommentsParams, ListParams};
+use crate::rooms::Origin;
+use crate::state::AppState;
 use crate::store::{Entity, RoomScope};
 
 pub fn router() -> Router<AppState> {
@@ -44,19 +42,16 @@ fn room_scope(auth: &AccountAuth, path: &PathParams) -> Result<RoomScope, ApiErr
 }
 
 /// `resolved`: `true` or `false`; absent, both.
-fn thread_filter(query: &QueryParams) -> Result<ThreadFilter, ApiError> {
-    let resolved = match query.get("resolved").map(str::trim) {
-        None | Some("") => None,
-        Some("true") => Some(true),
-        Some("false") => Some(false),
-        Some(_) => {
-            return Err(ApiError::validation(
-                "resolved",
-                "resolved must be true or false",
-            ))
-        }
-    };
-    Ok(ThreadFilter { resolved })
+fn resolved(query: &QueryParams) -> Result<Option<bool>, ApiError> {
+    match query.get("resolved").map(str::trim) {
+        None | Some("") => Ok(None),
+        Some("true") => Ok(Some(true)),
+        Some("false") => Ok(Some(false)),
+        Some(_) => Err(ApiError::validation(
+            "resolved",
+            "resolved must be true or false",
+        )),
+    }
 }
 
 async fn list_threads(
@@ -66,23 +61,16 @@ async fn list_threads(
     query: QueryParams,
 ) -> Result<Reply, ApiError> {
     let scope = room_scope(&auth, &path)?;
-    let (filter, page) = (thread_filter(&query)?, query.page()?);
-    let size = comment_page(state.config());
-    let threads = state
-        .store()
-        .list_threads(scope, filter, page, size)
-        .await?;
-    let returned = threads.items.len();
-    let has_more = page.offset + (returned as i64) < threads.total;
+    let page = query.page()?;
+    let params = ListParams {
+        resolved: resolved(&query)?,
+        limit: Some(page.limit),
+        offset: Some(page.offset),
+    };
+    let (threads, page) = state.engine().list_threads(scope, params).await?;
     Ok(Reply::ok(
         "Threads retrieved",
-        json!({
-            "threads": threads.items,
-            "total": threads.total,
-            "limit": page.limit,
-            "offset": page.offset,
-            "nextOffset": page.next_offset(returned, has_more),
-        }),
+        thread_list_json(threads, page),
     ))
 }
 
@@ -93,8 +81,7 @@ async fn get_thread(
 ) -> Result<Reply, ApiError> {
     let scope = room_scope(&auth, &path)?;
     let thread_id: ThreadId = path.id("threadId", Entity::Thread)?;
-    let size = comment_page(state.config());
-    let thread = state.store().get_thread(scope, &thread_id, size).await?;
+    let thread = state.engine().get_thread(scope, &thread_id).await?;
     Ok(Reply::ok("Thread retrieved", json!({ "thread": thread })))
 }
 
@@ -115,12 +102,13 @@ async fn list_comments(
                 .map_err(|_| ApiError::validation("limit", "limit must be an integer"))
         })
         .transpose()?;
-    let page = CommentListPage {
+    let params = ListCommentsParams {
+        thread_id: thread_id.to_string(),
         after: query.get("after").map(str::to_owned),
         limit,
     };
-    let data = comment_list(state.store(), state.config(), scope, &thread_id, page).await?;
-    Ok(Reply::ok("Comments retrieved", data))
+    let page = state.engine().list_comments(scope, params).await?;
+    Ok(Reply::ok("Comments retrieved", comment_page_json(page)))
 }
 
 /// Checks the room first, so that a request for an unknown room does not load a room.
@@ -141,13 +129,9 @@ async fn delete_thread(
     let scope = room_scope(&auth, &path)?;
     let thread_id: ThreadId = path.id("threadId", Entity::Thread)?;
     existing_room(&state, scope).await?;
-    let store = state.store();
     state
-        .hub()
-        .write_in_order(scope, None, async {
-            store.delete_thread(scope, &thread_id).await?;
-            Ok::<_, ApiError>(((), vec![thread_deleted_event(&thread_id)]))
-        })
+        .engine()
+        .delete_thread(scope, Origin::Backend, &thread_id)
         .await?;
     Ok(Reply::ok("Thread deleted", json!({ "id": thread_id })))
 }
@@ -160,17 +144,9 @@ async fn delete_comment(
     let scope = room_scope(&auth, &path)?;
     let comment_id: CommentId = path.id("commentId", Entity::Comment)?;
     existing_room(&state, scope).await?;
-    let store = state.store();
     let deleted = state
-        .hub()
-        .write_in_order(scope, None, async {
-            let deleted = store
-                .delete_comment(scope, &comment_id, Actor::Moderator)
-                .await?
-                .map_err(|_| ApiError::Forbidden)?;
-            let frames = comment_deleted_events(&comment_id, &deleted);
-            Ok::<_, ApiError>((deleted, frames))
-        })
+        .engine()
+        .delete_comment(scope, Origin::Backend, &comment_id)
         .await?;
     Ok(Reply::ok(
         "Comment deleted",

@@ -12,14 +12,12 @@ use axum::http::request::Parts;
 use futures_util::StreamExt as _;
 use serde::de::DeserializeOwned;
 
-use crate::app::AppState;
 use crate::domain::text;
 use crate::domain::time::TimeBound;
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::store::{Entity, ListFilter, Page};
 
-pub const DEFAULT_PAGE_LIMIT: i64 = 50;
-pub const MAX_PAGE_LIMIT: i64 = 100;
 /// Longest `search` term; a longer one cannot match any name we accept.
 const MAX_SEARCH_CHARS: usize = 256;
 
@@ -158,16 +156,16 @@ impl QueryParams {
     /// `limit` (1 to 100, default 50) and `offset` (0 or more, default 0).
     pub fn page(&self) -> Result<Page, ApiError> {
         let limit = match self.get("limit") {
-            None => DEFAULT_PAGE_LIMIT,
+            None => Page::DEFAULT_LIMIT,
             Some(text) => text
                 .trim()
                 .parse::<i64>()
                 .ok()
-                .filter(|n| (1..=MAX_PAGE_LIMIT).contains(n))
+                .filter(|n| (1..=Page::MAX_LIMIT).contains(n))
                 .ok_or_else(|| {
                     ApiError::validation(
                         "limit",
-                        format!("limit must be an integer from 1 to {MAX_PAGE_LIMIT}"),
+                        format!("limit must be an integer from 1 to {}", Page::MAX_LIMIT),
                     )
                 })?,
         };

@@ -6,8 +6,8 @@ use axum::extract::State;
 use serde_json::json;
 
 use super::envelope::Reply;
-use crate::app::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// A readiness probe that waits longer than this on the database reports it unreachable.
 const READINESS_TIMEOUT: Duration = Duration::from_secs(2);

@@ -17,8 +17,8 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use axum::Router;
 
-use crate::app::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config().limits.max_body_bytes;

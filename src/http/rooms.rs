@@ -9,11 +9,10 @@ use serde_json::json;
 use super::envelope::Reply;
 use super::extract::{JsonBody, PathParams, QueryParams};
 use super::validation::{self, Patch};
-use crate::app::AppState;
 use crate::auth::AccountAuth;
 use crate::domain::{Room, RoomId, Timestamp};
 use crate::error::ApiError;
-use crate::realtime::room::RoomCommand;
+use crate::state::AppState;
 use crate::store::{Entity, NewRoom, RoomChanges, RoomScope};
 
 pub fn router() -> Router<AppState> {
@@ -166,9 +165,7 @@ async fn delete_room(
     path: PathParams,
 ) -> Result<Reply, ApiError> {
     let room_id: RoomId = path.id("roomId", Entity::Room)?;
-    state.store().delete_room(auth.account_id, room_id).await?;
-    state.hub().notify(room_id, RoomCommand::RoomDeleted).await;
-    state.hub().close_room_sockets(room_id);
+    state.engine().delete_room(auth.account_id, room_id).await?;
     Ok(Reply::ok("Room deleted", json!({ "id": room_id })))
 }
 
@@ -182,27 +179,15 @@ async fn reconcile_room(
         account_id: auth.account_id,
         room_id,
     };
-    let previous = state
-        .store()
-        .get_room(auth.account_id, room_id)
-        .await?
-        .ok_or(ApiError::not_found(Entity::Room))?
-        .active_participants;
-    // First the sockets nobody serves any more (dead nodes, leaked rows), then the counter
-    // from the sockets that remain.
-    let hub = state.hub();
-    let stale_before = Timestamp::now().plus_millis(-(hub.config().node_timeout_ms as i64));
-    hub.reap(stale_before).await?;
-    let recounted = state.store().recount_room(scope).await?;
-    state.bus().publish(recounted.events);
-    hub.users_set_offline(room_id, recounted.users_set_offline)
-        .await;
+    let reconciled = state.engine().reconcile_room(scope).await?;
+    let room = reconciled.recounted.room;
+    let now_online = room.active_participants;
     Ok(Reply::ok(
         "OK",
         json!({
-            "room": recounted.room,
-            "previous_active_participants": previous,
-            "reconciled_active_participants": recounted.room.active_participants,
+            "room": room,
+            "previous_active_participants": reconciled.previous_active_participants,
+            "reconciled_active_participants": now_online,
         }),
     ))
 }

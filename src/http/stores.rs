@@ -9,12 +9,13 @@ use serde_json::{json, Value};
 
 use super::envelope::Reply;
 use super::extract::{JsonBody, PathParams, QueryParams};
-use crate::app::AppState;
 use crate::auth::AccountAuth;
 use crate::domain::schema::{StoreName, StoreSchema};
 use crate::domain::RoomId;
 use crate::error::ApiError;
-use crate::realtime::stores::{entry_json, key, known_store, schema_error, write_entry};
+use crate::rooms::entries::{entry_json, key, schema_error};
+use crate::rooms::Origin;
+use crate::state::AppState;
 use crate::store::entries::{EntryPage, EntryWrite, SchemaRecord, SchemaWrite};
 use crate::store::{Entity, RoomScope};
 
@@ -155,7 +156,7 @@ async fn list_entries(
     let scope = path_scope(auth, &path)?;
     let page = query.page()?;
     let store = path_store(&path)?;
-    known_store(&state, scope, &store).await?;
+    state.engine().known_store(scope, &store).await?;
     let listed = state
         .store()
         .list_entries(
@@ -188,7 +189,7 @@ async fn get_entry(
         .get_room(scope.account_id, scope.room_id)
         .await?
         .ok_or(ApiError::not_found(Entity::Room))?;
-    known_store(&state, scope, &store).await?;
+    state.engine().known_store(scope, &store).await?;
     let entry = state
         .store()
         .get_entry(scope, &store, path.text("key"))
@@ -220,7 +221,9 @@ async fn write(
     let value = body
         .value
         .ok_or_else(|| ApiError::validation("value", "value is required"))?;
-    let change = write_entry(state, scope, &store, entry_key, write(value), None)
+    let change = state
+        .engine()
+        .write_entry(scope, Origin::Backend, &store, entry_key, write(value))
         .await?
         .expect("only a delete can change nothing");
     Ok(json!({ "entry": { "key": change.key, "value": change.value, "version": change.version } }))
@@ -254,7 +257,15 @@ async fn delete_entry(
     let scope = existing_scope(&state, auth, &path).await?;
     let store = path_store(&path)?;
     let entry_key = path.text("key");
-    let change = write_entry(&state, scope, &store, entry_key, EntryWrite::Delete, None)
+    let change = state
+        .engine()
+        .write_entry(
+            scope,
+            Origin::Backend,
+            &store,
+            entry_key,
+            EntryWrite::Delete,
+        )
         .await?
         .ok_or(ApiError::not_found(Entity::Entry))?;
     Ok(Reply::ok(

@@ -9,11 +9,10 @@ use serde_json::json;
 use super::envelope::Reply;
 use super::extract::{JsonBody, PathParams, QueryParams};
 use super::validation::{self, Patch};
-use crate::app::AppState;
 use crate::auth::AccountAuth;
 use crate::domain::{RoomId, Timestamp, User, UserId};
 use crate::error::ApiError;
-use crate::realtime::room::RoomCommand;
+use crate::state::AppState;
 use crate::store::{Entity, NewUser, Page, RoomScope, UserChanges};
 
 pub fn router() -> Router<AppState> {
@@ -76,13 +75,7 @@ async fn create_user(
             .transpose()?,
         created_at: Timestamp::now(),
     };
-    let (user, events) = state.store().create_user(&user).await?;
-    state.bus().publish(events);
-    let room_id = user.room_id;
-    state
-        .hub()
-        .notify(room_id, RoomCommand::UserCreated(user.clone()))
-        .await;
+    let user = state.engine().create_user(&user).await?;
     let token = state.jwt().user_token(&user);
     Ok(Reply::created(
         "User created",
@@ -212,12 +205,7 @@ async fn update_user(
             .transpose()?,
     };
     let scope = room_scope(&state, auth, &query).await?;
-    let (user, events) = state.store().update_user(scope, user_id, &changes).await?;
-    state.bus().publish(events);
-    state
-        .hub()
-        .notify(scope.room_id, RoomCommand::UserUpdated(user.clone()))
-        .await;
+    let user = state.engine().update_user(scope, user_id, &changes).await?;
     Ok(Reply::ok("User updated", json!({ "user": user })))
 }
 
@@ -229,14 +217,6 @@ async fn delete_user(
 ) -> Result<Reply, ApiError> {
     let user_id: UserId = path.id("userId", Entity::User)?;
     let scope = room_scope(&state, auth, &query).await?;
-    let (user, left) = state.store().delete_user(scope, user_id).await?;
-    state.bus().publish(left.events);
-    // Joined or not, none of their sockets may act any more; the others hear of it.
-    state.hub().close_user_sockets(&user);
-    let id = user.id;
-    state
-        .hub()
-        .notify(scope.room_id, RoomCommand::UserDeleted(user))
-        .await;
-    Ok(Reply::ok("User deleted", json!({ "id": id })))
+    let user = state.engine().delete_user(scope, user_id).await?;
+    Ok(Reply::ok("User deleted", json!({ "id": user.id })))
 }

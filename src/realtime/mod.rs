@@ -1,14 +1,6 @@
-//! The WebSocket side: the wire protocol, one task per connection, one actor per active room,
-//! the registry of rooms, and this node's record in the database.
+//! The socket transport: the wire protocol, the upgrade, and one task per connection that
+//! turns frames into calls to the engine (`rooms`).
 
-pub mod comments;
 pub mod connection;
-pub mod hub;
-pub mod nodes;
-pub mod presence;
 pub mod protocol;
-pub mod room;
-pub mod stores;
 pub mod upgrade;
-
-pub use hub::Hub;

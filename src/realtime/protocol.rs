@@ -1,30 +1,23 @@
-//! The wire types of `docs/protocol.md`: frames in both directions, method names, and the
-//! socket's view of users.
+//! The wire types of `docs/protocol.md`: frames in both directions, and one enum of the
+//! requests a client may make, each with its params, parsed in one place. (Server events are
+//! the engine's: `rooms::events`.)
 
-use std::collections::{HashMap, HashSet};
-
-use axum::extract::ws::Utf8Bytes;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
-use crate::domain::{Room, User, UserId};
+use crate::domain::Room;
 use crate::error::ApiError;
+pub use crate::rooms::comments::{
+    CreateThreadParams, EditParams, ListCommentsParams, ListParams, ReactParams, ReplyParams,
+    ThreadParams,
+};
+pub use crate::rooms::entries::SyncParams;
+use crate::rooms::following::UserView;
+pub use crate::rooms::outbox::{close, Utf8Bytes};
 
 pub const PROTOCOL_VERSION: u32 = 1;
 pub const SUBPROTOCOL: &str = "collabkit.v1";
-
-/// Close codes (see the protocol document).
-pub mod close {
-    pub const NORMAL: u16 = 1000;
-    pub const GOING_AWAY: u16 = 1001;
-    pub const PROTOCOL_ERROR: u16 = 1002;
-    pub const TOO_BIG: u16 = 1009;
-    pub const TRY_AGAIN_LATER: u16 = 1013;
-    pub const TOO_SLOW: u16 = 4000;
-    pub const DEAD_PEER: u16 = 4001;
-    pub const AUTH_FAILED: u16 = 4401;
-    pub const GONE: u16 = 4404;
-}
 
 /// A request's correlation ID: a number or a short string, echoed as given.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,7 +77,7 @@ pub enum ServerFrame<'a> {
     Welcome {
         protocol: u32,
         connection_id: String,
-        user: &'a SocketUser,
+        user: &'a UserView,
         room: &'a Room,
         heartbeat_interval_ms: u64,
         limits: Limits,
@@ -101,10 +94,6 @@ pub enum ServerFrame<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<ErrorBody>,
     },
-    Event {
-        event: &'a str,
-        data: &'a Value,
-    },
     Error {
         error: ErrorBody,
     },
@@ -118,9 +107,256 @@ impl ServerFrame<'_> {
     }
 }
 
-/// An event frame, encoded.
-pub fn event(name: &str, data: &Value) -> Utf8Bytes {
-    ServerFrame::Event { event: name, data }.encode()
+/// The methods of the protocol, by their wire names: what the SDK's request map must hold.
+pub const METHOD_NAMES: &[&str] = &[
+    "room.join",
+    "room.leave",
+    "room.get",
+    "users.get",
+    "users.getAll",
+    "users.follow",
+    "users.unfollow",
+    "presence.update",
+    "presence.sync",
+    "presence.unsync",
+    "broadcast",
+    "stores.declare",
+    "stores.set",
+    "stores.update",
+    "stores.delete",
+    "stores.get",
+    "stores.getAll",
+    "stores.sync",
+    "comments.createThread",
+    "comments.reply",
+    "comments.edit",
+    "comments.delete",
+    "comments.resolve",
+    "comments.reopen",
+    "comments.react",
+    "comments.unreact",
+    "comments.list",
+    "comments.getThread",
+    "comments.listComments",
+];
+
+/// A client's request: the method and its params, checked for shape (not yet for meaning:
+/// ids and limits are the engine's to check).
+#[derive(Debug)]
+pub enum Request {
+    RoomJoin,
+    RoomLeave,
+    RoomGet(RoomGetParams),
+    UsersGet(UserParams),
+    UsersGetAll(PageParams),
+    UsersFollow(UserParams),
+    UsersUnfollow(UserParams),
+    PresenceUpdate(PresenceParams),
+    PresenceSync(PresenceSyncParams),
+    PresenceUnsync,
+    Broadcast(BroadcastParams),
+    StoresDeclare(DeclareParams),
+    StoresSet(WriteParams),
+    StoresUpdate(WriteParams),
+    StoresDelete(KeyParams),
+    StoresGet(KeyParams),
+    StoresGetAll(GetAllParams),
+    StoresSync(SyncParams),
+    CommentsCreateThread(CreateThreadParams),
+    CommentsReply(ReplyParams),
+    CommentsEdit(EditParams),
+    CommentsDelete(CommentIdParams),
+    CommentsResolve(ThreadParams),
+    CommentsReopen(ThreadParams),
+    CommentsReact(ReactParams),
+    CommentsUnreact(ReactParams),
+    CommentsList(ListParams),
+    CommentsGetThread(ThreadParams),
+    CommentsListComments(ListCommentsParams),
+}
+
+impl Request {
+    /// Parses a request: the method by its name, the params as that method's. Params are a
+    /// JSON object, or `null`/absent for none; anything else (an array, which serde would
+    /// read field by position) is a `VALIDATION_ERROR` naming `params`.
+    pub fn parse(method: &str, params: Value) -> Result<Self, ApiError> {
+        let params = match params {
+            Value::Null => Map::new(),
+            Value::Object(map) => map,
+            _ => {
+                return Err(ApiError::validation(
+                    "params",
+                    "params must be a JSON object",
+                ))
+            }
+        };
+        let request = match method {
+            "room.join" => {
+                parse::<NoParams>(params)?;
+                Self::RoomJoin
+            }
+            "room.leave" => {
+                parse::<NoParams>(params)?;
+                Self::RoomLeave
+            }
+            "room.get" => Self::RoomGet(parse(params)?),
+            "users.get" => Self::UsersGet(parse(params)?),
+            "users.getAll" => Self::UsersGetAll(parse(params)?),
+            "users.follow" => Self::UsersFollow(parse(params)?),
+            "users.unfollow" => Self::UsersUnfollow(parse(params)?),
+            "presence.update" => Self::PresenceUpdate(parse(params)?),
+            "presence.sync" => Self::PresenceSync(parse(params)?),
+            "presence.unsync" => {
+                parse::<NoParams>(params)?;
+                Self::PresenceUnsync
+            }
+            "broadcast" => Self::Broadcast(parse(params)?),
+            "stores.declare" => Self::StoresDeclare(parse(params)?),
+            "stores.set" => Self::StoresSet(parse(params)?),
+            "stores.update" => Self::StoresUpdate(parse(params)?),
+            "stores.delete" => Self::StoresDelete(parse(params)?),
+            "stores.get" => Self::StoresGet(parse(params)?),
+            "stores.getAll" => Self::StoresGetAll(parse(params)?),
+            "stores.sync" => Self::StoresSync(parse(params)?),
+            "comments.createThread" => Self::CommentsCreateThread(parse(params)?),
+            "comments.reply" => Self::CommentsReply(parse(params)?),
+            "comments.edit" => Self::CommentsEdit(parse(params)?),
+            "comments.delete" => Self::CommentsDelete(parse(params)?),
+            "comments.resolve" => Self::CommentsResolve(parse(params)?),
+            "comments.reopen" => Self::CommentsReopen(parse(params)?),
+            "comments.react" => Self::CommentsReact(parse(params)?),
+            "comments.unreact" => Self::CommentsUnreact(parse(params)?),
+            "comments.list" => Self::CommentsList(parse(params)?),
+            "comments.getThread" => Self::CommentsGetThread(parse(params)?),
+            "comments.listComments" => Self::CommentsListComments(parse(params)?),
+            other => {
+                return Err(ApiError::BadRequest(
+                    format!("Unknown method {other:?}").into(),
+                ))
+            }
+        };
+        Ok(request)
+    }
+
+    /// The method's wire name.
+    pub fn method(&self) -> &'static str {
+        match self {
+            Self::RoomJoin => "room.join",
+            Self::RoomLeave => "room.leave",
+            Self::RoomGet(_) => "room.get",
+            Self::UsersGet(_) => "users.get",
+            Self::UsersGetAll(_) => "users.getAll",
+            Self::UsersFollow(_) => "users.follow",
+            Self::UsersUnfollow(_) => "users.unfollow",
+            Self::PresenceUpdate(_) => "presence.update",
+            Self::PresenceSync(_) => "presence.sync",
+            Self::PresenceUnsync => "presence.unsync",
+            Self::Broadcast(_) => "broadcast",
+            Self::StoresDeclare(_) => "stores.declare",
+            Self::StoresSet(_) => "stores.set",
+            Self::StoresUpdate(_) => "stores.update",
+            Self::StoresDelete(_) => "stores.delete",
+            Self::StoresGet(_) => "stores.get",
+            Self::StoresGetAll(_) => "stores.getAll",
+            Self::StoresSync(_) => "stores.sync",
+            Self::CommentsCreateThread(_) => "comments.createThread",
+            Self::CommentsReply(_) => "comments.reply",
+            Self::CommentsEdit(_) => "comments.edit",
+            Self::CommentsDelete(_) => "comments.delete",
+            Self::CommentsResolve(_) => "comments.resolve",
+            Self::CommentsReopen(_) => "comments.reopen",
+            Self::CommentsReact(_) => "comments.react",
+            Self::CommentsUnreact(_) => "comments.unreact",
+            Self::CommentsList(_) => "comments.list",
+            Self::CommentsGetThread(_) => "comments.getThread",
+            Self::CommentsListComments(_) => "comments.listComments",
+        }
+    }
+}
+
+fn parse<T: DeserializeOwned>(params: Map<String, Value>) -> Result<T, ApiError> {
+    ApiError::parse_value(Value::Object(params))
+}
+
+/// Methods that take nothing refuse anything given.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoParams {}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RoomGetParams {
+    pub room_id: Option<String>,
+    /// The users after this cursor (a page's `cursor`).
+    pub after: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct UserParams {
+    pub user_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageParams {
+    pub after: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresenceParams {
+    pub state: Value,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresenceSyncParams {
+    pub target: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BroadcastParams {
+    pub event: String,
+    #[serde(default)]
+    pub data: Value,
+    pub user_ids: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeclareParams {
+    pub schemas: Map<String, Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WriteParams {
+    pub store: String,
+    pub key: String,
+    pub value: Value,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyParams {
+    pub store: String,
+    pub key: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GetAllParams {
+    pub store: String,
+    /// Continue after this key (the previous page's `cursor`).
+    pub after: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CommentIdParams {
+    pub comment_id: String,
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -133,93 +369,9 @@ pub struct Limits {
     pub message_burst: u32,
 }
 
-/// A user as the socket shows it: the REST object (never with `token`) plus the follow graph.
-#[derive(Debug, Clone, Serialize)]
-pub struct SocketUser {
-    #[serde(flatten)]
-    pub user: User,
-    pub following: Vec<UserId>,
-    pub followers: Vec<UserId>,
-}
-
-/// Who follows whom in a room.
-#[derive(Debug, Clone, Default)]
-pub struct FollowGraph {
-    following: HashMap<UserId, HashSet<UserId>>,
-    followers: HashMap<UserId, HashSet<UserId>>,
-}
-
-impl FollowGraph {
-    pub fn from_pairs(pairs: impl IntoIterator<Item = (UserId, UserId)>) -> Self {
-        let mut graph = Self::default();
-        for (follower, followee) in pairs {
-            graph.set(follower, followee, true);
-        }
-        graph
-    }
-
-    pub fn set(&mut self, follower: UserId, followee: UserId, follows: bool) {
-        if follows {
-            self.following.entry(follower).or_default().insert(followee);
-            self.followers.entry(followee).or_default().insert(follower);
-        } else {
-            if let Some(set) = self.following.get_mut(&follower) {
-                set.remove(&followee);
-            }
-            if let Some(set) = self.followers.get_mut(&followee) {
-                set.remove(&follower);
-            }
-        }
-    }
-
-    pub fn remove_user(&mut self, user: UserId) {
-        for followee in self.following.remove(&user).unwrap_or_default() {
-            if let Some(set) = self.followers.get_mut(&followee) {
-                set.remove(&user);
-            }
-        }
-        for follower in self.followers.remove(&user).unwrap_or_default() {
-            if let Some(set) = self.following.get_mut(&follower) {
-                set.remove(&user);
-            }
-        }
-    }
-
-    pub fn follows(&self, follower: UserId, followee: UserId) -> bool {
-        self.following
-            .get(&follower)
-            .is_some_and(|set| set.contains(&followee))
-    }
-
-    /// The user with its `following` and `followers`, each sorted for stable output.
-    pub fn socket_user(&self, user: User) -> SocketUser {
-        let sorted = |set: Option<&HashSet<UserId>>| {
-            let mut ids: Vec<UserId> = set.map(|s| s.iter().copied().collect()).unwrap_or_default();
-            ids.sort();
-            ids
-        };
-        SocketUser {
-            following: sorted(self.following.get(&user.id)),
-            followers: sorted(self.followers.get(&user.id)),
-            user,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn follow_graph_tracks_both_directions() {
-        let (a, b, c) = (UserId::new(), UserId::new(), UserId::new());
-        let mut graph = FollowGraph::from_pairs([(a, b), (c, b)]);
-        assert!(graph.follows(a, b) && !graph.follows(b, a));
-        graph.set(a, b, false);
-        assert!(!graph.follows(a, b));
-        graph.remove_user(b);
-        assert!(!graph.follows(c, b));
-    }
 
     #[test]
     fn frames_have_the_documented_shape() {
@@ -246,5 +398,26 @@ mod tests {
         ));
         assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"ping"}"#).is_ok());
         assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"nope"}"#).is_err());
+    }
+
+    #[test]
+    fn every_method_parses_by_its_name_and_only_objects_are_params() {
+        for name in METHOD_NAMES {
+            match Request::parse(name, Value::Null) {
+                Ok(request) => assert_eq!(request.method(), *name),
+                // Methods with required params say which field is missing, not "unknown".
+                Err(ApiError::Validation { .. }) => {}
+                Err(other) => panic!("{name}: {other:?}"),
+            }
+            let error = Request::parse(name, serde_json::json!(["x"])).unwrap_err();
+            assert!(
+                matches!(&error, ApiError::Validation { field, .. } if field == "params"),
+                "{name}: {error:?}"
+            );
+        }
+        assert!(matches!(
+            Request::parse("room.explode", Value::Null),
+            Err(ApiError::BadRequest(_))
+        ));
     }
 }

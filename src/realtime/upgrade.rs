@@ -6,7 +6,8 @@ use axum::extract::State;
 use axum::response::Response;
 
 use super::protocol::SUBPROTOCOL;
-use crate::app::AppState;
+use crate::auth::JwtSigner;
+use crate::rooms::Engine;
 
 /// A frame this many times over the limit closes the socket (1009) instead of being answered.
 const HARD_CAP_FACTOR: usize = 4;
@@ -14,15 +15,19 @@ const HARD_CAP_FACTOR: usize = 4;
 /// of 128 KiB, touched on the first read, would be most of an idle socket's memory.
 const READ_BUFFER_BYTES: usize = 4096;
 
-pub async fn connect(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
-    let cap = state.hub().config().max_message_bytes * HARD_CAP_FACTOR;
+pub async fn connect(
+    State(engine): State<Engine>,
+    State(jwt): State<JwtSigner>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let cap = engine.hub().config().max_message_bytes * HARD_CAP_FACTOR;
     upgrade
         .protocols([SUBPROTOCOL])
         .max_message_size(cap)
         .max_frame_size(cap)
         .read_buffer_size(READ_BUFFER_BYTES)
         .on_upgrade(move |socket| {
-            let hub = state.hub().clone();
-            hub.track(super::connection::run(socket, state))
+            let hub = engine.hub().clone();
+            hub.track(super::connection::run(socket, engine, jwt))
         })
 }

@@ -71,6 +71,11 @@ pub struct Page {
 }
 
 impl Page {
+    /// Items in a page when the client does not say.
+    pub const DEFAULT_LIMIT: i64 = 50;
+    /// The most items a client may ask for in one page.
+    pub const MAX_LIMIT: i64 = 100;
+
     /// Where the next page starts after this one returned `returned` items: `None` when
     /// nothing follows. A page may end before `limit` (see `page_bytes`), so the next offset
     /// counts what came, not what was asked.

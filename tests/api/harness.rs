@@ -176,7 +176,7 @@ pub fn test_config(db: &TestDatabase) -> Config {
 pub struct TestApp {
     pub base: String,
     /// The running app's state (its event bus, its hub).
-    pub state: collabkit::app::AppState,
+    pub state: collabkit::state::AppState,
     pub client: reqwest::Client,
     pub config: Config,
     shutdown: CancellationToken,

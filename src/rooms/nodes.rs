@@ -3,7 +3,7 @@
 
 use crate::domain::{NodeId, Timestamp};
 
-use super::Hub;
+use super::Engine;
 
 /// The node's name: configured, else `<hostname>:<port>` (stable across restarts, so that a
 /// restarted node cleans up after itself at once), else random (port 0: tests).
@@ -25,8 +25,9 @@ pub fn node_id(configured: &str, port: u16) -> NodeId {
 
 /// Registers the node and cleans up what dead nodes left. On a database only one node can
 /// use (SQLite), every other node's sockets are dead by definition.
-pub async fn start(hub: &Hub) -> anyhow::Result<()> {
-    let store = hub.store();
+pub async fn start(engine: &Engine) -> anyhow::Result<()> {
+    let hub = engine.hub();
+    let store = engine.store();
     let now = Timestamp::now();
     store.heartbeat_node(hub.node_id(), now).await?;
     let stale_before = if store.shared() {
@@ -34,7 +35,7 @@ pub async fn start(hub: &Hub) -> anyhow::Result<()> {
     } else {
         now.plus_millis(1)
     };
-    let reaped = hub.reap(stale_before).await?;
+    let reaped = engine.reap(stale_before).await?;
     if reaped > 0 {
         tracing::info!(reaped, "set users of dead connections offline");
     }
@@ -44,8 +45,9 @@ pub async fn start(hub: &Hub) -> anyhow::Result<()> {
 /// Until shutdown: every `node_heartbeat`, refresh this node's heartbeat (on a task of its
 /// own, so that a long clean-up never makes this node look dead), clean up after dead nodes,
 /// and forget store tombstones older than `tombstone_retention`.
-pub async fn upkeep(hub: Hub, tombstone_retention: std::time::Duration) {
-    let _beat = AbortOnDrop(tokio::spawn(heartbeat(hub.clone())));
+pub async fn upkeep(engine: Engine, tombstone_retention: std::time::Duration) {
+    let _beat = AbortOnDrop(tokio::spawn(heartbeat(engine.clone())));
+    let hub = engine.hub();
     let config = hub.config().clone();
     let mut tick = tokio::time::interval(config.node_heartbeat());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -57,13 +59,13 @@ pub async fn upkeep(hub: Hub, tombstone_retention: std::time::Duration) {
         }
         let now = Timestamp::now();
         let stale_before = now.plus_millis(-(config.node_timeout().as_millis() as i64));
-        match hub.reap(stale_before).await {
+        match engine.reap(stale_before).await {
             Ok(0) => {}
             Ok(reaped) => tracing::info!(reaped, "set users of dead connections offline"),
             Err(error) => tracing::warn!(%error, "cleaning up dead connections failed"),
         }
         let forget_before = now.plus_millis(-(tombstone_retention.as_millis() as i64));
-        match hub.store().purge_tombstones(forget_before).await {
+        match engine.store().purge_tombstones(forget_before).await {
             Ok(0) => {}
             Ok(purged) => tracing::debug!(purged, "forgot old store tombstones"),
             Err(error) => tracing::warn!(%error, "forgetting old store tombstones failed"),
@@ -80,12 +82,13 @@ impl Drop for AbortOnDrop {
     }
 }
 
-async fn heartbeat(hub: Hub) {
+async fn heartbeat(engine: Engine) {
+    let hub = engine.hub();
     let mut tick = tokio::time::interval(hub.config().node_heartbeat());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if let Err(error) = hub
+        if let Err(error) = engine
             .store()
             .heartbeat_node(hub.node_id(), Timestamp::now())
             .await
@@ -96,8 +99,9 @@ async fn heartbeat(hub: Hub) {
 }
 
 /// After shutdown: forget this node if it left nothing behind.
-pub async fn stop(hub: &Hub) {
-    let store = hub.store();
+pub async fn stop(engine: &Engine) {
+    let hub = engine.hub();
+    let store = engine.store();
     match store.node_connections(hub.node_id()).await {
         Ok(rows) if rows.is_empty() => {
             if let Err(error) = store.remove_node(hub.node_id()).await {

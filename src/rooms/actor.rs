@@ -4,15 +4,15 @@
 
 use std::collections::HashMap;
 
-use axum::extract::ws::Utf8Bytes;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{sleep_until, Instant};
 
-use super::connection::Outbox;
-use super::hub::Hub;
+use super::events::ServerEvent;
+use super::following::FollowGraph;
+use super::hub::RoomMap;
+use super::outbox::{Outbox, Utf8Bytes};
 use super::presence::{self, NewState, PresenceBoard, RoomPresenceFull, SyncTarget, Update};
-use super::protocol::{self, FollowGraph};
 use crate::config::RealtimeConfig;
 use crate::domain::{ConnectionId, User, UserId};
 use crate::store::{DynStore, Joined, Left, RoomScope};
@@ -72,10 +72,10 @@ pub enum RoomCommand {
     UserUpdated(User),
     UserDeleted(User),
     RoomDeleted,
-    /// An event for every joined socket but `except` (the one that caused it).
+    /// Events for every joined socket but `except` (the one that caused them).
     Publish {
         except: Option<ConnectionId>,
-        frame: Utf8Bytes,
+        frames: Vec<Utf8Bytes>,
     },
 }
 
@@ -87,7 +87,8 @@ struct Member {
 
 pub struct RoomActor {
     scope: RoomScope,
-    hub: Hub,
+    /// The registry it takes itself out of when idle.
+    rooms: RoomMap,
     store: DynStore,
     config: RealtimeConfig,
     members: HashMap<ConnectionId, Member>,
@@ -96,10 +97,10 @@ pub struct RoomActor {
 }
 
 impl RoomActor {
-    pub fn new(scope: RoomScope, hub: Hub, store: DynStore, config: RealtimeConfig) -> Self {
+    pub fn new(scope: RoomScope, rooms: RoomMap, store: DynStore, config: RealtimeConfig) -> Self {
         Self {
             scope,
-            hub,
+            rooms,
             store,
             config,
             members: HashMap::new(),
@@ -129,7 +130,7 @@ impl RoomActor {
                     }
                 }
                 () = sleep_until(idle_at.unwrap_or_else(Instant::now)), if idle_at.is_some() => {
-                    if self.hub.unload_if_idle(self.scope.room_id) {
+                    if self.rooms.unload_if_idle(self.scope.room_id) {
                         break;
                     }
                     idle_since = Instant::now();
@@ -183,16 +184,13 @@ impl RoomActor {
                 );
                 if joined.came_online {
                     let user = self.follows.socket_user(joined.user.clone());
-                    self.send_to_others(
-                        user_id,
-                        &protocol::event("userJoined", &json!({ "user": user })),
-                    );
+                    self.send_to_others(user_id, &ServerEvent::UserJoined { user: &user }.encode());
                 }
                 let states = self
                     .presence
                     .states()
                     .filter(|(user, _)| *user != user_id)
-                    .map(|(user, state)| json!({ "userId": user, "state": state }))
+                    .map(|(user, state)| presence::entry(user, state))
                     .collect();
                 let _ = reply.send(states);
             }
@@ -205,10 +203,7 @@ impl RoomActor {
                 }
                 if let Some(user) = left.user {
                     let user = self.follows.socket_user(user);
-                    self.send_to_others(
-                        user_id,
-                        &protocol::event("userLeft", &json!({ "user": user })),
-                    );
+                    self.send_to_others(user_id, &ServerEvent::UserLeft { user: &user }.encode());
                 }
                 self.clear_presence(user_id);
             }
@@ -258,7 +253,7 @@ impl RoomActor {
                     .presence
                     .states()
                     .filter(|(user, _)| *user != viewer && self.matches(target, viewer, *user))
-                    .map(|(user, state)| json!({ "userId": user, "state": state }))
+                    .map(|(user, state)| presence::entry(user, state))
                     .collect();
                 let _ = reply.send(states);
             }
@@ -278,10 +273,12 @@ impl RoomActor {
                     let _ = reply.send(0);
                     return;
                 };
-                let frame = protocol::event(
-                    "broadcast",
-                    &json!({ "event": event, "data": data, "userId": sender }),
-                );
+                let frame = ServerEvent::Broadcast {
+                    event: &event,
+                    data: &data,
+                    user_id: sender,
+                }
+                .encode();
                 let mut recipients = 0;
                 for member in self.members.values() {
                     let wanted = user_ids
@@ -302,16 +299,16 @@ impl RoomActor {
                 self.follows.set(follower, followee, follows);
                 for user in users {
                     let user = self.follows.socket_user(user);
-                    self.send_to_all(&protocol::event("userUpdated", &json!({ "user": user })));
+                    self.send_to_all(&ServerEvent::UserUpdated { user: &user }.encode());
                 }
             }
             RoomCommand::UserCreated(user) => {
                 let user = self.follows.socket_user(user);
-                self.send_to_all(&protocol::event("userCreated", &json!({ "user": user })));
+                self.send_to_all(&ServerEvent::UserCreated { user: &user }.encode());
             }
             RoomCommand::UserUpdated(user) => {
                 let user = self.follows.socket_user(user);
-                self.send_to_all(&protocol::event("userUpdated", &json!({ "user": user })));
+                self.send_to_all(&ServerEvent::UserUpdated { user: &user }.encode());
             }
             RoomCommand::UserDeleted(user) => {
                 // The deleted user's own sockets hear of it and close through the hub, which
@@ -320,13 +317,15 @@ impl RoomActor {
                 self.members.retain(|_, member| member.user_id != user_id);
                 let user = self.follows.socket_user(user);
                 self.follows.remove_user(user_id);
-                self.send_to_all(&protocol::event("userDeleted", &json!({ "user": user })));
+                self.send_to_all(&ServerEvent::UserDeleted { user: &user }.encode());
                 self.clear_presence(user_id);
             }
-            RoomCommand::Publish { except, frame } => {
+            RoomCommand::Publish { except, frames } => {
                 for (connection, member) in &self.members {
                     if Some(*connection) != except {
-                        member.outbox.send(frame.clone());
+                        for frame in &frames {
+                            member.outbox.send(frame.clone());
+                        }
                     }
                 }
             }
@@ -348,7 +347,11 @@ impl RoomActor {
     }
 
     fn fan_out_presence(&self, subject: UserId, state: &Value) {
-        let frame = protocol::event("presence", &json!({ "userId": subject, "state": state }));
+        let frame = ServerEvent::Presence {
+            user_id: subject,
+            state,
+        }
+        .encode();
         for member in self.members.values() {
             let Some(target) = member.sync else { continue };
             if member.user_id != subject && self.matches(target, member.user_id, subject) {

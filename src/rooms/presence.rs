@@ -1,13 +1,19 @@
-//! Presence: sync targets, per-user colours, and the coalescing that keeps a client that
-//! ignores the SDK's throttle from flooding the others.
+//! Presence: sync targets, per-user colours, the coalescing that keeps a client that ignores
+//! the SDK's throttle from flooding the others, and the room's budget; and broadcasts, the
+//! other live traffic of a joined socket.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use serde_json::Value;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::domain::UserId;
+use super::actor::RoomCommand;
+use super::hub::RoomHandle;
+use super::Engine;
+use crate::domain::{ConnectionId, UserId};
+use crate::error::ApiError;
 
 /// Twelve colours far enough apart to tell cursors apart.
 const PALETTE: [&str; 12] = [
@@ -24,6 +30,11 @@ pub fn color(user: UserId) -> &'static str {
         .map(|b| u32::from(*b))
         .sum();
     PALETTE[sum as usize % PALETTE.len()]
+}
+
+/// One user's state in a snapshot (`room.join`, `presence.sync`): `{ userId, state }`.
+pub fn entry(user: UserId, state: &Value) -> Value {
+    serde_json::json!({ "userId": user, "state": state })
 }
 
 /// Whose presence a connection asked to receive.
@@ -183,6 +194,109 @@ impl PresenceBoard {
 
     pub fn states(&self) -> impl Iterator<Item = (UserId, &Value)> {
         self.slots.iter().map(|(user, slot)| (*user, &slot.state))
+    }
+}
+
+/// Longest custom event name of a broadcast.
+const MAX_EVENT_NAME_CHARS: usize = 128;
+
+/// A broadcast asked for: its name, its data, and to whom (`None`: everyone else).
+pub struct Broadcast {
+    pub event: String,
+    pub data: Value,
+    pub user_ids: Option<Vec<UserId>>,
+}
+
+impl Engine {
+    /// A joined socket's user sets their presence state (a JSON object). `PayloadTooLarge`
+    /// over `max_presence_bytes`, or when the room's states would together pass
+    /// `max_room_presence_bytes`.
+    pub async fn update_presence(
+        &self,
+        room: &RoomHandle,
+        connection: ConnectionId,
+        state: Value,
+    ) -> Result<(), ApiError> {
+        if !state.is_object() {
+            return Err(ApiError::validation("state", "state must be a JSON object"));
+        }
+        let config = self.hub().config();
+        let bytes = state.to_string().len();
+        if bytes > config.max_presence_bytes {
+            return Err(ApiError::PayloadTooLarge {
+                limit: config.max_presence_bytes,
+            });
+        }
+        let (reply, taken) = oneshot::channel();
+        room.send(RoomCommand::Presence {
+            connection,
+            state: NewState { state, bytes },
+            reply,
+        })
+        .await;
+        if taken.await == Ok(false) {
+            return Err(ApiError::PayloadTooLarge {
+                limit: config.max_room_presence_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// From now on the socket receives the presence of `target` only; returns the current
+    /// states of `target`.
+    pub async fn sync_presence(
+        &self,
+        room: &RoomHandle,
+        connection: ConnectionId,
+        target: &str,
+    ) -> Result<Vec<Value>, ApiError> {
+        let target = SyncTarget::parse(target).ok_or_else(|| {
+            ApiError::validation("target", "target must be \"*\", \"following\" or a user ID")
+        })?;
+        let (reply, states) = oneshot::channel();
+        room.send(RoomCommand::Sync {
+            connection,
+            target,
+            reply,
+        })
+        .await;
+        Ok(states.await.unwrap_or_default())
+    }
+
+    /// The socket receives no presence any more.
+    pub async fn unsync_presence(&self, room: &RoomHandle, connection: ConnectionId) {
+        room.send(RoomCommand::Unsync { connection }).await;
+    }
+
+    /// Sends an event of the client's to the room's other users (or some of them), never back
+    /// to the sender; returns how many sockets it reached.
+    pub async fn broadcast(
+        &self,
+        room: &RoomHandle,
+        connection: ConnectionId,
+        broadcast: Broadcast,
+    ) -> Result<usize, ApiError> {
+        let chars = broadcast.event.chars().count();
+        if chars == 0 || chars > MAX_EVENT_NAME_CHARS {
+            return Err(ApiError::validation(
+                "event",
+                format!("event must be 1 to {MAX_EVENT_NAME_CHARS} characters"),
+            ));
+        }
+        let limit = self.hub().config().max_broadcast_bytes;
+        if broadcast.data.to_string().len() > limit {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        let (reply, recipients) = oneshot::channel();
+        room.send(RoomCommand::Broadcast {
+            connection,
+            event: broadcast.event,
+            data: broadcast.data,
+            user_ids: broadcast.user_ids,
+            reply,
+        })
+        .await;
+        Ok(recipients.await.unwrap_or(0))
     }
 }
 

@@ -1,0 +1,163 @@
+//! One WebSocket: authentication first (`handshake`), then a reader (this task, serving
+//! requests through `session`) and a writer task (`writer`) that drains the socket's bounded
+//! mailbox, sends heartbeats and closes dead peers. Both run in the socket's span
+//! (connection, user, room).
+
+mod handshake;
+mod session;
+mod writer;
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{Message, WebSocket};
+use futures_util::StreamExt as _;
+use tracing::Instrument as _;
+
+use crate::auth::rate_limit::TokenBucket;
+use crate::auth::JwtSigner;
+use crate::domain::{ConnectionId, Timestamp};
+use crate::error::ApiError;
+use crate::realtime::protocol::{close, ErrorBody, ServerFrame};
+use crate::rooms::membership::Member;
+use crate::rooms::outbox::{outbox, Closer, OutboxLimits};
+use crate::rooms::Engine;
+
+use handshake::{authenticate, read_failure, refuse, say_goodbye};
+use session::Session;
+
+/// How long a closing handshake may take before the socket is dropped.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+pub async fn run(socket: WebSocket, engine: Engine, jwt: JwtSigner) {
+    let connection = ConnectionId::new();
+    let span = tracing::info_span!(
+        "socket",
+        connection = %connection,
+        user = tracing::field::Empty,
+        room = tracing::field::Empty,
+    );
+    serve(socket, engine, jwt, connection)
+        .instrument(span)
+        .await
+}
+
+async fn serve(socket: WebSocket, engine: Engine, jwt: JwtSigner, connection: ConnectionId) {
+    let hub = engine.hub().clone();
+    let config = hub.config().clone();
+    let (mut sink, mut stream) = socket.split();
+    let identity = tokio::select! {
+        identity = authenticate(&mut stream, &engine, &jwt) => identity,
+        () = hub.shutdown_token().cancelled() => return,
+    };
+    let identity = match identity {
+        Ok(identity) => identity,
+        Err(refusal) => return refuse(&mut sink, refusal, &engine).await,
+    };
+    let span = tracing::Span::current();
+    span.record("user", tracing::field::display(identity.user.id));
+    span.record("room", tracing::field::display(identity.scope.room_id));
+
+    let closer = Closer::new(hub.shutdown_token());
+    let limits = OutboxLimits {
+        frames: config.outbox_frames,
+        bytes: config.outbox_bytes,
+    };
+    let (outbox, mailbox) = outbox(limits, closer.clone());
+    let member = Member {
+        connection,
+        scope: identity.scope,
+        user_id: identity.user.id,
+        outbox: outbox.clone(),
+    };
+    let Ok(_registered) = hub.register_socket(connection, identity.scope, identity.user.id, outbox)
+    else {
+        tracing::info!("socket refused: the user holds too many connections");
+        let error = ErrorBody {
+            code: ApiError::RateLimited {
+                retry_after_secs: 0,
+            }
+            .code(),
+            message: format!(
+                "This user holds {} connections on this server already; close one first",
+                config.max_connections_per_user
+            ),
+            field: None,
+        };
+        let frame = ServerFrame::Error { error }.encode();
+        let reason = "too many connections";
+        return say_goodbye(&mut sink, frame, close::TRY_AGAIN_LATER, reason).await;
+    };
+    let last_seen = Arc::new(AtomicI64::new(Timestamp::now().as_millis()));
+    let writer = tokio::spawn(
+        writer::write_loop(
+            sink,
+            mailbox,
+            closer.clone(),
+            last_seen.clone(),
+            config.clone(),
+        )
+        .instrument(span),
+    );
+
+    let bucket = TokenBucket::full(f64::from(config.message_burst), Instant::now());
+    let mut session = Session::new(engine, member, bucket);
+    session.welcome(identity.user, &identity.room).await;
+    tracing::debug!("socket authenticated");
+    loop {
+        let message = tokio::select! {
+            message = stream.next() => message,
+            () = closer.closed() => break,
+        };
+        let message = match message {
+            Some(Ok(message)) => message,
+            Some(Err(error)) => {
+                let (code, reason) = read_failure(error);
+                closer.close(code, reason);
+                break;
+            }
+            None => break,
+        };
+        last_seen.store(Timestamp::now().as_millis(), Ordering::Relaxed);
+        match message {
+            Message::Text(text) => session.handle_text(text.as_str()).await,
+            Message::Binary(_) => session.error(
+                None,
+                ApiError::BadRequest("Binary frames are not supported".into()),
+            ),
+            Message::Close(_) => break,
+            Message::Ping(_) | Message::Pong(_) => {}
+        }
+    }
+    session.leave().await;
+    // The client went away (or closed): let the writer flush and say goodbye. Otherwise the
+    // writer already has the reason (shutdown, too slow, deleted...).
+    if !closer.is_closed() {
+        closer.close(close::NORMAL, "bye");
+    }
+    // Until the writer has said goodbye, and a moment after for the client's own close, read
+    // (and drop) what the client still sends: a socket closed with unread input is reset,
+    // and the client would lose the close frame with its reason.
+    let mut writer = writer;
+    loop {
+        tokio::select! {
+            _ = &mut writer => break,
+            message = stream.next() => {
+                if !matches!(message, Some(Ok(_))) {
+                    let _ = (&mut writer).await;
+                    break;
+                }
+            }
+        }
+    }
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        while let Some(Ok(message)) = stream.next().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+    tracing::debug!("socket closed");
+}

@@ -1,0 +1,572 @@
+//! Comment threads of a room: the rules a comment obeys, and the changes and reads both
+//! transports ask for. Each change is announced to the room's sockets but its author's, in
+//! the order the database applied the room's writes. The params are the socket's own (they
+//! derive `Deserialize`); the REST API builds the few it uses.
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::events::ServerEvent;
+use super::outbox::Utf8Bytes;
+use super::{Engine, Origin};
+use crate::config::CommentsConfig;
+use crate::domain::patch::Patch;
+use crate::domain::{CommentId, Metadata, ThreadId, Timestamp, UserId};
+use crate::error::ApiError;
+use crate::store::comments::{
+    Actor, CommentChanges, CommentDeleted, CommentPage, NewComment, NewThread, NotAuthor,
+    ReactionChange, ReactionLimits, ReactionWrite, Resolution, ThreadFilter,
+};
+use crate::store::{Listed, Page, PageSize, RoomScope};
+
+/// Longest emoji (a short code or a sequence of code points such as a flag or a family).
+pub const MAX_EMOJI_CHARS: usize = 32;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateThreadParams {
+    pub body: String,
+    #[serde(default)]
+    pub metadata: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ReplyParams {
+    pub thread_id: String,
+    pub body: String,
+    #[serde(default)]
+    pub metadata: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EditParams {
+    pub comment_id: String,
+    #[serde(default)]
+    pub body: Patch<String>,
+    #[serde(default)]
+    pub metadata: Patch<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CommentParams {
+    pub comment_id: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ThreadParams {
+    pub thread_id: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ReactParams {
+    pub comment_id: String,
+    pub emoji: String,
+}
+
+/// A page of a thread's comments: after a cursor (a page's `cursor`, or a thread's
+/// `comments_cursor`), at most `limit` (1 to `page_comments`, the default).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ListCommentsParams {
+    pub thread_id: String,
+    pub after: Option<String>,
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    pub resolved: Option<bool>,
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+}
+
+/// How many comments a thread object carries, and a page of comments at most.
+fn comment_page(engine: &Engine) -> PageSize {
+    PageSize {
+        items: engine.config().comments.page_comments,
+        bytes: engine.config().page_bytes(),
+    }
+}
+
+/// The user who writes: only users write comments (the backend moderates).
+fn author(origin: Origin) -> Result<UserId, ApiError> {
+    origin
+        .user()
+        .ok_or_else(|| ApiError::NotAllowed("Only a user of the room can write comments".into()))
+}
+
+fn not_author(_: NotAuthor) -> ApiError {
+    ApiError::NotAllowed("Only the comment's author can change it".into())
+}
+
+impl Engine {
+    fn comment_limits(&self) -> &CommentsConfig {
+        &self.config().comments
+    }
+
+    pub async fn create_thread(
+        &self,
+        scope: RoomScope,
+        origin: Origin,
+        params: CreateThreadParams,
+    ) -> Result<Value, ApiError> {
+        let limits = self.comment_limits();
+        let thread = NewThread {
+            id: ThreadId::new(),
+            created_by: author(origin)?,
+            body: body(params.body, limits)?,
+            metadata: metadata(params.metadata, limits)?,
+            first_comment: CommentId::new(),
+            created_at: Timestamp::now(),
+        };
+        self.write_in_order(scope, origin, async {
+            let thread = self
+                .store()
+                .create_thread(scope, &thread, limits.max_threads_per_room)
+                .await?;
+            let frame = ServerEvent::ThreadCreated { thread: &thread }.encode();
+            Ok::<_, ApiError>((json!({ "thread": thread }), vec![frame]))
+        })
+        .await
+    }
+
+    pub async fn reply(
+        &self,
+        scope: RoomScope,
+        origin: Origin,
+        params: ReplyParams,
+    ) -> Result<Value, ApiError> {
+        let limits = self.comment_limits();
+        let comment = NewComment {
+            id: CommentId::new(),
+            thread_id: thread_id(&params.thread_id)?,
+            user_id: author(origin)?,
+            body: body(params.body, limits)?,
+            metadata: metadata(params.metadata, limits)?,
+            created_at: Timestamp::now(),
+        };
+        self.write_in_order(scope, origin, async {
+            let comment = self
+                .store()
+                .add_comment(scope, &comment, limits.max_comments_per_thread)
+                .await?;
+            let frame = ServerEvent::CommentCreated { comment: &comment }.encode();
+            Ok::<_, ApiError>((json!({ "comment": comment }), vec![frame]))
+        })
+        .await
+    }
+
+    pub async fn edit_comment(
+        &self,
+        scope: RoomScope,
+        origin: Origin,
+        params: EditParams,
+    ) -> Result<Value, ApiError> {
+        let limits = self.comment_limits();
+        let user = author(origin)?;
+        let comment_id = comment_id(&params.comment_id)?;
+        if params.body.is_absent() && params.metadata.is_absent() {
+            return Err(ApiError::validation(
+                "params",
+                "Provide at least one of: body, metadata",
+            ));
+        }
+        let changes = CommentChanges {
+            body: match params.body {
+                Patch::Absent => None,
+                Patch::Null => return Err(ApiError::validation("body", "body must not be null")),
+                Patch::Value(text) => Some(body(text, limits)?),
+            },
+            metadata: match params.metadata {
+                Patch::Absent => None,
+                Patch::Null => Some(None),
+                Patch::Value(value) => Some(metadata(Some(value), limits)?),
+            },
+        };
+        self.write_in_order(scope, origin, async {
+            let comment = self
+                .store()
+                .edit_comment(scope, &comment_id, user, &changes)
+                .await?
+                .map_err(not_author)?;
+            let frame = ServerEvent::CommentUpdated { comment: &comment }.encode();
+            Ok::<_, ApiError>((json!({ "comment": comment }), vec![frame]))
+        })
+        .await
+    }
+
+    /// Deletes a comment: its author's own (a user), or any (the backend, moderating).
+    pub async fn delete_comment(
+        &self,
+        scope: RoomScope,
+        origin: Origin,
+        comment_id: &CommentId,
+    ) -> Result<CommentDeleted, ApiError> {
+        let actor = match origin.user() {
+            Some(user) => Actor::User(user),
+            None => Actor::Moderator,
+        };
+        self.write_in_order(scope, origin, async {
+            let deleted = self
+                .store()
+                .delete_comment(scope, comment_id, actor)
+                .await?
+                .map_err(not_author)?;
+            let frames = comment_deleted_events(comment_id, &deleted);
+            Ok::<_, ApiError>((deleted, frames))
+        })
+        .await
+    }
+
+    /// Deletes a thread and its comments (the backend, moderating).
+    pub async fn delete_thread(
+        &self,
+        scope: RoomScope,
+        origin: Origin,
+        thread_id: &ThreadId,
+    ) -> Result<(), ApiError> {
+        self.write_in_order(scope, origin, async {
+            self.store().delete_thread(scope, thread_id).await?;
+            let frame = ServerEvent::ThreadDeleted { thread_id }.encode();
+            Ok::<_, ApiError>(((), vec![frame]))
+        })
+        .await
+    }
+
+    pub async fn resolve_thread(
+        &self,
+        scope: RoomScope,
+        origin: Origin,
+        params: ThreadParams,
+        resolution: Resolution,
+    ) -> Result<Value, ApiError> {
+        let thread_id = thread_id(&params.thread_id)?;
+        self.write_in_order(scope, origin, async {
+            let outcome = self
+                .store()
+                .resolve_thread(scope, &thread_id, resolution, comment_page(self))
+                .await?;
+            let frames = if outcome.changed {
+                vec![ServerEvent::ThreadUpdated {
+                    thread: &outcome.value,
+                }
+                .encode()]
+            } else {
+                Vec::new()
+            };
+            Ok::<_, ApiError>((json!({ "thread": outcome.value }), frames))
+        })
+        .await
+    }
+
+    pub async fn react(
+        &self,
+        scope: RoomScope,
+        origin: Origin,
+        params: ReactParams,
+        change: ReactionChange,
+    ) -> Result<Value, ApiError> {
+        let limits = self.comment_limits();
+        let comment_id = comment_id(&params.comment_id)?;
+        let reaction = ReactionWrite {
+            user_id: author(origin)?,
+            emoji: emoji(params.emoji)?,
+            change,
+        };
+        let caps = ReactionLimits {
+            max_emoji: limits.max_reactions_per_comment,
+            max_reactions: limits.max_user_reactions_per_comment,
+        };
+        self.write_in_order(scope, origin, async {
+            let outcome = self
+                .store()
+                .react(scope, &comment_id, &reaction, caps)
+                .await?;
+            let frames = if outcome.changed {
+                vec![ServerEvent::CommentUpdated {
+                    comment: &outcome.value,
+                }
+                .encode()]
+            } else {
+                Vec::new()
+            };
+            Ok::<_, ApiError>((json!({ "comment": outcome.value }), frames))
+        })
+        .await
+    }
+
+    /// A page of the room's threads, newest first, each with its first comments; and the
+    /// page asked for.
+    pub async fn list_threads(
+        &self,
+        scope: RoomScope,
+        params: ListParams,
+    ) -> Result<(Listed<crate::domain::Thread>, Page), ApiError> {
+        let limit = params.limit.unwrap_or(Page::DEFAULT_LIMIT);
+        if !(1..=Page::MAX_LIMIT).contains(&limit) {
+            return Err(ApiError::validation(
+                "limit",
+                format!("limit must be an integer from 1 to {}", Page::MAX_LIMIT),
+            ));
+        }
+        let offset = params.offset.unwrap_or(0);
+        if offset < 0 {
+            return Err(ApiError::validation(
+                "offset",
+                "offset must be an integer of 0 or more",
+            ));
+        }
+        let page = Page { limit, offset };
+        let filter = ThreadFilter {
+            resolved: params.resolved,
+        };
+        let threads = self
+            .store()
+            .list_threads(scope, filter, page, comment_page(self))
+            .await?;
+        Ok((threads, page))
+    }
+
+    pub async fn get_thread(
+        &self,
+        scope: RoomScope,
+        thread_id: &ThreadId,
+    ) -> Result<crate::domain::Thread, ApiError> {
+        Ok(self
+            .store()
+            .get_thread(scope, thread_id, comment_page(self))
+            .await?)
+    }
+
+    /// A page of a thread's comments.
+    pub async fn list_comments(
+        &self,
+        scope: RoomScope,
+        params: ListCommentsParams,
+    ) -> Result<CommentPage, ApiError> {
+        let thread_id = thread_id(&params.thread_id)?;
+        let after = match params.after.as_deref() {
+            None | Some("") => 0,
+            Some(text) => text
+                .parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| {
+                    ApiError::validation("after", "after must be a cursor from an earlier answer")
+                })?,
+        };
+        let mut size = comment_page(self);
+        if let Some(limit) = params.limit {
+            if !(1..=size.items).contains(&limit) {
+                return Err(ApiError::validation(
+                    "limit",
+                    format!("limit must be an integer from 1 to {}", size.items),
+                ));
+            }
+            size.items = limit;
+        }
+        Ok(self
+            .store()
+            .list_comments(scope, &thread_id, after, size)
+            .await?)
+    }
+}
+
+/// The answer to a page of comments (the socket's and REST's alike).
+pub fn comment_page_json(page: CommentPage) -> Value {
+    json!({
+        "comments": page.comments,
+        "hasMore": page.cursor.is_some(),
+        "cursor": page.cursor.map(|seq| seq.to_string()),
+    })
+}
+
+/// A page of threads, with where the next starts (the socket's and REST's alike).
+pub fn thread_list_json(threads: Listed<crate::domain::Thread>, page: Page) -> Value {
+    let returned = threads.items.len();
+    let has_more = page.offset + (returned as i64) < threads.total;
+    json!({
+        "threads": threads.items,
+        "total": threads.total,
+        "limit": page.limit,
+        "offset": page.offset,
+        "nextOffset": page.next_offset(returned, has_more),
+    })
+}
+
+/// `commentDeleted`, then `threadDeleted` if the comment was its thread's last.
+fn comment_deleted_events(comment_id: &CommentId, deleted: &CommentDeleted) -> Vec<Utf8Bytes> {
+    let mut frames = vec![ServerEvent::CommentDeleted {
+        comment_id,
+        thread_id: &deleted.thread_id,
+    }
+    .encode()];
+    if deleted.thread_deleted {
+        frames.push(
+            ServerEvent::ThreadDeleted {
+                thread_id: &deleted.thread_id,
+            }
+            .encode(),
+        );
+    }
+    frames
+}
+
+pub fn thread_id(text: &str) -> Result<ThreadId, ApiError> {
+    text.parse().map_err(|_| {
+        ApiError::validation(
+            "threadId",
+            "threadId must be a thread ID (thr_ followed by 32 hex digits)",
+        )
+    })
+}
+
+pub fn comment_id(text: &str) -> Result<CommentId, ApiError> {
+    text.parse().map_err(|_| {
+        ApiError::validation(
+            "commentId",
+            "commentId must be a comment ID (cmt_ followed by 32 hex digits)",
+        )
+    })
+}
+
+/// A comment's text: not blank, at most `max_body_chars` characters, and no control
+/// characters but line breaks and tabs.
+fn body(text: String, limits: &CommentsConfig) -> Result<String, ApiError> {
+    if text.trim().is_empty() {
+        return Err(ApiError::validation("body", "body must not be empty"));
+    }
+    let max = limits.max_body_chars;
+    if text.chars().count() > max {
+        return Err(ApiError::validation(
+            "body",
+            format!("body must be at most {max} characters"),
+        ));
+    }
+    if text
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err(ApiError::validation(
+            "body",
+            "body must not contain control characters other than line breaks and tabs",
+        ));
+    }
+    Ok(text)
+}
+
+/// Metadata: a JSON object of at most `max_metadata_bytes` (as JSON), or nothing.
+fn metadata(value: Option<Value>, limits: &CommentsConfig) -> Result<Option<Metadata>, ApiError> {
+    let map = match value {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Object(map)) => map,
+        Some(_) => {
+            return Err(ApiError::validation(
+                "metadata",
+                "metadata must be a JSON object or null",
+            ))
+        }
+    };
+    let max = limits.max_metadata_bytes;
+    let size = serde_json::to_string(&map).map_or(usize::MAX, |json| json.len());
+    if size > max {
+        return Err(ApiError::validation(
+            "metadata",
+            format!("metadata must be at most {max} bytes as JSON"),
+        ));
+    }
+    Ok(Some(map))
+}
+
+/// An emoji (or a short code such as `:+1:`): 1 to 32 characters, no whitespace.
+fn emoji(text: String) -> Result<String, ApiError> {
+    let count = text.chars().count();
+    if count == 0
+        || count > MAX_EMOJI_CHARS
+        || text.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(ApiError::validation(
+            "emoji",
+            format!("emoji must be 1 to {MAX_EMOJI_CHARS} characters without whitespace"),
+        ));
+    }
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> CommentsConfig {
+        CommentsConfig {
+            max_body_chars: 5,
+            max_metadata_bytes: 10,
+            max_threads_per_room: 1,
+            max_comments_per_thread: 1,
+            max_reactions_per_comment: 1,
+            max_user_reactions_per_comment: 1,
+            page_comments: 1,
+        }
+    }
+
+    fn field(error: ApiError) -> String {
+        match error {
+            ApiError::Validation { field, .. } => field,
+            other => panic!("not a validation error: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bodies_are_checked() {
+        assert_eq!(body("héllo".into(), &limits()).unwrap(), "héllo");
+        assert_eq!(body("a\nb\tc".into(), &limits()).unwrap(), "a\nb\tc");
+        for bad in ["", "  \n ", "toolong", "a\u{0}b"] {
+            assert_eq!(
+                field(body(bad.into(), &limits()).unwrap_err()),
+                "body",
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn metadata_is_a_small_object() {
+        assert_eq!(metadata(None, &limits()).unwrap(), None);
+        assert_eq!(metadata(Some(Value::Null), &limits()).unwrap(), None);
+        assert!(metadata(Some(json!({ "x": 1 })), &limits())
+            .unwrap()
+            .is_some());
+        for bad in [json!([1]), json!("x"), json!({ "x": "0123456789" })] {
+            assert_eq!(
+                field(metadata(Some(bad), &limits()).unwrap_err()),
+                "metadata"
+            );
+        }
+    }
+
+    #[test]
+    fn emoji_are_short_and_without_whitespace() {
+        assert!(emoji("👍".into()).is_ok());
+        assert!(emoji(":+1:".into()).is_ok());
+        assert!(emoji("👨‍👩‍👧‍👦".into()).is_ok());
+        for bad in ["", "a b", "x".repeat(33).as_str(), "\u{7}"] {
+            assert_eq!(field(emoji(bad.into()).unwrap_err()), "emoji", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn ids_are_validated() {
+        assert_eq!(field(thread_id("nope").unwrap_err()), "threadId");
+        assert_eq!(
+            field(comment_id(&ThreadId::new().to_string()).unwrap_err()),
+            "commentId"
+        );
+        assert!(comment_id(&CommentId::new().to_string()).is_ok());
+    }
+}

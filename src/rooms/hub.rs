@@ -1,0 +1,297 @@
+//! The registry of this node's active rooms and authenticated sockets: a room's handle
+//! (starting its actor when needed), the sockets of a user or a room, and shutdown.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::actor::{RoomActor, RoomCommand, INBOX_CAPACITY};
+use super::events::ServerEvent;
+use super::following::UserView;
+use super::outbox::{close, Outbox};
+use crate::config::RealtimeConfig;
+use crate::domain::{ConnectionId, NodeId, RoomId, UserId};
+use crate::store::{DynStore, RoomScope};
+
+/// A handle on a room's actor. Holding one keeps the room loaded.
+pub struct RoomHandle {
+    pub scope: RoomScope,
+    commands: mpsc::Sender<RoomCommand>,
+    /// Serializes this node's joins and leaves of the room, so that the actor hears of them in
+    /// the order the database applied them.
+    membership: tokio::sync::Mutex<()>,
+    /// Serializes this node's writes to the room's stores and comments, so that their events
+    /// go out in the order the database applied them.
+    writes: tokio::sync::Mutex<()>,
+    /// Sockets joined to the room through this node.
+    joined: AtomicUsize,
+}
+
+impl RoomHandle {
+    /// Queues a command; false if the room is gone. It is queued at once unless the inbox is
+    /// full: a caller dropped right after (a REST client that went away) still gets its
+    /// command delivered.
+    pub async fn send(&self, command: RoomCommand) -> bool {
+        match self.commands.try_send(command) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(command)) => {
+                self.commands.send(command).await.is_ok()
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    pub async fn membership(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.membership.lock().await
+    }
+
+    /// Reserves a place for one more socket, unless `cap` are joined already.
+    pub fn reserve(&self, cap: usize) -> bool {
+        self.joined
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < cap).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    pub fn release(&self) {
+        self.joined.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl RoomHandle {
+    pub async fn writes(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.writes.lock().await
+    }
+}
+
+/// This node's loaded rooms, which the actors take themselves out of when they go idle.
+#[derive(Clone, Default)]
+pub struct RoomMap(Arc<Mutex<HashMap<RoomId, Arc<RoomHandle>>>>);
+
+impl RoomMap {
+    fn lock(&self) -> MutexGuard<'_, HashMap<RoomId, Arc<RoomHandle>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Removes an idle room: one nobody else holds a handle on. Called by the room's actor.
+    pub fn unload_if_idle(&self, room_id: RoomId) -> bool {
+        let mut rooms = self.lock();
+        match rooms.get(&room_id) {
+            Some(handle) if Arc::strong_count(handle) == 1 => {
+                rooms.remove(&room_id);
+                true
+            }
+            Some(_) => false,
+            None => true,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Hub(Arc<HubInner>);
+
+struct HubInner {
+    rooms: RoomMap,
+    /// Every authenticated socket on this node, joined or not, so that a deleted user's or
+    /// room's sockets can all be closed, and how many each user holds.
+    sockets: Mutex<Sockets>,
+    /// Connections joined through this node, to tell live database rows from leaked ones.
+    joined: Mutex<HashSet<ConnectionId>>,
+    /// For the actors, which load a room's follow graph.
+    store: DynStore,
+    config: RealtimeConfig,
+    node_id: NodeId,
+    shutdown: CancellationToken,
+    connections: TaskTracker,
+}
+
+impl Hub {
+    pub fn new(store: DynStore, config: RealtimeConfig, node_id: NodeId) -> Self {
+        Self(Arc::new(HubInner {
+            rooms: RoomMap::default(),
+            sockets: Mutex::new(Sockets::default()),
+            joined: Mutex::new(HashSet::new()),
+            store,
+            config,
+            node_id,
+            shutdown: CancellationToken::new(),
+            connections: TaskTracker::new(),
+        }))
+    }
+
+    pub fn config(&self) -> &RealtimeConfig {
+        &self.0.config
+    }
+
+    pub fn node_id(&self) -> &NodeId {
+        &self.0.node_id
+    }
+
+    /// Cancelled when the server shuts down: every connection closes with 1001.
+    pub fn shutdown_token(&self) -> &CancellationToken {
+        &self.0.shutdown
+    }
+
+    /// Runs a connection as a tracked task, so that shutdown can wait for it.
+    pub fn track<F>(&self, connection: F) -> impl std::future::Future<Output = F::Output>
+    where
+        F: std::future::Future,
+    {
+        self.0.connections.track_future(connection)
+    }
+
+    /// Closes every connection (1001) and waits, within `grace`, for their tasks to end.
+    /// False if time ran out.
+    pub async fn close_all(&self, grace: Duration) -> bool {
+        self.0.shutdown.cancel();
+        self.0.connections.close();
+        tokio::time::timeout(grace, self.0.connections.wait())
+            .await
+            .is_ok()
+    }
+
+    /// Whether the node is shutting down: sockets then leave in bulk.
+    pub fn shutting_down(&self) -> bool {
+        self.0.shutdown.is_cancelled()
+    }
+
+    fn joined_set(&self) -> MutexGuard<'_, HashSet<ConnectionId>> {
+        self.0.joined.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The connections joined through this node now.
+    pub fn joined_now(&self) -> HashSet<ConnectionId> {
+        self.joined_set().clone()
+    }
+
+    pub fn mark_joined(&self, connection: ConnectionId) {
+        self.joined_set().insert(connection);
+    }
+
+    pub fn unmark_joined(&self, connection: ConnectionId) {
+        self.joined_set().remove(&connection);
+    }
+
+    /// The room's handle, starting its actor if it is not running.
+    pub fn room(&self, scope: RoomScope) -> Arc<RoomHandle> {
+        let mut rooms = self.0.rooms.lock();
+        if let Some(handle) = rooms.get(&scope.room_id) {
+            return handle.clone();
+        }
+        let (commands, inbox) = mpsc::channel(INBOX_CAPACITY);
+        let handle = Arc::new(RoomHandle {
+            scope,
+            commands,
+            membership: tokio::sync::Mutex::new(()),
+            writes: tokio::sync::Mutex::new(()),
+            joined: AtomicUsize::new(0),
+        });
+        rooms.insert(scope.room_id, handle.clone());
+        let actor = RoomActor::new(
+            scope,
+            self.0.rooms.clone(),
+            self.0.store.clone(),
+            self.0.config.clone(),
+        );
+        let span = tracing::info_span!("room", room = %scope.room_id);
+        tokio::spawn(tracing::Instrument::instrument(actor.run(inbox), span));
+        handle
+    }
+
+    /// The room's handle if its actor runs on this node.
+    pub fn existing_room(&self, room_id: RoomId) -> Option<Arc<RoomHandle>> {
+        self.0.rooms.lock().get(&room_id).cloned()
+    }
+
+    /// Records an authenticated socket until the returned guard drops, unless its user holds
+    /// `max_connections_per_user` sockets on this node already: one user's tabs (or one
+    /// leaked token) must not take the places of a room's other users.
+    pub fn register_socket(
+        &self,
+        connection: ConnectionId,
+        scope: RoomScope,
+        user_id: UserId,
+        outbox: Outbox,
+    ) -> Result<SocketRegistration, TooManyConnections> {
+        let mut sockets = self.sockets();
+        let held = sockets.per_user.entry(user_id).or_default();
+        if *held >= self.0.config.max_connections_per_user {
+            return Err(TooManyConnections);
+        }
+        *held += 1;
+        sockets.by_id.insert(connection, (scope, user_id, outbox));
+        Ok(SocketRegistration {
+            hub: self.clone(),
+            connection,
+        })
+    }
+
+    /// Authenticated sockets open on this node.
+    pub fn open_sockets(&self) -> usize {
+        self.sockets().by_id.len()
+    }
+
+    fn sockets(&self) -> MutexGuard<'_, Sockets> {
+        self.0.sockets.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Tells every socket of a deleted user on this node, joined to the room or not, and
+    /// closes it (4404): none may act any more.
+    pub fn close_user_sockets(&self, user: &UserView) {
+        let frame = ServerEvent::UserDeleted { user }.encode();
+        for (_, user_id, outbox) in self.sockets().by_id.values() {
+            if *user_id == user.user.id {
+                outbox.send(frame.clone());
+                outbox.close(close::GONE, "userDeleted");
+            }
+        }
+    }
+
+    /// Tells every socket of a deleted room on this node, and closes it (4404).
+    pub fn close_room_sockets(&self, room_id: RoomId) {
+        let frame = ServerEvent::RoomDeleted { room_id }.encode();
+        for (scope, _, outbox) in self.sockets().by_id.values() {
+            if scope.room_id == room_id {
+                outbox.send(frame.clone());
+                outbox.close(close::GONE, "roomDeleted");
+            }
+        }
+    }
+}
+
+/// The authenticated sockets of this node.
+#[derive(Default)]
+struct Sockets {
+    by_id: HashMap<ConnectionId, (RoomScope, UserId, Outbox)>,
+    per_user: HashMap<UserId, usize>,
+}
+
+/// A user already holds `realtime.max_connections_per_user` sockets on this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooManyConnections;
+
+/// Keeps a socket in the hub's registry while it lives.
+pub struct SocketRegistration {
+    hub: Hub,
+    connection: ConnectionId,
+}
+
+impl Drop for SocketRegistration {
+    fn drop(&mut self) {
+        let mut sockets = self.hub.sockets();
+        if let Some((_, user_id, _)) = sockets.by_id.remove(&self.connection) {
+            if let Some(held) = sockets.per_user.get_mut(&user_id) {
+                *held -= 1;
+                if *held == 0 {
+                    sockets.per_user.remove(&user_id);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! The engine: what happens in a room, whoever asks (the REST API or a socket). It owns the
+//! registry of this node's active rooms and their actors, presence, following, joins and
+//! leaves, this node's record, and the write paths of stores, comments and users, each
+//! announced through one `publish`. Both transports call it; it calls neither.
+
+pub mod actor;
+pub mod comments;
+pub mod entries;
+pub mod events;
+pub mod following;
+pub mod hub;
+pub mod membership;
+pub mod nodes;
+pub mod outbox;
+pub mod presence;
+pub mod publish;
+pub mod users;
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::domain::{ConnectionId, NodeId, UserId};
+use crate::events::EventBus;
+use crate::store::DynStore;
+
+pub use hub::Hub;
+pub use publish::Outcome;
+
+/// Who made a change: the account's backend (REST), or a user on a socket, whose own socket
+/// does not hear the change's events (it has the request's result).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Backend,
+    User {
+        user: UserId,
+        connection: ConnectionId,
+    },
+}
+
+impl Origin {
+    /// The user who made the change; `None` for the backend.
+    pub fn user(self) -> Option<UserId> {
+        match self {
+            Self::Backend => None,
+            Self::User { user, .. } => Some(user),
+        }
+    }
+
+    /// The socket that must not hear the change's events.
+    pub fn connection(self) -> Option<ConnectionId> {
+        match self {
+            Self::Backend => None,
+            Self::User { connection, .. } => Some(connection),
+        }
+    }
+}
+
+/// The engine's dependencies, explicit: the database, this node's room registry, the event
+/// bus and the configuration. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine(Arc<Parts>);
+
+struct Parts {
+    store: DynStore,
+    hub: Hub,
+    bus: EventBus,
+    config: Config,
+}
+
+impl Engine {
+    pub fn new(store: DynStore, bus: EventBus, config: Config, node_id: NodeId) -> Self {
+        let hub = Hub::new(store.clone(), config.realtime.clone(), node_id);
+        Self(Arc::new(Parts {
+            store,
+            hub,
+            bus,
+            config,
+        }))
+    }
+
+    pub fn store(&self) -> &DynStore {
+        &self.0.store
+    }
+
+    pub fn hub(&self) -> &Hub {
+        &self.0.hub
+    }
+
+    pub fn bus(&self) -> &EventBus {
+        &self.0.bus
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.0.config
+    }
+}

@@ -1,0 +1,81 @@
+//! `AppState`: what every handler may use, built once at start-up (see `app`), cheap to
+//! clone. Extractors take only their part of it (`FromRef`).
+
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+
+use crate::auth::bearer::KeyChecks;
+use crate::auth::{JwtSigner, KeyVerifier, RateLimiter};
+use crate::config::Config;
+use crate::events::EventBus;
+use crate::http::server::ConnectionStats;
+use crate::rooms::Engine;
+use crate::store::DynStore;
+
+/// What every handler may use. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(pub(crate) Arc<Shared>);
+
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) store: DynStore,
+    pub(crate) key_checks: KeyChecks,
+    pub(crate) jwt: JwtSigner,
+    pub(crate) engine: Engine,
+    pub(crate) connections: Arc<ConnectionStats>,
+}
+
+impl AppState {
+    pub fn config(&self) -> &Config {
+        &self.0.config
+    }
+
+    pub fn store(&self) -> &DynStore {
+        &self.0.store
+    }
+
+    pub fn keys(&self) -> &KeyVerifier {
+        &self.0.key_checks.keys
+    }
+
+    pub fn rate_limiter(&self) -> &RateLimiter {
+        &self.0.key_checks.rate_limiter
+    }
+
+    pub fn jwt(&self) -> &JwtSigner {
+        &self.0.jwt
+    }
+
+    pub fn bus(&self) -> &EventBus {
+        self.0.engine.bus()
+    }
+
+    /// The engine: rooms, sockets, and the write paths both transports share.
+    pub fn engine(&self) -> &Engine {
+        &self.0.engine
+    }
+
+    /// The HTTP connection loop's counters (open connections, cap reached, accept errors).
+    pub fn connections(&self) -> &ConnectionStats {
+        &self.0.connections
+    }
+}
+
+impl FromRef<AppState> for Engine {
+    fn from_ref(state: &AppState) -> Self {
+        state.0.engine.clone()
+    }
+}
+
+impl FromRef<AppState> for JwtSigner {
+    fn from_ref(state: &AppState) -> Self {
+        state.0.jwt.clone()
+    }
+}
+
+impl FromRef<AppState> for KeyChecks {
+    fn from_ref(state: &AppState) -> Self {
+        state.0.key_checks.clone()
+    }
+}
