@@ -123,6 +123,9 @@ export class CollabKitClient<D extends StoresDefinition = {}> {
       get live() {
         return self.joined;
       },
+      get following() {
+        return self.users.following;
+      },
       get limits() {
         return self.connection.serverLimits;
       },
