@@ -284,6 +284,18 @@ export class Connection extends Emitter<ConnectionEvents> {
     return this.enqueue<T>(method, params, options, undefined);
   }
 
+  /**
+   * Requests bound to the current socket: sent at once, never queued or sent again on another
+   * socket (they fail with DISCONNECTED if it closes). For a sequence of requests that only
+   * makes sense on one socket, such as a join and the pages of its users. `undefined` when
+   * the socket is not ready.
+   */
+  bound(): SetupContext | undefined {
+    const session = this.session;
+    if (this.phase !== 'ready' || !session) return undefined;
+    return this.setupContext(session);
+  }
+
   /** Sends a frame without id (no answer; failures come back as `error` events). */
   notify(method: string, params?: unknown): boolean {
     const session = this.session;
