@@ -10,6 +10,7 @@ import {
   type CollabKitRoom,
   type CollabKitUser,
   type PresenceState,
+  type ServerErrorCode,
   type StoreValue,
   type WebhookPayload,
 } from '@collab-kit/utils';
@@ -160,6 +161,12 @@ export async function main(jwt: string): Promise<void> {
   void [threadDeleted, offComments];
 
   client.disconnect();
+}
+
+export function retryable(error: CollabKitError): boolean {
+  const code: ServerErrorCode = 'REQUEST_TIMEOUT';
+  const cause = error.cause instanceof Error ? error.cause : undefined;
+  return error.code === code || error.code === 'RATE_LIMITED' || cause !== undefined;
 }
 
 export function webhook(payload: WebhookPayload): string {
