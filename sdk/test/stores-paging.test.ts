@@ -463,3 +463,60 @@ describe('stores in pages: resets (forgotten deletions)', () => {
     changes.off();
   });
 });
+
+describe('stores in pages that end by bytes', () => {
+  // 4 KiB pages (COLLABKIT_LIMITS_MAX_PAGE_BYTES, the server's least) and entries of about
+  // 1.5 KiB: pages end after two entries, well before stores.page_entries (500).
+  const fx = new Fixture();
+  before(() => fx.start({ COLLABKIT_LIMITS_MAX_PAGE_BYTES: '4096' }));
+  after(() => fx.stop());
+  const big = (key: string) => `${key} ${'x'.repeat(1500)}`;
+
+  it('getAll(), a first load and a reconnection catch-up follow pages cut short by bytes', async () => {
+    const room = await fx.server.createRoom();
+    const alice = await fx.server.createUser(room.id);
+    const bob = await fx.server.createUser(room.id);
+    const spy = new SocketSpy();
+    const a: Client = fx.client(alice.token, { stores });
+    await a.connect();
+    for (const key of keys(1, 7)) await a.stores.tasks.set({ key, value: { title: big(key) } });
+
+    const link = await proxyTo(fx);
+    const b: Client = fx.client(bob.token, {
+      stores,
+      WebSocket: spy.WebSocket,
+      serverUrl: link.url,
+      reconnect: { attempts: 50, initialDelayMs: 50, maxDelayMs: 200 },
+    });
+    await b.connect();
+    await b.join();
+    const expected: Record<string, Task> = Object.fromEntries(keys(1, 7).map((key) => [key, task(big(key))]));
+    assert.deepEqual(localCopy(b), expected, 'the first load (a reset) in pages');
+    assert.deepEqual(await serverView(b), expected, 'getAll() in pages');
+    const pageSizes = [
+      ...spy.requests('stores.getAll').map((r) => spy.resultOf(r).entries.length),
+      ...taskSyncs(spy).map((r) => spy.resultOf(r).changes.length),
+    ];
+    assert.ok(pageSizes.every((n) => n <= 2), `pages of at most two entries: ${pageSizes.join()}`);
+    assert.ok(spy.requests('stores.getAll').length >= 4, 'getAll() asked for every page');
+
+    // Away while seven changes are made: the catch-up (since) comes in pages too.
+    link.refuse(true);
+    link.cut();
+    await next((cb) => b.socket.on('reconnecting', cb), 'reconnecting');
+    for (const key of keys(8, 12)) await a.stores.tasks.set({ key, value: { title: big(key) } });
+    await a.stores.tasks.delete({ key: 'k01' });
+    await a.stores.tasks.update({ key: 'k02', value: { completed: true } });
+    spy.clear();
+    link.refuse(false);
+    await next((cb) => b.socket.on('reconnected', cb), 'reconnected', { ms: 10_000 });
+    delete expected.k01;
+    expected.k02 = task(big('k02'), true);
+    for (const key of keys(8, 12)) expected[key] = task(big(key));
+    assert.deepEqual(localCopy(b), expected);
+    const catchUp = taskSyncs(spy).map((r) => spy.resultOf(r));
+    // Seven changes, about 10 KiB: at least three pages of 4 KiB, none a reset.
+    assert.ok(catchUp.length >= 3 && catchUp.every((p) => !p.reset), `a catch-up in ${catchUp.length} pages`);
+    assert.equal(catchUp.reduce((n, p) => n + p.changes.length, 0), 7);
+  });
+});

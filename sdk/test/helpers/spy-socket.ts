@@ -18,11 +18,21 @@ interface Hold {
   done: { resolve: () => void; reject: (error: unknown) => void };
 }
 
+function parse(data: string): any {
+  try {
+    return JSON.parse(data);
+  } catch {
+    return undefined;
+  }
+}
+
 export class SocketSpy {
   /** Every request frame sent, on every socket, in order. */
   readonly sent: SentRequest[] = [];
   /** Every frame received (parsed), on every socket, in order. */
   readonly received: any[] = [];
+  /** The frames held back now (parsed), in order: a hold's action can wait for one to come. */
+  readonly holding: any[] = [];
   private readonly byId = new Map<number, SentRequest>();
   private hold: Hold | undefined;
   readonly WebSocket: WebSocketConstructor;
@@ -78,6 +88,7 @@ export class SocketSpy {
       private receive(event: { data: any }): void {
         if (this.held) {
           this.held.push(event);
+          spy.holding.push(parse(event.data));
           return;
         }
         let frame: any;
@@ -91,6 +102,7 @@ export class SocketSpy {
         if (hold && frame !== undefined && hold.match(frame, request)) {
           spy.hold = undefined;
           this.held = [event];
+          spy.holding.push(frame);
           hold
             .action(frame)
             .then(hold.done.resolve, hold.done.reject)
@@ -101,9 +113,11 @@ export class SocketSpy {
       }
 
       private release(): void {
-        // In order, and past any other hold: held frames were already looked at.
+        // In order, in one tick (as frames of one network read arrive), and past any other
+        // hold: held frames were already looked at.
         const held = this.held ?? [];
         this.held = undefined;
+        spy.holding.length = 0;
         for (const event of held) this.deliver(event);
       }
 

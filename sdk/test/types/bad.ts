@@ -32,4 +32,7 @@ export async function main(jwt: string): Promise<void> {
   defineStores({ s: { f: { type: 'date' } } }); // error
   defineStores({ s: { f: { type: 'string', default: 5 } } }); // error
   new CollabKitClient({ serverUrl: 'https://api.example.com' }); // error
+  await client.comments.listComments({ after: 'x' }); // error
+  const offset: number = (await client.comments.list()).nextOffset; // error
+  void offset;
 }

@@ -1,10 +1,16 @@
 // Must type-check: the documented API, used as the documentation shows it.
-import CollabKitClient, { type CollabKitClientUser, type CollabKitError, type StoreChange } from '@collab-kit/client';
+import CollabKitClient, {
+  type CollabKitClientUser,
+  type CollabKitError,
+  type CommentListPage,
+  type StoreChange,
+} from '@collab-kit/client';
 import {
   defineStores,
   type CollabKitRoom,
   type CollabKitUser,
   type PresenceState,
+  type ServerErrorCode,
   type StoreValue,
   type WebhookPayload,
 } from '@collab-kit/utils';
@@ -137,12 +143,30 @@ export async function main(jwt: string): Promise<void> {
   await client.comments.reopen({ threadId: thread.id });
   const page = await client.comments.list({ resolved: false, limit: 10 });
   const first = await client.comments.getThread({ threadId: page.threads[0]!.id });
+  const nextOffset: number | null = page.nextOffset;
+  const commentCount: number = page.threads[0]!.comment_count;
+  const commentsCursor: string | null = page.threads[0]!.comments_cursor;
+  const comments: CommentListPage = await client.comments.listComments({
+    threadId: first.id,
+    after: commentsCursor ?? undefined,
+    limit: 10,
+  });
+  const more: boolean = comments.hasMore;
+  const nextCursor: string | null = comments.cursor;
+  await client.comments.listComments({ threadId: first.id });
+  void [nextOffset, commentCount, more, nextCursor];
   const { threadDeleted } = await client.comments.delete({ commentId: first.comments[0]!.id });
   const offComments = client.comments.on('commentUpdated', (comment) => void comment.reactions[0]?.user_ids);
   client.comments.on('threadDeleted', ({ threadId }) => void threadId);
   void [threadDeleted, offComments];
 
   client.disconnect();
+}
+
+export function retryable(error: CollabKitError): boolean {
+  const code: ServerErrorCode = 'REQUEST_TIMEOUT';
+  const cause = error.cause instanceof Error ? error.cause : undefined;
+  return error.code === code || error.code === 'RATE_LIMITED' || cause !== undefined;
 }
 
 export function webhook(payload: WebhookPayload): string {

@@ -14,10 +14,11 @@ import {
 } from './connection.js';
 import { CollabKitError } from './errors.js';
 import { Notifications } from './notifications.js';
+import { followPages } from './pages.js';
 import { Presence, type PresenceChange } from './presence.js';
 import { RoomApi } from './room.js';
 import { Stores, type StoresClient } from './stores.js';
-import { Users, type CollabKitClientUser, type RawUser, type UserEventName } from './users.js';
+import { Users, type CollabKitClientUser, type RawUser, type UserEventName, type UsersPage } from './users.js';
 import type { WebSocketConstructor } from './websocket.js';
 
 export interface CollabKitClientOptions<D extends StoresDefinition = {}> {
@@ -123,6 +124,9 @@ export class CollabKitClient<D extends StoresDefinition = {}> {
       get live() {
         return self.joined;
       },
+      get following() {
+        return self.users.following;
+      },
       get limits() {
         return self.connection.serverLimits;
       },
@@ -189,21 +193,24 @@ export class CollabKitClient<D extends StoresDefinition = {}> {
     }
     if (state !== 'ready') await this.connection.whenReady();
     if (this.joined) return this.room_!;
-    let result: JoinResult;
     this.storeSet.markGap();
+    // On this socket only: if it closes, the reconnection joins (wantJoined is set) and loads
+    // the users itself; pages of this one must not land on the next socket.
+    const socket = this.connection.bound();
+    const epoch = this.connection.socketEpoch;
     try {
-      result = await this.connection.request<JoinResult>('room.join');
+      if (!socket) {
+        throw new CollabKitError('DISCONNECTED', 'The connection closed before room.join', { method: 'room.join' });
+      }
+      await this.joinRoom(socket, false);
     } catch (error) {
       if (error instanceof CollabKitError && error.code === 'DISCONNECTED' && this.connection.state === 'reconnecting') {
-        // The reconnection joins (wantJoined is set).
         await this.connection.whenReady();
         if (this.joined) return this.room_!;
       }
       this.wantJoined = false;
       throw error;
     }
-    const epoch = this.connection.socketEpoch;
-    this.applyJoin(result, false);
     this.joinedEpoch = epoch;
     const context = {
       request: <T>(method: string, params?: unknown) => this.connection.request<T>(method, params),
@@ -264,8 +271,7 @@ export class CollabKitClient<D extends StoresDefinition = {}> {
       this.reportUnlessDisconnected(error);
     }
     if (this.wantJoined) {
-      const result = await context.request<JoinResult>('room.join');
-      this.applyJoin(result, reconnect);
+      await this.joinRoom(context, reconnect);
       this.joinedEpoch = epoch;
       try {
         await this.presence.rehydrate(context);
@@ -282,11 +288,35 @@ export class CollabKitClient<D extends StoresDefinition = {}> {
     }
   }
 
-  private applyJoin(result: JoinResult, announce: boolean): void {
-    this.room_ = result.room;
-    this.selfId = result.user.id;
-    this.users.replaceAll(result.users, result.user, announce);
-    this.presence.joined(result.presence ?? []);
+  /**
+   * `room.join`, then the rest of the room's users page by page (`usersCursor`), so that
+   * `users.all` is complete before join() resolves or `reconnected` fires. User events that
+   * arrive from the join request on win over the pages (see `UsersLoad`). If the pages fail
+   * after the server joined, the socket leaves again: a later join() must not find it joined.
+   */
+  private async joinRoom(socket: SetupContext, announce: boolean): Promise<void> {
+    const load = this.users.beginLoad();
+    try {
+      const result = await socket.request<JoinResult>('room.join');
+      const users: RawUser[] = [];
+      try {
+        const cursor = result.usersCursor ?? null;
+        const first: UsersPage = { users: result.users, hasMore: typeof cursor === 'string', cursor };
+        const page = (after: string) => socket.request<UsersPage>('users.getAll', { after });
+        await followPages('users.getAll', first, page, (p) => users.push(...p.users));
+      } catch (error) {
+        if (!isDisconnected(error)) socket.request('room.leave').catch(() => {});
+        throw error;
+      }
+      this.room_ = result.room;
+      this.selfId = result.user.id;
+      const eventsCame = this.users.replaceAll(load, users, result.user, announce);
+      // The join's count may predate the users who came or went while the pages did.
+      if (eventsCame) this.room_ = { ...this.room_, active_participants: this.users.online.size };
+      this.presence.joined(result.presence ?? []);
+    } finally {
+      this.users.endLoad(load);
+    }
   }
 
   private handleEvent(name: string, data: any): void {
@@ -333,7 +363,10 @@ export class CollabKitClient<D extends StoresDefinition = {}> {
 interface JoinResult {
   room: CollabKitRoom;
   user: RawUser;
+  /** The first page of the room's users, oldest first. */
   users: RawUser[];
+  /** Where the next page starts (`users.getAll { after }`); null (or absent) when that was all. */
+  usersCursor?: string | null;
   presence?: PresenceChange[];
 }
 

@@ -1,12 +1,19 @@
 // `client.comments`: persisted threads of comments in the room (docs/comments.md). Arguments
 // are checked as the server checks them before anything is sent; events tell the changes
-// other clients make.
+// other clients make. A thread object from the server carries only its first comments (so
+// that no answer grows with a thread); `getThread` gathers the rest, `listComments` pages them.
 
 import type { JsonObject } from '@collab-kit/utils';
 import { Emitter } from './emitter.js';
 import { CollabKitError } from './errors.js';
+import { followPages, type CursorPage } from './pages.js';
 
-/** A comment thread: the first comment is the one it was started with. */
+/**
+ * A comment thread: the first comment is the one it was started with. From the server
+ * (events, `list`, `resolve`...) `comments` holds only its first comments when it has many:
+ * `comment_count` says how many there are and `comments_cursor` where the rest start.
+ * `getThread` resolves it with all of them.
+ */
 export interface CommentThread {
   /** `thr_` followed by 32 hex digits. */
   id: string;
@@ -19,7 +26,14 @@ export interface CommentThread {
   resolved_at: string | null;
   resolved_by: string | null;
   metadata: JsonObject | null;
-  /** Every comment, oldest first. */
+  /** How many comments the thread has (`comments` may hold fewer). */
+  comment_count: number;
+  /**
+   * Where the comments after those in `comments` start: the `after` of `listComments`; `null`
+   * when `comments` holds them all.
+   */
+  comments_cursor: string | null;
+  /** The first comments (all of them from `getThread`), oldest first. */
   comments: Comment[];
 }
 
@@ -45,11 +59,27 @@ export interface CommentReaction {
   user_ids: string[];
 }
 
+/** A page of `list`: threads newest first, each with its first comments. */
 export interface CommentPage {
   threads: CommentThread[];
+  /** Threads that match, in every page. */
   total: number;
   limit: number;
   offset: number;
+  /**
+   * The `offset` of the next page, `null` after the last one. A page can hold fewer than
+   * `limit` threads (the server bounds its size in bytes): page with this, not `offset + limit`.
+   */
+  nextOffset: number | null;
+}
+
+/** A page of a thread's comments (`listComments`), oldest first. */
+export interface CommentListPage extends CursorPage {
+  comments: Comment[];
+  /** Whether more comments follow: ask again with `after: cursor`. */
+  hasMore: boolean;
+  /** Where the next page starts; `null` after the last one. */
+  cursor: string | null;
 }
 
 /** What each comment event's listeners get. */
@@ -153,7 +183,10 @@ export class Comments {
     return (await this.host.request<{ comment: Comment }>(method, params)).comment;
   }
 
-  /** The room's threads, newest first, each with all its comments. */
+  /**
+   * A page of the room's threads, newest first, each with its first comments, as the server
+   * answers it: continue from `nextOffset`.
+   */
   async list(args: { resolved?: boolean; limit?: number; offset?: number } = {}): Promise<CommentPage> {
     const method = 'comments.list';
     const params: Record<string, unknown> = {};
@@ -176,10 +209,54 @@ export class Comments {
     return this.host.request<CommentPage>(method, params, { retry: true });
   }
 
+  /**
+   * The thread with all its comments, oldest first: the SDK asks for the pages after the
+   * first comments itself (`comment_count` is then the number of comments it holds, and
+   * `comments_cursor` null). Comments written while it pages may or may not be in it.
+   */
   async getThread(args: { threadId: string }): Promise<CommentThread> {
     const method = 'comments.getThread';
-    const params = { threadId: threadId(args?.threadId, method) };
-    return (await this.host.request<{ thread: CommentThread }>(method, params, { retry: true })).thread;
+    const id = threadId(args?.threadId, method);
+    const { thread } = await this.host.request<{ thread: CommentThread }>(method, { threadId: id }, { retry: true });
+    const first: CommentListPage = {
+      comments: thread.comments,
+      hasMore: typeof thread.comments_cursor === 'string',
+      cursor: thread.comments_cursor ?? null,
+    };
+    // Keyed by ID: a comment is listed once even if a page repeated one.
+    const comments = new Map<string, Comment>();
+    await followPages(
+      'comments.listComments',
+      first,
+      (after) => this.host.request<CommentListPage>('comments.listComments', { threadId: id, after }, { retry: true }),
+      (page) => {
+        for (const comment of page.comments) comments.set(comment.id, comment);
+      },
+    );
+    const all = [...comments.values()];
+    return { ...thread, comments: all, comment_count: all.length, comments_cursor: null };
+  }
+
+  /**
+   * One page of a thread's comments, oldest first: from the start, or `after` a cursor (a
+   * thread's `comments_cursor`, or a page's `cursor`). `limit`: 1 to the server's
+   * `comments.page_comments` (50 by default, also the default).
+   */
+  async listComments(args: { threadId: string; after?: string; limit?: number }): Promise<CommentListPage> {
+    const method = 'comments.listComments';
+    const params: Record<string, unknown> = { threadId: threadId(args?.threadId, method) };
+    if (args.after !== undefined) {
+      if (typeof args.after !== 'string') throw invalid('after', 'after must be a cursor from an earlier answer', method);
+      params.after = args.after;
+    }
+    if (args.limit !== undefined) {
+      // The upper bound is the server's setting: it answers VALIDATION_ERROR over it.
+      if (!Number.isInteger(args.limit) || args.limit < 1) {
+        throw invalid('limit', 'limit must be an integer of 1 or more', method);
+      }
+      params.limit = args.limit;
+    }
+    return this.host.request<CommentListPage>(method, params, { retry: true });
   }
 
   /**

@@ -22,6 +22,13 @@ export const PROTOCOL_VERSION = 1;
 const CLOSE_NORMAL = 1000;
 const CLOSE_AUTH_FAILED = 4401;
 const CLOSE_GONE = 4404;
+/**
+ * A frame over the server's limit. Before `welcome` it is the auth frame (the token): every
+ * attempt would be refused alike, so the SDK stops. On an open socket it follows a frame over
+ * the hard cap, which the SDK's own size check should prevent: it reconnects, but does not
+ * send the requests in flight again, since one of them may be the cause.
+ */
+const CLOSE_TOO_BIG = 1009;
 /** The code the SDK reports when it gives up on a silent server itself. */
 const CLOSE_DEAD_SERVER = 4001;
 
@@ -127,6 +134,12 @@ export interface RequestOptions {
   retry?: boolean;
   timeoutMs?: number;
 }
+
+/**
+ * The close code that ended an attempt to open a socket, for errors from `open()`: the
+ * reconnection loop tells a refusal worth retrying (1013) from one that is not (1009).
+ */
+const refusalCloseCodes = new WeakMap<CollabKitError, number>();
 
 export interface SetupHooks {
   /** Runs on every new socket, before it serves the application's requests. */
@@ -284,6 +297,18 @@ export class Connection extends Emitter<ConnectionEvents> {
     return this.enqueue<T>(method, params, options, undefined);
   }
 
+  /**
+   * Requests bound to the current socket: sent at once, never queued or sent again on another
+   * socket (they fail with DISCONNECTED if it closes). For a sequence of requests that only
+   * makes sense on one socket, such as a join and the pages of its users. `undefined` when
+   * the socket is not ready.
+   */
+  bound(): SetupContext | undefined {
+    const session = this.session;
+    if (this.phase !== 'ready' || !session) return undefined;
+    return this.setupContext(session);
+  }
+
   /** Sends a frame without id (no answer; failures come back as `error` events). */
   notify(method: string, params?: unknown): boolean {
     const session = this.session;
@@ -438,6 +463,9 @@ export class Connection extends Emitter<ConnectionEvents> {
         });
       }, timeoutMs);
       let refusal: { code: string; message: string } | undefined;
+      // An `error` frame before `welcome` says why the server is about to close: too many
+      // sockets of this user or its database failed (1013), an auth frame too large (1009).
+      let serverError: CollabKitError | undefined;
       ws.onopen = () => {
         // The JWT goes in the first frame: URLs end up in logs.
         ws.send(JSON.stringify({ type: 'auth', token: this.options.authToken, protocol: PROTOCOL_VERSION }));
@@ -460,6 +488,8 @@ export class Connection extends Emitter<ConnectionEvents> {
             };
             resolve(session);
           });
+        } else if (frame?.type === 'error') {
+          serverError = CollabKitError.fromBody(frame.error ?? { code: 'INTERNAL_ERROR', message: 'error' });
         } else if (frame?.type === 'authFailed') {
           refusal = { code: String(frame.code ?? 'UNAUTHORIZED'), message: String(frame.message ?? 'authFailed') };
           finish(() => {
@@ -476,12 +506,16 @@ export class Connection extends Emitter<ConnectionEvents> {
           if (event.code === CLOSE_AUTH_FAILED) {
             reject(authFailed(refusal?.message ?? (event.reason || 'The server rejected the token')));
           } else {
-            reject(
-              new CollabKitError(
-                'CONNECTION_FAILED',
-                `The socket closed before authenticating (code ${event.code}${event.reason ? `: ${event.reason}` : ''})`,
-              ),
-            );
+            const closing = `code ${event.code}${event.reason ? `: ${event.reason}` : ''}`;
+            const error = serverError
+              ? new CollabKitError(
+                  'CONNECTION_FAILED',
+                  `The server refused the connection: ${serverError.code}: ${serverError.message} (${closing})`,
+                  { cause: serverError },
+                )
+              : new CollabKitError('CONNECTION_FAILED', `The socket closed before authenticating (${closing})`);
+            refusalCloseCodes.set(error, event.code);
+            reject(error);
           }
         });
       };
@@ -573,7 +607,7 @@ export class Connection extends Emitter<ConnectionEvents> {
     const keepsGoing = reconnect || this.phase === 'reconnecting';
     const resend: Pending[] = [];
     for (const pending of [...this.inflight.values()]) {
-      if (pending.session === undefined && pending.retry && keepsGoing) {
+      if (pending.session === undefined && pending.retry && keepsGoing && code !== CLOSE_TOO_BIG) {
         this.inflight.delete(pending.id);
         resend.push(pending);
       } else {
@@ -626,6 +660,16 @@ export class Connection extends Emitter<ConnectionEvents> {
         if (failure.code === 'AUTH_FAILED') {
           this.stop(failure);
           this.emitAuthFailed(failure);
+          return;
+        }
+        // Tell the application why the server refused (too many sockets of this user, a
+        // database outage): the next attempt waits its turn as for any failure.
+        const refusal = failure.cause instanceof CollabKitError ? failure.cause : undefined;
+        if (refusal) this.emit('error', refusal);
+        if (!current()) return; // a listener called disconnect()
+        if (refusalCloseCodes.get(failure) === CLOSE_TOO_BIG) {
+          this.stop(new CollabKitError('NOT_CONNECTED', `Reconnection stopped: ${failure.message}`));
+          this.emit('failed');
           return;
         }
         continue;

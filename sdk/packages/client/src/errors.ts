@@ -11,8 +11,13 @@ export class CollabKitError extends Error {
   /** The request's method (`stores.set`, ...), when the error answers a request. */
   readonly method?: string;
 
-  constructor(code: CollabKitErrorCode, message: string, extra: { field?: string; method?: string } = {}) {
-    super(message);
+  constructor(
+    code: CollabKitErrorCode,
+    message: string,
+    extra: { field?: string; method?: string; cause?: unknown } = {},
+  ) {
+    // `cause`: the server's own error behind an SDK one (why a connection was refused).
+    super(message, extra.cause !== undefined ? { cause: extra.cause } : undefined);
     this.name = 'CollabKitError';
     this.code = code;
     if (extra.field !== undefined) this.field = extra.field;

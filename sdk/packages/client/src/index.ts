@@ -39,6 +39,7 @@ export type {
   CommentThread,
   CommentReaction,
   CommentPage,
+  CommentListPage,
   CommentEvents,
   CommentEventName,
 } from './comments.js';

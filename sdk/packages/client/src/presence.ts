@@ -1,5 +1,11 @@
 // `client.presence`: the local user's ephemeral state (throttled to one send per 50 ms,
 // trailing edge, latest wins), and the states of the users this client syncs to.
+//
+// A `presence.sync` answer is a snapshot that may be older than `presence` events the client
+// handles before it: the server's room takes the snapshot, but the answer is queued after
+// events the room sent since, and a response and the events behind it in one read are all
+// handled before the code awaiting the response resumes. So the events that arrive while a
+// snapshot is asked for are kept aside and win over it.
 
 import type { PresenceState } from '@collab-kit/utils';
 import { CollabKitError } from './errors.js';
@@ -24,9 +30,16 @@ export interface PresenceHost {
   /** Whether the socket is ready and joined: presence frames may go now. */
   readonly live: boolean;
   readonly limits: ServerLimits | undefined;
+  /** The user IDs the local user follows (for the `'following'` target). */
+  readonly following: readonly string[];
   request<T>(method: string, params?: unknown): Promise<T>;
   notify(method: string, params?: unknown): boolean;
 }
+
+/** The last change per user that events told while a snapshot was asked for. */
+type SnapshotWindow = Map<string, PresenceState | null>;
+
+type RequestFn = <T>(method: string, params?: unknown) => Promise<T>;
 
 /** What the setup of a new socket may use. */
 export interface PresenceSetup {
@@ -44,6 +57,8 @@ export class Presence {
   private dirty = false;
   /** Whether the callback has had the current states once (later results are diffed). */
   private delivered = false;
+  /** One per `presence.sync` in flight. */
+  private readonly windows = new Set<SnapshotWindow>();
 
   constructor(private readonly host: PresenceHost) {}
 
@@ -91,8 +106,8 @@ export class Presence {
     this.callback = callback as unknown as PresenceCallback;
     this.delivered = false;
     if (this.host.live) {
-      const { states } = await this.host.request<{ states: PresenceChange[] }>('presence.sync', { target });
-      if (this.target === target && this.callback === (callback as unknown)) this.replaceStates(states);
+      const current = () => this.target === target && this.callback === (callback as unknown);
+      await this.snapshot((method, params) => this.host.request(method, params), target, current);
     }
     return this.getStates<S>();
   }
@@ -120,6 +135,7 @@ export class Presence {
 
   /** A `presence` event. */
   handle(change: PresenceChange): void {
+    for (const window of this.windows) window.set(change.userId, change.state);
     if (change.state === null) this.states.delete(change.userId);
     else this.states.set(change.userId, change.state);
     this.callback?.({ userId: change.userId, state: change.state });
@@ -139,8 +155,7 @@ export class Presence {
   async rehydrate(setup: PresenceSetup): Promise<void> {
     const target = this.target;
     if (target !== undefined) {
-      const { states } = await setup.request<{ states: PresenceChange[] }>('presence.sync', { target });
-      if (this.target === target) this.replaceStates(states);
+      await this.snapshot((method, params) => setup.request(method, params), target, () => this.target === target);
     }
     if (this.own !== undefined) {
       setup.notify('presence.update', { state: this.own });
@@ -164,8 +179,7 @@ export class Presence {
   /** The `following` set changed: with the `'following'` target, refresh what we hold. */
   async followingChanged(): Promise<void> {
     if (this.target !== 'following' || !this.host.live) return;
-    const { states } = await this.host.request<{ states: PresenceChange[] }>('presence.sync', { target: 'following' });
-    if (this.target === 'following') this.replaceStates(states);
+    await this.snapshot((method, params) => this.host.request(method, params), 'following', () => this.target === 'following');
   }
 
   private schedule(): void {
@@ -189,11 +203,40 @@ export class Presence {
     }
   }
 
-  /** A sync result replaces the states; differences are told to the callback. */
-  private replaceStates(list: PresenceChange[]): void {
+  /**
+   * Asks for the states of `target` and, if `current()` still holds when they come, makes
+   * them the states, with the events that arrived meanwhile applied over them.
+   */
+  private async snapshot(request: RequestFn, target: PresenceTarget, current: () => boolean): Promise<void> {
+    const window: SnapshotWindow = new Map();
+    this.windows.add(window);
+    try {
+      const { states } = await request<{ states: PresenceChange[] }>('presence.sync', { target });
+      // Still in the window: nothing can arrive between this check and the merge.
+      if (current()) this.replaceStates(states, window, target);
+    } finally {
+      this.windows.delete(window);
+    }
+  }
+
+  /**
+   * A sync result replaces the states, with the events of its window over it; differences
+   * are told to the callback. An event in the window may still be one the server sent under
+   * the previous target, before it took the snapshot: a state counts only for a user in the
+   * snapshot or in the target as the client knows it (a `null` always counts).
+   */
+  private replaceStates(list: PresenceChange[], window: SnapshotWindow, target: PresenceTarget): void {
     const next = new Map<string, PresenceState>();
     for (const { userId, state } of list) if (state !== null) next.set(userId, state);
-    const before = this.delivered ? this.states : new Map<string, PresenceState>();
+    for (const [userId, state] of window) {
+      if (state === null) next.delete(userId);
+      else if (next.has(userId) || this.inTarget(target, userId)) next.set(userId, state);
+    }
+    // What the callback was told: all of it once delivered, else what the window's events told
+    // it (a new callback hears of events from the moment it is given).
+    const told = new Map<string, PresenceState>();
+    for (const [userId, state] of window) if (state !== null) told.set(userId, state);
+    const before = this.delivered ? this.states : told;
     this.delivered = true;
     this.states = next;
     const callback = this.callback;
@@ -202,5 +245,11 @@ export class Presence {
       if (JSON.stringify(before.get(userId)) !== JSON.stringify(state)) callback({ userId, state });
     }
     for (const userId of before.keys()) if (!next.has(userId)) callback({ userId, state: null });
+  }
+
+  private inTarget(target: PresenceTarget, userId: string): boolean {
+    if (target === '*') return true;
+    if (target === 'following') return this.host.following.includes(userId);
+    return target === userId;
   }
 }

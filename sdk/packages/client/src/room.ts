@@ -2,7 +2,12 @@
 
 import type { CollabKitRoom } from '@collab-kit/utils';
 import { Emitter } from './emitter.js';
-import type { CollabKitClientUser, RawUser } from './users.js';
+import { followPages } from './pages.js';
+import type { CollabKitClientUser, RawUser, UsersPage } from './users.js';
+
+interface RoomPage extends UsersPage {
+  room: CollabKitRoom;
+}
 
 /** A room with its users, as `room.get()` resolves it. */
 export type CollabKitRoomWithUsers = CollabKitRoom & { users: CollabKitClientUser[] };
@@ -23,12 +28,28 @@ export class RoomApi {
 
   constructor(private readonly host: RoomHost) {}
 
-  /** The token's room (or `{ roomId }`, which must be that room: another one is FORBIDDEN). */
+  /**
+   * The token's room (or `{ roomId }`, which must be that room: another one is FORBIDDEN)
+   * with every one of its users, oldest first: the server sends them in pages and the SDK asks
+   * for each. The room is the one the last page came with.
+   */
   async get(args: { roomId?: string } = {}): Promise<CollabKitRoomWithUsers> {
-    const params = args.roomId === undefined ? undefined : { roomId: args.roomId };
-    const result = await this.host.request<{ room: CollabKitRoom; users: RawUser[] }>('room.get', params, { retry: true });
-    this.host.roomFetched(result.room);
-    return { ...result.room, users: result.users.map((u) => this.host.wrapUser(u)) };
+    const page = (after?: string) => {
+      const params = {
+        ...(args.roomId === undefined ? {} : { roomId: args.roomId }),
+        ...(after === undefined ? {} : { after }),
+      };
+      return this.host.request<RoomPage>('room.get', Object.keys(params).length > 0 ? params : undefined, { retry: true });
+    };
+    let room: CollabKitRoom | undefined;
+    // Keyed by ID: a user is listed once even if a page repeated one.
+    const users = new Map<string, RawUser>();
+    await followPages('room.get', await page(), page, (p) => {
+      room = p.room;
+      for (const user of p.users) users.set(user.id, user);
+    });
+    this.host.roomFetched(room!);
+    return { ...room!, users: [...users.values()].map((u) => this.host.wrapUser(u)) };
   }
 
   on<E extends keyof RoomEvents>(event: E, callback: (...args: RoomEvents[E]) => void): () => void {

@@ -4,6 +4,7 @@
 
 import type { CollabKitUser } from '@collab-kit/utils';
 import { Emitter } from './emitter.js';
+import { followPages, type CursorPage } from './pages.js';
 
 /** A user as the server sends it on the socket. */
 export type RawUser = CollabKitUser & { following: string[]; followers: string[] };
@@ -18,6 +19,23 @@ export interface CollabKitClientUser extends CollabKitUser {
   follow(): Promise<CollabKitClientUser>;
   /** The local user stops following this one. Resolves with this user, updated. */
   unfollow(): Promise<CollabKitClientUser>;
+}
+
+/** One page of the room's users (`users.getAll`, `room.get`), oldest first. */
+export interface UsersPage extends CursorPage {
+  users: RawUser[];
+}
+
+/**
+ * A snapshot of the room's users being gathered: a join and the pages after it, or a
+ * `getAll`. It records the users that events (and call results) changed from the moment its
+ * first request went out; those win over the snapshot, which may be older: the server can
+ * read a page before a change whose event reaches the client first, and a response and the
+ * events behind it in the same read are all handled before the code awaiting the response
+ * resumes.
+ */
+export interface UsersLoad {
+  readonly touched: Set<string>;
 }
 
 export type UserEventName = 'userJoined' | 'userLeft' | 'userCreated' | 'userUpdated' | 'userDeleted';
@@ -39,6 +57,7 @@ export class Users {
   readonly online = new Map<string, CollabKitClientUser>();
   private readonly events = new Emitter<UserEvents>();
   private self: CollabKitClientUser | undefined;
+  private readonly loads = new Set<UsersLoad>();
 
   constructor(private readonly host: UsersHost) {}
 
@@ -49,15 +68,27 @@ export class Users {
     return this.remember(user);
   }
 
-  /** Every user of the room, from the server. */
+  /**
+   * Every user of the room, from the server, oldest first: the SDK asks for every page. Also
+   * refreshes `all`. Changes told by events while it pages win over the pages.
+   */
   async getAll(): Promise<CollabKitClientUser[]> {
-    const { users } = await this.host.request<{ users: RawUser[] }>('users.getAll', undefined, { retry: true });
-    const wrapped = users.map((u) => this.wrap(u));
-    this.all.clear();
-    for (const user of wrapped) this.all.set(user.id, user);
-    for (const user of wrapped) this.trackOnline(user);
-    this.refreshSelf();
-    return wrapped;
+    const load = this.beginLoad();
+    try {
+      const page = (after?: string) =>
+        this.host.request<UsersPage>('users.getAll', after === undefined ? undefined : { after }, { retry: true });
+      const users: RawUser[] = [];
+      await followPages('users.getAll', await page(), page, (p) => users.push(...p.users));
+      const merged = this.merged(load, users);
+      this.all.clear();
+      for (const [id, user] of merged) this.all.set(id, user);
+      for (const user of merged.values()) this.trackOnline(user);
+      for (const id of [...this.online.keys()]) if (!merged.has(id)) this.online.delete(id);
+      this.refreshSelf();
+      return [...merged.values()];
+    } finally {
+      this.endLoad(load);
+    }
   }
 
   /** `userJoined`, `userLeft`, `userCreated`, `userUpdated`, `userDeleted`; returns an unsubscribe. */
@@ -110,30 +141,67 @@ export class Users {
     if (this.online.has(user.id)) this.online.set(user.id, this.self);
   }
 
+  /** Starts a snapshot: call it before sending the first request, end it with `endLoad`. */
+  beginLoad(): UsersLoad {
+    const load: UsersLoad = { touched: new Set() };
+    this.loads.add(load);
+    return load;
+  }
+
+  endLoad(load: UsersLoad): void {
+    this.loads.delete(load);
+  }
+
   /**
-   * The room's users from a `room.join` result. After a reconnection, what changed while the
-   * client was away is told as events (`userCreated`, `userDeleted`, `userJoined`, `userLeft`).
+   * The room's users from a join: its `users` and every further page, gathered under `load`.
+   * After a reconnection, what changed while the client was away is told as events
+   * (`userCreated`, `userDeleted`, `userJoined`, `userLeft`); what events told while the pages
+   * came was told then. Returns whether any event came meanwhile.
    */
-  replaceAll(users: RawUser[], self: RawUser, announce: boolean): void {
+  replaceAll(load: UsersLoad, users: RawUser[], self: RawUser, announce: boolean): boolean {
+    this.loads.delete(load);
     const before = { all: new Map(this.all), online: new Map(this.online) };
-    const wrapped = users.map((u) => this.wrap(u));
+    const merged = this.merged(load, users);
+    const me = load.touched.has(self.id) && merged.has(self.id) ? merged.get(self.id)! : this.wrap(self);
     this.all.clear();
     this.online.clear();
-    for (const user of wrapped) {
+    for (const user of merged.values()) {
       this.all.set(user.id, user);
       if (user.status === 'online') this.online.set(user.id, user);
     }
-    const me = this.wrap(self);
     this.all.set(me.id, me);
     this.online.set(me.id, me);
     this.self = me;
-    if (!announce) return;
+    // A getAll() paging across a reconnection holds pages older than this: it must not undo it.
+    for (const id of new Set([...before.all.keys(), ...this.all.keys()])) this.touch(id);
+    const changed = load.touched.size > 0;
+    if (!announce) return changed;
     for (const [id, user] of this.all) if (!before.all.has(id)) this.events.emit('userCreated', user);
     for (const [id, user] of this.online) if (!before.online.has(id) && id !== me.id) this.events.emit('userJoined', user);
     for (const [id, user] of before.online) {
       if (!this.online.has(id) && id !== me.id) this.events.emit('userLeft', this.all.get(id) ?? user);
     }
     for (const [id, user] of before.all) if (!this.all.has(id)) this.events.emit('userDeleted', user);
+    return changed;
+  }
+
+  /**
+   * A snapshot with what events changed since it started: for those users the live state
+   * (`all`, kept by the events; absent means deleted), for the others the snapshot's.
+   */
+  private merged(load: UsersLoad, users: RawUser[]): Map<string, CollabKitClientUser> {
+    const merged = new Map<string, CollabKitClientUser>();
+    for (const raw of users) if (!load.touched.has(raw.id)) merged.set(raw.id, this.wrap(raw));
+    for (const id of load.touched) {
+      const live = this.all.get(id);
+      if (live) merged.set(id, live);
+    }
+    return merged;
+  }
+
+  /** An event or a call result changed this user: running snapshots must not undo it. */
+  private touch(id: string): void {
+    for (const load of this.loads) load.touched.add(id);
   }
 
   /** After `leave()`: the client no longer follows who is online. */
@@ -144,6 +212,7 @@ export class Users {
   /** A user event from the server. */
   handle(event: UserEventName, raw: RawUser): void {
     const user = this.wrap(raw);
+    this.touch(user.id);
     switch (event) {
       case 'userJoined':
         this.all.set(user.id, user);
@@ -183,7 +252,10 @@ export class Users {
 
   private remember(raw: RawUser): CollabKitClientUser {
     const user = this.wrap(raw);
-    if (this.all.has(user.id)) this.all.set(user.id, user);
+    if (this.all.has(user.id)) {
+      this.all.set(user.id, user);
+      this.touch(user.id);
+    }
     this.trackOnline(user);
     if (user.id === this.host.selfId) this.setCurrent(user);
     return user;
@@ -214,7 +286,10 @@ export class Users {
     if (follows) following.push(userId);
     const updated = this.wrap({ ...self, following });
     this.setCurrent(updated);
-    if (this.all.has(updated.id)) this.all.set(updated.id, updated);
+    if (this.all.has(updated.id)) {
+      this.all.set(updated.id, updated);
+      this.touch(updated.id);
+    }
     if (this.online.has(updated.id)) this.online.set(updated.id, updated);
   }
 }

@@ -98,6 +98,8 @@ export type ServerErrorCode =
   | 'VALIDATION_ERROR'
   | 'CONFLICT'
   | 'PAYLOAD_TOO_LARGE'
+  /** REST only: the request body did not arrive whole in time (408). */
+  | 'REQUEST_TIMEOUT'
   | 'UNSUPPORTED_MEDIA_TYPE'
   | 'RATE_LIMITED'
   | 'SERVICE_UNAVAILABLE'
