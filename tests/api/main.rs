@@ -1,12 +1,14 @@
 //! Black-box tests: the real server on port 0, real HTTP, on SQLite and on PostgreSQL.
 
 mod harness;
+mod hostile;
 mod socket;
 
 mod auth;
 mod cli;
 mod comments;
 mod connections;
+mod fuzz_rest;
 mod hardening;
 mod keys;
 mod presence;
