@@ -16,8 +16,8 @@ use tokio_util::sync::CancellationToken;
 use super::hub::{Hub, RoomHandle};
 use super::presence::{NewState, SyncTarget};
 use super::protocol::{
-    close, ClientFrame, ErrorBody, FollowGraph, Limits, RequestId, ServerFrame, SocketUser,
-    MAX_REQUEST_ID_CHARS, PROTOCOL_VERSION,
+    close, unreadable_request_id, ClientFrame, ErrorBody, FollowGraph, Limits, RequestId,
+    ServerFrame, SocketUser, MAX_REQUEST_ID_CHARS, PROTOCOL_VERSION,
 };
 use super::room::RoomCommand;
 use crate::app::AppState;
@@ -512,7 +512,8 @@ impl Connection {
         let frame = serde_json::from_str::<ClientFrame>(text);
         let id = match &frame {
             Ok(ClientFrame::Req { id, .. }) => id.clone(),
-            _ => None,
+            Ok(_) => None,
+            Err(_) => unreadable_request_id(text),
         };
         if let Some(RequestId::Text(text)) = &id {
             if text.chars().count() > MAX_REQUEST_ID_CHARS {
@@ -536,7 +537,7 @@ impl Connection {
         }
         match frame {
             Err(error) => self.error(
-                None,
+                id.as_ref(),
                 ApiError::BadRequest(format!("Unreadable frame: {error}").into()),
             ),
             Ok(ClientFrame::Ping) => {

@@ -55,6 +55,28 @@ pub enum ClientFrame {
     Ping,
 }
 
+/// What can be read of a frame whose whole cannot: its type and its request ID. serde_json
+/// skips the other fields without decoding them, so a request whose params hold what no
+/// parser accepts (a lone surrogate, nesting past the recursion limit, a number out of
+/// range) can still be answered by its ID, which its client is waiting for.
+#[derive(Deserialize)]
+struct FrameHead {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    id: Option<RequestId>,
+}
+
+/// The ID of a request frame that could not be parsed whole, when it can be read.
+pub fn unreadable_request_id(text: &str) -> Option<RequestId> {
+    let head: FrameHead = serde_json::from_str(text).ok()?;
+    if head.kind == "req" {
+        head.id
+    } else {
+        None
+    }
+}
+
 /// The error object of `res` and `error` frames.
 #[derive(Debug, Serialize)]
 pub struct ErrorBody {
@@ -246,5 +268,39 @@ mod tests {
         ));
         assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"ping"}"#).is_ok());
         assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"nope"}"#).is_err());
+    }
+
+    #[test]
+    fn the_id_of_an_unreadable_request_is_read() {
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        for (text, id) in [
+            (
+                r#"{"type":"req","id":7,"method":"x","params":{"a":"\ud800"}}"#.to_owned(),
+                Some(RequestId::Number(7)),
+            ),
+            (
+                format!(r#"{{"type":"req","params":{deep},"id":"a"}}"#),
+                Some(RequestId::Text("a".into())),
+            ),
+            (
+                r#"{"type":"req","id":8}"#.to_owned(),
+                Some(RequestId::Number(8)),
+            ),
+            (
+                r#"{"type":"req","id":9,"method":5}"#.to_owned(),
+                Some(RequestId::Number(9)),
+            ),
+            (r#"{"type":"req","method":5}"#.to_owned(), None),
+            (r#"{"type":"ping","id":1,"x":"\ud800"}"#.to_owned(), None),
+            (r#"{"type":"req","id":1,"id":2}"#.to_owned(), None),
+            (r#"{"type":"req","id":1"#.to_owned(), None),
+            (r#"{"type":"req","id":"\ud800"}"#.to_owned(), None),
+        ] {
+            assert!(
+                serde_json::from_str::<ClientFrame>(&text).is_err(),
+                "{text}"
+            );
+            assert_eq!(unreadable_request_id(&text), id, "{text}");
+        }
     }
 }
