@@ -26,11 +26,12 @@ pub mod close {
     pub const GONE: u16 = 4404;
 }
 
-/// A request's correlation ID: a number or a short string, echoed as given.
+/// A request's correlation ID: a number or a short string, echoed as given. Any JSON number:
+/// a client's `-1` or `1.5` is a number too, and must not leave it waiting for an answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum RequestId {
-    Number(u64),
+    Number(serde_json::Number),
     Text(String),
 }
 
@@ -245,7 +246,7 @@ mod tests {
 
     #[test]
     fn frames_have_the_documented_shape() {
-        let id = RequestId::Number(7);
+        let id = RequestId::Number(7.into());
         let result = serde_json::json!({ "x": 1 });
         let frame = ServerFrame::Res {
             id: &id,
@@ -267,6 +268,21 @@ mod tests {
             }
         ));
         assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"ping"}"#).is_ok());
+        for id in ["-1", "1.5", "18446744073709551616", "1e300"] {
+            let text = format!(r#"{{"type":"req","id":{id},"method":"room.join"}}"#);
+            let Ok(ClientFrame::Req { id: Some(id), .. }) = serde_json::from_str(&text) else {
+                panic!("{text}");
+            };
+            let echoed = ServerFrame::Res {
+                id: &id,
+                ok: true,
+                result: None,
+                error: None,
+            };
+            let echoed: Value = serde_json::from_str(echoed.encode().as_str()).unwrap();
+            let sent: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(echoed["id"], sent["id"], "{text}");
+        }
         assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"nope"}"#).is_err());
     }
 
@@ -276,7 +292,7 @@ mod tests {
         for (text, id) in [
             (
                 r#"{"type":"req","id":7,"method":"x","params":{"a":"\ud800"}}"#.to_owned(),
-                Some(RequestId::Number(7)),
+                Some(RequestId::Number(7.into())),
             ),
             (
                 format!(r#"{{"type":"req","params":{deep},"id":"a"}}"#),
@@ -284,11 +300,11 @@ mod tests {
             ),
             (
                 r#"{"type":"req","id":8}"#.to_owned(),
-                Some(RequestId::Number(8)),
+                Some(RequestId::Number(8.into())),
             ),
             (
                 r#"{"type":"req","id":9,"method":5}"#.to_owned(),
-                Some(RequestId::Number(9)),
+                Some(RequestId::Number(9.into())),
             ),
             (r#"{"type":"req","method":5}"#.to_owned(), None),
             (r#"{"type":"ping","id":1,"x":"\ud800"}"#.to_owned(), None),
