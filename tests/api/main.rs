@@ -9,6 +9,7 @@ mod cli;
 mod comments;
 mod connections;
 mod fuzz_rest;
+mod fuzz_socket;
 mod hardening;
 mod keys;
 mod presence;
