@@ -11,6 +11,7 @@ mod connections;
 mod fuzz_rest;
 mod fuzz_socket;
 mod hardening;
+mod jwt_attacks;
 mod keys;
 mod presence;
 mod realtime;
