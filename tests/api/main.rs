@@ -8,6 +8,7 @@ mod auth;
 mod cli;
 mod comments;
 mod connections;
+mod crash;
 mod fuzz_rest;
 mod fuzz_socket;
 mod hardening;
