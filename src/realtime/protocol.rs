@@ -19,11 +19,12 @@ pub use crate::rooms::outbox::{close, Utf8Bytes};
 pub const PROTOCOL_VERSION: u32 = 1;
 pub const SUBPROTOCOL: &str = "collabkit.v1";
 
-/// A request's correlation ID: a number or a short string, echoed as given.
+/// A request's correlation ID: a number or a short string, echoed as given. Any JSON number:
+/// a client's `-1` or `1.5` is a number too, and must not leave it waiting for an answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum RequestId {
-    Number(u64),
+    Number(serde_json::Number),
     Text(String),
 }
 
@@ -46,6 +47,28 @@ pub enum ClientFrame {
         params: Value,
     },
     Ping,
+}
+
+/// What can be read of a frame whose whole cannot: its type and its request ID. serde_json
+/// skips the other fields without decoding them, so a request whose params hold what no
+/// parser accepts (a lone surrogate, nesting past the recursion limit, a number out of
+/// range) can still be answered by its ID, which its client is waiting for.
+#[derive(Deserialize)]
+struct FrameHead {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    id: Option<RequestId>,
+}
+
+/// The ID of a request frame that could not be parsed whole, when it can be read.
+pub fn unreadable_request_id(text: &str) -> Option<RequestId> {
+    let head: FrameHead = serde_json::from_str(text).ok()?;
+    if head.kind == "req" {
+        head.id
+    } else {
+        None
+    }
 }
 
 /// The error object of `res` and `error` frames.
@@ -375,7 +398,7 @@ mod tests {
 
     #[test]
     fn frames_have_the_documented_shape() {
-        let id = RequestId::Number(7);
+        let id = RequestId::Number(7.into());
         let result = serde_json::json!({ "x": 1 });
         let frame = ServerFrame::Res {
             id: &id,
@@ -397,6 +420,21 @@ mod tests {
             }
         ));
         assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"ping"}"#).is_ok());
+        for id in ["-1", "1.5", "18446744073709551616", "1e300"] {
+            let text = format!(r#"{{"type":"req","id":{id},"method":"room.join"}}"#);
+            let Ok(ClientFrame::Req { id: Some(id), .. }) = serde_json::from_str(&text) else {
+                panic!("{text}");
+            };
+            let echoed = ServerFrame::Res {
+                id: &id,
+                ok: true,
+                result: None,
+                error: None,
+            };
+            let echoed: Value = serde_json::from_str(echoed.encode().as_str()).unwrap();
+            let sent: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(echoed["id"], sent["id"], "{text}");
+        }
         assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"nope"}"#).is_err());
     }
 
@@ -419,5 +457,39 @@ mod tests {
             Request::parse("room.explode", Value::Null),
             Err(ApiError::BadRequest(_))
         ));
+    }
+
+    #[test]
+    fn the_id_of_an_unreadable_request_is_read() {
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        for (text, id) in [
+            (
+                r#"{"type":"req","id":7,"method":"x","params":{"a":"\ud800"}}"#.to_owned(),
+                Some(RequestId::Number(7.into())),
+            ),
+            (
+                format!(r#"{{"type":"req","params":{deep},"id":"a"}}"#),
+                Some(RequestId::Text("a".into())),
+            ),
+            (
+                r#"{"type":"req","id":8}"#.to_owned(),
+                Some(RequestId::Number(8.into())),
+            ),
+            (
+                r#"{"type":"req","id":9,"method":5}"#.to_owned(),
+                Some(RequestId::Number(9.into())),
+            ),
+            (r#"{"type":"req","method":5}"#.to_owned(), None),
+            (r#"{"type":"ping","id":1,"x":"\ud800"}"#.to_owned(), None),
+            (r#"{"type":"req","id":1,"id":2}"#.to_owned(), None),
+            (r#"{"type":"req","id":1"#.to_owned(), None),
+            (r#"{"type":"req","id":"\ud800"}"#.to_owned(), None),
+        ] {
+            assert!(
+                serde_json::from_str::<ClientFrame>(&text).is_err(),
+                "{text}"
+            );
+            assert_eq!(unreadable_request_id(&text), id, "{text}");
+        }
     }
 }

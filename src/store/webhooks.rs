@@ -164,6 +164,10 @@ pub trait WebhookStore: Send + Sync {
         attempt: &Attempt,
         disable_after: i64,
     ) -> StoreResult<bool>;
+    /// Ends the leases `node` holds, so that its deliveries are due again at once: for a node
+    /// starting under the name of its previous run, whose attempts died with that run.
+    /// Returns how many there were.
+    async fn release_leases(&self, node: &NodeId) -> StoreResult<u64>;
     /// The earliest time a pending delivery is due, if any.
     async fn next_delivery_due(&self) -> StoreResult<Option<Timestamp>>;
     /// Forgets dispatched events older than `before`.
@@ -291,6 +295,25 @@ where
     }
     tx.commit().await?;
     Ok(batch)
+}
+
+/// `release_leases` for either backend, generic over the driver like `reseal_secrets`.
+pub(super) async fn release_leases<DB>(pool: &sqlx::Pool<DB>, node: &NodeId) -> StoreResult<u64>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Decode<'q, DB> + sqlx::Type<DB>,
+    usize: sqlx::ColumnIndex<DB::Row>,
+{
+    let released: Vec<(String,)> = sqlx::query_as(
+        "UPDATE webhook_deliveries SET locked_until = NULL, locked_by = NULL \
+         WHERE locked_by = $1 RETURNING id",
+    )
+    .bind(node.as_str().to_owned())
+    .fetch_all(pool)
+    .await?;
+    Ok(released.len() as u64)
 }
 
 pub(super) fn parse_events(text: &str) -> StoreResult<Vec<EventKind>> {
@@ -811,6 +834,13 @@ macro_rules! impl_webhook_store {
                 }
                 tx.commit().await?;
                 Ok(disabled)
+            }
+
+            async fn release_leases(
+                &self,
+                node: &$crate::domain::NodeId,
+            ) -> $crate::store::StoreResult<u64> {
+                $crate::store::webhooks::release_leases(&self.pool, node).await
             }
 
             async fn next_delivery_due(

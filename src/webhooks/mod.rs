@@ -62,6 +62,17 @@ impl Worker {
     /// Dispatches and delivers until `shutdown`; then waits (up to `grace`) for attempts in
     /// flight. An attempt cut short is retried when its lease runs out.
     pub async fn run(self, shutdown: CancellationToken, grace: Duration) {
+        // Leases this node's name holds are its previous run's, cut short by a crash or a
+        // stop: resume those deliveries now rather than when the leases run out.
+        match self.store.release_leases(&self.node).await {
+            Ok(0) => {}
+            Ok(released) => {
+                tracing::info!(released, "resuming webhook deliveries of the previous run")
+            }
+            Err(error) => {
+                tracing::warn!(%error, "releasing the previous run's webhook leases failed")
+            }
+        }
         let worker = Arc::new(self);
         let mut announcements = worker.bus.subscribe();
         let mut in_flight = JoinSet::new();

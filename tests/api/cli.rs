@@ -316,9 +316,14 @@ async fn the_server_logs_json_without_secrets_and_stops_on_sigterm(backend: Back
     assert!(lines.iter().any(|l| l.contains("server stopped")));
 }
 
-/// Starts `collabkit serve` on `port` and waits until it is ready.
-async fn spawn_server(db: &TestDatabase, port: u16) -> std::process::Child {
+/// Starts `collabkit serve` on `port`, with extra environment, and waits until it is ready.
+async fn spawn_server(
+    db: &TestDatabase,
+    port: u16,
+    env: &[(String, String)],
+) -> std::process::Child {
     let child = collabkit(db)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .env("COLLABKIT_BIND", format!("127.0.0.1:{port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -345,10 +350,21 @@ pub struct ServerProcess {
     token: String,
     client: reqwest::Client,
     child: std::process::Child,
+    /// Configuration given in the environment, kept for restarts.
+    env: Vec<(String, String)>,
 }
 
 impl ServerProcess {
     pub async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, &[]).await
+    }
+
+    /// Starts the server with configuration in its environment (`COLLABKIT_...`).
+    pub async fn start_with(backend: Backend, env: &[(&str, &str)]) -> Self {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         let db = TestDatabase::new(backend).await;
         let created =
             run_json(collabkit(&db).args(["accounts", "create", "--name", "Crash", "--json"]));
@@ -358,7 +374,7 @@ impl ServerProcess {
             .unwrap()
             .port();
         let base = format!("http://127.0.0.1:{port}");
-        let child = spawn_server(&db, port).await;
+        let child = spawn_server(&db, port, &env).await;
         Self {
             account_url: format!(
                 "{base}/v1/accounts/{}",
@@ -370,7 +386,13 @@ impl ServerProcess {
             port,
             base,
             child,
+            env,
         }
+    }
+
+    /// The REST URL of `path` below the server's account.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.account_url)
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
@@ -429,10 +451,10 @@ impl ServerProcess {
     }
 
     /// `kill -9`, then a new process on the same database and port.
-    async fn crash_and_restart(&mut self) {
+    pub async fn crash_and_restart(&mut self) {
         self.child.kill().unwrap(); // SIGKILL: nothing is recorded on the way out
         self.child.wait().unwrap();
-        self.child = spawn_server(&self.db, self.port).await;
+        self.child = spawn_server(&self.db, self.port, &self.env).await;
     }
 }
 

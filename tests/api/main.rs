@@ -1,13 +1,18 @@
 //! Black-box tests: the real server on port 0, real HTTP, on SQLite and on PostgreSQL.
 
 mod harness;
+mod hostile;
 mod socket;
 
 mod auth;
 mod cli;
 mod comments;
 mod connections;
+mod crash;
+mod fuzz_rest;
+mod fuzz_socket;
 mod hardening;
+mod jwt_attacks;
 mod keys;
 mod presence;
 mod realtime;

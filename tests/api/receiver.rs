@@ -81,21 +81,30 @@ struct Shared {
     plan: VecDeque<u16>,
 }
 
+/// The longest a held request waits for `release`.
+const HOLD_LIMIT: Duration = Duration::from_secs(60);
+
+struct Inner {
+    shared: Mutex<Shared>,
+    /// Whether answers go out; while not, requests are recorded and kept waiting.
+    open: tokio::sync::watch::Sender<bool>,
+}
+
 pub struct Receiver {
     pub addr: SocketAddr,
-    shared: Arc<Mutex<Shared>>,
+    inner: Arc<Inner>,
     server: JoinHandle<()>,
     stop: tokio_util::sync::CancellationToken,
 }
 
-async fn receive(
-    State(shared): State<Arc<Mutex<Shared>>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> StatusCode {
-    let mut shared = shared.lock().unwrap();
-    shared.received.push(Received { headers, body });
-    let status = shared.plan.pop_front().unwrap_or(200);
+async fn receive(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let status = {
+        let mut shared = inner.shared.lock().unwrap();
+        shared.received.push(Received { headers, body });
+        shared.plan.pop_front().unwrap_or(200)
+    };
+    let mut open = inner.open.subscribe();
+    let _ = tokio::time::timeout(HOLD_LIMIT, open.wait_for(|open| *open)).await;
     StatusCode::from_u16(status).unwrap()
 }
 
@@ -105,10 +114,13 @@ impl Receiver {
     }
 
     pub async fn start_on(addr: &str) -> Self {
-        let shared = Arc::new(Mutex::new(Shared::default()));
+        let inner = Arc::new(Inner {
+            shared: Mutex::new(Shared::default()),
+            open: tokio::sync::watch::Sender::new(true),
+        });
         let app = Router::new()
             .route("/hook", post(receive))
-            .with_state(shared.clone());
+            .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = tokio_util::sync::CancellationToken::new();
@@ -120,7 +132,7 @@ impl Receiver {
         });
         Self {
             addr,
-            shared,
+            inner,
             server,
             stop,
         }
@@ -132,11 +144,22 @@ impl Receiver {
 
     /// Answers the next requests with these statuses.
     pub fn answer(&self, statuses: &[u16]) {
-        self.shared.lock().unwrap().plan.extend(statuses);
+        self.inner.shared.lock().unwrap().plan.extend(statuses);
+    }
+
+    /// From now on, records requests but keeps them waiting for an answer (a slow endpoint,
+    /// so that deliveries are in flight), until `release`.
+    pub fn hold(&self) {
+        self.inner.open.send_replace(false);
+    }
+
+    /// Answers the requests held, and the next ones at once.
+    pub fn release(&self) {
+        self.inner.open.send_replace(true);
     }
 
     pub fn received(&self) -> Vec<Received> {
-        self.shared.lock().unwrap().received.clone()
+        self.inner.shared.lock().unwrap().received.clone()
     }
 
     /// Waits until `count` requests arrived (or the time is up); returns them all.
@@ -153,6 +176,7 @@ impl Receiver {
 
     /// Stops listening and closes its connections (the port refuses connections afterwards).
     pub async fn stop(self) -> SocketAddr {
+        self.release();
         self.stop.cancel();
         if tokio::time::timeout(Duration::from_secs(5), &mut { self.server })
             .await

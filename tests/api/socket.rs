@@ -135,26 +135,61 @@ impl Socket {
 
     /// Sends a request and waits for its response: Ok(result) or Err(error object).
     pub async fn request(&mut self, method: &str, params: Value) -> Result<Value, Value> {
+        match self.try_request(method, params).await {
+            Some(answer) => answer,
+            None if self.closed.is_some() => {
+                panic!("socket closed waiting for {method}: {:?}", self.closed)
+            }
+            None => panic!("no response to {method} in time"),
+        }
+    }
+
+    /// Like `request`, but `None` when the socket closes or breaks, or nothing comes in time:
+    /// for clients of a server that may be killed under them.
+    pub async fn try_request(
+        &mut self,
+        method: &str,
+        params: Value,
+    ) -> Option<Result<Value, Value>> {
         self.next_id += 1;
         let id = self.next_id;
-        self.send_json(json!({ "type": "req", "id": id, "method": method, "params": params }))
-            .await;
+        let frame = json!({ "type": "req", "id": id, "method": method, "params": params });
+        let sent = tokio::time::timeout(WAIT, self.ws.send(Message::text(frame.to_string()))).await;
+        if !matches!(sent, Ok(Ok(()))) {
+            return None;
+        }
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let frame = self
-                .read_frame(left)
-                .await
-                .unwrap_or_else(|_| panic!("no response to {method} in time"))
-                .unwrap_or_else(|| panic!("socket closed waiting for {method}: {:?}", self.closed));
+            let frame = self.read_frame(left).await.ok()??;
             if frame["type"] == "res" && frame["id"] == id {
-                return if frame["ok"] == true {
+                return Some(if frame["ok"] == true {
                     Ok(frame["result"].clone())
                 } else {
                     Err(frame["error"].clone())
-                };
+                });
             }
             self.pending.push_back(frame);
+        }
+    }
+
+    /// The next frame that is not an event (a `res`, an `error`, a `pong`...), events read on
+    /// the way dropped; `None` when the socket closed (the close is kept in `closed`) or
+    /// nothing came within `WAIT`.
+    pub async fn next_answer(&mut self) -> Option<Value> {
+        while let Some(frame) = self.pending.pop_front() {
+            if frame["type"] != "event" {
+                return Some(frame);
+            }
+        }
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.read_frame(left).await {
+                Err(()) | Ok(None) => return None,
+                Ok(Some(frame)) if frame["type"] == "event" => continue,
+                Ok(Some(frame)) => return Some(frame),
+            }
         }
     }
 

@@ -10,8 +10,8 @@ use crate::auth::rate_limit::TokenBucket;
 use crate::domain::{Room, User, UserId};
 use crate::error::ApiError;
 use crate::realtime::protocol::{
-    ClientFrame, ErrorBody, Limits, Request, RequestId, ServerFrame, MAX_REQUEST_ID_CHARS,
-    PROTOCOL_VERSION,
+    unreadable_request_id, ClientFrame, ErrorBody, Limits, Request, RequestId, ServerFrame,
+    MAX_REQUEST_ID_CHARS, PROTOCOL_VERSION,
 };
 use crate::rooms::entries::{change_json, entry_json, key, store_name};
 use crate::rooms::following::UserView;
@@ -104,7 +104,8 @@ impl Session {
         let frame = serde_json::from_str::<ClientFrame>(text);
         let id = match &frame {
             Ok(ClientFrame::Req { id, .. }) => id.clone(),
-            _ => None,
+            Ok(_) => None,
+            Err(_) => unreadable_request_id(text),
         };
         if let Some(RequestId::Text(text)) = &id {
             if text.chars().count() > MAX_REQUEST_ID_CHARS {
@@ -128,7 +129,7 @@ impl Session {
         }
         match frame {
             Err(error) => self.error(
-                None,
+                id.as_ref(),
                 ApiError::BadRequest(format!("Unreadable frame: {error}").into()),
             ),
             Ok(ClientFrame::Ping) => {
