@@ -16,8 +16,8 @@ use crate::auth::{JwtSigner, KeyVerifier, RateLimiter};
 use crate::config::Config;
 use crate::data_dir;
 use crate::events::EventBus;
-use crate::http::server;
 use crate::rooms::{nodes, Engine};
+use crate::server;
 use crate::state::{AppState, Shared};
 use crate::store::sealing::{Sealer, SecretsKey};
 use crate::store::webhooks::{reseal_all, Reseal};
@@ -240,7 +240,7 @@ impl App {
         let grace = self.state.config().shutdown_grace();
         let engine = self.state.engine().clone();
         let hub = engine.hub().clone();
-        let router = crate::http::router(self.state.clone());
+        let router = crate::http::router(self.state.clone(), crate::realtime::upgrade::router());
         tracing::info!(addr = %self.local_addr(), "listening");
         let retention = Duration::from_millis(self.state.config().stores.tombstone_retention_ms);
         let heartbeat = tokio::spawn(nodes::upkeep(engine.clone(), retention));

@@ -1,12 +1,11 @@
 //! `ApiError`: every client-visible failure, mapped in one place to its HTTP status and the
-//! documented error code. Internal details are logged here, once, and never sent.
+//! documented error code, for both transports (the REST envelope renders it in `http`, the
+//! socket's error frames in `realtime`). Internal details are logged once and never sent.
 
 use std::borrow::Cow;
 
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
 
-use crate::http::envelope::{EnvelopeParts, ErrorParts};
 use crate::store::{Entity, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -179,7 +178,7 @@ impl ApiError {
     }
 
     /// Errors about credentials belong to the `Auth` module whatever the route.
-    fn module(&self) -> Option<&'static str> {
+    pub fn module(&self) -> Option<&'static str> {
         match self {
             Self::Unauthorized | Self::Forbidden | Self::RateLimited { .. } => Some("Auth"),
             _ => None,
@@ -206,42 +205,6 @@ impl From<StoreError> for ApiError {
             }
             other => Self::Internal(other.into()),
         }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        if let Self::Internal(error) = &self {
-            tracing::error!(error = format!("{error:#}"), "request failed");
-        }
-        let status = self.status();
-        let field = match &self {
-            Self::Validation { field, .. } => Some(field.clone()),
-            _ => None,
-        };
-        let parts = EnvelopeParts::failure(ErrorParts {
-            module: self.module(),
-            code: self.code(),
-            message: self.message(),
-            field,
-        });
-        let mut response = (status, parts).into_response();
-        match self {
-            Self::RateLimited { retry_after_secs } => {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
-            }
-            // The rest of the body may still be on its way: the connection cannot be reused,
-            // and this tells both the client and hyper to close it after the answer.
-            Self::RequestTimeout => {
-                response
-                    .headers_mut()
-                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            }
-            _ => {}
-        }
-        response
     }
 }
 

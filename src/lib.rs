@@ -23,6 +23,8 @@ pub mod realtime;
 /// The engine: rooms, their actors, presence, following, joins and leaves, and the write
 /// paths of stores, comments and users that both transports call.
 pub mod rooms;
+/// The connection loop: accepts, caps and times out HTTP connections, serves them with hyper.
+pub mod server;
 /// `AppState`, what every handler may use.
 pub mod state;
 /// Persistence on SQLite or PostgreSQL.

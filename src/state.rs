@@ -9,8 +9,8 @@ use crate::auth::bearer::KeyChecks;
 use crate::auth::{JwtSigner, KeyVerifier, RateLimiter};
 use crate::config::Config;
 use crate::events::EventBus;
-use crate::http::server::ConnectionStats;
 use crate::rooms::Engine;
+use crate::server::ConnectionStats;
 use crate::store::DynStore;
 
 /// What every handler may use. Cheap to clone.

@@ -4,10 +4,12 @@
 
 use std::borrow::Cow;
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::Value;
+
+use crate::error::ApiError;
 
 /// What a response says, before it is rendered with its request ID.
 #[derive(Debug, Clone)]
@@ -151,6 +153,44 @@ pub fn module_for_path(path: &str) -> &'static str {
             Some(_) => "Server",
         },
         _ => "Server",
+    }
+}
+
+/// An error as the REST API answers it: its status and the envelope (rendered with the
+/// request ID by the middleware), and the headers some errors need.
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(error) = &self {
+            tracing::error!(error = format!("{error:#}"), "request failed");
+        }
+        let status = self.status();
+        let field = match &self {
+            ApiError::Validation { field, .. } => Some(field.clone()),
+            _ => None,
+        };
+        let parts = EnvelopeParts::failure(ErrorParts {
+            module: self.module(),
+            code: self.code(),
+            message: self.message(),
+            field,
+        });
+        let mut response = (status, parts).into_response();
+        match self {
+            ApiError::RateLimited { retry_after_secs } => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            }
+            // The rest of the body may still be on its way: the connection cannot be reused,
+            // and this tells both the client and hyper to close it after the answer.
+            ApiError::RequestTimeout => {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            _ => {}
+        }
+        response
     }
 }
 

@@ -7,7 +7,6 @@ pub mod extract;
 pub mod health;
 pub mod middleware;
 pub mod rooms;
-pub mod server;
 pub mod stores;
 pub mod users;
 pub mod validation;
@@ -20,7 +19,8 @@ use axum::Router;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-pub fn router(state: AppState) -> Router {
+/// The REST API, with `sockets` (the socket transport's routes) under the same middleware.
+pub fn router(state: AppState, sockets: Router<AppState>) -> Router {
     let body_limit = state.config().limits.max_body_bytes;
     let account = Router::new()
         .merge(rooms::router())
@@ -32,7 +32,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/v1/realtime", get(crate::realtime::upgrade::connect))
+        .merge(sockets)
         .route("/v1/accounts/{accountId}", get(accounts::get_account))
         .nest("/v1/accounts/{accountId}", account)
         .fallback(route_not_found)

@@ -2,12 +2,15 @@
 //! first frame), never in the URL.
 
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::State;
+use axum::extract::{FromRef, State};
 use axum::response::Response;
+use axum::routing::get;
+use axum::{Extension, Router};
 
 use super::protocol::SUBPROTOCOL;
 use crate::auth::JwtSigner;
 use crate::rooms::Engine;
+use crate::server::ConnectionLease;
 
 /// A frame this many times over the limit closes the socket (1009) instead of being answered.
 const HARD_CAP_FACTOR: usize = 4;
@@ -15,11 +18,23 @@ const HARD_CAP_FACTOR: usize = 4;
 /// of 128 KiB, touched on the first read, would be most of an idle socket's memory.
 const READ_BUFFER_BYTES: usize = 4096;
 
+/// `GET /v1/realtime`, for the app to mount beside the REST API.
+pub fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Engine: FromRef<S>,
+    JwtSigner: FromRef<S>,
+{
+    Router::new().route("/v1/realtime", get(connect))
+}
+
 pub async fn connect(
     State(engine): State<Engine>,
     State(jwt): State<JwtSigner>,
+    lease: Option<Extension<ConnectionLease>>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    let lease = lease.map(|Extension(lease)| lease);
     let cap = engine.hub().config().max_message_bytes * HARD_CAP_FACTOR;
     upgrade
         .protocols([SUBPROTOCOL])
@@ -28,6 +43,6 @@ pub async fn connect(
         .read_buffer_size(READ_BUFFER_BYTES)
         .on_upgrade(move |socket| {
             let hub = engine.hub().clone();
-            hub.track(super::connection::run(socket, engine, jwt))
+            hub.track(super::connection::run(socket, engine, jwt, lease))
         })
 }

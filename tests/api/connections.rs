@@ -514,12 +514,10 @@ async fn healthz_answers_throughout_a_slowloris_at_the_connection_cap() {
     while lorises.join_next().await.is_some() {}
 }
 
-/// WebSockets that never authenticate hold their places until `realtime.auth_timeout_ms`
-/// and are never closed to make room: anyone, without credentials, can keep `/healthz` and
-/// every client out by opening `http.max_connections` of them every auth timeout.
+/// WebSockets that never authenticate are closed to make room at the cap, like idle
+/// connections: without credentials, nobody can keep `/healthz` and every client out by
+/// opening `http.max_connections` of them every `realtime.auth_timeout_ms`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "defect: upgraded sockets leave the eviction registry before they authenticate, so \
-            a flood of unauthenticated WebSockets locks /healthz out at the connection cap"]
 async fn unauthenticated_websockets_at_the_cap_do_not_lock_out_healthz() {
     const CAP: usize = 20;
     let app = TestApp::start_with(Backend::Sqlite, |c| {
@@ -535,12 +533,11 @@ async fn unauthenticated_websockets_at_the_cap_do_not_lock_out_healthz() {
     assert!(probed.is_ok(), "/healthz at the cap: {probed:?}");
 }
 
-/// Requests in flight are never closed to make room, however slowly their bodies come: a
-/// client with an API key can hold every place for `http.body_read_timeout_ms` by sending
-/// request heads and then their bodies a byte at a time, or not at all.
+/// A request whose body has not all arrived waits on its client, and may be closed to make
+/// room at the cap: a client with an API key cannot hold every place for
+/// `http.body_read_timeout_ms` by sending request heads and then their bodies slowly or not
+/// at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "defect: a request whose body trickles counts as in flight, so at the connection \
-            cap a client with an API key can lock /healthz out until the body timeout"]
 async fn slow_request_bodies_at_the_cap_do_not_lock_out_healthz() {
     const CAP: usize = 20;
     let app = TestApp::start_with(Backend::Sqlite, |c| {

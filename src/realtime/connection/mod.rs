@@ -23,6 +23,7 @@ use crate::realtime::protocol::{close, ErrorBody, ServerFrame};
 use crate::rooms::membership::Member;
 use crate::rooms::outbox::{outbox, Closer, OutboxLimits};
 use crate::rooms::Engine;
+use crate::server::ConnectionLease;
 
 use handshake::{authenticate, read_failure, refuse, say_goodbye};
 use session::Session;
@@ -30,7 +31,14 @@ use session::Session;
 /// How long a closing handshake may take before the socket is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
-pub async fn run(socket: WebSocket, engine: Engine, jwt: JwtSigner) {
+/// Serves a socket. Until it authenticates, its connection may still be closed to make room
+/// at the connection cap (`lease`): sockets that never authenticate must not fill it.
+pub async fn run(
+    socket: WebSocket,
+    engine: Engine,
+    jwt: JwtSigner,
+    lease: Option<ConnectionLease>,
+) {
     let connection = ConnectionId::new();
     let span = tracing::info_span!(
         "socket",
@@ -38,19 +46,37 @@ pub async fn run(socket: WebSocket, engine: Engine, jwt: JwtSigner) {
         user = tracing::field::Empty,
         room = tracing::field::Empty,
     );
-    serve(socket, engine, jwt, connection)
+    serve(socket, engine, jwt, lease, connection)
         .instrument(span)
         .await
 }
 
-async fn serve(socket: WebSocket, engine: Engine, jwt: JwtSigner, connection: ConnectionId) {
+async fn serve(
+    socket: WebSocket,
+    engine: Engine,
+    jwt: JwtSigner,
+    lease: Option<ConnectionLease>,
+    connection: ConnectionId,
+) {
     let hub = engine.hub().clone();
     let config = hub.config().clone();
     let (mut sink, mut stream) = socket.split();
+    let evicted = async {
+        match &lease {
+            Some(lease) => lease.evicted().await,
+            None => std::future::pending().await,
+        }
+    };
     let identity = tokio::select! {
         identity = authenticate(&mut stream, &engine, &jwt) => identity,
         () = hub.shutdown_token().cancelled() => return,
+        () = evicted => {
+            tracing::debug!("closing an unauthenticated socket to make room (http.max_connections)");
+            return;
+        }
     };
+    // Authenticated: the connection is in use for good, no longer one to close for room.
+    drop(lease);
     let identity = match identity {
         Ok(identity) => identity,
         Err(refusal) => return refuse(&mut sink, refusal, &engine).await,

@@ -1,27 +1,22 @@
 //! The HTTP/1 connection loop: accepts, caps and times out connections, and hands each one to
 //! hyper (with upgrades, for WebSockets). `axum::serve` offers neither timeouts nor a cap.
+//! One connection's life is in `connection`.
+
+mod connection;
+
+pub use connection::ConnectionLease;
+use connection::{run_connection, Connection};
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::{pin, Pin};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::body::{Body, Bytes, HttpBody};
-use axum::http::{Request, Response};
 use axum::Router;
-use hyper::body::{Frame, Incoming, SizeHint};
-use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -229,7 +224,7 @@ async fn accept_loop(
             }
         }
         next_id += 1;
-        let connection = shared.register(next_id);
+        let connection = Arc::new(shared.register(next_id));
         let span = tracing::debug_span!("connection", %peer);
         tasks.spawn(
             run_connection(
@@ -342,326 +337,6 @@ impl Drop for OpenConnection {
     }
 }
 
-/// Where a connection is between requests; it decides which timeout applies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-enum Phase {
-    /// Accepted, no request yet: the header-read timeout runs from the accept.
-    New = 0,
-    /// Kept alive, nothing received since the last answer: the idle timeout runs.
-    Idle = 1,
-    /// Part of a request head received after idling: the header-read timeout runs from its
-    /// first byte.
-    Head = 2,
-    /// A request in flight (its body, the handler, the answer, however long a stream): no
-    /// timeout of ours; `http.body_read_timeout_ms` bounds the body.
-    Busy = 3,
-}
-
-impl Phase {
-    fn from_u8(value: u8) -> Self {
-        match value {
-            0 => Self::New,
-            1 => Self::Idle,
-            2 => Self::Head,
-            _ => Self::Busy,
-        }
-    }
-}
-
-/// One connection's timing, shared by its task, its socket (which sees the bytes) and its
-/// service (which sees requests start and end).
-///
-/// hyper's own `header_read_timeout` is not used: it starts whenever hyper waits for a head,
-/// idle keep-alive included, so it cannot keep an idle connection for a minute while giving a
-/// request head ten seconds.
-struct Connection {
-    phase: AtomicU8,
-    /// When the phase began, in milliseconds since `epoch`.
-    since_ms: AtomicU64,
-    in_flight: AtomicUsize,
-    /// Set by the accept loop to ask for the connection to close (to make room).
-    evict: AtomicBool,
-    /// Tells the task that the phase changed or that it should close.
-    wake: Notify,
-    epoch: Instant,
-}
-
-impl Connection {
-    fn new(epoch: Instant) -> Self {
-        let connection = Self {
-            phase: AtomicU8::new(Phase::New as u8),
-            since_ms: AtomicU64::new(0),
-            in_flight: AtomicUsize::new(0),
-            evict: AtomicBool::new(false),
-            wake: Notify::new(),
-            epoch,
-        };
-        connection
-            .since_ms
-            .store(connection.now_ms(), Ordering::Relaxed);
-        connection
-    }
-
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-
-    fn phase(&self) -> Phase {
-        Phase::from_u8(self.phase.load(Ordering::Acquire))
-    }
-
-    fn enter(&self, phase: Phase) {
-        self.since_ms.store(self.now_ms(), Ordering::Relaxed);
-        self.phase.store(phase as u8, Ordering::Release);
-        self.wake.notify_one();
-    }
-
-    /// Bytes arrived: on an idle connection, the next request has begun.
-    fn on_read(&self) {
-        if self.phase() == Phase::Idle {
-            self.enter(Phase::Head);
-        }
-    }
-
-    /// Bytes left: the end of the last answer is still draining to a slow reader, which is
-    /// traffic, not idleness.
-    fn on_write(&self) {
-        if self.phase() == Phase::Idle {
-            self.since_ms.store(self.now_ms(), Ordering::Relaxed);
-        }
-    }
-
-    fn begin_request(&self) {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.enter(Phase::Busy);
-    }
-
-    fn end_request(&self) {
-        if self.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
-            self.enter(Phase::Idle);
-        }
-    }
-
-    /// When the current phase's timeout runs out, if it has one.
-    fn deadline(&self, limits: &Limits) -> Option<Instant> {
-        let timeout = match self.phase() {
-            Phase::New | Phase::Head => limits.header_read_timeout,
-            Phase::Idle => limits.idle_timeout,
-            Phase::Busy => return None,
-        };
-        let since = Duration::from_millis(self.since_ms.load(Ordering::Relaxed));
-        Some(self.epoch + since + timeout)
-    }
-
-    /// Since when the connection has been without a request in flight, if it has and is not
-    /// already on its way out.
-    fn waiting_since(&self) -> Option<u64> {
-        if self.evict.load(Ordering::Relaxed) || self.phase() == Phase::Busy {
-            return None;
-        }
-        Some(self.since_ms.load(Ordering::Relaxed))
-    }
-}
-
-/// Serves one connection until it ends, is upgraded, times out or is asked to make room.
-async fn run_connection(
-    tcp: TcpStream,
-    open: OpenConnection,
-    registered: Registered,
-    router: Router,
-    shared: Arc<Shared>,
-    shutdown: CancellationToken,
-) {
-    let connection = registered.connection.clone();
-    let io = TokioIo::new(WatchedStream {
-        tcp,
-        connection: connection.clone(),
-        _open: open,
-    });
-    let service = TrackedService {
-        inner: TowerToHyperService::new(router),
-        connection: connection.clone(),
-    };
-    let mut http = pin!(http1::Builder::new()
-        // Ours instead; see `Connection`.
-        .header_read_timeout(None)
-        .serve_connection(io, service)
-        .with_upgrades());
-    let limits = shared.limits;
-    let mut draining = false;
-    loop {
-        let deadline = connection.deadline(&limits);
-        let expiry = async {
-            match deadline {
-                Some(deadline) => tokio::time::sleep_until(deadline).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            served = http.as_mut() => {
-                if let Err(error) = served {
-                    tracing::debug!(%error, "connection ended with an error");
-                }
-                return;
-            }
-            () = shutdown.cancelled(), if !draining => {
-                // Finishes the request in flight, then closes; an idle connection closes now.
-                draining = true;
-                http.as_mut().graceful_shutdown();
-            }
-            () = connection.wake.notified() => {}
-            () = expiry => {
-                if connection.deadline(&limits).is_some_and(|d| d <= Instant::now()) {
-                    ConnectionStats::count(&shared.stats.timed_out);
-                    tracing::debug!(phase = ?connection.phase(), "closing a connection: timed out");
-                    return;
-                }
-            }
-        }
-        if connection.evict.load(Ordering::Relaxed) {
-            if connection.phase() != Phase::Busy {
-                tracing::debug!("closing an idle connection to make room (http.max_connections)");
-                return;
-            }
-            // A request began between the choice and now: it is not cut. The cap is exceeded
-            // by one until the next newcomer makes room again.
-            connection.evict.store(false, Ordering::Relaxed);
-        }
-    }
-}
-
-/// The TCP stream, telling its connection when bytes come and go. It also carries the
-/// connection's place in the open count, into the WebSocket when upgraded.
-struct WatchedStream {
-    tcp: TcpStream,
-    connection: Arc<Connection>,
-    _open: OpenConnection,
-}
-
-impl AsyncRead for WatchedStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut this.tcp).poll_read(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            this.connection.on_read();
-        }
-        polled
-    }
-}
-
-impl AsyncWrite for WatchedStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.tcp).poll_write(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            this.connection.on_write();
-        }
-        polled
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.tcp).poll_write_vectored(cx, bufs);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            this.connection.on_write();
-        }
-        polled
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.tcp.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().tcp).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
-    }
-}
-
-/// The router, telling the connection when a request starts and when its answer has been
-/// handed over whole (or dropped).
-struct TrackedService {
-    inner: TowerToHyperService<Router>,
-    connection: Arc<Connection>,
-}
-
-impl hyper::service::Service<Request<Incoming>> for TrackedService {
-    type Response = Response<TrackedBody>;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
-
-    fn call(&self, request: Request<Incoming>) -> Self::Future {
-        let in_flight = InFlight::begin(self.connection.clone());
-        let answer = self.inner.call(request);
-        Box::pin(async move {
-            let response = answer.await?;
-            Ok(response.map(|body| TrackedBody {
-                body,
-                _in_flight: in_flight,
-            }))
-        })
-    }
-}
-
-/// A request in flight; ends when dropped.
-struct InFlight(Arc<Connection>);
-
-impl InFlight {
-    fn begin(connection: Arc<Connection>) -> Self {
-        connection.begin_request();
-        Self(connection)
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.end_request();
-    }
-}
-
-/// An answer's body; hyper drops it once it has taken the last byte, which ends the request.
-struct TrackedBody {
-    body: Body,
-    _in_flight: InFlight,
-}
-
-impl HttpBody for TrackedBody {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        Pin::new(&mut self.get_mut().body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
-}
-
 /// Lets a repeated warning through at most once per `WARNING_INTERVAL`.
 #[derive(Default)]
 struct Throttle {
@@ -746,33 +421,6 @@ mod tests {
         idle_timeout: Duration::from_secs(60),
         max_connections: 10,
     };
-
-    /// How far `deadline` is from `epoch`, to the second.
-    fn secs_after(epoch: Instant, deadline: Option<Instant>) -> Option<u64> {
-        deadline.map(|d| d.duration_since(epoch).as_secs())
-    }
-
-    #[test]
-    fn the_phase_picks_the_timeout() {
-        let epoch = Instant::now();
-        let connection = Connection::new(epoch);
-        assert_eq!(connection.phase(), Phase::New);
-        assert_eq!(secs_after(epoch, connection.deadline(&LIMITS)), Some(10));
-        // Bytes of the first head do not move its deadline: trickling buys nothing.
-        connection.on_read();
-        assert_eq!(connection.phase(), Phase::New);
-        connection.begin_request();
-        assert_eq!(connection.deadline(&LIMITS), None);
-        assert_eq!(connection.waiting_since(), None);
-        connection.on_read();
-        assert_eq!(connection.phase(), Phase::Busy);
-        connection.end_request();
-        assert_eq!(connection.phase(), Phase::Idle);
-        assert_eq!(secs_after(epoch, connection.deadline(&LIMITS)), Some(60));
-        connection.on_read();
-        assert_eq!(connection.phase(), Phase::Head);
-        assert_eq!(secs_after(epoch, connection.deadline(&LIMITS)), Some(10));
-    }
 
     #[test]
     fn the_longest_waiting_idle_connection_makes_room_and_busy_ones_never_do() {
