@@ -151,6 +151,72 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// The state of a server that listens on `port` (0: none yet, or tests): the database opened
+/// and migrated, secrets loaded, this node registered.
+pub async fn build_state(config: Config, port: u16) -> anyhow::Result<AppState> {
+    let store = open_store(&config).await?;
+    data_dir::warn_if_exposed(&config.data_dir);
+    if let Some(file) = sqlite_file(&config.database_url()) {
+        data_dir::warn_if_exposed(&file);
+    }
+    // Secrets an earlier version wrote in plaintext are sealed now; those sealed with a
+    // previous key wait for `collabkit secrets rotate` (other nodes may lack the new key).
+    let sealed = reseal_all(store.as_ref(), Reseal::Plaintext)
+        .await
+        .context("sealing the webhook secrets kept in plaintext")?;
+    if sealed.resealed > 0 {
+        tracing::info!(
+            count = sealed.resealed,
+            "sealed the webhook secrets an earlier version kept in plaintext"
+        );
+    }
+    let (secret, source) = signing_secret::load_or_generate(&config.jwt_secret, &config.data_dir)
+        .context("loading the JWT signing secret")?;
+    match &source {
+        SecretSource::Configured => {
+            tracing::info!("signing user JWTs with the configured secret")
+        }
+        SecretSource::Loaded(path) => {
+            tracing::info!(path = %path.display(), "signing user JWTs with the secret kept in the data directory")
+        }
+        SecretSource::Generated(path) => tracing::warn!(
+            path = %path.display(),
+            "no jwt_secret configured: generated one and saved it in the data directory; \
+             set COLLABKIT_JWT_SECRET to the same value on every node of a cluster"
+        ),
+    }
+    let keys = KeyVerifier::new(
+        store.clone(),
+        config.key_cache_ttl(),
+        config.auth.key_cache_max_entries,
+    );
+    let rate_limiter = RateLimiter::new(config.rate_limit.per_second, config.rate_limit.burst);
+    let bus = EventBus::new();
+    let node_id = nodes::node_id(&config.realtime.node_id, port);
+    let engine = Engine::new(store.clone(), bus, config.clone(), node_id);
+    nodes::start(&engine)
+        .await
+        .context("registering this node and cleaning up after dead ones")?;
+    tracing::info!(node = %engine.hub().node_id(), "node registered");
+    let state = AppState(Arc::new(Shared {
+        config,
+        store,
+        key_checks: KeyChecks {
+            keys: Arc::new(keys),
+            rate_limiter: Arc::new(rate_limiter),
+        },
+        jwt: JwtSigner::new(secret),
+        engine,
+        connections: Arc::default(),
+    }));
+    Ok(state)
+}
+
+/// The whole router: the REST API and the socket transport, under the middleware.
+pub fn router(state: AppState) -> axum::Router {
+    crate::http::router(state, crate::realtime::upgrade::router())
+}
+
 /// A server ready to run: state built, listener bound.
 pub struct App {
     state: AppState,
@@ -159,67 +225,12 @@ pub struct App {
 
 impl App {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let store = open_store(&config).await?;
-        data_dir::warn_if_exposed(&config.data_dir);
-        if let Some(file) = sqlite_file(&config.database_url()) {
-            data_dir::warn_if_exposed(&file);
-        }
-        // Secrets an earlier version wrote in plaintext are sealed now; those sealed with a
-        // previous key wait for `collabkit secrets rotate` (other nodes may lack the new key).
-        let sealed = reseal_all(store.as_ref(), Reseal::Plaintext)
-            .await
-            .context("sealing the webhook secrets kept in plaintext")?;
-        if sealed.resealed > 0 {
-            tracing::info!(
-                count = sealed.resealed,
-                "sealed the webhook secrets an earlier version kept in plaintext"
-            );
-        }
-        let (secret, source) =
-            signing_secret::load_or_generate(&config.jwt_secret, &config.data_dir)
-                .context("loading the JWT signing secret")?;
-        match &source {
-            SecretSource::Configured => {
-                tracing::info!("signing user JWTs with the configured secret")
-            }
-            SecretSource::Loaded(path) => {
-                tracing::info!(path = %path.display(), "signing user JWTs with the secret kept in the data directory")
-            }
-            SecretSource::Generated(path) => tracing::warn!(
-                path = %path.display(),
-                "no jwt_secret configured: generated one and saved it in the data directory; \
-                 set COLLABKIT_JWT_SECRET to the same value on every node of a cluster"
-            ),
-        }
         let addr = config.bind_addr()?;
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding {addr}"))?;
-        let keys = KeyVerifier::new(
-            store.clone(),
-            config.key_cache_ttl(),
-            config.auth.key_cache_max_entries,
-        );
-        let rate_limiter = RateLimiter::new(config.rate_limit.per_second, config.rate_limit.burst);
-        let bus = EventBus::new();
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
-        let node_id = nodes::node_id(&config.realtime.node_id, port);
-        let engine = Engine::new(store.clone(), bus, config.clone(), node_id);
-        nodes::start(&engine)
-            .await
-            .context("registering this node and cleaning up after dead ones")?;
-        tracing::info!(node = %engine.hub().node_id(), "node registered");
-        let state = AppState(Arc::new(Shared {
-            config,
-            store,
-            key_checks: KeyChecks {
-                keys: Arc::new(keys),
-                rate_limiter: Arc::new(rate_limiter),
-            },
-            jwt: JwtSigner::new(secret),
-            engine,
-            connections: Arc::default(),
-        }));
+        let state = build_state(config, port).await?;
         Ok(Self { state, listener })
     }
 
@@ -240,7 +251,7 @@ impl App {
         let grace = self.state.config().shutdown_grace();
         let engine = self.state.engine().clone();
         let hub = engine.hub().clone();
-        let router = crate::http::router(self.state.clone(), crate::realtime::upgrade::router());
+        let router = router(self.state.clone());
         tracing::info!(addr = %self.local_addr(), "listening");
         let retention = Duration::from_millis(self.state.config().stores.tombstone_retention_ms);
         let heartbeat = tokio::spawn(nodes::upkeep(engine.clone(), retention));

@@ -90,9 +90,15 @@ pub struct HttpConfig {
     pub idle_timeout_ms: u64,
     pub body_read_timeout_ms: u64,
     pub max_connections: usize,
+    pub request_timeout_ms: u64,
+    pub cors_origins: Vec<String>,
 }
 
 impl HttpConfig {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
     pub fn header_read_timeout(&self) -> Duration {
         Duration::from_millis(self.header_read_timeout_ms)
     }
@@ -256,8 +262,17 @@ impl Config {
             || http.idle_timeout_ms == 0
             || http.body_read_timeout_ms == 0
             || http.max_connections == 0
+            || http.request_timeout_ms <= http.body_read_timeout_ms
         {
-            bail!("http: header_read_timeout_ms, idle_timeout_ms, body_read_timeout_ms and max_connections must be at least 1");
+            bail!("http: header_read_timeout_ms, idle_timeout_ms, body_read_timeout_ms and max_connections must be at least 1, and request_timeout_ms greater than body_read_timeout_ms");
+        }
+        for origin in &http.cors_origins {
+            let valid = origin == "*"
+                || url::Url::parse(origin)
+                    .is_ok_and(|u| u.origin().ascii_serialization() == *origin);
+            if !valid {
+                bail!("http.cors_origins: {origin:?} is not an origin (scheme://host[:port], no path) or \"*\"");
+            }
         }
         let rt = &self.realtime;
         if rt.heartbeat_interval_ms == 0 || rt.heartbeat_timeout_ms <= rt.heartbeat_interval_ms {

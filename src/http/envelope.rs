@@ -1,5 +1,5 @@
 //! The documented response envelope. Handlers return `Reply` or `ApiError`, which carry their
-//! parts in the response; `middleware::request_context` renders every body, so that each one
+//! parts in the response; `middleware::around` renders every body, so that each one
 //! gets the request's `requestId` and a module name in one place.
 
 use std::borrow::Cow;

@@ -44,7 +44,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
 /// How much of an oversized body is still read (and thrown away) before answering 413: a
 /// server that answers and closes while the client is still sending makes the client's TCP
 /// stack drop the answer (a reset), so the client would see a broken connection instead.
-const OVERSIZED_DRAIN_BYTES: usize = 8 * 1024 * 1024;
+pub const OVERSIZED_DRAIN_BYTES: usize = 8 * 1024 * 1024;
 const OVERSIZED_DRAIN_TIME: Duration = Duration::from_secs(5);
 
 /// The body, if it is at most `limit` bytes and arrives whole within `timeout`. The deadline

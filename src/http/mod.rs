@@ -12,7 +12,6 @@ pub mod users;
 pub mod validation;
 pub mod webhooks;
 
-use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use axum::Router;
 
@@ -21,7 +20,7 @@ use crate::state::AppState;
 
 /// The REST API, with `sockets` (the socket transport's routes) under the same middleware.
 pub fn router(state: AppState, sockets: Router<AppState>) -> Router {
-    let body_limit = state.config().limits.max_body_bytes;
+    let layers = middleware::Layers::from_config(state.config());
     let account = Router::new()
         .merge(rooms::router())
         .merge(users::router())
@@ -29,7 +28,7 @@ pub fn router(state: AppState, sockets: Router<AppState>) -> Router {
         .merge(comments::router())
         .merge(stores::router())
         .merge(webhooks::router());
-    Router::new()
+    let routes = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .merge(sockets)
@@ -37,9 +36,8 @@ pub fn router(state: AppState, sockets: Router<AppState>) -> Router {
         .nest("/v1/accounts/{accountId}", account)
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::from_fn(middleware::request_context))
-        .with_state(state)
+        .with_state(state);
+    middleware::around(routes, &layers)
 }
 
 async fn route_not_found() -> ApiError {

@@ -252,14 +252,7 @@ impl TestApp {
 
     /// A new account with one API key, created the way the CLI does it.
     pub async fn account(&self) -> TestAccount {
-        let store = collabkit::app::open_store(&self.config).await.unwrap();
-        let account = Account {
-            id: AccountId::new(),
-            name: "Test account".to_owned(),
-            created_at: Timestamp::now(),
-        };
-        let key = GeneratedKey::new(account.id);
-        store.create_account(&account, &key.record).await.unwrap();
+        let (account, key) = create_account(&self.config).await;
         TestAccount {
             id: account.id.to_string(),
             key_id: key.record.id.to_string(),
@@ -268,6 +261,13 @@ impl TestApp {
             base: self.base.clone(),
             client: self.client.clone(),
         }
+    }
+
+    /// A new account with one API key in a database no server runs on: its ID and Bearer
+    /// token.
+    pub async fn account_in(db: &TestDatabase) -> (String, String) {
+        let (account, key) = create_account(&test_config(db)).await;
+        (account.id.to_string(), key.bearer_token())
     }
 
     /// A request without credentials.
@@ -292,6 +292,19 @@ impl Drop for TestApp {
             });
         }
     }
+}
+
+/// Creates an account with one API key the way the CLI does, in the configured database.
+async fn create_account(config: &Config) -> (Account, GeneratedKey) {
+    let store = collabkit::app::open_store(config).await.unwrap();
+    let account = Account {
+        id: AccountId::new(),
+        name: "Test account".to_owned(),
+        created_at: Timestamp::now(),
+    };
+    let key = GeneratedKey::new(account.id);
+    store.create_account(&account, &key.record).await.unwrap();
+    (account, key)
 }
 
 /// An account and a working Bearer token for it.

@@ -19,6 +19,7 @@ mod realtime;
 mod receiver;
 mod robustness;
 mod rooms;
+mod router;
 mod secrets;
 mod stores;
 mod users;
