@@ -69,6 +69,19 @@ async fn deliveries(account: &TestAccount, webhook: &Value) -> Vec<Value> {
     reply.data()["deliveries"].as_array().unwrap().clone()
 }
 
+/// The delivery log once it holds `count` deliveries none of which is pending: a receiver
+/// gets a request before the server records the attempt's outcome.
+async fn settled_deliveries(account: &TestAccount, webhook: &Value, count: usize) -> Vec<Value> {
+    let settled = eventually(Duration::from_secs(10), || async {
+        let log = deliveries(account, webhook).await;
+        log.len() == count && log.iter().all(|d| d["status"] != "pending")
+    })
+    .await;
+    let log = deliveries(account, webhook).await;
+    assert!(settled, "the delivery log did not settle: {log:#?}");
+    log
+}
+
 async fn webhooks_are_registered_listed_changed_and_deleted(backend: Backend) {
     let app = TestApp::start_with(backend, fast).await;
     let account = app.account().await;
@@ -354,8 +367,7 @@ async fn each_event_is_delivered_signed_with_the_documented_body(backend: Backen
     );
 
     // The log: newest first, every delivery a success on the first attempt.
-    let log = deliveries(&account, &webhook).await;
-    assert_eq!(log.len(), 10);
+    let log = settled_deliveries(&account, &webhook, 10).await;
     for delivery in &log {
         let keys: Vec<&str> = delivery
             .as_object()
@@ -707,7 +719,8 @@ async fn two_nodes_deliver_each_event_once(backend: Backend) {
         node.user(&room_id, &format!("user {i}")).await;
     }
     receiver.wait_for(25, Duration::from_secs(15)).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Every delivery settled: nothing is pending, so no attempt can come later.
+    let log = settled_deliveries(&account, &webhook, 20).await;
     let received = receiver.received();
     let mut per_event: HashMap<String, usize> = HashMap::new();
     for request in &received {
@@ -719,8 +732,6 @@ async fn two_nodes_deliver_each_event_once(backend: Backend) {
     // 5 failures were answered; each was retried once more, so 25 requests in all.
     assert_eq!(received.len(), 25, "{per_event:?}");
     assert!(per_event.values().all(|n| *n <= 2));
-    let log = deliveries(&account, &webhook).await;
-    assert_eq!(log.len(), 20);
     assert!(log.iter().all(|d| d["status"] == "success"), "{log:#?}");
     let attempts: i64 = log.iter().map(|d| d["attempts"].as_i64().unwrap()).sum();
     assert_eq!(attempts, 25, "no delivery was attempted twice at once");
