@@ -1,5 +1,7 @@
 //! One `Config`: the embedded defaults (`config/default.toml`), then an optional file, then
-//! `COLLABKIT_*` environment variables; validated before anything starts.
+//! `COLLABKIT_*` environment variables; validated before anything starts. (Over our usual
+//! 500 lines: every section's struct and its checks belong in the one place a reader looks
+//! for a setting; a quarter of the file is its tests.)
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
