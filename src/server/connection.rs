@@ -439,13 +439,8 @@ impl HttpBody for TrackedBody {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::LIMITS;
     use super::*;
-
-    const LIMITS: Limits = Limits {
-        header_read_timeout: Duration::from_secs(10),
-        idle_timeout: Duration::from_secs(60),
-        max_connections: 10,
-    };
 
     /// How far `deadline` is from `epoch`, to the second.
     fn secs_after(epoch: Instant, deadline: Option<Instant>) -> Option<u64> {

@@ -416,7 +416,8 @@ fn open_files_limit() -> Option<u64> {
 mod tests {
     use super::*;
 
-    const LIMITS: Limits = Limits {
+    /// Limits for the tests of the loop and of one connection.
+    pub(super) const LIMITS: Limits = Limits {
         header_read_timeout: Duration::from_secs(10),
         idle_timeout: Duration::from_secs(60),
         max_connections: 10,

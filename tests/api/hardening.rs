@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::cli::ServerProcess;
 use std::time::Duration;
 
-use crate::harness::{both_backends, eventually, Backend, TestApp};
+use crate::harness::{both_backends, eventually, Backend, TestAccount, TestApp};
 use crate::realtime::{room_with_users, token};
 use crate::socket::Socket;
 
@@ -374,12 +374,9 @@ async fn comment_answers_are_bounded_in_bytes(backend: Backend) {
     assert_eq!(error["field"], "emoji");
 }
 
-/// Large entries: store pages end early by bytes, and paging still returns each once.
-async fn store_pages_are_bounded_in_bytes(backend: Backend) {
-    const BUDGET: usize = 16 * 1024;
-    let app = TestApp::start_with(backend, |c| c.limits.max_page_bytes = BUDGET).await;
-    let account = app.account().await;
-    let (room_id, users) = room_with_users(&account, &["Alice"]).await;
+/// Registers the `notes` store (one string field) and writes `count` entries of `bytes`
+/// characters each, keyed `k00`, `k01`...
+async fn write_notes(account: &TestAccount, socket: &mut Socket, count: usize, bytes: usize) {
     account
         .send(
             account
@@ -388,9 +385,8 @@ async fn store_pages_are_bounded_in_bytes(backend: Backend) {
         )
         .await
         .expect(StatusCode::CREATED);
-    let (mut socket, _) = Socket::connect(&app.base, token(&users[0])).await;
-    let text = "x".repeat(3000);
-    for i in 0..30 {
+    let text = "x".repeat(bytes);
+    for i in 0..count {
         socket
             .request(
                 "stores.set",
@@ -399,6 +395,16 @@ async fn store_pages_are_bounded_in_bytes(backend: Backend) {
             .await
             .unwrap();
     }
+}
+
+/// Large entries: store pages end early by bytes, and paging still returns each once.
+async fn store_pages_are_bounded_in_bytes(backend: Backend) {
+    const BUDGET: usize = 16 * 1024;
+    let app = TestApp::start_with(backend, |c| c.limits.max_page_bytes = BUDGET).await;
+    let account = app.account().await;
+    let (room_id, users) = room_with_users(&account, &["Alice"]).await;
+    let (mut socket, _) = Socket::connect(&app.base, token(&users[0])).await;
+    write_notes(&account, &mut socket, 30, 3000).await;
     let mut keys = Vec::new();
     let mut after = serde_json::Value::Null;
     loop {
@@ -656,25 +662,8 @@ async fn a_socket_that_does_not_read_cannot_pile_up_answers(backend: Backend) {
     .await;
     let account = app.account().await;
     let (room_id, users) = room_with_users(&account, &["Greedy"]).await;
-    account
-        .send(
-            account
-                .request(reqwest::Method::PUT, "/stores/notes")
-                .json(&json!({ "schema": { "text": { "type": "string" } } })),
-        )
-        .await
-        .expect(StatusCode::CREATED);
     let (mut socket, _) = Socket::join(&app.base, token(&users[0])).await;
-    let text = "x".repeat(8000);
-    for i in 0..10 {
-        socket
-            .request(
-                "stores.set",
-                json!({ "store": "notes", "key": format!("k{i}"), "value": { "text": text } }),
-            )
-            .await
-            .unwrap();
-    }
+    write_notes(&account, &mut socket, 10, 8000).await;
     // Ask for ~64 KiB answers without reading any: loopback buffers hold a few MiB, then
     // the queue fills.
     let ask = json!({ "type": "req", "id": 1, "method": "stores.getAll", "params": { "store": "notes" } })
