@@ -1,8 +1,9 @@
 // `client.notifications`: custom broadcast events, fire-and-forget, never persisted. The
 // sender never receives its own.
 
+import { byteLength, type Requester } from './connection.js';
 import { CollabKitError } from './errors.js';
-import { byteLength, type ServerLimits } from './connection.js';
+import type { Events, ServerLimits } from './protocol.js';
 
 /** Who sent a broadcast, as the second argument of listeners. */
 export interface BroadcastMeta {
@@ -15,7 +16,7 @@ export type BroadcastCallback<T = any> = (data: T, meta: BroadcastMeta) => void;
 
 export interface NotificationsHost {
   readonly limits: ServerLimits | undefined;
-  request<T>(method: string, params?: unknown): Promise<T>;
+  request: Requester;
 }
 
 const MAX_EVENT_NAME_CHARS = 128;
@@ -77,7 +78,7 @@ export class Notifications {
 
   // ----- called by the client -----
 
-  handle(data: { event: string; data: unknown; userId: string }): void {
+  handle(data: Events['broadcast']): void {
     const set = this.listeners.get(data.event);
     if (!set) return;
     for (const callback of [...set]) {
