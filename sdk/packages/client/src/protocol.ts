@@ -8,8 +8,9 @@
 // only the blocks between a `// wire-map: <name>` line and the next `// wire-map: end` line,
 // by this rule: an entry starts on a line indented exactly as the `// wire-map:` line (not a
 // comment), with its key first (`'room.join': {`, `userJoined: {`, `NORMAL: 1000,`); lines
-// indented deeper continue it. In `requests`, an entry's params are written
-// `params: NoParams;` or `params: { field: Type; optional?: Type };` (no braces inside).
+// indented deeper, and a closing line (`};`) at its indentation, continue it. In `requests`,
+// an entry's params are written `params: NoParams;` or `params: { field: Type; optional?: Type };`
+// (no braces inside).
 // The test fails when a method, an event, a params field, a close code or a limit is on one
 // side only. See docs/sdk.md.
 
