@@ -23,6 +23,7 @@ import { Stores, type StoresClient } from './stores.js';
 import { Users, type CollabKitClientUser } from './users.js';
 import type { WebSocketConstructor } from './websocket.js';
 
+// biome-ignore lint/complexity/noBannedTypes: `{}` is the stores definition with no store, the default
 export interface CollabKitClientOptions<D extends StoresDefinition = {}> {
   /** The server's base URL: `https://api.example.com` (the socket is `wss://.../v1/realtime`). */
   serverUrl: string;
@@ -77,6 +78,7 @@ export class SocketApi {
   }
 }
 
+// biome-ignore lint/complexity/noBannedTypes: `{}` is the stores definition with no store, the default
 export class CollabKitClient<D extends StoresDefinition = {}> {
   readonly socket: SocketApi;
   readonly room: RoomApi;

@@ -298,7 +298,7 @@ const EVENT_NAMES: { readonly [E in EventName]: true } = {
 };
 
 export function isEventName(name: string): name is EventName {
-  return Object.prototype.hasOwnProperty.call(EVENT_NAMES, name);
+  return Object.hasOwn(EVENT_NAMES, name);
 }
 
 // ---------------------------------------------------------------------------------------------
