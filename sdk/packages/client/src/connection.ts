@@ -382,8 +382,8 @@ export class Connection extends Emitter<ConnectionEvents> {
         id,
         method,
         frame,
-        // The server answers a method with that method's result (docs/protocol.md): the one
-        // place where the wire's word is taken for the type.
+        // The server answers a method with that method's result (docs/protocol.md): here the
+        // wire's word is taken for the type, as readServerFrame takes it for event data.
         resolve: (result) => resolve(result as Result<M>),
         reject,
         retry: options.retry ?? false,
