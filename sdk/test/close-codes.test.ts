@@ -124,7 +124,9 @@ describe('close 1009 (scripted socket)', () => {
         client.socket.on('error', (e) => cb(`error:${e.code}`)),
         client.socket.on('failed', () => cb('failed')),
       ];
-      return () => offs.forEach((off) => off());
+      return () => {
+        for (const off of offs) off();
+      };
     });
     server.auth = () => ({ error: { code: 'PAYLOAD_TOO_LARGE', message: 'Frame over 65536 bytes' }, close: 1009 });
     server.sockets[0]!.serverClose(1006);

@@ -73,7 +73,7 @@ describe('comments in pages', () => {
     await assert.rejects(client.comments.listComments({ threadId: 'thr_1', after: '0' }), invalid('threadId'));
     await assert.rejects(client.comments.listComments({ threadId: thread.id, after: 5 as never }), invalid('after'));
     await assert.rejects(
-      client.comments.listComments({ threadId: 'thr_' + '0'.repeat(32) }),
+      client.comments.listComments({ threadId: `thr_${'0'.repeat(32)}` }),
       (e: CollabKitError) => e.code === 'NOT_FOUND',
     );
   });

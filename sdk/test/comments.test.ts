@@ -141,15 +141,15 @@ describe('comments', () => {
     await assert.rejects(comments.createThread({ body: 'bell\u0007' }), invalid('body'));
     await assert.rejects(comments.createThread({ body: 'x', metadata: [1] }), invalid('metadata'));
     await assert.rejects(comments.reply({ threadId: 'thr_123', body: 'x' }), invalid('threadId'));
-    await assert.rejects(comments.edit({ commentId: 'cmt_' + 'a'.repeat(32) }), invalid('params'));
-    await assert.rejects(comments.react({ commentId: 'cmt_' + 'a'.repeat(32), emoji: 'two words' }), invalid('emoji'));
-    await assert.rejects(comments.react({ commentId: 'cmt_' + 'a'.repeat(32), emoji: 'x'.repeat(33) }), invalid('emoji'));
+    await assert.rejects(comments.edit({ commentId: `cmt_${'a'.repeat(32)}` }), invalid('params'));
+    await assert.rejects(comments.react({ commentId: `cmt_${'a'.repeat(32)}`, emoji: 'two words' }), invalid('emoji'));
+    await assert.rejects(comments.react({ commentId: `cmt_${'a'.repeat(32)}`, emoji: 'x'.repeat(33) }), invalid('emoji'));
     await assert.rejects(comments.list({ limit: 101 }), invalid('limit'));
-    await assert.rejects(comments.getThread({ threadId: 'THR_' + 'a'.repeat(32) }), invalid('threadId'));
+    await assert.rejects(comments.getThread({ threadId: `THR_${'a'.repeat(32)}` }), invalid('threadId'));
     // A valid call gets as far as the connection check.
     await assert.rejects(comments.createThread({ body: 'tabs\tand\r\nbreaks' }), (e: CollabKitError) => e.code === 'NOT_CONNECTED');
     // The server agrees on an unknown but well-formed ID.
     await offline.connect();
-    await assert.rejects(offline.comments.getThread({ threadId: 'thr_' + '0'.repeat(32) }), (e: CollabKitError) => e.code === 'NOT_FOUND');
+    await assert.rejects(offline.comments.getThread({ threadId: `thr_${'0'.repeat(32)}` }), (e: CollabKitError) => e.code === 'NOT_FOUND');
   });
 });

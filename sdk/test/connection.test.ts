@@ -23,7 +23,9 @@ describe('connect and join', () => {
       const offs = (['connected', 'disconnected', 'reconnecting', 'reconnected', 'failed', 'authFailed'] as const).map(
         (name) => client.socket.on(name, () => cb(name)),
       );
-      return () => offs.forEach((off) => off());
+      return () => {
+        for (const off of offs) off();
+      };
     });
 
     await client.connect();

@@ -42,7 +42,9 @@ function lifecycle(client: { socket: { on: (e: any, cb: (...a: any[]) => void) =
       client.socket.on('failed', () => cb('failed')),
       client.socket.on('authFailed', () => cb('authFailed')),
     ];
-    return () => offs.forEach((off) => off());
+    return () => {
+      for (const off of offs) off();
+    };
   });
 }
 

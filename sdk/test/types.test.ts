@@ -1,7 +1,6 @@
-// Typed stores and the documented API at compile time: `tsc --noEmit` accepts a file that
-// uses the API as documented, and refuses one with mistakes exactly on the lines marked
-// `// error`.
-
+// Typed stores, the documented API and the typed protocol at compile time: `tsc --noEmit`
+// accepts files that use them as documented (and the SDK's connection as protocol.ts types
+// it), and refuses ones with mistakes exactly on the lines marked `// error`.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -31,12 +30,18 @@ describe('types', () => {
   it('misuse fails to type-check, on the expected lines only', async () => {
     const { code, output } = await typecheck('test/types/tsconfig.bad.json');
     assert.notEqual(code, 0, 'tsc must fail');
-    const lines = readFileSync(resolve(sdk, 'test/types/bad.ts'), 'utf8').split('\n');
-    const expected = lines.flatMap((line, i) => (line.trimEnd().endsWith('// error') ? [i + 1] : []));
-    const actual = [
-      ...new Set([...output.matchAll(/bad\.ts\((\d+),\d+\): error TS\d+/g)].map((m) => Number(m[1]))),
-    ].sort((x, y) => x - y);
-    assert.ok(expected.length >= 15, 'the file marks its errors');
-    assert.deepEqual(actual, expected, output);
+    const elsewhere = output.split('\n').filter((line) => /error TS\d+/.test(line) && !/(^|\/)(wire-)?bad\.ts\(/.test(line));
+    assert.deepEqual(elsewhere, [], 'errors only in the files of misuse');
+    for (const [file, atLeast] of [
+      ['bad.ts', 15],
+      ['wire-bad.ts', 10],
+    ] as const) {
+      const lines = readFileSync(resolve(sdk, 'test/types', file), 'utf8').split('\n');
+      const expected = lines.flatMap((line, i) => (line.trimEnd().endsWith('// error') ? [i + 1] : []));
+      const pattern = new RegExp(`(?:^|[/\\s])${file.replace('.', '\\.')}\\((\\d+),\\d+\\): error TS\\d+`, 'gm');
+      const actual = [...new Set([...output.matchAll(pattern)].map((m) => Number(m[1])))].sort((x, y) => x - y);
+      assert.ok(expected.length >= atLeast, `${file} marks its errors`);
+      assert.deepEqual(actual, expected, `${file}:\n${output}`);
+    }
   });
 });

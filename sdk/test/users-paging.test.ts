@@ -108,7 +108,9 @@ describe('users in pages (real server, pages of two)', () => {
       const offs = (['userCreated', 'userDeleted', 'userJoined', 'userLeft'] as const).map((name) =>
         a.users.on(name, (user) => cb(name, user)),
       );
-      return () => offs.forEach((off) => off());
+      return () => {
+        for (const off of offs) off();
+      };
     });
     link.refuse(true);
     link.cut();

@@ -3,4 +3,7 @@
 
 pub mod connection;
 pub mod protocol;
+/// The SDK's mirror of the protocol (`sdk/.../protocol.ts`) held to the server's lists.
+#[cfg(test)]
+mod sdk_mirror;
 pub mod upgrade;

@@ -19,6 +19,7 @@ export class Fixture {
   }
 
   /** A new client (not connected) for `token`, against the server or `serverUrl`. */
+  // biome-ignore lint/complexity/noBannedTypes: `{}` is the stores definition with no store, the default
   client<D extends StoresDefinition = {}>(
     token: string,
     options: Partial<CollabKitClientOptions<D>> = {},
@@ -35,6 +36,7 @@ export class Fixture {
   }
 
   /** A room with `count` users, each with a joined client. */
+  // biome-ignore lint/complexity/noBannedTypes: `{}` is the stores definition with no store, the default
   async room<D extends StoresDefinition = {}>(
     count: number,
     options: Partial<CollabKitClientOptions<D>> = {},

@@ -8,19 +8,22 @@ import {
   Connection,
   type ConnectionEvents,
   type HeartbeatOptions,
+  type Notifier,
   type ReconnectOptions,
+  type Requester,
   type SetupContext,
-  type Welcome,
 } from './connection.js';
 import { CollabKitError } from './errors.js';
 import { Notifications } from './notifications.js';
 import { followPages } from './pages.js';
-import { Presence, type PresenceChange } from './presence.js';
+import { Presence } from './presence.js';
+import type { EventFrame, RawUser, UsersPage, Welcome } from './protocol.js';
 import { RoomApi } from './room.js';
 import { Stores, type StoresClient } from './stores.js';
-import { Users, type CollabKitClientUser, type RawUser, type UserEventName, type UsersPage } from './users.js';
+import { Users, type CollabKitClientUser } from './users.js';
 import type { WebSocketConstructor } from './websocket.js';
 
+// biome-ignore lint/complexity/noBannedTypes: `{}` is the stores definition with no store, the default
 export interface CollabKitClientOptions<D extends StoresDefinition = {}> {
   /** The server's base URL: `https://api.example.com` (the socket is `wss://.../v1/realtime`). */
   serverUrl: string;
@@ -75,6 +78,7 @@ export class SocketApi {
   }
 }
 
+// biome-ignore lint/complexity/noBannedTypes: `{}` is the stores definition with no store, the default
 export class CollabKitClient<D extends StoresDefinition = {}> {
   readonly socket: SocketApi;
   readonly room: RoomApi;
@@ -103,11 +107,10 @@ export class CollabKitClient<D extends StoresDefinition = {}> {
     const self = this;
     this.connection = new Connection(options, {
       setup: (context, reconnect) => this.setup(context, reconnect),
-      event: (name, data) => this.handleEvent(name, data),
+      event: (frame) => this.handleEvent(frame),
       ready: () => this.presence.resume(),
     });
-    const request = <T>(method: string, params?: unknown, opts?: { retry?: boolean }) =>
-      this.connection.request<T>(method, params, opts);
+    const request: Requester = (method, ...args) => this.connection.request(method, ...args);
     this.socket = new SocketApi(this.connection);
     this.users = new Users({
       request,
@@ -120,7 +123,7 @@ export class CollabKitClient<D extends StoresDefinition = {}> {
     });
     this.presence = new Presence({
       request,
-      notify: (method, params) => this.connection.notify(method, params),
+      notify: (method, ...params) => this.connection.notify(method, ...params),
       get live() {
         return self.joined;
       },
@@ -137,7 +140,8 @@ export class CollabKitClient<D extends StoresDefinition = {}> {
         return self.selfId;
       },
     });
-    this.stores = this.storeSet.client as StoresClient<D>;
+    // The handles work on the wire's values; `StoresClient<D>` is their view typed by the schema.
+    this.stores = this.storeSet.client as unknown as StoresClient<D>;
     this.notifications = new Notifications({
       request,
       get limits() {
@@ -212,10 +216,9 @@ export class CollabKitClient<D extends StoresDefinition = {}> {
       throw error;
     }
     this.joinedEpoch = epoch;
-    const context = {
-      request: <T>(method: string, params?: unknown) => this.connection.request<T>(method, params),
-      notify: (method: string, params?: unknown) => void this.connection.notify(method, params),
-    };
+    const notify: Notifier = (method, ...params) => void this.connection.notify(method, ...params);
+    const request: Requester = (method, ...args) => this.connection.request(method, ...args);
+    const context = { request, notify };
     try {
       await this.presence.rehydrate(context);
       // Changes between connect()'s load and the join reached nobody: fetch them.
@@ -297,12 +300,12 @@ export class CollabKitClient<D extends StoresDefinition = {}> {
   private async joinRoom(socket: SetupContext, announce: boolean): Promise<void> {
     const load = this.users.beginLoad();
     try {
-      const result = await socket.request<JoinResult>('room.join');
+      const result = await socket.request('room.join');
       const users: RawUser[] = [];
       try {
         const cursor = result.usersCursor ?? null;
         const first: UsersPage = { users: result.users, hasMore: typeof cursor === 'string', cursor };
-        const page = (after: string) => socket.request<UsersPage>('users.getAll', { after });
+        const page = (after: string) => socket.request('users.getAll', { after });
         await followPages('users.getAll', first, page, (p) => users.push(...p.users));
       } catch (error) {
         if (!isDisconnected(error)) socket.request('room.leave').catch(() => {});
@@ -319,35 +322,45 @@ export class CollabKitClient<D extends StoresDefinition = {}> {
     }
   }
 
-  private handleEvent(name: string, data: any): void {
-    switch (name) {
+  /** Every event the protocol has, each to the module it concerns. */
+  private handleEvent(frame: EventFrame): void {
+    switch (frame.event) {
       case 'userJoined':
       case 'userLeft':
       case 'userCreated':
       case 'userUpdated':
       case 'userDeleted': {
-        const user = data?.user as RawUser | undefined;
+        const user: RawUser | undefined = frame.data.user;
         if (!user) return;
-        this.users.handle(name as UserEventName, user);
-        if ((name === 'userJoined' || name === 'userLeft') && this.room_) {
+        this.users.handle(frame.event, user);
+        if ((frame.event === 'userJoined' || frame.event === 'userLeft') && this.room_) {
           this.room_ = { ...this.room_, active_participants: this.users.online.size };
         }
         return;
       }
       case 'presence':
-        this.presence.handle(data as PresenceChange);
+        this.presence.handle(frame.data);
         return;
       case 'broadcast':
-        this.notifications.handle(data);
+        this.notifications.handle(frame.data);
         return;
       case 'changed':
-        this.storeSet.changed(data);
+        this.storeSet.changed(frame.data);
         return;
       case 'roomDeleted':
-        this.room.emit('deleted', { roomId: String(data?.roomId ?? this.room_?.id ?? '') });
+        this.room.emit('deleted', { roomId: String(frame.data.roomId ?? this.room_?.id ?? '') });
+        return;
+      case 'threadCreated':
+      case 'threadUpdated':
+      case 'threadDeleted':
+      case 'commentCreated':
+      case 'commentUpdated':
+      case 'commentDeleted':
+        this.comments.handle(frame);
         return;
       default:
-        if (name.startsWith('comment') || name.startsWith('thread')) this.comments.handle(name, data);
+        // An event added to the protocol's map and not handled here does not compile.
+        frame satisfies never;
     }
   }
 
@@ -358,16 +371,6 @@ export class CollabKitClient<D extends StoresDefinition = {}> {
       error instanceof CollabKitError ? error : new CollabKitError('INTERNAL_ERROR', String(error)),
     );
   }
-}
-
-interface JoinResult {
-  room: CollabKitRoom;
-  user: RawUser;
-  /** The first page of the room's users, oldest first. */
-  users: RawUser[];
-  /** Where the next page starts (`users.getAll { after }`); null (or absent) when that was all. */
-  usersCursor?: string | null;
-  presence?: PresenceChange[];
 }
 
 function isDisconnected(error: unknown): boolean {

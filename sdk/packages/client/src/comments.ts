@@ -4,83 +4,20 @@
 // that no answer grows with a thread); `getThread` gathers the rest, `listComments` pages them.
 
 import type { JsonObject } from '@collab-kit/utils';
+import type { Requester } from './connection.js';
 import { Emitter } from './emitter.js';
 import { CollabKitError } from './errors.js';
-import { followPages, type CursorPage } from './pages.js';
+import { followPages } from './pages.js';
+import type {
+  Comment,
+  CommentListPage,
+  CommentPage,
+  CommentThread,
+  EventFrame,
+  Params,
+} from './protocol.js';
 
-/**
- * A comment thread: the first comment is the one it was started with. From the server
- * (events, `list`, `resolve`...) `comments` holds only its first comments when it has many:
- * `comment_count` says how many there are and `comments_cursor` where the rest start.
- * `getThread` resolves it with all of them.
- */
-export interface CommentThread {
-  /** `thr_` followed by 32 hex digits. */
-  id: string;
-  room_id: string;
-  created_by: string;
-  created_at: string;
-  /** The last change to the thread or any of its comments. */
-  updated_at: string;
-  resolved: boolean;
-  resolved_at: string | null;
-  resolved_by: string | null;
-  metadata: JsonObject | null;
-  /** How many comments the thread has (`comments` may hold fewer). */
-  comment_count: number;
-  /**
-   * Where the comments after those in `comments` start: the `after` of `listComments`; `null`
-   * when `comments` holds them all.
-   */
-  comments_cursor: string | null;
-  /** The first comments (all of them from `getThread`), oldest first. */
-  comments: Comment[];
-}
-
-export interface Comment {
-  /** `cmt_` followed by 32 hex digits. */
-  id: string;
-  thread_id: string;
-  room_id: string;
-  /** The author. */
-  user_id: string;
-  body: string;
-  metadata: JsonObject | null;
-  created_at: string;
-  /** `null` until the first edit. */
-  edited_at: string | null;
-  /** One entry per emoji, in the order each was first used. */
-  reactions: CommentReaction[];
-}
-
-export interface CommentReaction {
-  emoji: string;
-  /** The users who reacted with it, in the order they did. */
-  user_ids: string[];
-}
-
-/** A page of `list`: threads newest first, each with its first comments. */
-export interface CommentPage {
-  threads: CommentThread[];
-  /** Threads that match, in every page. */
-  total: number;
-  limit: number;
-  offset: number;
-  /**
-   * The `offset` of the next page, `null` after the last one. A page can hold fewer than
-   * `limit` threads (the server bounds its size in bytes): page with this, not `offset + limit`.
-   */
-  nextOffset: number | null;
-}
-
-/** A page of a thread's comments (`listComments`), oldest first. */
-export interface CommentListPage extends CursorPage {
-  comments: Comment[];
-  /** Whether more comments follow: ask again with `after: cursor`. */
-  hasMore: boolean;
-  /** Where the next page starts; `null` after the last one. */
-  cursor: string | null;
-}
+export type { Comment, CommentListPage, CommentPage, CommentReaction, CommentThread } from './protocol.js';
 
 /** What each comment event's listeners get. */
 export type CommentEvents = {
@@ -115,7 +52,7 @@ const MAX_EMOJI_CHARS = 32;
 const MAX_PAGE_LIMIT = 100;
 
 export interface CommentsHost {
-  request<T>(method: string, params?: unknown, options?: { retry?: boolean }): Promise<T>;
+  request: Requester;
 }
 
 export class Comments {
@@ -127,7 +64,7 @@ export class Comments {
   async createThread(args: { body: string; metadata?: JsonObject | null }): Promise<CommentThread> {
     const method = 'comments.createThread';
     const params = { body: body(args?.body, method), ...metadataParam(args?.metadata, method) };
-    return (await this.host.request<{ thread: CommentThread }>(method, params)).thread;
+    return (await this.host.request(method, params)).thread;
   }
 
   /** Adds a comment to a thread. */
@@ -138,19 +75,19 @@ export class Comments {
       body: body(args?.body, method),
       ...metadataParam(args?.metadata, method),
     };
-    return (await this.host.request<{ comment: Comment }>(method, params)).comment;
+    return (await this.host.request(method, params)).comment;
   }
 
   /** Changes a comment's body and/or metadata (`null` clears it). The author only. */
   async edit(args: { commentId: string; body?: string; metadata?: JsonObject | null }): Promise<Comment> {
     const method = 'comments.edit';
-    const params: Record<string, unknown> = { commentId: commentId(args?.commentId, method) };
+    const params: Params<typeof method> = { commentId: commentId(args?.commentId, method) };
     if (args.body !== undefined) params.body = body(args.body, method);
     Object.assign(params, metadataParam(args.metadata, method));
     if (!('body' in params) && !('metadata' in params)) {
       throw invalid('params', 'give body, metadata or both', method);
     }
-    return (await this.host.request<{ comment: Comment }>(method, params)).comment;
+    return (await this.host.request(method, params)).comment;
   }
 
   /** Deletes a comment (the author only); the thread goes with its last comment. */
@@ -161,26 +98,26 @@ export class Comments {
 
   async resolve(args: { threadId: string }): Promise<CommentThread> {
     const method = 'comments.resolve';
-    return (await this.host.request<{ thread: CommentThread }>(method, { threadId: threadId(args?.threadId, method) })).thread;
+    return (await this.host.request(method, { threadId: threadId(args?.threadId, method) })).thread;
   }
 
   async reopen(args: { threadId: string }): Promise<CommentThread> {
     const method = 'comments.reopen';
-    return (await this.host.request<{ thread: CommentThread }>(method, { threadId: threadId(args?.threadId, method) })).thread;
+    return (await this.host.request(method, { threadId: threadId(args?.threadId, method) })).thread;
   }
 
   /** Adds the local user's reaction (idempotent). `emoji`: 1 to 32 characters, no whitespace. */
   async react(args: { commentId: string; emoji: string }): Promise<Comment> {
     const method = 'comments.react';
     const params = { commentId: commentId(args?.commentId, method), emoji: emoji(args?.emoji, method) };
-    return (await this.host.request<{ comment: Comment }>(method, params)).comment;
+    return (await this.host.request(method, params)).comment;
   }
 
   /** Removes the local user's reaction (idempotent). */
   async unreact(args: { commentId: string; emoji: string }): Promise<Comment> {
     const method = 'comments.unreact';
     const params = { commentId: commentId(args?.commentId, method), emoji: emoji(args?.emoji, method) };
-    return (await this.host.request<{ comment: Comment }>(method, params)).comment;
+    return (await this.host.request(method, params)).comment;
   }
 
   /**
@@ -189,7 +126,7 @@ export class Comments {
    */
   async list(args: { resolved?: boolean; limit?: number; offset?: number } = {}): Promise<CommentPage> {
     const method = 'comments.list';
-    const params: Record<string, unknown> = {};
+    const params: Params<typeof method> = {};
     if (args.resolved !== undefined) {
       if (typeof args.resolved !== 'boolean') throw invalid('resolved', 'resolved must be true or false', method);
       params.resolved = args.resolved;
@@ -206,7 +143,7 @@ export class Comments {
       }
       params.offset = args.offset;
     }
-    return this.host.request<CommentPage>(method, params, { retry: true });
+    return this.host.request(method, params, { retry: true });
   }
 
   /**
@@ -217,7 +154,7 @@ export class Comments {
   async getThread(args: { threadId: string }): Promise<CommentThread> {
     const method = 'comments.getThread';
     const id = threadId(args?.threadId, method);
-    const { thread } = await this.host.request<{ thread: CommentThread }>(method, { threadId: id }, { retry: true });
+    const { thread } = await this.host.request(method, { threadId: id }, { retry: true });
     const first: CommentListPage = {
       comments: thread.comments,
       hasMore: typeof thread.comments_cursor === 'string',
@@ -228,7 +165,7 @@ export class Comments {
     await followPages(
       'comments.listComments',
       first,
-      (after) => this.host.request<CommentListPage>('comments.listComments', { threadId: id, after }, { retry: true }),
+      (after) => this.host.request('comments.listComments', { threadId: id, after }, { retry: true }),
       (page) => {
         for (const comment of page.comments) comments.set(comment.id, comment);
       },
@@ -244,7 +181,7 @@ export class Comments {
    */
   async listComments(args: { threadId: string; after?: string; limit?: number }): Promise<CommentListPage> {
     const method = 'comments.listComments';
-    const params: Record<string, unknown> = { threadId: threadId(args?.threadId, method) };
+    const params: Params<typeof method> = { threadId: threadId(args?.threadId, method) };
     if (args.after !== undefined) {
       if (typeof args.after !== 'string') throw invalid('after', 'after must be a cursor from an earlier answer', method);
       params.after = args.after;
@@ -256,7 +193,7 @@ export class Comments {
       }
       params.limit = args.limit;
     }
-    return this.host.request<CommentListPage>(method, params, { retry: true });
+    return this.host.request(method, params, { retry: true });
   }
 
   /**
@@ -279,22 +216,24 @@ export class Comments {
 
   // ----- called by the client -----
 
-  handle(name: string, data: any): void {
-    switch (name) {
+  handle(frame: EventFrame<CommentEventName>): void {
+    switch (frame.event) {
       case 'threadCreated':
       case 'threadUpdated':
-        if (data?.thread) this.events.emit(name, data.thread as CommentThread);
+        if (frame.data.thread) this.events.emit(frame.event, frame.data.thread);
         return;
       case 'commentCreated':
       case 'commentUpdated':
-        if (data?.comment) this.events.emit(name, data.comment as Comment);
+        if (frame.data.comment) this.events.emit(frame.event, frame.data.comment);
         return;
       case 'threadDeleted':
-        this.events.emit(name, { threadId: String(data?.threadId) });
+        this.events.emit(frame.event, { threadId: String(frame.data.threadId) });
         return;
       case 'commentDeleted':
-        this.events.emit(name, { commentId: String(data?.commentId), threadId: String(data?.threadId) });
+        this.events.emit(frame.event, { commentId: String(frame.data.commentId), threadId: String(frame.data.threadId) });
         return;
+      default:
+        frame satisfies never;
     }
   }
 }

@@ -3,10 +3,23 @@
 // requests made while the socket is not ready. What "rehydrating" means is the client's
 // business: it passes a `setup` hook that runs on every new socket before it is used.
 
-import type { CollabKitRoom } from '@collab-kit/utils';
 import { Emitter } from './emitter.js';
 import { CollabKitError } from './errors.js';
-import type { RawUser } from './users.js';
+import {
+  CloseCode,
+  encodeFrame,
+  type EventFrame,
+  type Method,
+  type NoParams,
+  type Params,
+  type ParamsArg,
+  PROTOCOL_VERSION,
+  readServerFrame,
+  type Result,
+  type ServerLimits,
+  SUBPROTOCOL,
+  type Welcome,
+} from './protocol.js';
 import {
   abandon,
   OPEN,
@@ -15,22 +28,23 @@ import {
   type WebSocketLike,
 } from './websocket.js';
 
-export const SUBPROTOCOL = 'collabkit.v1';
-export const PROTOCOL_VERSION = 1;
+export type { ServerLimits, Welcome } from './protocol.js';
 
 /** Close codes of the protocol that mean "do not reconnect". */
-const CLOSE_NORMAL = 1000;
-const CLOSE_AUTH_FAILED = 4401;
-const CLOSE_GONE = 4404;
+const CLOSE_NORMAL = CloseCode.NORMAL;
+const CLOSE_AUTH_FAILED = CloseCode.AUTH_FAILED;
+const CLOSE_GONE = CloseCode.GONE;
 /**
  * A frame over the server's limit. Before `welcome` it is the auth frame (the token): every
  * attempt would be refused alike, so the SDK stops. On an open socket it follows a frame over
  * the hard cap, which the SDK's own size check should prevent: it reconnects, but does not
  * send the requests in flight again, since one of them may be the cause.
  */
-const CLOSE_TOO_BIG = 1009;
+const CLOSE_TOO_BIG = CloseCode.TOO_BIG;
 /** The code the SDK reports when it gives up on a silent server itself. */
-const CLOSE_DEAD_SERVER = 4001;
+const CLOSE_DEAD_SERVER = CloseCode.DEAD_PEER;
+/** The application-level heartbeat, the same bytes every time. */
+const PING = encodeFrame({ type: 'ping' });
 
 export interface ReconnectOptions {
   /** Reconnect after an unexpected drop (default `true`). */
@@ -67,23 +81,6 @@ export interface ConnectionOptions {
   WebSocket?: WebSocketConstructor;
 }
 
-export interface ServerLimits {
-  maxMessageBytes: number;
-  maxBroadcastBytes: number;
-  maxPresenceBytes: number;
-  messagesPerSecond: number;
-  messageBurst: number;
-}
-
-export interface Welcome {
-  protocol: number;
-  connectionId: string;
-  user: RawUser;
-  room: CollabKitRoom;
-  heartbeatIntervalMs: number;
-  limits: ServerLimits;
-}
-
 /** Why a socket closed, for `disconnected` listeners. */
 export interface DisconnectInfo {
   code: number;
@@ -118,9 +115,10 @@ interface Session {
 
 interface Pending {
   id: number;
-  method: string;
+  method: Method;
   frame: string;
-  resolve: (value: any) => void;
+  /** Takes the `result` of the response: the result of `method` (see `readServerFrame`). */
+  resolve: (result: unknown) => void;
   reject: (error: CollabKitError) => void;
   timer: ReturnType<typeof setTimeout>;
   /** Safe to send again on a new socket if the old one closed before the answer (reads). */
@@ -135,6 +133,20 @@ export interface RequestOptions {
   timeoutMs?: number;
 }
 
+/** A method's params (left out when it needs none), then request options. */
+export type RequestArgs<M extends Method> = NoParams extends Params<M>
+  ? [params?: Params<M>, options?: RequestOptions]
+  : [params: Params<M>, options?: RequestOptions];
+
+/** Sends a request on the connection and resolves with its result. */
+export type Requester = <M extends Method>(method: M, ...args: RequestArgs<M>) => Promise<Result<M>>;
+
+/** Sends a request bound to one socket (no options: it is never queued or resent). */
+export type BoundRequester = <M extends Method>(method: M, ...params: ParamsArg<M>) => Promise<Result<M>>;
+
+/** Sends a request without id (no answer). */
+export type Notifier = <M extends Method>(method: M, ...params: ParamsArg<M>) => void;
+
 /**
  * The close code that ended an attempt to open a socket, for errors from `open()`: the
  * reconnection loop tells a refusal worth retrying (1013) from one that is not (1009).
@@ -144,8 +156,8 @@ const refusalCloseCodes = new WeakMap<CollabKitError, number>();
 export interface SetupHooks {
   /** Runs on every new socket, before it serves the application's requests. */
   setup(session: SetupContext, reconnect: boolean): Promise<void>;
-  /** A server event frame. */
-  event(name: string, data: any): void;
+  /** A server event frame (of an event this SDK knows). */
+  event(frame: EventFrame): void;
   /** The socket is set up and serves the application's requests. */
   ready(): void;
 }
@@ -153,8 +165,8 @@ export interface SetupHooks {
 /** What a setup hook may do on the new socket before it is ready. */
 export interface SetupContext {
   welcome: Welcome;
-  request<T = any>(method: string, params?: unknown): Promise<T>;
-  notify(method: string, params?: unknown): void;
+  request: BoundRequester;
+  notify: Notifier;
 }
 
 const DEFAULTS = {
@@ -293,8 +305,9 @@ export class Connection extends Emitter<ConnectionEvents> {
    * Sends a request and resolves with its result. While the socket is (re)connecting the
    * request waits in a queue; it fails with TIMEOUT after `requestTimeoutMs` in any case.
    */
-  request<T = any>(method: string, params?: unknown, options: RequestOptions = {}): Promise<T> {
-    return this.enqueue<T>(method, params, options, undefined);
+  request<M extends Method>(method: M, ...args: RequestArgs<M>): Promise<Result<M>> {
+    const [params, options = {}] = args;
+    return this.enqueue(method, params, options, undefined);
   }
 
   /**
@@ -310,7 +323,7 @@ export class Connection extends Emitter<ConnectionEvents> {
   }
 
   /** Sends a frame without id (no answer; failures come back as `error` events). */
-  notify(method: string, params?: unknown): boolean {
+  notify<M extends Method>(method: M, ...[params]: ParamsArg<M>): boolean {
     const session = this.session;
     if (this.phase !== 'ready' || !session) return false;
     return this.sendNotification(session, method, params);
@@ -319,15 +332,15 @@ export class Connection extends Emitter<ConnectionEvents> {
   private setupContext(session: Session): SetupContext {
     return {
       welcome: session.welcome,
-      request: (method, params) => this.enqueue(method, params, {}, session),
-      notify: (method, params) => {
+      request: (method, ...[params]) => this.enqueue(method, params, {}, session),
+      notify: (method, ...[params]) => {
         if (this.session === session) this.sendNotification(session, method, params);
       },
     };
   }
 
-  private sendNotification(session: Session, method: string, params: unknown): boolean {
-    const frame = JSON.stringify({ type: 'req', method, ...(params === undefined ? {} : { params }) });
+  private sendNotification<M extends Method>(session: Session, method: M, params: ParamsArg<M>[0]): boolean {
+    const frame = encodeFrame({ type: 'req', method, ...(params === undefined ? {} : { params }) });
     this.checkSize(frame, method);
     return this.write(session, frame);
   }
@@ -341,13 +354,13 @@ export class Connection extends Emitter<ConnectionEvents> {
     }
   }
 
-  private enqueue<T>(
-    method: string,
-    params: unknown,
+  private enqueue<M extends Method>(
+    method: M,
+    params: ParamsArg<M>[0],
     options: RequestOptions,
     session: Session | undefined,
-  ): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
+  ): Promise<Result<M>> {
+    return new Promise<Result<M>>((resolve, reject) => {
       if (!session && this.phase === 'idle') {
         reject(notConnected(method));
         return;
@@ -357,7 +370,7 @@ export class Connection extends Emitter<ConnectionEvents> {
         return;
       }
       const id = this.nextId++;
-      const frame = JSON.stringify({ type: 'req', id, method, ...(params === undefined ? {} : { params }) });
+      const frame = encodeFrame({ type: 'req', id, method, ...(params === undefined ? {} : { params }) });
       try {
         this.checkSize(frame, method);
       } catch (error) {
@@ -369,7 +382,9 @@ export class Connection extends Emitter<ConnectionEvents> {
         id,
         method,
         frame,
-        resolve,
+        // The server answers a method with that method's result (docs/protocol.md): here the
+        // wire's word is taken for the type, as readServerFrame takes it for event data.
+        resolve: (result) => resolve(result as Result<M>),
         reject,
         retry: options.retry ?? false,
         timer: setTimeout(() => {
@@ -468,20 +483,15 @@ export class Connection extends Emitter<ConnectionEvents> {
       let serverError: CollabKitError | undefined;
       ws.onopen = () => {
         // The JWT goes in the first frame: URLs end up in logs.
-        ws.send(JSON.stringify({ type: 'auth', token: this.options.authToken, protocol: PROTOCOL_VERSION }));
+        ws.send(encodeFrame({ type: 'auth', token: this.options.authToken, protocol: PROTOCOL_VERSION }));
       };
       ws.onmessage = (event) => {
-        let frame: any;
-        try {
-          frame = JSON.parse(String(event.data));
-        } catch {
-          return;
-        }
+        const frame = readServerFrame(String(event.data));
         if (frame?.type === 'welcome') {
           finish(() => {
             const session: Session = {
               ws,
-              welcome: frame as Welcome,
+              welcome: frame,
               epoch: ++this.epoch,
               connectedEmitted: false,
               lastMessageAt: Date.now(),
@@ -489,9 +499,9 @@ export class Connection extends Emitter<ConnectionEvents> {
             resolve(session);
           });
         } else if (frame?.type === 'error') {
-          serverError = CollabKitError.fromBody(frame.error ?? { code: 'INTERNAL_ERROR', message: 'error' });
+          serverError = CollabKitError.fromBody(frame.error);
         } else if (frame?.type === 'authFailed') {
-          refusal = { code: String(frame.code ?? 'UNAUTHORIZED'), message: String(frame.message ?? 'authFailed') };
+          refusal = { code: frame.code, message: frame.message };
           finish(() => {
             abandon(ws, CLOSE_NORMAL, 'authFailed');
             reject(authFailed(refusal!.message));
@@ -542,29 +552,26 @@ export class Connection extends Emitter<ConnectionEvents> {
       session.awaitingPongSince = undefined;
       clearTimeout(session.pongTimer);
     }
-    let frame: any;
-    try {
-      frame = JSON.parse(String(data));
-    } catch {
-      return;
-    }
+    const frame = readServerFrame(String(data));
     switch (frame?.type) {
       case 'res': {
-        const pending = this.inflight.get(frame.id);
+        // The SDK's ids are numbers: another one answers nothing of this client's.
+        const pending = typeof frame.id === 'number' ? this.inflight.get(frame.id) : undefined;
         if (!pending) return;
         this.settle(pending);
-        if (frame.ok) pending.resolve(frame.result ?? {});
-        else pending.reject(CollabKitError.fromBody(frame.error ?? { code: 'INTERNAL_ERROR', message: 'error' }, pending.method));
+        if (frame.ok) pending.resolve(frame.result);
+        else pending.reject(CollabKitError.fromBody(frame.error, pending.method));
         return;
       }
       case 'event':
-        this.hooks.event(String(frame.event), frame.data ?? {});
+        this.hooks.event(frame);
         return;
       case 'error':
-        this.emit('error', CollabKitError.fromBody(frame.error ?? { code: 'INTERNAL_ERROR', message: 'error' }));
+        this.emit('error', CollabKitError.fromBody(frame.error));
         return;
       default:
-        // `pong`, and anything a newer server adds.
+        // `pong`, a welcome or authFailed out of turn, and what this SDK does not know
+        // (`undefined`: not JSON, or a newer server's frame or event).
         return;
     }
   }
@@ -576,7 +583,7 @@ export class Connection extends Emitter<ConnectionEvents> {
       if (this.session !== session || session.awaitingPongSince !== undefined) return;
       const sentAt = Date.now();
       session.awaitingPongSince = sentAt;
-      this.write(session, '{"type":"ping"}');
+      this.write(session, PING);
       session.pongTimer = setTimeout(() => {
         // Timers may fire late (background tabs): only silence since the ping counts.
         if (this.session === session && session.lastMessageAt < sentAt) {

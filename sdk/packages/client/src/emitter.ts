@@ -4,12 +4,16 @@
 export type Listener<A extends unknown[]> = (...args: A) => void;
 
 export class Emitter<Events extends { [name: string]: unknown[] }> {
-  private readonly listeners = new Map<keyof Events, Set<Listener<any>>>();
+  /** Each event's listeners, stored under it: `emit` calls them with that event's arguments. */
+  private readonly listeners = new Map<keyof Events, Set<Listener<never>>>();
 
   on<E extends keyof Events>(event: E, listener: Listener<Events[E]>): () => void {
     if (typeof listener !== 'function') throw new TypeError('listener must be a function');
     let set = this.listeners.get(event);
-    if (!set) this.listeners.set(event, (set = new Set()));
+    if (!set) {
+      set = new Set();
+      this.listeners.set(event, set);
+    }
     set.add(listener);
     return () => this.off(event, listener);
   }
@@ -41,7 +45,7 @@ export class Emitter<Events extends { [name: string]: unknown[] }> {
   emit<E extends keyof Events>(event: E, ...args: Events[E]): void {
     const set = this.listeners.get(event);
     if (!set) return;
-    for (const listener of [...set]) {
+    for (const listener of [...set] as Listener<Events[E]>[]) {
       try {
         listener(...args);
       } catch (error) {

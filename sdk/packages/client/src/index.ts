@@ -11,14 +11,9 @@ export default CollabKitClient;
 export { CollabKitClient, SocketApi } from './client.js';
 export type { CollabKitClientOptions, SocketEvents, SocketEventName, SocketState } from './client.js';
 export { CollabKitError } from './errors.js';
-export type {
-  ReconnectOptions,
-  HeartbeatOptions,
-  DisconnectInfo,
-  ServerLimits,
-  Welcome,
-} from './connection.js';
-export { SUBPROTOCOL, PROTOCOL_VERSION } from './connection.js';
+export type { ReconnectOptions, HeartbeatOptions, DisconnectInfo } from './connection.js';
+export type { ServerLimits, Welcome } from './protocol.js';
+export { SUBPROTOCOL, PROTOCOL_VERSION } from './protocol.js';
 export type { CollabKitClientUser, UserEventName } from './users.js';
 export type { Users } from './users.js';
 export type { Presence, PresenceTarget, PresenceChange, PresenceCallback } from './presence.js';

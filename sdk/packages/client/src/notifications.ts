@@ -1,8 +1,9 @@
 // `client.notifications`: custom broadcast events, fire-and-forget, never persisted. The
 // sender never receives its own.
 
+import { byteLength, type Requester } from './connection.js';
 import { CollabKitError } from './errors.js';
-import { byteLength, type ServerLimits } from './connection.js';
+import type { Events, ServerLimits } from './protocol.js';
 
 /** Who sent a broadcast, as the second argument of listeners. */
 export interface BroadcastMeta {
@@ -11,11 +12,12 @@ export interface BroadcastMeta {
   userId: string;
 }
 
+// biome-ignore lint/suspicious/noExplicitAny: the application's payload, opaque to the protocol (`unknown` on the wire): untyped listeners read it as they like, typed ones pass `T`
 export type BroadcastCallback<T = any> = (data: T, meta: BroadcastMeta) => void;
 
 export interface NotificationsHost {
   readonly limits: ServerLimits | undefined;
-  request<T>(method: string, params?: unknown): Promise<T>;
+  request: Requester;
 }
 
 const MAX_EVENT_NAME_CHARS = 128;
@@ -48,15 +50,20 @@ export class Notifications {
   }
 
   /** Calls `callback(data, { event, userId })` for every `event` received. Returns an unsubscribe. */
+  // biome-ignore lint/suspicious/noExplicitAny: as BroadcastCallback's
   on<T = any>(event: string, callback: BroadcastCallback<T>): () => void {
     if (typeof callback !== 'function') throw new TypeError('callback must be a function');
     let set = this.listeners.get(event);
-    if (!set) this.listeners.set(event, (set = new Set()));
+    if (!set) {
+      set = new Set();
+      this.listeners.set(event, set);
+    }
     set.add(callback as BroadcastCallback);
     return () => this.off(event, callback);
   }
 
   /** Like `on`, for the next `event` only. */
+  // biome-ignore lint/suspicious/noExplicitAny: as BroadcastCallback's
   once<T = any>(event: string, callback: BroadcastCallback<T>): () => void {
     const wrapper: BroadcastCallback = (data, meta) => {
       this.off(event, callback);
@@ -66,6 +73,7 @@ export class Notifications {
     return this.on(event, wrapper);
   }
 
+  // biome-ignore lint/suspicious/noExplicitAny: as BroadcastCallback's
   off<T = any>(event: string, callback: BroadcastCallback<T>): void {
     const set = this.listeners.get(event);
     if (!set) return;
@@ -77,7 +85,7 @@ export class Notifications {
 
   // ----- called by the client -----
 
-  handle(data: { event: string; data: unknown; userId: string }): void {
+  handle(data: Events['broadcast']): void {
     const set = this.listeners.get(data.event);
     if (!set) return;
     for (const callback of [...set]) {

@@ -8,8 +8,9 @@
 // snapshot is asked for are kept aside and win over it.
 
 import type { PresenceState } from '@collab-kit/utils';
+import { type BoundRequester, byteLength, type Notifier } from './connection.js';
 import { CollabKitError } from './errors.js';
-import { byteLength, type ServerLimits } from './connection.js';
+import type { Method, ParamsArg, PresenceEntry, ServerLimits } from './protocol.js';
 
 /** One send per this interval at most; the last state of a burst is always sent. */
 export const PRESENCE_THROTTLE_MS = 50;
@@ -32,19 +33,18 @@ export interface PresenceHost {
   readonly limits: ServerLimits | undefined;
   /** The user IDs the local user follows (for the `'following'` target). */
   readonly following: readonly string[];
-  request<T>(method: string, params?: unknown): Promise<T>;
-  notify(method: string, params?: unknown): boolean;
+  request: BoundRequester;
+  /** Whether the frame went (the socket is ready). */
+  notify<M extends Method>(method: M, ...params: ParamsArg<M>): boolean;
 }
 
 /** The last change per user that events told while a snapshot was asked for. */
 type SnapshotWindow = Map<string, PresenceState | null>;
 
-type RequestFn = <T>(method: string, params?: unknown) => Promise<T>;
-
 /** What the setup of a new socket may use. */
 export interface PresenceSetup {
-  request<T>(method: string, params?: unknown): Promise<T>;
-  notify(method: string, params?: unknown): void;
+  request: BoundRequester;
+  notify: Notifier;
 }
 
 export class Presence {
@@ -107,7 +107,7 @@ export class Presence {
     this.delivered = false;
     if (this.host.live) {
       const current = () => this.target === target && this.callback === (callback as unknown);
-      await this.snapshot((method, params) => this.host.request(method, params), target, current);
+      await this.snapshot((method, ...params) => this.host.request(method, ...params), target, current);
     }
     return this.getStates<S>();
   }
@@ -155,7 +155,7 @@ export class Presence {
   async rehydrate(setup: PresenceSetup): Promise<void> {
     const target = this.target;
     if (target !== undefined) {
-      await this.snapshot((method, params) => setup.request(method, params), target, () => this.target === target);
+      await this.snapshot((method, ...params) => setup.request(method, ...params), target, () => this.target === target);
     }
     if (this.own !== undefined) {
       setup.notify('presence.update', { state: this.own });
@@ -179,7 +179,7 @@ export class Presence {
   /** The `following` set changed: with the `'following'` target, refresh what we hold. */
   async followingChanged(): Promise<void> {
     if (this.target !== 'following' || !this.host.live) return;
-    await this.snapshot((method, params) => this.host.request(method, params), 'following', () => this.target === 'following');
+    await this.snapshot((method, ...params) => this.host.request(method, ...params), 'following', () => this.target === 'following');
   }
 
   private schedule(): void {
@@ -207,11 +207,11 @@ export class Presence {
    * Asks for the states of `target` and, if `current()` still holds when they come, makes
    * them the states, with the events that arrived meanwhile applied over them.
    */
-  private async snapshot(request: RequestFn, target: PresenceTarget, current: () => boolean): Promise<void> {
+  private async snapshot(request: BoundRequester, target: PresenceTarget, current: () => boolean): Promise<void> {
     const window: SnapshotWindow = new Map();
     this.windows.add(window);
     try {
-      const { states } = await request<{ states: PresenceChange[] }>('presence.sync', { target });
+      const { states } = await request('presence.sync', { target });
       // Still in the window: nothing can arrive between this check and the merge.
       if (current()) this.replaceStates(states, window, target);
     } finally {
@@ -225,7 +225,7 @@ export class Presence {
    * the previous target, before it took the snapshot: a state counts only for a user in the
    * snapshot or in the target as the client knows it (a `null` always counts).
    */
-  private replaceStates(list: PresenceChange[], window: SnapshotWindow, target: PresenceTarget): void {
+  private replaceStates(list: PresenceEntry[], window: SnapshotWindow, target: PresenceTarget): void {
     const next = new Map<string, PresenceState>();
     for (const { userId, state } of list) if (state !== null) next.set(userId, state);
     for (const [userId, state] of window) {

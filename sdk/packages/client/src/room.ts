@@ -1,13 +1,11 @@
 // `client.room`: the room from the server, with its users.
 
 import type { CollabKitRoom } from '@collab-kit/utils';
+import type { Requester } from './connection.js';
 import { Emitter } from './emitter.js';
 import { followPages } from './pages.js';
-import type { CollabKitClientUser, RawUser, UsersPage } from './users.js';
-
-interface RoomPage extends UsersPage {
-  room: CollabKitRoom;
-}
+import type { RawUser } from './protocol.js';
+import type { CollabKitClientUser } from './users.js';
 
 /** A room with its users, as `room.get()` resolves it. */
 export type CollabKitRoomWithUsers = CollabKitRoom & { users: CollabKitClientUser[] };
@@ -18,7 +16,7 @@ export type RoomEvents = {
 };
 
 export interface RoomHost {
-  request<T>(method: string, params?: unknown, options?: { retry?: boolean }): Promise<T>;
+  request: Requester;
   wrapUser(user: RawUser): CollabKitClientUser;
   roomFetched(room: CollabKitRoom): void;
 }
@@ -39,7 +37,7 @@ export class RoomApi {
         ...(args.roomId === undefined ? {} : { roomId: args.roomId }),
         ...(after === undefined ? {} : { after }),
       };
-      return this.host.request<RoomPage>('room.get', Object.keys(params).length > 0 ? params : undefined, { retry: true });
+      return this.host.request('room.get', Object.keys(params).length > 0 ? params : undefined, { retry: true });
     };
     let room: CollabKitRoom | undefined;
     // Keyed by ID: a user is listed once even if a page repeated one.

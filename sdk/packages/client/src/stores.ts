@@ -19,10 +19,12 @@ import {
   type StoresDefinition,
   type StoreValue,
 } from '@collab-kit/utils';
+import type { BoundRequester, Requester } from './connection.js';
 import { Emitter } from './emitter.js';
 import { CollabKitError } from './errors.js';
+import type { Events, Params, Result, StoreAction, StoreFields, StoreFieldsPatch } from './protocol.js';
 
-export type StoreAction = 'set' | 'update' | 'delete';
+export type { StoreAction } from './protocol.js';
 
 /** What `changed` listeners get. */
 export interface StoreChange<V> {
@@ -77,54 +79,35 @@ export interface StoreClient<S extends StoreSchema> {
 export type StoresClient<D extends StoresDefinition> = { readonly [N in keyof D & string]: StoreClient<D[N]> };
 
 export interface StoresHost {
-  request<T>(method: string, params?: unknown, options?: { retry?: boolean }): Promise<T>;
+  request: Requester;
   readonly selfId: string | undefined;
 }
 
 /** What the setup of a new socket uses. */
 export interface StoresSetup {
-  request<T>(method: string, params?: unknown): Promise<T>;
+  request: BoundRequester;
 }
 
-type RequestFn = <T>(method: string, params?: unknown) => Promise<T>;
-
-interface SyncChange {
-  store: string;
-  key: string;
-  action: StoreAction;
-  value: Record<string, unknown> | null;
-  version: number;
-}
-
-/** One page of `stores.sync`. */
-interface SyncPage {
-  changes: SyncChange[];
-  version: number;
-  reset: boolean;
-  /** Absent from servers that do not page: everything is in this answer. */
-  hasMore?: boolean;
-  cursor?: number | null;
-}
-
-/** One page of `stores.getAll`. */
-interface GetAllPage {
-  entries: { key: string; value: any }[];
-  hasMore?: boolean;
-  cursor?: string | null;
-}
+/** A `stores.sync` request, on whichever socket the caller means. */
+type SyncRequest = (params: Params<'stores.sync'>) => Promise<Result<'stores.sync'>>;
 
 /** Resets that may start over (a sync hitting forgotten deletions again) before giving up. */
 const MAX_RESETS = 10;
 
 interface Slot {
-  value: Record<string, unknown> | null;
+  value: StoreFields | null;
   version: number;
 }
 
-class StoreHandle implements StoreClient<StoreSchema> {
+/**
+ * One store's client. It works on the wire's field values (`StoreFields`); the schema's types
+ * (`StoreClient<S>`) are the compile-time view of the same objects, which the schema's checks
+ * hold to before anything is sent.
+ */
+class StoreHandle {
   private readonly slots = new Map<string, Slot>();
-  private readonly live = new Map<string, any>();
-  private readonly events = new Emitter<{ changed: [StoreChange<any>] }>();
+  private readonly live = new Map<string, StoreFields>();
+  private readonly events = new Emitter<{ changed: [StoreChange<StoreFields>] }>();
   /** The room version this copy is complete up to; undefined before the first sync. */
   private version: number | undefined;
   /**
@@ -141,33 +124,33 @@ class StoreHandle implements StoreClient<StoreSchema> {
     private readonly host: StoresHost,
   ) {}
 
-  get entries(): ReadonlyMap<string, any> {
+  get entries(): ReadonlyMap<string, StoreFields> {
     return this.live;
   }
 
-  async set(args: { key: string; value: unknown }): Promise<StoreWriteResult<any>> {
+  async set(args: { key: string; value: unknown }): Promise<StoreWriteResult<StoreFields>> {
     const { key, value } = argsOf(args, 'stores.set');
     validate('stores.set', () => {
       checkKey(key);
       checkSetValue(this.schema, value);
     });
-    const result = await this.host.request<StoreWriteResult<any>>('stores.set', { store: this.name, key, value: clean(value) });
+    const result = await this.host.request('stores.set', { store: this.name, key, value: clean(value) });
     this.apply(result.key, 'set', result.value, result.version, { emit: false, userId: this.host.selfId ?? null });
     return { key: result.key, value: result.value, version: result.version };
   }
 
-  async get(args: { key: string }): Promise<any> {
+  async get(args: { key: string }): Promise<StoreFields | null> {
     const { key } = argsOf(args, 'stores.get');
     validate('stores.get', () => checkKey(key));
-    const result = await this.host.request<{ value: any }>('stores.get', { store: this.name, key }, { retry: true });
+    const result = await this.host.request('stores.get', { store: this.name, key }, { retry: true });
     return result.value ?? null;
   }
 
-  async getAll(): Promise<Array<{ key: string; value: any }>> {
-    const all: Array<{ key: string; value: any }> = [];
+  async getAll(): Promise<Array<{ key: string; value: StoreFields }>> {
+    const all: Array<{ key: string; value: StoreFields }> = [];
     let after: string | undefined;
     for (;;) {
-      const page = await this.host.request<GetAllPage>(
+      const page = await this.host.request(
         'stores.getAll',
         { store: this.name, ...(after !== undefined ? { after } : {}) },
         { retry: true },
@@ -182,13 +165,13 @@ class StoreHandle implements StoreClient<StoreSchema> {
     }
   }
 
-  async update(args: { key: string; value: unknown }): Promise<StoreWriteResult<any>> {
+  async update(args: { key: string; value: unknown }): Promise<StoreWriteResult<StoreFields>> {
     const { key, value } = argsOf(args, 'stores.update');
     validate('stores.update', () => {
       checkKey(key);
       checkUpdateValue(this.schema, value);
     });
-    const result = await this.host.request<StoreWriteResult<any>>('stores.update', {
+    const result = await this.host.request('stores.update', {
       store: this.name,
       key,
       value: clean(value, true),
@@ -200,7 +183,7 @@ class StoreHandle implements StoreClient<StoreSchema> {
   async delete(args: { key: string }): Promise<StoreDeleteResult> {
     const { key } = argsOf(args, 'stores.delete');
     validate('stores.delete', () => checkKey(key));
-    const result = await this.host.request<StoreDeleteResult>('stores.delete', { store: this.name, key });
+    const result = await this.host.request('stores.delete', { store: this.name, key });
     if (result.deleted && result.version !== null) {
       this.apply(key, 'delete', null, result.version, { emit: false, userId: this.host.selfId ?? null });
     }
@@ -208,15 +191,15 @@ class StoreHandle implements StoreClient<StoreSchema> {
   }
 
   async sync(): Promise<void> {
-    await this.catchUp((method, params) => this.host.request(method, params, { retry: true }));
+    await this.catchUp((params) => this.host.request('stores.sync', params, { retry: true }));
   }
 
-  on(event: 'changed', callback: (change: StoreChange<any>) => void): () => void {
+  on(event: 'changed', callback: (change: StoreChange<StoreFields>) => void): () => void {
     if (event !== 'changed') throw new CollabKitError('BAD_REQUEST', `Unknown store event ${String(event)}`);
     return this.events.on('changed', callback);
   }
 
-  off(event: 'changed', callback: (change: StoreChange<any>) => void): void {
+  off(event: 'changed', callback: (change: StoreChange<StoreFields>) => void): void {
     this.events.off(event, callback);
   }
 
@@ -230,7 +213,7 @@ class StoreHandle implements StoreClient<StoreSchema> {
    * being applied meanwhile; the replacement never goes back on a newer one. Concurrent
    * catch-ups are safe (each one's result merges by version), so none waits for another.
    */
-  async catchUp(request: RequestFn): Promise<void> {
+  async catchUp(sync: SyncRequest): Promise<void> {
     const gapEpoch = this.gapEpoch;
     // The very first load is not news: only later differences are told to listeners.
     const emit = this.version !== undefined;
@@ -242,7 +225,7 @@ class StoreHandle implements StoreClient<StoreSchema> {
     let followUp = false;
     let resets = 0;
     for (;;) {
-      const page = await request<SyncPage>('stores.sync', { store: this.name, ...params });
+      const page = await sync({ store: this.name, ...params });
       if (params.after !== undefined && !page.reset) {
         throw protocolError('stores.sync', 'a reset page came back without reset');
       }
@@ -307,7 +290,7 @@ class StoreHandle implements StoreClient<StoreSchema> {
   }
 
   /** A `changed` event from another client (or the REST API). */
-  changed(data: { key: string; action: StoreAction; value: any; version: number; userId: string | null }): void {
+  changed(data: Events['changed']): void {
     this.apply(data.key, data.action, data.value, data.version, { emit: true, userId: data.userId ?? null });
     // Events reach a joined socket in version order: once caught up, the copy is complete up
     // to the latest event.
@@ -344,7 +327,7 @@ class StoreHandle implements StoreClient<StoreSchema> {
   private apply(
     key: string,
     action: StoreAction,
-    value: Record<string, unknown> | null,
+    value: StoreFields | null,
     version: number,
     options: { emit: boolean; userId: string | null; force?: boolean; sameValueSilent?: boolean },
   ): void {
@@ -362,7 +345,7 @@ class StoreHandle implements StoreClient<StoreSchema> {
 
 export class Stores {
   readonly handles = new Map<string, StoreHandle>();
-  readonly client: Record<string, StoreClient<StoreSchema>> = {};
+  readonly client: Record<string, StoreHandle> = {};
 
   constructor(
     readonly definition: StoresDefinition,
@@ -391,10 +374,12 @@ export class Stores {
   }
 
   async catchUp(setup: StoresSetup): Promise<void> {
-    await Promise.all([...this.handles.values()].map((handle) => handle.catchUp(setup.request)));
+    await Promise.all(
+      [...this.handles.values()].map((handle) => handle.catchUp((params) => setup.request('stores.sync', params))),
+    );
   }
 
-  changed(data: { store: string; key: string; action: StoreAction; value: any; version: number; userId: string | null }): void {
+  changed(data: Events['changed']): void {
     this.handles.get(data.store)?.changed(data);
   }
 }
@@ -424,10 +409,15 @@ function validate(method: string, check: () => void): void {
   }
 }
 
-/** Drops `undefined` fields (JSON would) and, for `set`, `null` ones (absent either way). */
-function clean(value: unknown, keepNull = false): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
+/**
+ * Drops `undefined` fields (JSON would) and, for `set`, `null` ones (absent either way). The
+ * value passed the schema's checks: its fields are strings, finite numbers, booleans or null.
+ */
+function clean(value: unknown): StoreFields;
+function clean(value: unknown, keepNull: true): StoreFieldsPatch;
+function clean(value: unknown, keepNull = false): StoreFieldsPatch {
+  const out: StoreFieldsPatch = {};
+  for (const [k, v] of Object.entries(value as Record<string, string | number | boolean | null | undefined>)) {
     if (v === undefined || (v === null && !keepNull)) continue;
     out[k] = v;
   }

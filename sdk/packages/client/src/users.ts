@@ -3,11 +3,10 @@
 // `follow()` and `unfollow()` (non-enumerable: the object still serializes as the plain user).
 
 import type { CollabKitUser } from '@collab-kit/utils';
+import type { Requester } from './connection.js';
 import { Emitter } from './emitter.js';
-import { followPages, type CursorPage } from './pages.js';
-
-/** A user as the server sends it on the socket. */
-export type RawUser = CollabKitUser & { following: string[]; followers: string[] };
+import { followPages } from './pages.js';
+import type { RawUser } from './protocol.js';
 
 /** A user handed out by the SDK: the CollabKitUser, its follow graph, and follow/unfollow. */
 export interface CollabKitClientUser extends CollabKitUser {
@@ -19,11 +18,6 @@ export interface CollabKitClientUser extends CollabKitUser {
   follow(): Promise<CollabKitClientUser>;
   /** The local user stops following this one. Resolves with this user, updated. */
   unfollow(): Promise<CollabKitClientUser>;
-}
-
-/** One page of the room's users (`users.getAll`, `room.get`), oldest first. */
-export interface UsersPage extends CursorPage {
-  users: RawUser[];
 }
 
 /**
@@ -44,7 +38,7 @@ export type UserEvents = { [E in UserEventName]: [user: CollabKitClientUser] };
 
 /** What the users module needs from the client. */
 export interface UsersHost {
-  request<T>(method: string, params?: unknown, options?: { retry?: boolean }): Promise<T>;
+  request: Requester;
   readonly selfId: string | undefined;
   /** The local user's `following` changed (from a call's result or from the server's event). */
   followingChanged(): void;
@@ -64,7 +58,7 @@ export class Users {
   /** The local user, or one by ID, from the server. */
   async get(args: { userId?: string } = {}): Promise<CollabKitClientUser> {
     const params = args.userId === undefined ? undefined : { userId: args.userId };
-    const { user } = await this.host.request<{ user: RawUser }>('users.get', params, { retry: true });
+    const { user } = await this.host.request('users.get', params, { retry: true });
     return this.remember(user);
   }
 
@@ -76,7 +70,7 @@ export class Users {
     const load = this.beginLoad();
     try {
       const page = (after?: string) =>
-        this.host.request<UsersPage>('users.getAll', after === undefined ? undefined : { after }, { retry: true });
+        this.host.request('users.getAll', after === undefined ? undefined : { after }, { retry: true });
       const users: RawUser[] = [];
       await followPages('users.getAll', await page(), page, (p) => users.push(...p.users));
       const merged = this.merged(load, users);
@@ -121,13 +115,13 @@ export class Users {
 
   /** Follows a user by ID (what `user.follow()` does). */
   async follow(userId: string): Promise<CollabKitClientUser> {
-    const { user } = await this.host.request<{ user: RawUser }>('users.follow', { userId });
+    const { user } = await this.host.request('users.follow', { userId });
     this.adjustSelf(userId, true);
     return this.remember(user);
   }
 
   async unfollow(userId: string): Promise<CollabKitClientUser> {
-    const { user } = await this.host.request<{ user: RawUser }>('users.unfollow', { userId });
+    const { user } = await this.host.request('users.unfollow', { userId });
     this.adjustSelf(userId, false);
     return this.remember(user);
   }

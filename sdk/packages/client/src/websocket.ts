@@ -1,15 +1,22 @@
 // Which WebSocket implementation to use: the one given in the options, else the platform's
 // (browsers, Deno, Bun, Node.js 22+), else the `ws` package (Node.js 20), loaded only then.
 
-/** The part of the standard WebSocket API the SDK uses. */
+/**
+ * The part of the standard WebSocket API the SDK uses. The event handlers take `any`, as the
+ * DOM's own do (`MessageEvent.data`), so that every implementation fits, whatever it calls its
+ * events; what arrives is `unknown` to the SDK, which reads `data` as text and narrows it.
+ */
 export interface WebSocketLike {
   readonly readyState: number;
   readonly protocol: string;
   send(data: string): void;
   close(code?: number, reason?: string): void;
+  // biome-ignore lint/suspicious/noExplicitAny: see above
   onopen: ((event: any) => void) | null;
+  // biome-ignore lint/suspicious/noExplicitAny: see above
   onmessage: ((event: { data: any }) => void) | null;
   onclose: ((event: { code: number; reason: string; wasClean?: boolean }) => void) | null;
+  // biome-ignore lint/suspicious/noExplicitAny: see above
   onerror: ((event: any) => void) | null;
 }
 
@@ -31,7 +38,9 @@ async function loadWs(): Promise<WebSocketConstructor> {
   // A computed name keeps bundlers from pulling `ws` into browser builds.
   const name = 'ws';
   try {
-    const module: any = await import(/* webpackIgnore: true */ /* @vite-ignore */ name);
+    const module: { WebSocket?: WebSocketConstructor; default?: WebSocketConstructor } = await import(
+      /* webpackIgnore: true */ /* @vite-ignore */ name
+    );
     return (module.WebSocket ?? module.default) as WebSocketConstructor;
   } catch (error) {
     cached = undefined;

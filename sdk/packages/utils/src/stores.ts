@@ -237,7 +237,7 @@ function checkFields(schema: StoreSchema, value: unknown): Record<string, unknow
   }
   for (const [name, v] of Object.entries(value)) {
     const path = `value.${name}`;
-    const spec = Object.prototype.hasOwnProperty.call(schema, name) ? schema[name] : undefined;
+    const spec = Object.hasOwn(schema, name) ? schema[name] : undefined;
     if (spec === undefined) {
       throw new SchemaValidationError(path, `${path} is not a field of this store`);
     }
@@ -276,7 +276,7 @@ function isControl(char: string): boolean {
   return code <= 0x1f || (code >= 0x7f && code <= 0x9f);
 }
 
-function isPlainObject(value: unknown): value is Record<string, any> {
+function isPlainObject(value: unknown): value is Record<string, unknown> {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) return false;
   const proto = Object.getPrototypeOf(value);
   return proto === Object.prototype || proto === null;
