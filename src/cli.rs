@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::{load_sealer, open_store, open_store_with, App, MissingKey};
 use crate::auth::GeneratedKey;
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::domain::{Account, AccountId, ApiKeyId, Timestamp};
 use crate::store::webhooks::{reseal_all, Reseal};
 
@@ -102,9 +102,7 @@ pub enum SecretsCommand {
 impl Cli {
     /// The config file from `--config`, else from COLLABKIT_CONFIG.
     pub fn config_file(&self) -> Option<PathBuf> {
-        self.config
-            .clone()
-            .or_else(|| std::env::var_os("COLLABKIT_CONFIG").map(PathBuf::from))
+        self.config.clone().or_else(config::file_from_env)
     }
 }
 

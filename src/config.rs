@@ -3,6 +3,7 @@
 //! 500 lines: every section's struct and its checks belong in the one place a reader looks
 //! for a setting; a quarter of the file is its tests.)
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -16,6 +17,31 @@ use crate::store::sealing::SecretsKey;
 /// The defaults, compiled in so that the binary runs from any directory.
 pub const DEFAULTS: &str = include_str!("../config/default.toml");
 const ENV_PREFIX: &str = "COLLABKIT_";
+/// Names the config file when the command line does not (`--config` comes first).
+const CONFIG_FILE_VAR: &str = "COLLABKIT_CONFIG";
+
+/// The config file named by `COLLABKIT_CONFIG`, for when `--config` names none.
+pub fn file_from_env() -> Option<PathBuf> {
+    env_var_os(CONFIG_FILE_VAR).map(PathBuf::from)
+}
+
+/// The host name in `HOSTNAME`, for a node id when the system does not give one.
+pub fn hostname_from_env() -> Option<String> {
+    env_var("HOSTNAME")
+}
+
+/// Reads the process environment: here and nowhere else (clippy.toml disallows `std::env::var`
+/// and its kin outside this function), so that all the environment can change is a documented
+/// `COLLABKIT_*` setting, the config file's path or the node's host name.
+#[allow(clippy::disallowed_methods)]
+fn env_var_os(name: &str) -> Option<OsString> {
+    std::env::var_os(name)
+}
+
+/// A variable that is set and is UTF-8.
+fn env_var(name: &str) -> Option<String> {
+    env_var_os(name)?.into_string().ok()
+}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -220,7 +246,7 @@ pub struct ShutdownConfig {
 impl Config {
     /// Defaults, then `file` if given, then the process environment.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
-        Self::from_sources(file, |name| std::env::var(name).ok())
+        Self::from_sources(file, env_var)
     }
 
     /// The defaults alone, as tests and tools start from.

@@ -33,10 +33,14 @@ pub struct Server {
 /// Longest wait for the server to exit after SIGTERM before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
+// The benchmark drives the server from outside, like an operator: which binary and database
+// it uses come from its own environment (the server's reads stay in src/config.rs).
+#[allow(clippy::disallowed_methods)]
 fn binary() -> String {
     std::env::var("COLLABKIT_BIN").unwrap_or_else(|_| "target/release/collabkit".to_owned())
 }
 
+#[allow(clippy::disallowed_methods)] // as `binary`
 fn postgres_url() -> String {
     std::env::var("COLLABKIT_BENCH_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())

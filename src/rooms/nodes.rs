@@ -14,7 +14,7 @@ pub fn node_id(configured: &str, port: u16) -> NodeId {
     if port != 0 {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .ok()
-            .or_else(|| std::env::var("HOSTNAME").ok())
+            .or_else(crate::config::hostname_from_env)
             .map(|h| h.trim().to_owned())
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| "collabkit".to_owned());
