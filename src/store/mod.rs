@@ -88,9 +88,9 @@ pub struct PageSize {
 
 /// Bounds pages in bytes as well as in rows, so that no answer grows with what clients
 /// stored. The SQL computes, in the page's order, the running total of each row's size
-/// (`page_bytes`) and keeps the rows that start within the budget; `keep_within` then drops
-/// the one row that ends past it. The first row always stays: every item has a size limit
-/// of its own, and a page must make progress.
+/// (`page_bytes`) and keeps the rows that fit the budget, and the one row after them, which
+/// `keep_within` then drops: it only tells that more follow. The first row always stays:
+/// every item has a size limit of its own, and a page must make progress.
 pub mod page_bytes {
     /// The start of a byte-bounded query. The caller adds the ordinary page query (`SELECT
     /// ... ORDER BY <order> LIMIT ...`, whose columns `size` uses), then `END`, then binds the
@@ -101,12 +101,15 @@ pub mod page_bytes {
             "SELECT * FROM (SELECT *, \
                CAST(SUM({size}) OVER (ORDER BY {order} ROWS UNBOUNDED PRECEDING) AS BIGINT) \
                  AS page_bytes, \
-               CAST({size} AS BIGINT) AS row_bytes FROM ("
+               CAST({size} AS BIGINT) AS row_bytes, \
+               ROW_NUMBER() OVER (ORDER BY {order}) AS page_row FROM ("
         )
     }
 
-    /// Keeps the rows that start within the budget (bound right after this).
-    pub const END: &str = ") page_rows) page WHERE page_bytes - row_bytes < ";
+    /// Keeps the rows up to the first that ends past the budget (bound right after this): a
+    /// row stays when the rows before it fit. The first two always stay, so that a first row
+    /// larger than the budget still comes, and still tells whether more follow.
+    pub const END: &str = ") page_rows) page WHERE page_row <= 2 OR page_bytes - row_bytes <= ";
 
     /// The page's order again, for the outer query.
     pub fn end_order(order: &str) -> String {
