@@ -856,13 +856,8 @@ macro_rules! impl_comment_store {
             pub async fn begin_read(
                 pool: &sqlx::Pool<$db>,
             ) -> Result<sqlx::Transaction<'static, $db>, sqlx::Error> {
-                let mut tx = pool.begin().await?;
-                if <$db as sqlx::Database>::NAME == "PostgreSQL" {
-                    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                Ok(tx)
+                pool.begin_with(<$db as $crate::store::dialect::Dialect>::BEGIN_SNAPSHOT)
+                    .await
             }
 
             pub async fn room_exists(conn: &mut Conn, scope: RoomScope) -> StoreResult<bool> {

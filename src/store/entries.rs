@@ -624,12 +624,10 @@ macro_rules! impl_entry_store {
                 use $crate::store::entries::SyncFrom;
                 // The versions and the rows from one snapshot: a purge between the two reads
                 // could otherwise take tombstones the client still needs.
-                let mut tx = self.pool.begin().await?;
-                if <$db as sqlx::Database>::NAME == "PostgreSQL" {
-                    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                        .execute(&mut *tx)
-                        .await?;
-                }
+                let mut tx = self
+                    .pool
+                    .begin_with(<$db as $crate::store::dialect::Dialect>::BEGIN_SNAPSHOT)
+                    .await?;
                 let (version, purged) = entry_rows::room_versions(&mut tx, scope)
                     .await?
                     .ok_or($crate::store::StoreError::NotFound($crate::store::Entity::Room))?;
@@ -776,11 +774,11 @@ macro_rules! impl_entry_store {
                 name: &$crate::domain::schema::StoreName,
                 lock: Lock,
             ) -> $crate::store::StoreResult<Option<$crate::store::entries::SchemaRecord>> {
-                let postgres = <$db as sqlx::Database>::NAME == "PostgreSQL";
+                use $crate::store::dialect::{Dialect, RowLock};
                 let clause = match lock {
-                    Lock::Share if postgres => " FOR SHARE",
-                    Lock::Update if postgres => " FOR UPDATE",
-                    _ => "",
+                    Lock::None => "",
+                    Lock::Share => <$db as Dialect>::row_lock(RowLock::Share),
+                    Lock::Update => <$db as Dialect>::row_lock(RowLock::Update),
                 };
                 let sql = format!(
                     "SELECT name, fields, created_at, updated_at FROM store_schemas \

@@ -2,6 +2,7 @@
 //! implementations, chosen from the database URL's scheme.
 
 pub mod comments;
+pub mod dialect;
 pub mod entries;
 mod migrations;
 pub mod postgres;
@@ -471,14 +472,9 @@ pub async fn connect(
 }
 
 /// `%`, `_` and `\` escaped for a `LIKE ... ESCAPE '\'` pattern matching anywhere, lowercased
-/// as the database's `LOWER()` does: fully on PostgreSQL, ASCII only on SQLite (whose `LOWER`
-/// leaves other letters alone, so lowering them here would never match).
-fn like_pattern<DB: sqlx::Database>(search: &str) -> String {
-    let lowered = if DB::NAME == "SQLite" {
-        search.to_ascii_lowercase()
-    } else {
-        search.to_lowercase()
-    };
+/// as the database's `LOWER()` does.
+fn like_pattern<DB: dialect::Dialect>(search: &str) -> String {
+    let lowered = DB::lower(search);
     let mut pattern = String::with_capacity(lowered.len() + 2);
     pattern.push('%');
     for c in lowered.chars() {

@@ -1,13 +1,43 @@
-//! The SQL both backends share. The queries are written once, with `$N` placeholders (which
-//! SQLite binds by number too), and `impl_sql_store!` instantiates them for each backend's
-//! concrete driver: generic code over `sqlx::Database` would need a bound per type per query.
-//! Columns are portable: TEXT ids and strings, BIGINT milliseconds for times.
+//! The store on either database: `SqlStore<DB>`, a pool and the sealer of stored secrets.
+//! Queries are written once, with `$N` placeholders (which SQLite binds by number too), and
+//! run on both backends; `Dialect` holds the few differences. Columns are portable: TEXT ids
+//! and strings, BIGINT milliseconds for times.
+
+use sqlx::{ColumnIndex, Database, Executor, Pool};
 
 use crate::domain::{
     Account, ApiKey, ApiKeyId, Room, RoomState, Timestamp, User, UserSession, UserStatus,
 };
 
-use super::{Entity, StoreError, StoreResult};
+use super::dialect::{Column, Dialect};
+use super::sealing::Sealer;
+use super::{migrations, Entity, StoreError, StoreResult};
+
+/// The store, on either database.
+pub struct SqlStore<DB: Database> {
+    pub(super) pool: Pool<DB>,
+    /// Seals the secrets this store keeps, and opens them.
+    pub(super) sealer: Sealer,
+}
+
+impl<DB> SqlStore<DB>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'r> &'r str: ColumnIndex<DB::Row>,
+    usize: ColumnIndex<DB::Row>,
+    String: Column<DB>,
+    Option<String>: Column<DB>,
+    i64: Column<DB>,
+    Option<i64>: Column<DB>,
+    bool: Column<DB>,
+{
+    /// A store on `pool`, its schema brought up to date first.
+    pub(super) async fn open(pool: Pool<DB>, sealer: Sealer) -> StoreResult<Self> {
+        migrations::migrate(&pool).await?;
+        Ok(Self { pool, sealer })
+    }
+}
 
 pub(super) const ACCOUNT_COLUMNS: &str = "id, name, created_at";
 pub(super) const API_KEY_COLUMNS: &str = "id, account_id, prefix, created_at, revoked_at";
@@ -171,7 +201,7 @@ impl TryFrom<SessionRow> for UserSession {
 
 /// Implements `Store` for `$store` (a struct with a `pool: sqlx::Pool<$db>` field).
 macro_rules! impl_sql_store {
-    ($store:ty, $db:ty, shared: $shared:expr) => {
+    ($store:ty, $db:ty) => {
         mod rows {
             use sqlx::Row as _;
 
@@ -282,7 +312,7 @@ macro_rules! impl_sql_store {
         #[async_trait::async_trait]
         impl $crate::store::Store for $store {
             fn shared(&self) -> bool {
-                $shared
+                <$db as $crate::store::dialect::Dialect>::SHARED
             }
 
             async fn ping(&self) -> $crate::store::StoreResult<()> {

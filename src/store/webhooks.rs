@@ -355,10 +355,10 @@ pub(super) const WEBHOOK_COLUMNS: &str =
 pub(super) const DELIVERY_COLUMNS: &str = "id, webhook_id, event, payload, status, attempts, \
      last_attempt_at, next_retry_at, status_code, created_at";
 
-/// Implements `WebhookStore` for `$store`; `$skip_locked` is appended to the selections that
-/// several nodes race for (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite has one writer).
+/// Implements `WebhookStore` for `$store`; the selections that several nodes race for skip the
+/// rows others hold (`RowLock::UpdateSkipLocked`).
 macro_rules! impl_webhook_store {
-    ($store:ty, $db:ty, skip_locked: $skip_locked:expr) => {
+    ($store:ty, $db:ty) => {
         #[async_trait::async_trait]
         impl $crate::store::webhooks::WebhookStore for $store {
             async fn create_webhook(
@@ -634,7 +634,9 @@ macro_rules! impl_webhook_store {
                        SELECT seq FROM events WHERE dispatched_at IS NULL \
                        ORDER BY seq LIMIT $2{}) \
                      RETURNING seq, id, account_id, room_id, kind, payload, created_at",
-                    $skip_locked
+                    <$db as $crate::store::dialect::Dialect>::row_lock(
+                        $crate::store::dialect::RowLock::UpdateSkipLocked
+                    )
                 );
                 let rows = sqlx::query(&sql)
                     .bind(now.as_millis())
@@ -691,7 +693,9 @@ macro_rules! impl_webhook_store {
                                      WHERE w.id = d.webhook_id AND w.enabled = $4) \
                        ORDER BY d.next_retry_at LIMIT $5{}) \
                      RETURNING {}",
-                    $skip_locked,
+                    <$db as $crate::store::dialect::Dialect>::row_lock(
+                        $crate::store::dialect::RowLock::UpdateSkipLocked
+                    ),
                     $crate::store::webhooks::DELIVERY_COLUMNS
                 );
                 let rows = sqlx::query(&sql)
