@@ -87,14 +87,7 @@ pub struct Changed<T> {
     pub changed: bool,
 }
 
-/// Limits on a comment's reactions, checked when one is added.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReactionLimits {
-    /// Different emoji on one comment.
-    pub max_emoji: i64,
-    /// Reactions on one comment, all emoji together (one user's one emoji each).
-    pub max_reactions: i64,
-}
+pub use crate::domain::limits::ReactionLimits;
 
 /// A page of a thread's comments, oldest first.
 #[derive(Debug, Clone, PartialEq)]
@@ -331,13 +324,6 @@ pub(super) fn assemble_comment(
     comment.into_comment(reactions)
 }
 
-pub(super) fn too_many(field: &str, message: String) -> StoreError {
-    StoreError::Invalid {
-        field: field.to_owned(),
-        message,
-    }
-}
-
 pub(super) fn not_found(what: Entity) -> StoreError {
     StoreError::NotFound(what)
 }
@@ -353,7 +339,7 @@ macro_rules! impl_comment_store {
                 thread: &$crate::store::comments::NewThread,
                 max_threads: i64,
             ) -> $crate::store::StoreResult<$crate::domain::Thread> {
-                use $crate::store::comments::{metadata_text, not_found, too_many};
+                use $crate::store::comments::{metadata_text, not_found};
                 use $crate::store::Entity;
                 let mut tx = self.pool.begin().await?;
                 if !comment_sql::lock_room(&mut tx, scope).await? {
@@ -366,12 +352,7 @@ macro_rules! impl_comment_store {
                     &scope.room_id.to_string(),
                 )
                 .await?;
-                if count >= max_threads {
-                    return Err(too_many(
-                        "params",
-                        format!("A room can hold at most {max_threads} comment threads"),
-                    ));
-                }
+                $crate::domain::limits::Limit::Threads(max_threads).check_one_more(count)?;
                 let at = thread.created_at.as_millis();
                 let metadata = metadata_text(thread.metadata.as_ref());
                 sqlx::query(
@@ -415,7 +396,7 @@ macro_rules! impl_comment_store {
                 comment: &$crate::store::comments::NewComment,
                 max_comments: i64,
             ) -> $crate::store::StoreResult<$crate::domain::Comment> {
-                use $crate::store::comments::{metadata_text, not_found, too_many};
+                use $crate::store::comments::{metadata_text, not_found};
                 use $crate::store::Entity;
                 let thread_id = comment.thread_id.as_str();
                 let mut tx = self.pool.begin().await?;
@@ -429,12 +410,7 @@ macro_rules! impl_comment_store {
                     thread_id,
                 )
                 .await?;
-                if count >= max_comments {
-                    return Err(too_many(
-                        "threadId",
-                        format!("A thread can hold at most {max_comments} comments"),
-                    ));
-                }
+                $crate::domain::limits::Limit::Comments(max_comments).check_one_more(count)?;
                 sqlx::query(
                     "INSERT INTO comments \
                        (id, thread_id, room_id, seq, user_id, body, metadata, created_at) \
@@ -645,7 +621,7 @@ macro_rules! impl_comment_store {
             ) -> $crate::store::StoreResult<
                 $crate::store::comments::Changed<$crate::domain::Comment>,
             > {
-                use $crate::store::comments::{not_found, too_many, Changed, ReactionChange};
+                use $crate::store::comments::{not_found, Changed, ReactionChange};
                 use $crate::store::Entity;
                 let now = $crate::domain::Timestamp::now();
                 let id = comment_id.as_str();
@@ -673,27 +649,15 @@ macro_rules! impl_comment_store {
                         .bind(&user_id)
                         .fetch_one(&mut *tx)
                         .await?;
-                        let kinds: i64 = sqlx::Row::try_get(&row, "kinds")?;
-                        let total: i64 = sqlx::Row::try_get(&row, "total")?;
+                        let counts = $crate::domain::limits::ReactionCounts {
+                            emoji: sqlx::Row::try_get(&row, "kinds")?,
+                            total: sqlx::Row::try_get(&row, "total")?,
+                            same_emoji: sqlx::Row::try_get(&row, "same")?,
+                            mine: sqlx::Row::try_get(&row, "mine")?,
+                        };
                         let last: i64 = sqlx::Row::try_get(&row, "last")?;
-                        let same: i64 = sqlx::Row::try_get(&row, "same")?;
-                        let mine: i64 = sqlx::Row::try_get(&row, "mine")?;
-                        let $crate::store::comments::ReactionLimits { max_emoji, max_reactions } =
-                            limits;
-                        if mine > 0 {
+                        if !limits.admit(counts)? {
                             false
-                        } else if same == 0 && kinds >= max_emoji {
-                            return Err(too_many(
-                                "emoji",
-                                format!(
-                                    "A comment can have at most {max_emoji} different emoji"
-                                ),
-                            ));
-                        } else if total >= max_reactions {
-                            return Err(too_many(
-                                "emoji",
-                                format!("A comment can have at most {max_reactions} reactions"),
-                            ));
                         } else {
                             sqlx::query(
                                 "INSERT INTO comment_reactions \

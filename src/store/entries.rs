@@ -24,15 +24,7 @@ pub struct SchemaRecord {
     pub updated_at: Timestamp,
 }
 
-/// How a schema is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SchemaWrite {
-    /// A client's declaration: registers an unknown store; a known one must be identical.
-    Declare,
-    /// The account's backend: registers, or changes a schema compatibly with the entries
-    /// written under it (freely when the store holds no entry).
-    Register,
-}
+pub use crate::domain::schema::SchemaWrite;
 
 #[derive(Debug, Clone)]
 pub struct SchemaSaved {
@@ -227,20 +219,13 @@ pub(super) fn apply_write(
     current: Option<&Map<String, Value>>,
     write: &EntryWrite,
 ) -> StoreResult<(EntryAction, Option<Map<String, Value>>)> {
-    let invalid = |e: crate::domain::schema::SchemaError| StoreError::Invalid {
-        field: e.field,
-        message: e.message,
-    };
     match write {
-        EntryWrite::Set(value) => Ok((
-            EntryAction::Set,
-            Some(schema.check_set(value).map_err(invalid)?),
-        )),
+        EntryWrite::Set(value) => Ok((EntryAction::Set, Some(schema.check_set(value)?))),
         EntryWrite::Update(patch) => {
             let current = current.ok_or(StoreError::NotFound(super::Entity::Entry))?;
             Ok((
                 EntryAction::Update,
-                Some(schema.check_update(current, patch).map_err(invalid)?),
+                Some(schema.check_update(current, patch)?),
             ))
         }
         EntryWrite::Delete => Ok((EntryAction::Delete, None)),
@@ -283,7 +268,8 @@ macro_rules! impl_entry_store {
                 mode: $crate::store::entries::SchemaWrite,
                 max_stores: i64,
             ) -> $crate::store::StoreResult<$crate::store::entries::SchemaSaved> {
-                use $crate::store::entries::SchemaWrite;
+                use $crate::domain::limits::Limit;
+                use $crate::domain::schema::{check_change, Registration};
                 use $crate::store::StoreError;
                 let now = $crate::domain::Timestamp::now();
                 let fields = schema.to_json().to_string();
@@ -299,54 +285,13 @@ macro_rules! impl_entry_store {
                 }
                 let existing =
                     entry_rows::load_schema(&mut tx, account_id, name, entry_rows::Lock::Update).await?;
-                let saved = match existing {
-                    None => {
-                        let count: i64 = sqlx::Row::try_get(
-                            &sqlx::query("SELECT COUNT(*) AS n FROM store_schemas WHERE account_id = $1")
-                                .bind(account_id.to_string())
-                                .fetch_one(&mut *tx)
-                                .await?,
-                            "n",
-                        )?;
-                        if count >= max_stores {
-                            return Err(StoreError::Invalid {
-                                field: "store".into(),
-                                message: format!("an account can define at most {max_stores} stores"),
-                            });
-                        }
-                        sqlx::query(
-                            "INSERT INTO store_schemas (account_id, name, fields, created_at, updated_at) \
-                             VALUES ($1, $2, $3, $4, $4)",
-                        )
-                        .bind(account_id.to_string())
-                        .bind(name.as_str())
-                        .bind(&fields)
-                        .bind(now.as_millis())
-                        .execute(&mut *tx)
-                        .await?;
-                        $crate::store::entries::SchemaSaved {
-                            record: $crate::store::entries::SchemaRecord {
-                                name: name.clone(),
-                                schema: schema.clone(),
-                                created_at: now,
-                                updated_at: now,
-                            },
-                            created: true,
-                        }
-                    }
-                    Some(record) if record.schema.same_as(schema) => {
+                let registration =
+                    mode.registration(name, existing.as_ref().map(|record| &record.schema), schema)?;
+                let saved = match (existing, registration) {
+                    (Some(record), Registration::Unchanged) => {
                         $crate::store::entries::SchemaSaved { record, created: false }
                     }
-                    Some(_) if mode == SchemaWrite::Declare => {
-                        return Err(StoreError::Invalid {
-                            field: "schema".into(),
-                            message: format!(
-                                "the schema of store {name} differs from the one the server \
-                                 enforces; change it through the REST API"
-                            ),
-                        });
-                    }
-                    Some(record) => {
+                    (Some(record), Registration::Change) => {
                         let used: i64 = sqlx::Row::try_get(
                             &sqlx::query(
                                 "SELECT COUNT(*) AS n FROM store_entries e \
@@ -359,12 +304,7 @@ macro_rules! impl_entry_store {
                             .await?,
                             "n",
                         )?;
-                        if used > 0 {
-                            record.schema.can_become(schema).map_err(|e| StoreError::Invalid {
-                                field: e.field,
-                                message: format!("{} (entries exist)", e.message),
-                            })?;
-                        }
+                        check_change(&record.schema, schema, used > 0)?;
                         sqlx::query(
                             "UPDATE store_schemas SET fields = $1, updated_at = $2 \
                              WHERE account_id = $3 AND name = $4",
@@ -383,6 +323,35 @@ macro_rules! impl_entry_store {
                                 updated_at: now,
                             },
                             created: false,
+                        }
+                    }
+                    _ => {
+                        let count: i64 = sqlx::Row::try_get(
+                            &sqlx::query("SELECT COUNT(*) AS n FROM store_schemas WHERE account_id = $1")
+                                .bind(account_id.to_string())
+                                .fetch_one(&mut *tx)
+                                .await?,
+                            "n",
+                        )?;
+                        Limit::Stores(max_stores).check_one_more(count)?;
+                        sqlx::query(
+                            "INSERT INTO store_schemas (account_id, name, fields, created_at, updated_at) \
+                             VALUES ($1, $2, $3, $4, $4)",
+                        )
+                        .bind(account_id.to_string())
+                        .bind(name.as_str())
+                        .bind(&fields)
+                        .bind(now.as_millis())
+                        .execute(&mut *tx)
+                        .await?;
+                        $crate::store::entries::SchemaSaved {
+                            record: $crate::store::entries::SchemaRecord {
+                                name: name.clone(),
+                                schema: schema.clone(),
+                                created_at: now,
+                                updated_at: now,
+                            },
+                            created: true,
                         }
                     }
                 };
@@ -577,15 +546,11 @@ macro_rules! impl_entry_store {
                         .await?,
                         "n",
                     )?;
-                    if live >= limits.max_entries {
-                        return Err(StoreError::Invalid {
-                            field: "key".into(),
-                            message: format!(
-                                "store {store} already holds {} entries in this room",
-                                limits.max_entries
-                            ),
-                        });
+                    $crate::domain::limits::Limit::Entries {
+                        store: store.as_str(),
+                        max: limits.max_entries,
                     }
+                    .check_one_more(live)?;
                 }
                 sqlx::query(
                     "INSERT INTO store_entries \

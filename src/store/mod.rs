@@ -48,6 +48,25 @@ pub enum StoreError {
     Sealing(#[from] sealing::SealError),
 }
 
+impl From<crate::domain::limits::LimitError> for StoreError {
+    fn from(error: crate::domain::limits::LimitError) -> Self {
+        Self::Invalid {
+            field: error.field.to_owned(),
+            message: error.message,
+        }
+    }
+}
+
+impl From<crate::domain::schema::SchemaError> for StoreError {
+    /// A value or a schema the rules refuse.
+    fn from(error: crate::domain::schema::SchemaError) -> Self {
+        Self::Invalid {
+            field: error.field,
+            message: error.message,
+        }
+    }
+}
+
 /// What a `NotFound` or `Conflict` is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Entity {

@@ -375,14 +375,7 @@ macro_rules! impl_sql_store {
                     .await?,
                     "n",
                 )?;
-                if live >= max_keys {
-                    return Err($crate::store::StoreError::Invalid {
-                        field: "keys".into(),
-                        message: format!(
-                            "an account can hold at most {max_keys} unrevoked keys; revoke one first"
-                        ),
-                    });
-                }
+                $crate::domain::limits::Limit::ApiKeys(max_keys).check_one_more(live)?;
                 insert_api_key(&mut *tx, key).await?;
                 tx.commit().await?;
                 Ok($crate::domain::ApiKey {

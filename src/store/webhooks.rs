@@ -378,12 +378,7 @@ macro_rules! impl_webhook_store {
                         .await?,
                     "n",
                 )?;
-                if count >= max_webhooks {
-                    return Err($crate::store::StoreError::Invalid {
-                        field: "url".into(),
-                        message: format!("an account can have at most {max_webhooks} webhooks"),
-                    });
-                }
+                $crate::domain::limits::Limit::Webhooks(max_webhooks).check_one_more(count)?;
                 let sql = format!(
                     "INSERT INTO webhooks (id, account_id, url, secret, events, room_id, enabled, \
                        created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \

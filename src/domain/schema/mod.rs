@@ -3,6 +3,10 @@
 
 use serde_json::{Map, Value};
 
+mod registration;
+
+pub use registration::{check_change, Registration, SchemaWrite};
+
 /// Longest store name, field name and entry key.
 pub const MAX_NAME_CHARS: usize = 64;
 pub const MAX_KEY_CHARS: usize = 256;
