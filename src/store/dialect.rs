@@ -1,12 +1,14 @@
 //! The few things SQLite and PostgreSQL do differently, side by side: `Dialect`, implemented
 //! for both drivers. Every query of `store/` is written once, generic over it.
 
+use sqlx::postgres::PgQueryResult;
+use sqlx::sqlite::SqliteQueryResult;
 use sqlx::{Database, Decode, Encode, IntoArguments, Postgres, Sqlite, Type};
 
 use super::migrations::{self, Migration};
 
-/// A database the store runs on. Its bound on `Arguments` is what lets generic code run a
-/// query at all; its items are the SQL that differs.
+/// A database the store runs on. Its bounds on `Arguments` and `QueryResult` are what lets
+/// generic code run a statement and count what it changed; its items are the SQL that differs.
 ///
 /// The other bounds generic store code needs cannot live here: Rust implies a trait's bounds
 /// on `Self` and its associated types only (rust-lang/rust#20671), not on `String: Encode<DB>`
@@ -23,7 +25,9 @@ use super::migrations::{self, Migration};
 /// Option<i64>: Column<DB>,
 /// bool: Column<DB>,
 /// ```
-pub trait Dialect: Database + for<'q> Database<Arguments<'q>: IntoArguments<'q, Self>> {
+pub trait Dialect:
+    Database<QueryResult: RowsAffected> + for<'q> Database<Arguments<'q>: IntoArguments<'q, Self>>
+{
     /// Whether several server nodes may share the database (PostgreSQL), or only one (SQLite:
     /// a local file).
     const SHARED: bool;
@@ -67,6 +71,23 @@ pub struct MigrationLock {
     pub key: i64,
     pub take: &'static str,
     pub release: &'static str,
+}
+
+/// How many rows a statement changed: both drivers say it, sqlx's `Database` does not.
+pub trait RowsAffected {
+    fn rows_affected(&self) -> u64;
+}
+
+impl RowsAffected for SqliteQueryResult {
+    fn rows_affected(&self) -> u64 {
+        SqliteQueryResult::rows_affected(self)
+    }
+}
+
+impl RowsAffected for PgQueryResult {
+    fn rows_affected(&self) -> u64 {
+        PgQueryResult::rows_affected(self)
+    }
 }
 
 /// A Rust type the store reads from and writes to columns: its three sqlx traits in one.

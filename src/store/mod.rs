@@ -5,7 +5,9 @@ pub mod comments;
 pub mod dialect;
 pub mod entries;
 mod migrations;
+mod page;
 pub mod postgres;
+mod query;
 pub mod sealing;
 mod sql;
 pub mod sqlite;
@@ -19,6 +21,9 @@ use crate::domain::{
     Account, AccountId, ApiKey, ApiKeyId, ConnectionId, Event, NodeId, Room, RoomId, Timestamp,
     User, UserId, UserSession,
 };
+
+use page::like_pattern;
+pub use page::{page_bytes, ListFilter, Listed, Page, PageSize};
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -81,98 +86,6 @@ pub enum Entity {
     Thread,
     Comment,
     Webhook,
-}
-
-/// Which slice of a list to return.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Page {
-    pub limit: i64,
-    pub offset: i64,
-}
-
-impl Page {
-    /// Where the next page starts after this one returned `returned` items: `None` when
-    /// nothing follows. A page may end before `limit` (see `page_bytes`), so the next offset
-    /// counts what came, not what was asked.
-    pub fn next_offset(&self, returned: usize, has_more: bool) -> Option<i64> {
-        has_more.then(|| self.offset.saturating_add(returned as i64))
-    }
-}
-
-/// How much one page may hold: `items` at most, of at most `bytes` (see `page_bytes`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PageSize {
-    pub items: i64,
-    pub bytes: i64,
-}
-
-/// Bounds pages in bytes as well as in rows, so that no answer grows with what clients
-/// stored. The SQL computes, in the page's order, the running total of each row's size
-/// (`page_bytes`) and keeps the rows that fit the budget, and the one row after them, which
-/// `keep_within` then drops: it only tells that more follow. The first row always stays:
-/// every item has a size limit of its own, and a page must make progress.
-pub mod page_bytes {
-    /// The start of a byte-bounded query. The caller adds the ordinary page query (`SELECT
-    /// ... ORDER BY <order> LIMIT ...`, whose columns `size` uses), then `END`, then binds the
-    /// budget, then adds `end_order(order)`. Sizes are summed over the page's own rows only,
-    /// so that an `OFFSET` counts nothing it skipped.
-    pub fn start(size: &str, order: &str) -> String {
-        format!(
-            "SELECT * FROM (SELECT *, \
-               CAST(SUM({size}) OVER (ORDER BY {order} ROWS UNBOUNDED PRECEDING) AS BIGINT) \
-                 AS page_bytes, \
-               CAST({size} AS BIGINT) AS row_bytes, \
-               ROW_NUMBER() OVER (ORDER BY {order}) AS page_row FROM ("
-        )
-    }
-
-    /// Keeps the rows up to the first that ends past the budget (bound right after this): a
-    /// row stays when the rows before it fit. The first two always stay, so that a first row
-    /// larger than the budget still comes, and still tells whether more follow.
-    pub const END: &str = ") page_rows) page WHERE page_row <= 2 OR page_bytes - row_bytes <= ";
-
-    /// The page's order again, for the outer query.
-    pub fn end_order(order: &str) -> String {
-        format!(" ORDER BY {order}")
-    }
-
-    /// How many of the rows, whose running totals are `totals` in order, fit `max_bytes`:
-    /// all whose total stays within it, and at least one.
-    pub fn keep_within(totals: impl IntoIterator<Item = i64>, max_bytes: i64) -> usize {
-        totals
-            .into_iter()
-            .enumerate()
-            .take_while(|(i, total)| *i == 0 || *total <= max_bytes)
-            .count()
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        #[test]
-        fn keeps_what_fits_and_always_the_first() {
-            assert_eq!(keep_within([10, 20, 30], 25), 2);
-            assert_eq!(keep_within([10, 20, 30], 30), 3);
-            assert_eq!(keep_within([100, 120], 25), 1);
-            assert_eq!(keep_within([], 25), 0);
-        }
-    }
-}
-
-/// Filters shared by the lists: a case-insensitive partial match and a creation-time window.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ListFilter {
-    pub search: Option<String>,
-    pub created_from: Option<Timestamp>,
-    pub created_before: Option<Timestamp>,
-}
-
-/// A page of results and the number of results across all pages.
-#[derive(Debug, Clone)]
-pub struct Listed<T> {
-    pub items: Vec<T>,
-    pub total: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -487,37 +400,5 @@ pub async fn connect(
         Err(StoreError::Database(sqlx::Error::Configuration(
             "database URL must start with sqlite: or postgres://".into(),
         )))
-    }
-}
-
-/// `%`, `_` and `\` escaped for a `LIKE ... ESCAPE '\'` pattern matching anywhere, lowercased
-/// as the database's `LOWER()` does.
-fn like_pattern<DB: dialect::Dialect>(search: &str) -> String {
-    let lowered = DB::lower(search);
-    let mut pattern = String::with_capacity(lowered.len() + 2);
-    pattern.push('%');
-    for c in lowered.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            pattern.push('\\');
-        }
-        pattern.push(c);
-    }
-    pattern.push('%');
-    pattern
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn like_patterns_escape_wildcards() {
-        assert_eq!(like_pattern::<sqlx::Postgres>("Room"), "%room%");
-        assert_eq!(
-            like_pattern::<sqlx::Postgres>("50%_off\\"),
-            "%50\\%\\_off\\\\%"
-        );
-        assert_eq!(like_pattern::<sqlx::Postgres>("École"), "%école%");
-        assert_eq!(like_pattern::<sqlx::Sqlite>("École"), "%École%");
     }
 }

@@ -37,5 +37,4 @@ impl SqlStore<Sqlite> {
 
 super::sql::impl_sql_store!(SqliteStore, sqlx::Sqlite);
 super::comments::impl_comment_store!(SqliteStore, sqlx::Sqlite);
-super::entries::impl_entry_store!(SqliteStore, sqlx::Sqlite);
 super::webhooks::impl_webhook_store!(SqliteStore, sqlx::Sqlite);
