@@ -124,6 +124,8 @@ pub(super) struct Fitted<T> {
     pub rows: Vec<T>,
     /// More rows follow these (the query asked for one more than `items`).
     pub more: bool,
+    /// What the rows kept weigh together.
+    pub bytes: i64,
 }
 
 /// Runs a byte-bounded page query (see `page_bytes`) and keeps the rows that fit `size`.
@@ -150,6 +152,7 @@ where
     let fit =
         page_bytes::keep_within(totals.iter().copied(), size.bytes).min(size.items.max(1) as usize);
     Ok(Fitted {
+        bytes: fit.checked_sub(1).map_or(0, |last| totals[last]),
         more: rows.len() > fit,
         rows: rows[..fit]
             .iter()

@@ -25,5 +25,4 @@ impl SqlStore<Postgres> {
 }
 
 super::sql::impl_sql_store!(PostgresStore, sqlx::Postgres);
-super::comments::impl_comment_store!(PostgresStore, sqlx::Postgres);
 super::webhooks::impl_webhook_store!(PostgresStore, sqlx::Postgres);

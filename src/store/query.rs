@@ -6,7 +6,8 @@
 //! own drop then outlives (`Database::Arguments<'q>` is invariant in `'q`; sqlx#4188). Here
 //! the values are owned and bound when the query is made.
 
-use sqlx::query::Query;
+use sqlx::query::{Query, QueryAs};
+use sqlx::{Database, FromRow};
 
 use super::dialect::{Column, Dialect};
 
@@ -81,6 +82,17 @@ impl Sql {
         self
     }
 
+    /// Appends placeholders separated by commas (for `IN (...)`), bound to `values`.
+    pub fn bind_all<V: Into<Value>>(&mut self, values: impl IntoIterator<Item = V>) -> &mut Self {
+        for (i, value) in values.into_iter().enumerate() {
+            if i > 0 {
+                self.text.push_str(", ");
+            }
+            self.bind(value);
+        }
+        self
+    }
+
     /// The query, its values bound.
     pub fn query<DB>(&self) -> Query<'_, DB, DB::Arguments<'_>>
     where
@@ -97,6 +109,24 @@ impl Sql {
                 Value::Bool(flag) => query.bind(*flag),
             })
     }
+
+    /// The query, its values bound, its rows read as `T`.
+    pub fn query_as<DB, T>(&self) -> QueryAs<'_, DB, T, DB::Arguments<'_>>
+    where
+        DB: Dialect,
+        T: for<'r> FromRow<'r, <DB as Database>::Row>,
+        Option<String>: Column<DB>,
+        Option<i64>: Column<DB>,
+        bool: Column<DB>,
+    {
+        self.values
+            .iter()
+            .fold(sqlx::query_as(&self.text), |query, value| match value {
+                Value::Text(text) => query.bind(text.clone()),
+                Value::Int(number) => query.bind(*number),
+                Value::Bool(flag) => query.bind(*flag),
+            })
+    }
 }
 
 #[cfg(test)]
@@ -107,19 +137,20 @@ mod tests {
     fn placeholders_are_numbered_in_order() {
         let mut sql = Sql::new("SELECT * FROM t WHERE a = ");
         sql.bind("x")
-            .push(" AND b = ")
-            .bind(1_i64)
-            .push(" OR c = ")
-            .bind(None::<i64>);
+            .push(" AND b IN (")
+            .bind_all([1_i64, 2])
+            .push(")");
+        sql.push(" OR c = ").bind(None::<i64>);
         assert_eq!(
             sql.text,
-            "SELECT * FROM t WHERE a = $1 AND b = $2 OR c = $3"
+            "SELECT * FROM t WHERE a = $1 AND b IN ($2, $3) OR c = $4"
         );
         assert_eq!(
             sql.values,
             [
                 Value::Text(Some("x".into())),
                 Value::Int(Some(1)),
+                Value::Int(Some(2)),
                 Value::Int(None)
             ]
         );

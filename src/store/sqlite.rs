@@ -36,5 +36,4 @@ impl SqlStore<Sqlite> {
 }
 
 super::sql::impl_sql_store!(SqliteStore, sqlx::Sqlite);
-super::comments::impl_comment_store!(SqliteStore, sqlx::Sqlite);
 super::webhooks::impl_webhook_store!(SqliteStore, sqlx::Sqlite);
