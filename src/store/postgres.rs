@@ -25,4 +25,3 @@ impl SqlStore<Postgres> {
 }
 
 super::sql::impl_sql_store!(PostgresStore, sqlx::Postgres);
-super::webhooks::impl_webhook_store!(PostgresStore, sqlx::Postgres);

@@ -36,4 +36,3 @@ impl SqlStore<Sqlite> {
 }
 
 super::sql::impl_sql_store!(SqliteStore, sqlx::Sqlite);
-super::webhooks::impl_webhook_store!(SqliteStore, sqlx::Sqlite);
