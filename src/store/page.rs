@@ -118,6 +118,34 @@ pub(super) fn escape_like(text: &str) -> String {
     escaped
 }
 
+/// Appends the conditions of a list filter to a `WHERE` clause already begun; `search`
+/// matches any of `search_columns`.
+pub(super) fn push_filter<DB: Dialect>(
+    sql: &mut Sql,
+    filter: &ListFilter,
+    search_columns: &[&str],
+) {
+    if let Some(search) = filter.search.as_deref().filter(|s| !s.is_empty()) {
+        let pattern = like_pattern::<DB>(search);
+        sql.push(" AND (");
+        for (i, column) in search_columns.iter().enumerate() {
+            if i > 0 {
+                sql.push(" OR ");
+            }
+            sql.push(&format!("LOWER({column}) LIKE "))
+                .bind(pattern.clone())
+                .push(" ESCAPE '\\'");
+        }
+        sql.push(")");
+    }
+    if let Some(from) = filter.created_from {
+        sql.push(" AND created_at >= ").bind(from.as_millis());
+    }
+    if let Some(before) = filter.created_before {
+        sql.push(" AND created_at < ").bind(before.as_millis());
+    }
+}
+
 /// The rows of a byte-bounded page (see `page_bytes`).
 pub(super) struct Fitted<T> {
     /// Those that fit, at most `PageSize::items` of them, and always the first.

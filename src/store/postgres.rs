@@ -23,5 +23,3 @@ impl SqlStore<Postgres> {
         SqlStore::open(pool, sealer).await
     }
 }
-
-super::sql::impl_sql_store!(PostgresStore, sqlx::Postgres);

@@ -34,5 +34,3 @@ impl SqlStore<Sqlite> {
         SqlStore::open(pool, sealer).await
     }
 }
-
-super::sql::impl_sql_store!(SqliteStore, sqlx::Sqlite);

@@ -26,32 +26,6 @@ where
     Option<i64>: Column<DB>,
     bool: Column<DB>,
 {
-    pub(super) async fn room_exists(
-        conn: &mut DB::Connection,
-        scope: RoomScope,
-    ) -> StoreResult<bool> {
-        let found = sqlx::query("SELECT 1 FROM rooms WHERE id = $1 AND account_id = $2")
-            .bind(scope.room_id.to_string())
-            .bind(scope.account_id.to_string())
-            .fetch_optional(conn)
-            .await?;
-        Ok(found.is_some())
-    }
-
-    /// Takes the room's row lock (SQLite: the write lock, at once, as the first statement);
-    /// false if the account has no such room.
-    pub(super) async fn lock_room(
-        conn: &mut DB::Connection,
-        scope: RoomScope,
-    ) -> StoreResult<bool> {
-        let done = sqlx::query("UPDATE rooms SET id = id WHERE id = $1 AND account_id = $2")
-            .bind(scope.room_id.to_string())
-            .bind(scope.account_id.to_string())
-            .execute(conn)
-            .await?;
-        Ok(done.rows_affected() > 0)
-    }
-
     /// Takes the row lock of a thread of the room without changing it; false if the room has
     /// no such thread.
     pub(super) async fn lock_thread(

@@ -170,8 +170,6 @@ pub trait WebhookStore: Send + Sync {
     ) -> StoreResult<bool>;
     /// The earliest time a pending delivery is due, if any.
     async fn next_delivery_due(&self) -> StoreResult<Option<Timestamp>>;
-    /// Forgets dispatched events older than `before`.
-    async fn purge_events(&self, before: Timestamp) -> StoreResult<u64>;
 
     /// Seals again, with the current key, up to `limit` of the secrets `which` names, of the
     /// webhooks whose id sorts after `after`. A secret changed meanwhile (rotated through the

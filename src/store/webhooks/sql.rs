@@ -306,15 +306,6 @@ where
         Ok(due.map(Timestamp::from_millis))
     }
 
-    async fn purge_events(&self, before: Timestamp) -> StoreResult<u64> {
-        let done =
-            sqlx::query("DELETE FROM events WHERE dispatched_at IS NOT NULL AND created_at < $1")
-                .bind(before.as_millis())
-                .execute(&self.pool)
-                .await?;
-        Ok(done.rows_affected())
-    }
-
     async fn reseal_webhook_secrets(
         &self,
         which: Reseal,
