@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
+mod rows;
 mod sql;
 
 use super::{Page, PageSize, RoomScope, StoreError, StoreResult};

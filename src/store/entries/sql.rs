@@ -1,13 +1,13 @@
 //! `EntryStore` on either database, and its rows.
 
 use async_trait::async_trait;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sqlx::{ColumnIndex, Executor};
 
+use super::rows::{parse_value, ChangeRow, EntryRow, RoomVersions, SchemaRow, StoreCount};
 use super::{
-    apply_write, Changes, Entry, EntryAction, EntryChange, EntryLimits, EntryList, EntryPage,
-    EntryStore, EntryWrite, SchemaRecord, SchemaSaved, SchemaWrite, SyncFrom, CHANGE_BYTES,
-    ENTRY_BYTES,
+    apply_write, Changes, Entry, EntryChange, EntryLimits, EntryList, EntryPage, EntryStore,
+    EntryWrite, SchemaRecord, SchemaSaved, SchemaWrite, SyncFrom, CHANGE_BYTES, ENTRY_BYTES,
 };
 use crate::domain::limits::Limit;
 use crate::domain::schema::{check_change, Registration, StoreName, StoreSchema};
@@ -17,115 +17,6 @@ use crate::store::page::{fetch_fitted, page_bytes};
 use crate::store::query::Sql;
 use crate::store::sql::SqlStore;
 use crate::store::{Entity, PageSize, RoomScope, StoreError, StoreResult};
-
-#[derive(sqlx::FromRow)]
-struct SchemaRow {
-    name: String,
-    fields: String,
-    created_at: i64,
-    updated_at: i64,
-}
-
-impl TryFrom<SchemaRow> for SchemaRecord {
-    type Error = StoreError;
-
-    fn try_from(row: SchemaRow) -> StoreResult<Self> {
-        let corrupt =
-            |what: &str| StoreError::Corrupt(format!("store schema {}: {what}", row.name));
-        let name = StoreName::parse("name", &row.name).map_err(|_| corrupt("name"))?;
-        let fields: Value = serde_json::from_str(&row.fields).map_err(|_| corrupt("fields"))?;
-        let schema =
-            StoreSchema::parse("schema", &fields, usize::MAX).map_err(|_| corrupt("fields"))?;
-        Ok(SchemaRecord {
-            name,
-            schema,
-            created_at: Timestamp::from_millis(row.created_at),
-            updated_at: Timestamp::from_millis(row.updated_at),
-        })
-    }
-}
-
-/// A live entry.
-#[derive(sqlx::FromRow)]
-struct EntryRow {
-    entry_key: String,
-    entry_value: String,
-    version: i64,
-    updated_at: i64,
-    updated_by: Option<String>,
-}
-
-impl TryFrom<EntryRow> for Entry {
-    type Error = StoreError;
-
-    fn try_from(row: EntryRow) -> StoreResult<Self> {
-        let updated_by = row
-            .updated_by
-            .map(|by| {
-                by.parse::<UserId>()
-                    .map_err(|_| StoreError::Corrupt(format!("entry author {by}")))
-            })
-            .transpose()?;
-        Ok(Entry {
-            value: parse_value(&row.entry_key, &row.entry_value)?,
-            key: row.entry_key,
-            version: row.version,
-            updated_at: Timestamp::from_millis(row.updated_at),
-            updated_by,
-        })
-    }
-}
-
-/// An entry's last change: a tombstone (no value) if it was deleted.
-#[derive(sqlx::FromRow)]
-struct ChangeRow {
-    store_name: String,
-    entry_key: String,
-    entry_value: Option<String>,
-    version: i64,
-}
-
-impl TryFrom<ChangeRow> for EntryChange {
-    type Error = StoreError;
-
-    fn try_from(row: ChangeRow) -> StoreResult<Self> {
-        let value = row
-            .entry_value
-            .map(|text| parse_value(&row.entry_key, &text))
-            .transpose()?;
-        Ok(EntryChange {
-            store: StoreName::parse("store", &row.store_name)
-                .map_err(|_| StoreError::Corrupt(format!("store name {}", row.store_name)))?,
-            action: if value.is_some() {
-                EntryAction::Set
-            } else {
-                EntryAction::Delete
-            },
-            key: row.entry_key,
-            value,
-            version: row.version,
-        })
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct StoreCount {
-    name: String,
-    n: i64,
-}
-
-#[derive(sqlx::FromRow)]
-struct RoomVersions {
-    store_version: i64,
-    store_purged_version: i64,
-}
-
-fn parse_value(key: &str, text: &str) -> StoreResult<Map<String, Value>> {
-    match serde_json::from_str(text) {
-        Ok(Value::Object(map)) => Ok(map),
-        _ => Err(StoreError::Corrupt(format!("entry {key}: value"))),
-    }
-}
 
 #[async_trait]
 impl<DB> EntryStore for SqlStore<DB>
@@ -259,11 +150,7 @@ where
         .await?;
         let counts = rows
             .into_iter()
-            .map(|row| {
-                let name = StoreName::parse("name", &row.name)
-                    .map_err(|_| StoreError::Corrupt(format!("store name {}", row.name)))?;
-                Ok((name, row.n))
-            })
+            .map(<(StoreName, i64)>::try_from)
             .collect::<StoreResult<_>>()?;
         Ok((counts, versions.store_version))
     }
