@@ -5,6 +5,7 @@
 use sqlx::{ColumnIndex, Connection, Executor, Pool};
 
 use super::dialect::{Column, Dialect};
+use super::sql::SqlStore;
 use super::{StoreError, StoreResult};
 use crate::domain::Timestamp;
 
@@ -73,8 +74,7 @@ pub(super) const POSTGRES: &[Migration] = &[
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS collabkit_migrations (\
     version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)";
 
-/// Applies the steps the database lacks, in order, taking turns with other processes.
-pub(super) async fn migrate<DB>(pool: &Pool<DB>) -> StoreResult<()>
+impl<DB> SqlStore<DB>
 where
     DB: Dialect,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
@@ -86,62 +86,67 @@ where
     Option<i64>: Column<DB>,
     bool: Column<DB>,
 {
-    let mut conn = pool.acquire().await?;
-    if let Some(lock) = DB::MIGRATION_LOCK {
-        sqlx::query(lock.take)
-            .bind(lock.key)
-            .execute(&mut *conn)
-            .await?;
+    /// Applies the steps the database lacks, in order, taking turns with other processes.
+    pub(super) async fn migrate(pool: &Pool<DB>) -> StoreResult<()> {
+        let mut conn = pool.acquire().await?;
+        if let Some(lock) = DB::MIGRATION_LOCK {
+            sqlx::query(lock.take)
+                .bind(lock.key)
+                .execute(&mut *conn)
+                .await?;
+        }
+        let outcome = Self::apply_missing(&mut conn).await;
+        if let Some(lock) = DB::MIGRATION_LOCK {
+            sqlx::query(lock.release)
+                .bind(lock.key)
+                .execute(&mut *conn)
+                .await?;
+        }
+        outcome
     }
-    let outcome = apply_missing::<DB>(&mut conn).await;
-    if let Some(lock) = DB::MIGRATION_LOCK {
-        sqlx::query(lock.release)
-            .bind(lock.key)
-            .execute(&mut *conn)
-            .await?;
-    }
-    outcome
-}
 
-async fn apply_missing<DB>(conn: &mut DB::Connection) -> StoreResult<()>
-where
-    DB: Dialect,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'r> &'r str: ColumnIndex<DB::Row>,
-    usize: ColumnIndex<DB::Row>,
-    String: Column<DB>,
-    Option<String>: Column<DB>,
-    i64: Column<DB>,
-    Option<i64>: Column<DB>,
-    bool: Column<DB>,
-{
-    sqlx::query(CREATE_LEDGER).execute(&mut *conn).await?;
-    for Migration { version, name, sql } in DB::MIGRATIONS {
-        let mut tx = conn.begin_with(DB::BEGIN_MIGRATION).await?;
+    async fn apply_missing(conn: &mut DB::Connection) -> StoreResult<()> {
+        sqlx::query(CREATE_LEDGER).execute(&mut *conn).await?;
+        for step in DB::MIGRATIONS {
+            let mut tx = conn.begin_with(DB::BEGIN_MIGRATION).await?;
+            let applied = Self::apply_step(&mut tx, step).await?;
+            tx.commit().await?;
+            if applied {
+                tracing::info!(
+                    version = step.version,
+                    name = step.name,
+                    "applied migration"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies one step unless the ledger has it, inside the caller's transaction; whether
+    /// it did.
+    async fn apply_step(conn: &mut DB::Connection, step: &Migration) -> StoreResult<bool> {
         let applied: Option<i64> =
             sqlx::query_scalar("SELECT version FROM collabkit_migrations WHERE version = $1")
-                .bind(version)
-                .fetch_optional(&mut *tx)
+                .bind(step.version)
+                .fetch_optional(&mut *conn)
                 .await?;
-        if applied.is_none() {
-            sqlx::raw_sql(sql)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| StoreError::Migration(format!("{name}: {e}")))?;
-            sqlx::query(
-                "INSERT INTO collabkit_migrations (version, name, applied_at) \
-                 VALUES ($1, $2, $3)",
-            )
-            .bind(version)
-            .bind(name.to_string())
-            .bind(Timestamp::now().as_millis())
-            .execute(&mut *tx)
-            .await?;
+        if applied.is_some() {
+            return Ok(false);
         }
-        tx.commit().await?;
-        if applied.is_none() {
-            tracing::info!(version, name, "applied migration");
-        }
+        // Not `raw_sql(..).execute(conn)`: its result type goes through the executor's
+        // `Database`, which leaves the future not provably `Send` in generic code
+        // ("implementation of `Executor` is not general enough" at a `tokio::spawn`).
+        Executor::execute(&mut *conn, sqlx::raw_sql(step.sql))
+            .await
+            .map_err(|e| StoreError::Migration(format!("{}: {e}", step.name)))?;
+        sqlx::query(
+            "INSERT INTO collabkit_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+        )
+        .bind(step.version)
+        .bind(step.name.to_owned())
+        .bind(Timestamp::now().as_millis())
+        .execute(&mut *conn)
+        .await?;
+        Ok(true)
     }
-    Ok(())
 }

@@ -1,5 +1,7 @@
-//! Persistence: the `Store` trait every transport uses, and its SQLite and PostgreSQL
-//! implementations, chosen from the database URL's scheme.
+//! Persistence: the `Store` trait every transport uses (as `Arc<dyn Store>`), one
+//! supertrait per capability, each in its module with its types, its rows and its SQL; and
+//! `SqlStore<DB>`, which implements them all once for SQLite and PostgreSQL (`Dialect` holds
+//! what differs), chosen from the database URL's scheme.
 
 pub mod accounts;
 pub mod comments;

@@ -10,7 +10,7 @@ use sqlx::{ColumnIndex, Database, Executor, Pool};
 
 use super::dialect::{Column, Dialect};
 use super::sealing::Sealer;
-use super::{migrations, Entity, Store, StoreError, StoreResult};
+use super::{Entity, Store, StoreError, StoreResult};
 
 /// The store, on either database.
 pub struct SqlStore<DB: Database> {
@@ -33,7 +33,7 @@ where
 {
     /// A store on `pool`, its schema brought up to date first.
     pub(super) async fn open(pool: Pool<DB>, sealer: Sealer) -> StoreResult<Self> {
-        migrations::migrate(&pool).await?;
+        Self::migrate(&pool).await?;
         Ok(Self { pool, sealer })
     }
 }

@@ -42,7 +42,11 @@ pub struct Fixture {
 
 impl Fixture {
     pub async fn new(backend: Backend) -> Self {
-        let db = TestDatabase::new(backend).await;
+        Self::on(TestDatabase::new(backend).await).await
+    }
+
+    /// A fixture on an existing database.
+    pub async fn on(db: TestDatabase) -> Self {
         let store = open(&db.url).await;
         Self { store, db }
     }
@@ -134,7 +138,8 @@ impl Fixture {
     }
 }
 
-async fn open(url: &str) -> DynStore {
+/// A store on the database at `url` (migrating it first, as every node does at start-up).
+pub async fn open(url: &str) -> DynStore {
     let options = StoreOptions {
         max_connections: 5,
         acquire_timeout: Duration::from_secs(30),

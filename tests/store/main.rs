@@ -16,6 +16,7 @@ mod comments;
 mod entries;
 mod events;
 mod membership;
+mod migrations;
 mod nodes;
 mod rooms;
 mod users;
