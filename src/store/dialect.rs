@@ -12,7 +12,8 @@ use super::migrations::{self, Migration};
 ///
 /// The other bounds generic store code needs cannot live here: Rust implies a trait's bounds
 /// on `Self` and its associated types only (rust-lang/rust#20671), not on `String: Encode<DB>`
-/// and the like. So every generic impl of `store/` states them, the same nine lines:
+/// and the like. So every generic impl of `store/` states them, the same nine lines (a
+/// generic helper, those it needs):
 ///
 /// ```text
 /// DB: Dialect,
