@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use super::{AccountId, ApiKeyId, Timestamp};
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Account {
     pub id: AccountId,
     pub name: String,
@@ -13,7 +13,7 @@ pub struct Account {
 
 /// An API key as the platform keeps it: never the key itself, only a hash and a short prefix
 /// so that people can tell their keys apart.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ApiKey {
     pub id: ApiKeyId,
     pub account_id: AccountId,

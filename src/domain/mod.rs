@@ -1,9 +1,11 @@
-//! Plain types of the platform: identifiers, timestamps, accounts, rooms and users. No I/O.
+//! Plain types of the platform (identifiers, timestamps, accounts, rooms, users) and the
+//! rules about them (limits, schema registration), as pure functions. No I/O.
 
 pub mod account;
 pub mod comment;
 pub mod event;
 pub mod ids;
+pub mod limits;
 pub mod patch;
 pub mod room;
 pub mod schema;

@@ -1,23 +1,34 @@
-//! Persistence: the `Store` trait every transport uses, and its SQLite and PostgreSQL
-//! implementations, chosen from the database URL's scheme.
+//! Persistence: the `Store` trait every transport uses (as `Arc<dyn Store>`), one
+//! supertrait per capability, each in its module with its types, its rows and its SQL; and
+//! `SqlStore<DB>`, which implements them all once for SQLite and PostgreSQL (`Dialect` holds
+//! what differs), chosen from the database URL's scheme.
 
+pub mod accounts;
 pub mod comments;
+pub mod dialect;
 pub mod entries;
+pub mod events;
+pub mod follows;
+pub mod membership;
 mod migrations;
+pub mod nodes;
+mod page;
 pub mod postgres;
+mod query;
+pub mod rooms;
 pub mod sealing;
 mod sql;
 pub mod sqlite;
+pub mod users;
 pub mod webhooks;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::domain::{
-    Account, AccountId, ApiKey, ApiKeyId, ConnectionId, Event, NodeId, Room, RoomId, Timestamp,
-    User, UserId, UserSession,
-};
+use crate::domain::{AccountId, RoomId};
+
+pub use page::{page_bytes, ListFilter, Listed, Page, PageSize};
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -47,6 +58,25 @@ pub enum StoreError {
     Sealing(#[from] sealing::SealError),
 }
 
+impl From<crate::domain::limits::LimitError> for StoreError {
+    fn from(error: crate::domain::limits::LimitError) -> Self {
+        Self::Invalid {
+            field: error.field.to_owned(),
+            message: error.message,
+        }
+    }
+}
+
+impl From<crate::domain::schema::SchemaError> for StoreError {
+    /// A value or a schema the rules refuse.
+    fn from(error: crate::domain::schema::SchemaError) -> Self {
+        Self::Invalid {
+            field: error.field,
+            message: error.message,
+        }
+    }
+}
+
 /// What a `NotFound` or `Conflict` is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Entity {
@@ -63,153 +93,6 @@ pub enum Entity {
     Webhook,
 }
 
-/// Which slice of a list to return.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Page {
-    pub limit: i64,
-    pub offset: i64,
-}
-
-impl Page {
-    /// Items in a page when the client does not say.
-    pub const DEFAULT_LIMIT: i64 = 50;
-    /// The most items a client may ask for in one page.
-    pub const MAX_LIMIT: i64 = 100;
-
-    /// Where the next page starts after this one returned `returned` items: `None` when
-    /// nothing follows. A page may end before `limit` (see `page_bytes`), so the next offset
-    /// counts what came, not what was asked.
-    pub fn next_offset(&self, returned: usize, has_more: bool) -> Option<i64> {
-        has_more.then(|| self.offset.saturating_add(returned as i64))
-    }
-}
-
-/// How much one page may hold: `items` at most, of at most `bytes` (see `page_bytes`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PageSize {
-    pub items: i64,
-    pub bytes: i64,
-}
-
-/// Bounds pages in bytes as well as in rows, so that no answer grows with what clients
-/// stored. The SQL computes, in the page's order, the running total of each row's size
-/// (`page_bytes`) and keeps the rows that start within the budget; `keep_within` then drops
-/// the one row that ends past it. The first row always stays: every item has a size limit
-/// of its own, and a page must make progress.
-pub mod page_bytes {
-    /// The start of a byte-bounded query. The caller adds the ordinary page query (`SELECT
-    /// ... ORDER BY <order> LIMIT ...`, whose columns `size` uses), then `END`, then binds the
-    /// budget, then adds `end_order(order)`. Sizes are summed over the page's own rows only,
-    /// so that an `OFFSET` counts nothing it skipped.
-    pub fn start(size: &str, order: &str) -> String {
-        format!(
-            "SELECT * FROM (SELECT *, \
-               CAST(SUM({size}) OVER (ORDER BY {order} ROWS UNBOUNDED PRECEDING) AS BIGINT) \
-                 AS page_bytes, \
-               CAST({size} AS BIGINT) AS row_bytes FROM ("
-        )
-    }
-
-    /// Keeps the rows that start within the budget (bound right after this).
-    pub const END: &str = ") page_rows) page WHERE page_bytes - row_bytes < ";
-
-    /// The page's order again, for the outer query.
-    pub fn end_order(order: &str) -> String {
-        format!(" ORDER BY {order}")
-    }
-
-    /// How many of the rows, whose running totals are `totals` in order, fit `max_bytes`:
-    /// all whose total stays within it, and at least one.
-    pub fn keep_within(totals: impl IntoIterator<Item = i64>, max_bytes: i64) -> usize {
-        totals
-            .into_iter()
-            .enumerate()
-            .take_while(|(i, total)| *i == 0 || *total <= max_bytes)
-            .count()
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        #[test]
-        fn keeps_what_fits_and_always_the_first() {
-            assert_eq!(keep_within([10, 20, 30], 25), 2);
-            assert_eq!(keep_within([10, 20, 30], 30), 3);
-            assert_eq!(keep_within([100, 120], 25), 1);
-            assert_eq!(keep_within([], 25), 0);
-        }
-    }
-}
-
-/// Filters shared by the lists: a case-insensitive partial match and a creation-time window.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ListFilter {
-    pub search: Option<String>,
-    pub created_from: Option<Timestamp>,
-    pub created_before: Option<Timestamp>,
-}
-
-/// A page of results and the number of results across all pages.
-#[derive(Debug, Clone)]
-pub struct Listed<T> {
-    pub items: Vec<T>,
-    pub total: i64,
-}
-
-#[derive(Debug, Clone)]
-pub struct NewApiKey {
-    pub id: ApiKeyId,
-    pub account_id: AccountId,
-    /// Hex SHA-256 of the key.
-    pub key_hash: String,
-    pub prefix: String,
-    pub created_at: Timestamp,
-}
-
-/// The account a valid, unrevoked key belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KeyOwner {
-    pub key_id: ApiKeyId,
-    pub account_id: AccountId,
-}
-
-#[derive(Debug, Clone)]
-pub struct NewRoom {
-    pub id: RoomId,
-    pub account_id: AccountId,
-    pub name: String,
-    pub custom_id: Option<String>,
-    pub created_at: Timestamp,
-}
-
-/// Fields to change on a room; `None` leaves a field as it is.
-#[derive(Debug, Clone, Default)]
-pub struct RoomChanges {
-    pub name: Option<String>,
-    /// `Some(None)` clears the custom ID.
-    pub custom_id: Option<Option<String>>,
-}
-
-#[derive(Debug, Clone)]
-pub struct NewUser {
-    pub id: UserId,
-    pub account_id: AccountId,
-    pub room_id: RoomId,
-    pub name: String,
-    pub profile_picture: Option<String>,
-    pub custom_id: Option<String>,
-    pub created_at: Timestamp,
-}
-
-/// Fields to change on a user; `None` leaves a field as it is, `Some(None)` clears it.
-#[derive(Debug, Clone, Default)]
-pub struct UserChanges {
-    pub name: Option<String>,
-    pub profile_picture: Option<Option<String>>,
-    pub custom_id: Option<Option<String>>,
-}
-
 /// Where a user is looked up: a user always belongs to one room of one account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RoomScope {
@@ -217,228 +100,40 @@ pub struct RoomScope {
     pub room_id: RoomId,
 }
 
-/// A socket joining a room.
-#[derive(Debug, Clone)]
-pub struct NewConnection {
-    pub id: ConnectionId,
-    pub node_id: NodeId,
-    pub scope: RoomScope,
-    pub user_id: UserId,
-    pub opened_at: Timestamp,
-}
-
-/// A joined socket as the database records it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConnectionRecord {
-    pub id: ConnectionId,
-    pub node_id: NodeId,
-    pub scope: RoomScope,
-    pub user_id: UserId,
-}
-
-/// Where a page of a room's users (oldest first) starts: after this user. It holds the
-/// creation time too, so that it still works once that user is deleted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UserCursor {
-    pub created_at: Timestamp,
-    pub id: UserId,
-}
-
-impl std::fmt::Display for UserCursor {
-    /// `<millis>_<user id>`: what clients hand back, as an opaque string.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}_{}", self.created_at.as_millis(), self.id)
-    }
-}
-
-impl std::str::FromStr for UserCursor {
-    type Err = crate::domain::ids::InvalidId;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let (millis, id) = text.split_once('_').ok_or(crate::domain::ids::InvalidId)?;
-        Ok(Self {
-            created_at: Timestamp::from_millis(
-                millis.parse().map_err(|_| crate::domain::ids::InvalidId)?,
-            ),
-            id: id.parse().map_err(|_| crate::domain::ids::InvalidId)?,
-        })
-    }
-}
-
-/// A page of a room's users.
-#[derive(Debug, Clone)]
-pub struct UserPage {
-    pub users: Vec<User>,
-    /// Where the next page starts; `None` when this is the last.
-    pub next: Option<UserCursor>,
-}
-
-/// What a join changed.
-#[derive(Debug, Clone)]
-pub struct Joined {
-    pub user: User,
-    pub room: Room,
-    /// The user had no joined socket before: they came online.
-    pub came_online: bool,
-    /// The room had nobody online before: its session started.
-    pub session_started: bool,
-    /// `session.started` and `participant.joined`, as recorded.
-    pub events: Vec<Event>,
-}
-
-/// What a leave (or a user's deletion) changed.
-#[derive(Debug, Clone, Default)]
-pub struct Left {
-    /// The user, unless they were deleted.
-    pub user: Option<User>,
-    /// The room, unless it was deleted.
-    pub room: Option<Room>,
-    /// The user's last joined socket is gone: they went offline.
-    pub went_offline: bool,
-    /// The room's last online user is gone: its session closed.
-    pub session_closed: bool,
-    /// When the session closed: the users who were online during it.
-    pub session_users: Vec<User>,
-    /// `participant.left`, `session.closed` (and `user.deleted`), as recorded.
-    pub events: Vec<Event>,
-}
-
-/// A room after a recount of its online users.
-#[derive(Debug, Clone)]
-pub struct Recounted {
-    pub room: Room,
-    /// Users that were marked online without any joined socket, now offline.
-    pub users_set_offline: Vec<User>,
-    /// Their `participant.left` (and `session.closed`), as recorded.
-    pub events: Vec<Event>,
-}
-
+pub use accounts::{AccountStore, KeyOwner, NewApiKey};
 pub use comments::CommentStore;
 pub use entries::EntryStore;
+pub use events::EventStore;
+pub use follows::FollowStore;
+pub use membership::{ConnectionRecord, Joined, Left, MembershipStore, NewConnection, Recounted};
+pub use nodes::NodeStore;
+pub use rooms::{NewRoom, RoomChanges, RoomStore};
+pub use users::{NewUser, UserChanges, UserCursor, UserPage, UserStore};
 pub use webhooks::WebhookStore;
 
+/// Everything the server keeps, one capability per supertrait.
 #[async_trait]
-pub trait Store: EntryStore + CommentStore + WebhookStore + Send + Sync + 'static {
+pub trait Store:
+    AccountStore
+    + RoomStore
+    + UserStore
+    + MembershipStore
+    + FollowStore
+    + NodeStore
+    + EventStore
+    + EntryStore
+    + CommentStore
+    + WebhookStore
+    + Send
+    + Sync
+    + 'static
+{
     /// Whether several server nodes may share this database (PostgreSQL) or only one
     /// (SQLite, a local file).
     fn shared(&self) -> bool;
 
     /// One cheap round trip, for readiness checks.
     async fn ping(&self) -> StoreResult<()>;
-
-    async fn create_account(&self, account: &Account, first_key: &NewApiKey) -> StoreResult<()>;
-    async fn get_account(&self, id: AccountId) -> StoreResult<Option<Account>>;
-
-    /// `Invalid` (field `keys`) when the account already holds `max_keys` unrevoked keys.
-    async fn create_api_key(&self, key: &NewApiKey, max_keys: i64) -> StoreResult<ApiKey>;
-    async fn list_api_keys(&self, account_id: AccountId) -> StoreResult<Vec<ApiKey>>;
-    /// Marks a key revoked; `NotFound` if the account has no such key.
-    async fn revoke_api_key(&self, account_id: AccountId, key_id: ApiKeyId) -> StoreResult<ApiKey>;
-    /// The owner of an unrevoked key with this hash.
-    async fn find_api_key(&self, key_hash: &str) -> StoreResult<Option<KeyOwner>>;
-
-    async fn create_room(&self, room: &NewRoom) -> StoreResult<Room>;
-    async fn list_rooms(
-        &self,
-        account_id: AccountId,
-        filter: &ListFilter,
-        page: Page,
-    ) -> StoreResult<Listed<Room>>;
-    async fn get_room(&self, account_id: AccountId, room_id: RoomId) -> StoreResult<Option<Room>>;
-    async fn get_room_by_custom_id(
-        &self,
-        account_id: AccountId,
-        custom_id: &str,
-    ) -> StoreResult<Option<Room>>;
-    async fn update_room(
-        &self,
-        account_id: AccountId,
-        room_id: RoomId,
-        changes: &RoomChanges,
-    ) -> StoreResult<Room>;
-    /// Deletes a room and everything scoped to it; `NotFound` if there is no such room.
-    async fn delete_room(&self, account_id: AccountId, room_id: RoomId) -> StoreResult<()>;
-    /// Sets the stored online counter, opening or closing the room's session to match.
-    async fn set_active_participants(&self, scope: RoomScope, count: i64) -> StoreResult<Room>;
-    /// Recounts a room's online users from its joined sockets, and sets users marked online
-    /// without any socket offline.
-    async fn recount_room(&self, scope: RoomScope) -> StoreResult<Recounted>;
-    /// Several sockets of a room leave at once (a node shutting down), then the room is
-    /// recounted as by `recount_room`: one transaction instead of one per socket.
-    async fn leave_many(
-        &self,
-        scope: RoomScope,
-        connections: &[ConnectionId],
-        at: Timestamp,
-    ) -> StoreResult<Recounted>;
-
-    /// Creates a user and counts it in the room's `total_users_created`; records
-    /// `user.created`.
-    async fn create_user(&self, user: &NewUser) -> StoreResult<(User, Vec<Event>)>;
-    async fn list_users(
-        &self,
-        scope: RoomScope,
-        filter: &ListFilter,
-        page: Page,
-    ) -> StoreResult<Listed<User>>;
-    async fn get_user(&self, scope: RoomScope, user_id: UserId) -> StoreResult<Option<User>>;
-    async fn get_user_by_custom_id(
-        &self,
-        scope: RoomScope,
-        custom_id: &str,
-    ) -> StoreResult<Option<User>>;
-    /// Records `user.updated`.
-    async fn update_user(
-        &self,
-        scope: RoomScope,
-        user_id: UserId,
-        changes: &UserChanges,
-    ) -> StoreResult<(User, Vec<Event>)>;
-    /// Deletes a user (and their sockets' records); the room's count follows. Records
-    /// `user.deleted` (and `session.closed` if they were the last one online).
-    async fn delete_user(&self, scope: RoomScope, user_id: UserId) -> StoreResult<(User, Left)>;
-    /// A page of a room's users, oldest first, after `after` (see `page_bytes`).
-    async fn list_room_users(
-        &self,
-        scope: RoomScope,
-        after: Option<&UserCursor>,
-        size: PageSize,
-    ) -> StoreResult<UserPage>;
-    /// A page of a user's sessions, newest first, and how many they have.
-    async fn list_sessions(&self, user_id: UserId, page: Page) -> StoreResult<Listed<UserSession>>;
-
-    /// Records that a node is alive (creating its row at start-up).
-    async fn heartbeat_node(&self, node_id: &NodeId, now: Timestamp) -> StoreResult<()>;
-    async fn remove_node(&self, node_id: &NodeId) -> StoreResult<()>;
-    /// Joined sockets of nodes other than `live` whose heartbeat is older than
-    /// `stale_before` or that have no node row at all.
-    async fn orphaned_connections(
-        &self,
-        live: &NodeId,
-        stale_before: Timestamp,
-    ) -> StoreResult<Vec<ConnectionRecord>>;
-    /// Joined sockets recorded for one node.
-    async fn node_connections(&self, node_id: &NodeId) -> StoreResult<Vec<ConnectionRecord>>;
-    /// Forgets nodes whose heartbeat is older than `stale_before` and that hold no sockets.
-    async fn remove_stale_nodes(&self, stale_before: Timestamp) -> StoreResult<()>;
-
-    /// A socket joins a room: the user comes online if it is their first.
-    async fn join_room(&self, connection: &NewConnection) -> StoreResult<Joined>;
-    /// A socket leaves: the user goes offline if it was their last. Leaving twice, or after
-    /// the user or room is gone, changes nothing.
-    async fn leave_room(&self, connection: &ConnectionRecord, at: Timestamp) -> StoreResult<Left>;
-
-    /// `(follower, followee)` pairs of a room.
-    async fn list_follows(&self, scope: RoomScope) -> StoreResult<Vec<(UserId, UserId)>>;
-    /// Makes `follower` follow (or stop following) `followee`; idempotent. `NotFound(User)`
-    /// when either is not a user of the room.
-    async fn set_follow(
-        &self,
-        scope: RoomScope,
-        follower: UserId,
-        followee: UserId,
-        follow: bool,
-    ) -> StoreResult<()>;
 }
 
 pub type DynStore = Arc<dyn Store>;
@@ -469,42 +164,5 @@ pub async fn connect(
         Err(StoreError::Database(sqlx::Error::Configuration(
             "database URL must start with sqlite: or postgres://".into(),
         )))
-    }
-}
-
-/// `%`, `_` and `\` escaped for a `LIKE ... ESCAPE '\'` pattern matching anywhere, lowercased
-/// as the database's `LOWER()` does: fully on PostgreSQL, ASCII only on SQLite (whose `LOWER`
-/// leaves other letters alone, so lowering them here would never match).
-fn like_pattern<DB: sqlx::Database>(search: &str) -> String {
-    let lowered = if DB::NAME == "SQLite" {
-        search.to_ascii_lowercase()
-    } else {
-        search.to_lowercase()
-    };
-    let mut pattern = String::with_capacity(lowered.len() + 2);
-    pattern.push('%');
-    for c in lowered.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            pattern.push('\\');
-        }
-        pattern.push(c);
-    }
-    pattern.push('%');
-    pattern
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn like_patterns_escape_wildcards() {
-        assert_eq!(like_pattern::<sqlx::Postgres>("Room"), "%room%");
-        assert_eq!(
-            like_pattern::<sqlx::Postgres>("50%_off\\"),
-            "%50\\%\\_off\\\\%"
-        );
-        assert_eq!(like_pattern::<sqlx::Postgres>("École"), "%école%");
-        assert_eq!(like_pattern::<sqlx::Sqlite>("École"), "%École%");
     }
 }

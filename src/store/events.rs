@@ -1,0 +1,76 @@
+//! Events: recorded in the transaction of the change they describe (`record_events`), turned
+//! into webhook deliveries by the outbox, forgotten once dispatched and old (`EventStore`).
+
+use async_trait::async_trait;
+use sqlx::{ColumnIndex, Executor};
+
+use super::dialect::{Column, Dialect, RowsAffected};
+use super::sql::SqlStore;
+use super::{StoreError, StoreResult};
+use crate::domain::{Event, Timestamp};
+
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Forgets dispatched events older than `before`; returns how many.
+    async fn purge_events(&self, before: Timestamp) -> StoreResult<u64>;
+}
+
+#[async_trait]
+impl<DB> EventStore for SqlStore<DB>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'r> &'r str: ColumnIndex<DB::Row>,
+    usize: ColumnIndex<DB::Row>,
+    String: Column<DB>,
+    Option<String>: Column<DB>,
+    i64: Column<DB>,
+    Option<i64>: Column<DB>,
+    bool: Column<DB>,
+{
+    async fn purge_events(&self, before: Timestamp) -> StoreResult<u64> {
+        let done =
+            sqlx::query("DELETE FROM events WHERE dispatched_at IS NOT NULL AND created_at < $1")
+                .bind(before.as_millis())
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+impl<DB> SqlStore<DB>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'r> &'r str: ColumnIndex<DB::Row>,
+    usize: ColumnIndex<DB::Row>,
+    String: Column<DB>,
+    Option<String>: Column<DB>,
+    i64: Column<DB>,
+    Option<i64>: Column<DB>,
+    bool: Column<DB>,
+{
+    /// Records events in the transaction of the change they describe.
+    pub(super) async fn record_events(
+        conn: &mut DB::Connection,
+        events: &[Event],
+    ) -> StoreResult<()> {
+        for event in events {
+            let payload = serde_json::to_string(&event.payload())
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            sqlx::query(
+                "INSERT INTO events (id, account_id, room_id, kind, payload, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&event.id)
+            .bind(event.account_id.to_string())
+            .bind(event.room.id.to_string())
+            .bind(event.kind.name().to_owned())
+            .bind(payload)
+            .bind(event.timestamp.as_millis())
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,337 @@
+//! `MembershipStore` on either database, and the recount that joins, leaves and a user's
+//! deletion share.
+
+use async_trait::async_trait;
+use sqlx::{ColumnIndex, Executor};
+
+use super::{ConnectionRecord, Joined, Left, MembershipStore, NewConnection, Recount, Recounted};
+use crate::domain::{ConnectionId, Event, EventKind, Room, SessionId, Timestamp, User, UserId};
+use crate::store::dialect::{Column, Dialect, RowsAffected};
+use crate::store::query::Sql;
+use crate::store::rooms::{RoomRow, ROOM_COLUMNS};
+use crate::store::sql::SqlStore;
+use crate::store::users::{users, UserRow, USER_COLUMNS};
+use crate::store::{Entity, RoomScope, StoreError, StoreResult};
+
+#[async_trait]
+impl<DB> MembershipStore for SqlStore<DB>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'r> &'r str: ColumnIndex<DB::Row>,
+    usize: ColumnIndex<DB::Row>,
+    String: Column<DB>,
+    Option<String>: Column<DB>,
+    i64: Column<DB>,
+    Option<i64>: Column<DB>,
+    bool: Column<DB>,
+{
+    async fn join_room(&self, connection: &NewConnection) -> StoreResult<Joined> {
+        let scope = connection.scope;
+        let now = connection.opened_at;
+        let mut tx = self.pool.begin().await?;
+        if !Self::lock_room(&mut tx, scope).await? {
+            return Err(StoreError::NotFound(Entity::Room));
+        }
+        if !Self::lock_user(&mut tx, scope, connection.user_id).await? {
+            return Err(StoreError::NotFound(Entity::User));
+        }
+        let others = Self::count_user_connections(&mut tx, connection.user_id).await?;
+        sqlx::query(
+            "INSERT INTO connections (id, node_id, room_id, user_id, opened_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(connection.id.to_string())
+        .bind(connection.node_id.as_str().to_owned())
+        .bind(scope.room_id.to_string())
+        .bind(connection.user_id.to_string())
+        .bind(now.as_millis())
+        .execute(&mut *tx)
+        .await?;
+        let came_online = others == 0;
+        if came_online {
+            sqlx::query("UPDATE users SET status = 'online', joined_at = $1 WHERE id = $2")
+                .bind(now.as_millis())
+                .bind(connection.user_id.to_string())
+                .execute(&mut *tx)
+                .await?;
+            // A session left open by a crash ends where the new one starts.
+            Self::close_sessions(&mut tx, connection.user_id, now).await?;
+            sqlx::query(
+                "INSERT INTO user_sessions (id, user_id, room_id, joined_at) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(SessionId::new().to_string())
+            .bind(connection.user_id.to_string())
+            .bind(scope.room_id.to_string())
+            .bind(now.as_millis())
+            .execute(&mut *tx)
+            .await?;
+        }
+        let recount = Self::recount(&mut tx, scope, now).await?;
+        let user = Self::fetch_user(&mut tx, scope, connection.user_id)
+            .await?
+            .ok_or(StoreError::NotFound(Entity::User))?;
+        let mut events = Vec::new();
+        if recount.started {
+            events.push(Event::new(
+                EventKind::SessionStarted,
+                &recount.room,
+                None,
+                Vec::new(),
+                now,
+            ));
+        }
+        if came_online {
+            events.push(Event::new(
+                EventKind::ParticipantJoined,
+                &recount.room,
+                Some(&user),
+                Vec::new(),
+                now,
+            ));
+        }
+        Self::record_events(&mut tx, &events).await?;
+        tx.commit().await?;
+        Ok(Joined {
+            user,
+            room: recount.room,
+            came_online,
+            session_started: recount.started,
+            events,
+        })
+    }
+
+    async fn leave_room(&self, connection: &ConnectionRecord, at: Timestamp) -> StoreResult<Left> {
+        let scope = connection.scope;
+        let mut tx = self.pool.begin().await?;
+        if !Self::lock_room(&mut tx, scope).await? {
+            return Ok(Left::default());
+        }
+        let user_exists = Self::lock_user(&mut tx, scope, connection.user_id).await?;
+        let removed = sqlx::query("DELETE FROM connections WHERE id = $1")
+            .bind(connection.id.to_string())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let mut went_offline = false;
+        if removed > 0
+            && user_exists
+            && Self::count_user_connections(&mut tx, connection.user_id).await? == 0
+        {
+            sqlx::query("UPDATE users SET status = 'offline', left_at = $1 WHERE id = $2")
+                .bind(at.as_millis())
+                .bind(connection.user_id.to_string())
+                .execute(&mut *tx)
+                .await?;
+            Self::close_sessions(&mut tx, connection.user_id, at).await?;
+            went_offline = true;
+        }
+        let recount = Self::recount(&mut tx, scope, at).await?;
+        let user = Self::fetch_user(&mut tx, scope, connection.user_id).await?;
+        let mut events = Vec::new();
+        if let (true, Some(user)) = (went_offline, &user) {
+            events.push(Event::new(
+                EventKind::ParticipantLeft,
+                &recount.room,
+                Some(user),
+                Vec::new(),
+                at,
+            ));
+        }
+        events.extend(recount.closed_event(at));
+        Self::record_events(&mut tx, &events).await?;
+        tx.commit().await?;
+        Ok(Left {
+            user,
+            room: Some(recount.room),
+            went_offline,
+            session_closed: recount.closed,
+            session_users: recount.session_users,
+            events,
+        })
+    }
+
+    async fn leave_many(
+        &self,
+        scope: RoomScope,
+        connections: &[ConnectionId],
+        at: Timestamp,
+    ) -> StoreResult<Recounted> {
+        let mut tx = self.pool.begin().await?;
+        if !Self::lock_room(&mut tx, scope).await? {
+            return Err(StoreError::NotFound(Entity::Room));
+        }
+        if !connections.is_empty() {
+            let mut delete = Sql::new("DELETE FROM connections WHERE room_id = ");
+            delete
+                .bind(scope.room_id.to_string())
+                .push(" AND id IN (")
+                .bind_all(connections.iter().map(|id| id.to_string()))
+                .push(")");
+            delete.query::<DB>().execute(&mut *tx).await?;
+        }
+        let sql = format!(
+            "UPDATE users SET status = 'offline', left_at = $1 \
+             WHERE room_id = $2 AND status = 'online' \
+               AND NOT EXISTS (SELECT 1 FROM connections c WHERE c.user_id = users.id) \
+             RETURNING {USER_COLUMNS}"
+        );
+        let offline: Vec<UserRow> = sqlx::query_as(&sql)
+            .bind(at.as_millis())
+            .bind(scope.room_id.to_string())
+            .fetch_all(&mut *tx)
+            .await?;
+        let users_set_offline = users(offline)?;
+        sqlx::query(
+            "UPDATE user_sessions SET left_at = $1 \
+             WHERE room_id = $2 AND left_at IS NULL \
+               AND NOT EXISTS (SELECT 1 FROM connections c \
+                               WHERE c.user_id = user_sessions.user_id)",
+        )
+        .bind(at.as_millis())
+        .bind(scope.room_id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        let recount = Self::recount(&mut tx, scope, at).await?;
+        let mut events: Vec<Event> = users_set_offline
+            .iter()
+            .map(|user| {
+                Event::new(
+                    EventKind::ParticipantLeft,
+                    &recount.room,
+                    Some(user),
+                    Vec::new(),
+                    at,
+                )
+            })
+            .collect();
+        events.extend(recount.closed_event(at));
+        Self::record_events(&mut tx, &events).await?;
+        tx.commit().await?;
+        Ok(Recounted {
+            room: recount.room,
+            users_set_offline,
+            events,
+        })
+    }
+
+    async fn recount_room(&self, scope: RoomScope) -> StoreResult<Recounted> {
+        self.leave_many(scope, &[], Timestamp::now()).await
+    }
+
+    async fn set_active_participants(&self, scope: RoomScope, count: i64) -> StoreResult<Room> {
+        let mut tx = self.pool.begin().await?;
+        if !Self::lock_room(&mut tx, scope).await? {
+            return Err(StoreError::NotFound(Entity::Room));
+        }
+        let room = Self::set_room_count(&mut tx, scope, count, Timestamp::now()).await?;
+        tx.commit().await?;
+        Ok(room)
+    }
+}
+
+impl<DB> SqlStore<DB>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'r> &'r str: ColumnIndex<DB::Row>,
+    usize: ColumnIndex<DB::Row>,
+    String: Column<DB>,
+    Option<String>: Column<DB>,
+    i64: Column<DB>,
+    Option<i64>: Column<DB>,
+    bool: Column<DB>,
+{
+    async fn count_user_connections(
+        conn: &mut DB::Connection,
+        user_id: UserId,
+    ) -> StoreResult<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM connections WHERE user_id = $1")
+                .bind(user_id.to_string())
+                .fetch_one(conn)
+                .await?,
+        )
+    }
+
+    async fn close_sessions(
+        conn: &mut DB::Connection,
+        user_id: UserId,
+        at: Timestamp,
+    ) -> StoreResult<()> {
+        sqlx::query("UPDATE user_sessions SET left_at = $1 WHERE user_id = $2 AND left_at IS NULL")
+            .bind(at.as_millis())
+            .bind(user_id.to_string())
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Stores `count` as the room's online users, opening or closing its session.
+    async fn set_room_count(
+        conn: &mut DB::Connection,
+        scope: RoomScope,
+        count: i64,
+        now: Timestamp,
+    ) -> StoreResult<Room> {
+        let sql = format!(
+            "UPDATE rooms SET active_participants = $1, \
+               closed_sessions_ms = closed_sessions_ms + CASE \
+                 WHEN $1 = 0 AND session_started_at IS NOT NULL \
+                 THEN $2 - session_started_at ELSE 0 END, \
+               session_started_at = CASE WHEN $1 = 0 THEN NULL \
+                 ELSE COALESCE(session_started_at, $2) END \
+             WHERE id = $3 AND account_id = $4 RETURNING {ROOM_COLUMNS}"
+        );
+        let row: RoomRow = sqlx::query_as(&sql)
+            .bind(count)
+            .bind(now.as_millis())
+            .bind(scope.room_id.to_string())
+            .bind(scope.account_id.to_string())
+            .fetch_optional(conn)
+            .await?
+            .ok_or(StoreError::NotFound(Entity::Room))?;
+        row.try_into()
+    }
+
+    /// Recounts a (locked) room's online users from its joined sockets.
+    pub(in crate::store) async fn recount(
+        conn: &mut DB::Connection,
+        scope: RoomScope,
+        now: Timestamp,
+    ) -> StoreResult<Recount> {
+        let (before, online): (Option<i64>, i64) = sqlx::query_as(
+            "SELECT session_started_at, \
+               (SELECT COUNT(DISTINCT user_id) FROM connections WHERE room_id = $1) \
+             FROM rooms WHERE id = $1",
+        )
+        .bind(scope.room_id.to_string())
+        .fetch_one(&mut *conn)
+        .await?;
+        let room = Self::set_room_count(&mut *conn, scope, online, now).await?;
+        let closed = before.is_some() && room.session_started_at.is_none();
+        let session_users: Vec<User> = match before {
+            Some(started) if closed => {
+                let sql = format!(
+                    "SELECT {USER_COLUMNS} FROM users WHERE room_id = $1 AND id IN \
+                       (SELECT user_id FROM user_sessions WHERE room_id = $1 AND left_at >= $2) \
+                     ORDER BY created_at, id"
+                );
+                let rows: Vec<UserRow> = sqlx::query_as(&sql)
+                    .bind(scope.room_id.to_string())
+                    .bind(started)
+                    .fetch_all(&mut *conn)
+                    .await?;
+                users(rows)?
+            }
+            _ => Vec::new(),
+        };
+        Ok(Recount {
+            started: before.is_none() && room.session_started_at.is_some(),
+            closed,
+            room,
+            session_users,
+        })
+    }
+}

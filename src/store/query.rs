@@ -1,0 +1,158 @@
+//! SQL assembled at run time (optional conditions, `IN` lists, the fields an update names)
+//! with its values, run on either backend.
+//!
+//! Not sqlx's `QueryBuilder`: in code generic over the database it cannot run what it builds.
+//! Its query borrows the builder for the lifetime of the bound values, which the builder's
+//! own drop then outlives (`Database::Arguments<'q>` is invariant in `'q`; sqlx#4188). Here
+//! the values are owned and bound when the query is made.
+
+use sqlx::query::{Query, QueryAs};
+use sqlx::{Database, FromRow};
+
+use super::dialect::{Column, Dialect};
+
+/// A value to bind: the column types the store uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Value {
+    Text(Option<String>),
+    Int(Option<i64>),
+    Bool(bool),
+}
+
+impl From<String> for Value {
+    fn from(text: String) -> Self {
+        Self::Text(Some(text))
+    }
+}
+
+impl From<&str> for Value {
+    fn from(text: &str) -> Self {
+        Self::Text(Some(text.to_owned()))
+    }
+}
+
+impl From<Option<String>> for Value {
+    fn from(text: Option<String>) -> Self {
+        Self::Text(text)
+    }
+}
+
+impl From<i64> for Value {
+    fn from(number: i64) -> Self {
+        Self::Int(Some(number))
+    }
+}
+
+impl From<Option<i64>> for Value {
+    fn from(number: Option<i64>) -> Self {
+        Self::Int(number)
+    }
+}
+
+impl From<bool> for Value {
+    fn from(flag: bool) -> Self {
+        Self::Bool(flag)
+    }
+}
+
+/// SQL text and the values of its `$1`, `$2`, ... in order.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Sql {
+    text: String,
+    values: Vec<Value>,
+}
+
+impl Sql {
+    pub fn new(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            values: Vec::new(),
+        }
+    }
+
+    pub fn push(&mut self, text: &str) -> &mut Self {
+        self.text.push_str(text);
+        self
+    }
+
+    /// Appends the next placeholder, bound to `value`.
+    pub fn bind(&mut self, value: impl Into<Value>) -> &mut Self {
+        self.values.push(value.into());
+        self.text.push_str(&format!("${}", self.values.len()));
+        self
+    }
+
+    /// Appends placeholders separated by commas (for `IN (...)`), bound to `values`.
+    pub fn bind_all<V: Into<Value>>(&mut self, values: impl IntoIterator<Item = V>) -> &mut Self {
+        for (i, value) in values.into_iter().enumerate() {
+            if i > 0 {
+                self.text.push_str(", ");
+            }
+            self.bind(value);
+        }
+        self
+    }
+
+    /// The query, its values bound.
+    pub fn query<DB>(&self) -> Query<'_, DB, DB::Arguments<'_>>
+    where
+        DB: Dialect,
+        Option<String>: Column<DB>,
+        Option<i64>: Column<DB>,
+        bool: Column<DB>,
+    {
+        self.values
+            .iter()
+            .fold(sqlx::query(&self.text), |query, value| match value {
+                Value::Text(text) => query.bind(text.clone()),
+                Value::Int(number) => query.bind(*number),
+                Value::Bool(flag) => query.bind(*flag),
+            })
+    }
+
+    /// The query, its values bound, its rows read as `T`.
+    pub fn query_as<DB, T>(&self) -> QueryAs<'_, DB, T, DB::Arguments<'_>>
+    where
+        DB: Dialect,
+        T: for<'r> FromRow<'r, <DB as Database>::Row>,
+        Option<String>: Column<DB>,
+        Option<i64>: Column<DB>,
+        bool: Column<DB>,
+    {
+        self.values
+            .iter()
+            .fold(sqlx::query_as(&self.text), |query, value| match value {
+                Value::Text(text) => query.bind(text.clone()),
+                Value::Int(number) => query.bind(*number),
+                Value::Bool(flag) => query.bind(*flag),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_in_order() {
+        let mut sql = Sql::new("SELECT * FROM t WHERE a = ");
+        sql.bind("x")
+            .push(" AND b IN (")
+            .bind_all([1_i64, 2])
+            .push(")");
+        sql.push(" OR c = ").bind(None::<i64>);
+        assert_eq!(
+            sql.text,
+            "SELECT * FROM t WHERE a = $1 AND b IN ($2, $3) OR c = $4"
+        );
+        assert_eq!(
+            sql.values,
+            [
+                Value::Text(Some("x".into())),
+                Value::Int(Some(1)),
+                Value::Int(Some(2)),
+                Value::Int(None)
+            ]
+        );
+    }
+}
