@@ -10,7 +10,8 @@ pub mod cli;
 pub mod config;
 /// The data directory: private permissions, generated key files.
 pub mod data_dir;
-/// Plain types: ids, timestamps, accounts, rooms, users.
+/// Plain types (ids, timestamps, accounts, rooms, users, comments, schemas) and the pure
+/// rules they obey (limits, schema registration).
 pub mod domain;
 /// `ApiError` and its mapping to the documented envelope.
 pub mod error;
