@@ -132,7 +132,7 @@ where
         let row: Option<AccountRow> =
             sqlx::query_as("SELECT id, name, created_at FROM accounts WHERE id = $1")
                 .bind(id.to_string())
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.reads)
                 .await?;
         row.map(Account::try_from).transpose()
     }
@@ -169,7 +169,7 @@ where
         );
         let rows: Vec<ApiKeyRow> = sqlx::query_as(&sql)
             .bind(account_id.to_string())
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reads)
             .await?;
         rows.into_iter().map(ApiKey::try_from).collect()
     }
@@ -194,7 +194,7 @@ where
             "SELECT id, account_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
         )
         .bind(key_hash.to_owned())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reads)
         .await?;
         row.map(KeyOwner::try_from).transpose()
     }

@@ -45,7 +45,7 @@ where
         )
         .bind(scope.room_id.to_string())
         .bind(scope.account_id.to_string())
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         pairs
             .into_iter()

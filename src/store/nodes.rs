@@ -102,7 +102,7 @@ where
         let rows: Vec<ConnectionRow> = sqlx::query_as(&sql)
             .bind(live.as_str().to_owned())
             .bind(stale_before.as_millis())
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reads)
             .await?;
         rows.into_iter().map(ConnectionRecord::try_from).collect()
     }
@@ -114,7 +114,7 @@ where
         );
         let rows: Vec<ConnectionRow> = sqlx::query_as(&sql)
             .bind(node_id.as_str().to_owned())
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reads)
             .await?;
         rows.into_iter().map(ConnectionRecord::try_from).collect()
     }

@@ -20,6 +20,6 @@ impl SqlStore<Postgres> {
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
             .await?;
-        SqlStore::open(pool, sealer).await
+        SqlStore::open(pool.clone(), pool, sealer).await
     }
 }

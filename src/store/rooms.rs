@@ -131,7 +131,7 @@ where
         let mut count = Sql::new("SELECT COUNT(*) FROM rooms WHERE account_id = ");
         count.bind(account_id.to_string());
         push_filter::<DB>(&mut count, filter, SEARCH);
-        let (total,): (i64,) = count.query_as::<DB, _>().fetch_one(&self.pool).await?;
+        let (total,): (i64,) = count.query_as::<DB, _>().fetch_one(&self.reads).await?;
 
         let mut list = Sql::new(format!(
             "SELECT {ROOM_COLUMNS} FROM rooms WHERE account_id = "
@@ -142,7 +142,7 @@ where
             .bind(page.limit)
             .push(" OFFSET ")
             .bind(page.offset);
-        let rows: Vec<RoomRow> = list.query_as::<DB, _>().fetch_all(&self.pool).await?;
+        let rows: Vec<RoomRow> = list.query_as::<DB, _>().fetch_all(&self.reads).await?;
         let items = rows
             .into_iter()
             .map(Room::try_from)
@@ -155,7 +155,7 @@ where
         let row: Option<RoomRow> = sqlx::query_as(&sql)
             .bind(room_id.to_string())
             .bind(account_id.to_string())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reads)
             .await?;
         row.map(Room::try_from).transpose()
     }
@@ -170,7 +170,7 @@ where
         let row: Option<RoomRow> = sqlx::query_as(&sql)
             .bind(custom_id.to_owned())
             .bind(account_id.to_string())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reads)
             .await?;
         row.map(Room::try_from).transpose()
     }

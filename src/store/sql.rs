@@ -14,7 +14,13 @@ use super::{Entity, Store, StoreError, StoreResult};
 
 /// The store, on either database.
 pub struct SqlStore<DB: Database> {
+    /// Where writes (and anything that must see them at once, in one transaction) go.
     pub(super) pool: Pool<DB>,
+    /// Where plain reads go. On PostgreSQL the same pool. On SQLite, whose one writer at a
+    /// time would otherwise leave every other connection sleeping in its busy handler, `pool`
+    /// holds a single connection (writers queue for it, without sleeping) and readers have
+    /// their own, which WAL mode never blocks.
+    pub(super) reads: Pool<DB>,
     /// Seals the secrets this store keeps, and opens them.
     pub(super) sealer: Sealer,
 }
@@ -31,10 +37,15 @@ where
     Option<i64>: Column<DB>,
     bool: Column<DB>,
 {
-    /// A store on `pool`, its schema brought up to date first.
-    pub(super) async fn open(pool: Pool<DB>, sealer: Sealer) -> StoreResult<Self> {
+    /// A store writing through `pool` and reading through `reads`, its schema brought up to
+    /// date first.
+    pub(super) async fn open(pool: Pool<DB>, reads: Pool<DB>, sealer: Sealer) -> StoreResult<Self> {
         Self::migrate(&pool).await?;
-        Ok(Self { pool, sealer })
+        Ok(Self {
+            pool,
+            reads,
+            sealer,
+        })
     }
 }
 

@@ -26,11 +26,18 @@ impl SqlStore<Sqlite> {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
+        // One writer: SQLite has one write lock, and a writer waiting in the pool's queue
+        // costs nothing, where one waiting on the lock sleeps in SQLite's busy handler.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect.clone())
+            .await?;
+        let readers = SqlitePoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
             .await?;
-        SqlStore::open(pool, sealer).await
+        SqlStore::open(writer, readers, sealer).await
     }
 }

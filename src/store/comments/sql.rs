@@ -364,7 +364,7 @@ where
             Some(false) => " AND resolved_at IS NULL",
         };
         // A thread and its comments are read by several queries, which must agree.
-        let mut tx = self.pool.begin_with(DB::BEGIN_SNAPSHOT).await?;
+        let mut tx = self.reads.begin_with(DB::BEGIN_SNAPSHOT).await?;
         if !Self::room_exists(&mut tx, scope).await? {
             return Err(StoreError::NotFound(Entity::Room));
         }
@@ -394,7 +394,7 @@ where
         thread_id: &ThreadId,
         size: PageSize,
     ) -> StoreResult<Thread> {
-        let mut tx = self.pool.begin_with(DB::BEGIN_SNAPSHOT).await?;
+        let mut tx = self.reads.begin_with(DB::BEGIN_SNAPSHOT).await?;
         let thread = Self::load_thread(&mut tx, scope, thread_id.as_str(), size).await?;
         let found = match thread {
             Some(thread) => Ok(thread),
@@ -414,7 +414,7 @@ where
         after: i64,
         size: PageSize,
     ) -> StoreResult<CommentPage> {
-        let mut tx = self.pool.begin_with(DB::BEGIN_SNAPSHOT).await?;
+        let mut tx = self.reads.begin_with(DB::BEGIN_SNAPSHOT).await?;
         let exists = sqlx::query(
             "SELECT 1 FROM comment_threads WHERE id = $1 AND room_id = $2 \
                AND room_id IN (SELECT id FROM rooms WHERE id = $2 AND account_id = $3)",

@@ -37,7 +37,7 @@ where
              WHERE account_id = $1 ORDER BY name",
         )
         .bind(account_id.to_string())
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         rows.into_iter().map(SchemaRecord::try_from).collect()
     }
@@ -47,7 +47,7 @@ where
         account_id: AccountId,
         name: &StoreName,
     ) -> StoreResult<Option<SchemaRecord>> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.reads.acquire().await?;
         Self::load_schema(&mut conn, account_id, name, None).await
     }
 
@@ -136,7 +136,7 @@ where
     }
 
     async fn count_entries(&self, scope: RoomScope) -> StoreResult<(Vec<(StoreName, i64)>, i64)> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.reads.acquire().await?;
         let versions = Self::room_versions(&mut conn, scope).await?;
         let rows: Vec<StoreCount> = sqlx::query_as(
             "SELECT s.name, (SELECT COUNT(*) FROM store_entries e \
@@ -171,7 +171,7 @@ where
         .bind(scope.account_id.to_string())
         .bind(store.to_string())
         .bind(key.to_owned())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reads)
         .await?;
         row.map(Entry::try_from).transpose()
     }
@@ -183,7 +183,7 @@ where
         page: EntryPage,
         max_bytes: i64,
     ) -> StoreResult<EntryList> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.reads.acquire().await?;
         let version = Self::room_versions(&mut conn, scope).await?.store_version;
         let total: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM store_entries \
@@ -342,7 +342,7 @@ where
     ) -> StoreResult<Changes> {
         // The versions and the rows from one snapshot: a purge between the two reads could
         // otherwise take tombstones the client still needs.
-        let mut tx = self.pool.begin_with(DB::BEGIN_SNAPSHOT).await?;
+        let mut tx = self.reads.begin_with(DB::BEGIN_SNAPSHOT).await?;
         let versions = Self::room_versions(&mut tx, scope).await?;
         let (version, purged) = (versions.store_version, versions.store_purged_version);
         // Behind what was forgotten (or new): the whole contents, live entries only.

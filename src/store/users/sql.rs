@@ -88,7 +88,7 @@ where
             .push(" AND account_id = ")
             .bind(scope.account_id.to_string());
         push_filter::<DB>(&mut count, filter, SEARCH);
-        let (total,): (i64,) = count.query_as::<DB, _>().fetch_one(&self.pool).await?;
+        let (total,): (i64,) = count.query_as::<DB, _>().fetch_one(&self.reads).await?;
 
         let mut list = Sql::new(format!("SELECT {USER_COLUMNS} FROM users WHERE room_id = "));
         list.bind(scope.room_id.to_string())
@@ -99,7 +99,7 @@ where
             .bind(page.limit)
             .push(" OFFSET ")
             .bind(page.offset);
-        let rows: Vec<UserRow> = list.query_as::<DB, _>().fetch_all(&self.pool).await?;
+        let rows: Vec<UserRow> = list.query_as::<DB, _>().fetch_all(&self.reads).await?;
         Ok(Listed {
             items: users(rows)?,
             total,
@@ -114,7 +114,7 @@ where
             .bind(user_id.to_string())
             .bind(scope.room_id.to_string())
             .bind(scope.account_id.to_string())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reads)
             .await?;
         row.map(User::try_from).transpose()
     }
@@ -132,7 +132,7 @@ where
             .bind(custom_id.to_owned())
             .bind(scope.room_id.to_string())
             .bind(scope.account_id.to_string())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reads)
             .await?;
         row.map(User::try_from).transpose()
     }
@@ -271,7 +271,7 @@ where
             .push(page_bytes::END)
             .bind(size.bytes)
             .push(&page_bytes::end_order(ORDER));
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.reads.acquire().await?;
         let page = fetch_fitted::<DB, UserRow>(&mut conn, &sql, size).await?;
         let users = users(page.rows)?;
         let next = users.last().filter(|_| page.more).map(|user| UserCursor {
@@ -285,7 +285,7 @@ where
         let total: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM user_sessions WHERE user_id = $1")
                 .bind(user_id.to_string())
-                .fetch_one(&self.pool)
+                .fetch_one(&self.reads)
                 .await?;
         let rows: Vec<SessionRow> = sqlx::query_as(
             "SELECT id, user_id, room_id, joined_at, left_at FROM user_sessions \
@@ -294,7 +294,7 @@ where
         .bind(user_id.to_string())
         .bind(page.limit)
         .bind(page.offset)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         let items = rows
             .into_iter()

@@ -88,7 +88,7 @@ where
         )
         .bind(account_id.to_string())
         .bind(&pattern)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.reads)
         .await?;
         let sql = format!(
             "SELECT {WEBHOOK_COLUMNS} FROM webhooks \
@@ -100,7 +100,7 @@ where
             .bind(&pattern)
             .bind(page.limit)
             .bind(page.offset)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reads)
             .await?;
         let items = rows
             .into_iter()
@@ -115,7 +115,7 @@ where
         let row: Option<WebhookRow> = sqlx::query_as(&sql)
             .bind(id.to_owned())
             .bind(account_id.to_string())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reads)
             .await?;
         row.map(Webhook::try_from).transpose()
     }
@@ -205,7 +205,7 @@ where
         page: Page,
         max_bytes: i64,
     ) -> StoreResult<Listed<Delivery>> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.reads.acquire().await?;
         let owned: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM webhooks WHERE id = $1 AND account_id = $2")
                 .bind(webhook_id.to_owned())
@@ -312,7 +312,7 @@ where
                ELSE next_retry_at END) \
              FROM webhook_deliveries WHERE status = 'pending'",
         )
-        .fetch_one(&self.pool)
+        .fetch_one(&self.reads)
         .await?;
         Ok(due.map(Timestamp::from_millis))
     }
