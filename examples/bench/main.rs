@@ -2,8 +2,8 @@
 //! asserts nothing. Run through `scripts/bench`, which builds the release binary first:
 //!
 //!   scripts/bench http [--db sqlite|postgres|both] [--seconds 5] [--concurrency 32]
-//!   scripts/bench ws [--db sqlite|postgres|both] [--clients 200] [--rooms 4] [--seconds 10]
-//!                    [--hz 20] [--idle 10000]
+//!   scripts/bench ws [--db sqlite|postgres|both] [--clients 200[,500,...]] [--moving N]
+//!                    [--rooms 4] [--seconds 10] [--hz 20] [--idle 10000] [--concurrency 1000]
 //!   scripts/bench stores [--db sqlite|postgres|both] [--writers 1,50] [--seconds 5]
 //!   scripts/bench webhooks [--db sqlite|postgres|both] [--events 2000] [--rate 200]
 
@@ -22,8 +22,13 @@ struct Options {
     dbs: Vec<Db>,
     /// Default: 5 for `http`, 10 for `ws`.
     seconds: Option<u64>,
-    concurrency: usize,
-    clients: usize,
+    /// `http`: clients at once (32); `ws --idle`: sockets being set up at once (1,000: a
+    /// reconnection storm).
+    concurrency: Option<usize>,
+    /// Client counts of `ws`'s presence run, one run each.
+    clients: Vec<usize>,
+    /// Of those clients, how many send updates (`None`: all); the others only read.
+    moving: Option<usize>,
     rooms: usize,
     hz: f64,
     idle: usize,
@@ -37,8 +42,8 @@ struct Options {
 fn usage() -> ! {
     eprintln!(
         "usage: bench http [--db sqlite|postgres|both] [--seconds N] [--concurrency N]\n\
-         \x20      bench ws [--db sqlite|postgres|both] [--clients N] [--rooms N] [--seconds N]\n\
-         \x20               [--hz N] [--idle N]\n\
+         \x20      bench ws [--db sqlite|postgres|both] [--clients N,N,...] [--moving N]\n\
+         \x20               [--rooms N] [--seconds N] [--hz N] [--idle N] [--concurrency N]\n\
          \x20      bench stores [--db sqlite|postgres|both] [--writers N,N,...] [--seconds N]\n\
          \x20      bench webhooks [--db sqlite|postgres|both] [--events N] [--rate N]\n\
          environment: COLLABKIT_BIN (default target/release/collabkit),\n\
@@ -51,8 +56,9 @@ fn parse(args: &[String]) -> Options {
     let mut options = Options {
         dbs: vec![Db::Sqlite, Db::Postgres],
         seconds: None,
-        concurrency: 32,
-        clients: 200,
+        concurrency: None,
+        clients: vec![200],
+        moving: None,
         rooms: 4,
         hz: 20.0,
         idle: 10_000,
@@ -73,8 +79,17 @@ fn parse(args: &[String]) -> Options {
                 }
             }
             "--seconds" => options.seconds = Some(value().parse().unwrap_or_else(|_| usage())),
-            "--concurrency" => options.concurrency = value().parse().unwrap_or_else(|_| usage()),
-            "--clients" => options.clients = value().parse().unwrap_or_else(|_| usage()),
+            "--concurrency" => {
+                options.concurrency = Some(value().parse().unwrap_or_else(|_| usage()))
+            }
+            "--clients" => {
+                options.clients = value()
+                    .split(',')
+                    .map(|n| n.trim().parse().ok())
+                    .collect::<Option<_>>()
+                    .unwrap_or_else(|| usage())
+            }
+            "--moving" => options.moving = Some(value().parse().unwrap_or_else(|_| usage())),
             "--rooms" => options.rooms = value().parse().unwrap_or_else(|_| usage()),
             "--hz" => options.hz = value().parse().unwrap_or_else(|_| usage()),
             "--idle" => options.idle = value().parse().unwrap_or_else(|_| usage()),
@@ -95,6 +110,11 @@ fn parse(args: &[String]) -> Options {
     }
     options
 }
+
+/// Users of the room `http` reads.
+const ROOM_USERS: usize = 10;
+/// Clients of `http` at once, when `--concurrency` does not say.
+const HTTP_CONCURRENCY: usize = 32;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -132,45 +152,65 @@ async fn main() -> anyhow::Result<()> {
 /// Requests/s and latency of three REST calls: unauthenticated, an authenticated read, and an
 /// authenticated write.
 async fn http(db: Db, options: &Options) -> anyhow::Result<()> {
+    let concurrency = options.concurrency.unwrap_or(HTTP_CONCURRENCY);
     let server = Server::start(db, &[("COLLABKIT_RATE_LIMIT_PER_SECOND", "0")]).await?;
     let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(options.concurrency)
+        .pool_max_idle_per_host(concurrency)
         .build()?;
     let room = server.create_room(&client, "bench room").await?;
+    // The room read returns the room with its users: ten, as a small real room would have.
+    for i in 0..ROOM_USERS {
+        let body = serde_json::json!({ "name": format!("member {i}"), "roomId": room });
+        let created = client
+            .post(server.account_url("/users"))
+            .bearer_auth(&server.token)
+            .json(&body)
+            .send()
+            .await?;
+        anyhow::ensure!(
+            created.status().as_u16() == 201,
+            "POST /users: {}",
+            created.status()
+        );
+    }
     let seconds = options.seconds.unwrap_or(5);
     let duration = Duration::from_secs(seconds);
     println!(
         "\n== http on {} ({} clients, {} s per scenario, server and load generator share this machine)",
         db.name(),
-        options.concurrency,
+        concurrency,
         seconds
     );
     println!("{}", stats::Summary::header());
 
     let healthz = format!("{}/healthz", server.base);
     let shared = client.clone();
-    let summary = stats::run_load(options.concurrency, duration, move |_| {
+    let healthz_summary = stats::run_load(concurrency, duration, move |_| {
         let client = &shared;
         let (client, url) = (client.clone(), healthz.clone());
         async move { expect_status(client.get(url).send().await, 200).await }
     })
     .await;
-    println!("{}", summary.row("GET /healthz"));
+    println!("{}", healthz_summary.row("GET /healthz"));
 
     let room_url = server.account_url(&format!("/rooms/{room}"));
     let token = server.token.clone();
     let (shared, shared_token) = (client.clone(), token.clone());
-    let summary = stats::run_load(options.concurrency, duration, move |_| {
+    let summary = stats::run_load(concurrency, duration, move |_| {
         let (client, token) = (&shared, &shared_token);
         let (client, url, token) = (client.clone(), room_url.clone(), token.clone());
         async move { expect_status(client.get(url).bearer_auth(token).send().await, 200).await }
     })
     .await;
     println!("{}", summary.row("GET /rooms/:roomId"));
+    println!(
+        "authenticated GET /rooms/:roomId (10 users) / GET /healthz: {:.3}",
+        summary.per_second() / healthz_summary.per_second()
+    );
 
     let users_url = server.account_url("/users");
     let shared = client.clone();
-    let summary = stats::run_load(options.concurrency, duration, move |i| {
+    let summary = stats::run_load(concurrency, duration, move |i| {
         let (client, token) = (&shared, &token);
         let (client, url, token) = (client.clone(), users_url.clone(), token.clone());
         let body = serde_json::json!({ "name": format!("user {i}"), "roomId": room });

@@ -30,11 +30,9 @@ const SERVER_ENV: [(&str, &str); 4] = [
 ];
 /// REST calls and socket set-ups in flight at once: quick set-up without a thundering herd.
 const SETUP_CONCURRENCY: usize = 32;
-/// Idle sockets opened at once; each costs a database write (the join), so more does not help.
-const IDLE_CONCURRENCY: usize = 64;
-/// Users per room for the idle sockets; each opens many sockets (the server allows several
-/// per user), which keeps set-up short and `room.join` results small.
-const IDLE_USERS_PER_ROOM: usize = 8;
+/// Idle sockets being set up at once, when `--concurrency` does not say: a reconnection storm
+/// after a deploy, every client at once.
+const STORM_CONCURRENCY: usize = 1000;
 /// Every socket is set up before the first update; this gives the writers time to start.
 const START_DELAY: Duration = Duration::from_millis(200);
 /// A write to the server that takes longer than this ends that client's updates.
@@ -54,8 +52,8 @@ const SPARE_FDS: u64 = 256;
 const REST_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub async fn run(db: Db, options: &Options) -> anyhow::Result<()> {
-    if options.clients > 0 {
-        presence(db, options).await?;
+    for &clients in options.clients.iter().filter(|&&n| n > 0) {
+        presence(db, options, clients).await?;
     }
     if options.idle > 0 {
         idle(db, options).await?;
@@ -170,14 +168,15 @@ struct Live {
     reader: JoinHandle<Tally>,
 }
 
-/// Every client sends presence updates at `hz`; every client reads the others' and measures
-/// how long each took from its sender's send to its arrival.
-async fn presence(db: Db, options: &Options) -> anyhow::Result<()> {
+/// `clients` clients join; the first `--moving` of them (all by default) send presence updates
+/// at `hz`; every client reads the others' and measures how long each took from its sender's
+/// send to its arrival.
+async fn presence(db: Db, options: &Options, clients: usize) -> anyhow::Result<()> {
     let seconds = options.seconds.unwrap_or(10);
+    let moving = options.moving.unwrap_or(clients).min(clients);
     println!(
-        "\n== ws presence on {} ({} clients in {} rooms, {} Hz, {} s; server and load generator share this machine)",
+        "\n== ws presence on {} ({clients} clients, {moving} moving, in {} rooms, {} Hz, {} s; server and load generator share this machine)",
         db.name(),
-        options.clients,
         options.rooms,
         options.hz,
         seconds
@@ -186,7 +185,7 @@ async fn presence(db: Db, options: &Options) -> anyhow::Result<()> {
     let client = rest_client()?;
     let set_up = Instant::now();
     let rooms = create_rooms(&server, &client, options.rooms).await?;
-    let users = create_users(&server, &client, &rooms, options.clients).await?;
+    let users = create_users(&server, &client, &rooms, clients).await?;
     let created = set_up.elapsed();
 
     let url = realtime_url(&server);
@@ -222,7 +221,7 @@ async fn presence(db: Db, options: &Options) -> anyhow::Result<()> {
     println!(
         "set-up: {} rooms and {} users in {:.1} s; {} sockets authenticated, joined and synced in {:.1} s",
         rooms.len(),
-        options.clients,
+        clients,
         created.as_secs_f64(),
         live.len(),
         opened.elapsed().as_secs_f64()
@@ -231,18 +230,21 @@ async fn presence(db: Db, options: &Options) -> anyhow::Result<()> {
     let period = Duration::from_secs_f64(1.0 / options.hz);
     let start = Instant::now() + START_DELAY;
     let deadline = start + Duration::from_secs(seconds);
-    let count = live.len().max(1) as u32;
+    let count = moving.max(1) as u32;
     let mut writers = Vec::new();
     let mut readers = Vec::new();
     for (i, client) in live.into_iter().enumerate() {
         // Spread the clients' ticks over the period, as independent clients would be.
         let first = start + period * i as u32 / count;
+        // A reading client's writer only keeps its sink until the end.
+        let sends = i < moving;
         writers.push((
             client.room,
-            tokio::spawn(send_presence(client.sink, first, period, deadline)),
+            tokio::spawn(send_presence(client.sink, first, period, deadline, sends)),
         ));
         readers.push(client.reader);
     }
+    let cpu_before = (cpu_ticks(server.pid())?, cpu_ticks(std::process::id())?);
     let mut sent_per_room = vec![0_u64; rooms.len()];
     let mut clients_per_room = vec![0_u64; rooms.len()];
     let mut sinks = Vec::new();
@@ -255,6 +257,8 @@ async fn presence(db: Db, options: &Options) -> anyhow::Result<()> {
             sinks.push(sent.sink);
         }
     }
+    let cpu_after = (cpu_ticks(server.pid())?, cpu_ticks(std::process::id())?);
+    let rss = rss_kib(server.pid())?;
     drain(&delivered).await;
     stop.cancel();
 
@@ -281,6 +285,12 @@ async fn presence(db: Db, options: &Options) -> anyhow::Result<()> {
     .await;
 
     let window = deadline - start;
+    // The CPU time both took over the sending window, as a share of one core.
+    let busy = |before: u64, after: u64| {
+        100.0 * after.saturating_sub(before) as f64 / ticks_per_second() / window.as_secs_f64()
+    };
+    let server_cpu = busy(cpu_before.0, cpu_after.0);
+    let generator_cpu = busy(cpu_before.1, cpu_after.1);
     let sent: u64 = sent_per_room.iter().sum();
     let expected: u64 = sent_per_room
         .iter()
@@ -327,6 +337,11 @@ async fn presence(db: Db, options: &Options) -> anyhow::Result<()> {
         errors,
         write_failures
     );
+    println!(
+        "{:<28} server {server_cpu:.0} %, load generator {generator_cpu:.0} % (of one core; server RSS {:.1} MiB)",
+        "cpu",
+        rss as f64 / 1024.0
+    );
     if let Some(first) = &failures.first {
         println!("first set-up failure: {first}");
     }
@@ -341,14 +356,24 @@ struct Sent {
     failed: bool,
 }
 
-/// Sends a presence update (as a notification) every `period` from `first` until `deadline`.
-/// A client that falls behind skips ticks rather than bursting: `sent/s` shows what went out.
+/// Sends a presence update (as a notification) every `period` from `first` until `deadline`
+/// if it `sends`; else only waits for the deadline. A client that falls behind skips ticks
+/// rather than bursting: `sent/s` shows what went out.
 async fn send_presence(
     mut sink: SplitSink<Socket, Message>,
     first: Instant,
     period: Duration,
     deadline: Instant,
+    sends: bool,
 ) -> Sent {
+    if !sends {
+        tokio::time::sleep_until(deadline).await;
+        return Sent {
+            sink,
+            count: 0,
+            failed: false,
+        };
+    }
     let mut tick = tokio::time::interval_at(first, period);
     tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let (mut count, mut failed) = (0, false);
@@ -443,11 +468,15 @@ enum Held {
     Lost,
 }
 
-/// Opens `--idle` authenticated, joined sockets on a fresh server and reports the server's
-/// resident memory per socket. A fresh server, because the allocator keeps what the presence
-/// run freed and idle sockets would reuse it, making the figure too low.
+/// The join storm, then idle memory: `--idle` users (one socket each, in `--rooms` rooms)
+/// connect, authenticate and join, `--concurrency` at a time (1,000: everyone reconnecting at
+/// once after a deploy), on a fresh server; reports the time until all are joined, each
+/// socket's time from connect to joined, and the server's resident memory per socket. A fresh
+/// server, because the allocator keeps what the presence run freed and idle sockets would
+/// reuse it, making the figure too low.
 async fn idle(db: Db, options: &Options) -> anyhow::Result<()> {
     let count = options.idle;
+    let concurrency = options.concurrency.unwrap_or(STORM_CONCURRENCY);
     let limit = open_files_limit()?;
     if limit < count as u64 + SPARE_FDS {
         bail!(
@@ -456,48 +485,62 @@ async fn idle(db: Db, options: &Options) -> anyhow::Result<()> {
             count as u64 + SPARE_FDS
         );
     }
-    let user_count = (options.rooms * IDLE_USERS_PER_ROOM).min(count);
     println!(
-        "\n== ws idle sockets on {} ({count} sockets of {user_count} users in {} rooms, fresh server)",
+        "\n== ws join storm and idle sockets on {} ({count} users with a socket each in {} rooms, {concurrency} at once, fresh server)",
         db.name(),
         options.rooms
     );
     let server = Server::start(db, &SERVER_ENV).await?;
     let client = rest_client()?;
+    let set_up = Instant::now();
     let rooms = create_rooms(&server, &client, options.rooms).await?;
-    let users = create_users(&server, &client, &rooms, user_count).await?;
+    let users = create_users(&server, &client, &rooms, count).await?;
+    println!(
+        "set-up: {} rooms and {count} users in {:.1} s",
+        rooms.len(),
+        set_up.elapsed().as_secs_f64()
+    );
     let before = rss_kib(server.pid())?;
 
     let url = realtime_url(&server);
     let stop = CancellationToken::new();
     let opened = Instant::now();
-    let results: Vec<Result<JoinHandle<Held>, SetupError>> = futures_util::stream::iter(0..count)
-        .map(|i| {
-            let (url, token, stop) = (&url, &users[i % users.len()].token, stop.clone());
-            async move {
-                let config = WebSocketConfig::default().read_buffer_size(IDLE_READ_BUFFER_BYTES);
-                let socket = wsclient::open(url, token, After::Idle, config).await?;
-                Ok(tokio::spawn(hold(socket, stop)))
-            }
-        })
-        .buffer_unordered(IDLE_CONCURRENCY)
-        .collect()
-        .await;
+    let results: Vec<Result<(Duration, JoinHandle<Held>), SetupError>> =
+        futures_util::stream::iter(&users)
+            .map(|user| {
+                let (url, stop) = (&url, stop.clone());
+                async move {
+                    let began = Instant::now();
+                    let config =
+                        WebSocketConfig::default().read_buffer_size(IDLE_READ_BUFFER_BYTES);
+                    let socket = wsclient::open(url, &user.token, After::Idle, config).await?;
+                    Ok((began.elapsed(), tokio::spawn(hold(socket, stop))))
+                }
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
     let open_time = opened.elapsed();
-    let after = rss_kib(server.pid())?;
     let mut failures = SetupFailures::default();
     let mut holders = Vec::new();
+    let mut join_times = Vec::new();
     for result in results {
         match result {
-            Ok(holder) => holders.push(holder),
+            Ok((took, holder)) => {
+                join_times.push(took.as_micros() as u64);
+                holders.push(holder);
+            }
             Err(error) => failures.add(&error),
         }
     }
-    let open = holders.len();
+    let joins = Summary::from_samples(join_times, 0, open_time);
     println!(
-        "opened {open} sockets in {:.1} s ({:.0}/s); set-up failures {} (auth {}, other {})",
+        "storm: {} sockets connected, authenticated and joined in {:.2} s ({:.0}/s); connect to joined p50 {:.0} ms, p99 {:.0} ms; set-up failures {} (auth {}, other {})",
+        holders.len(),
         open_time.as_secs_f64(),
-        open as f64 / open_time.as_secs_f64(),
+        holders.len() as f64 / open_time.as_secs_f64(),
+        joins.percentile_ms(50.0),
+        joins.percentile_ms(99.0),
         failures.total(),
         failures.auth,
         failures.other
@@ -505,6 +548,10 @@ async fn idle(db: Db, options: &Options) -> anyhow::Result<()> {
     if let Some(first) = &failures.first {
         println!("first set-up failure: {first}");
     }
+    // The events of the storm (every join tells the room) settle before memory is read.
+    settle(server.pid()).await?;
+    let after = rss_kib(server.pid())?;
+    let open = holders.len();
     println!(
         "server RSS {:.1} MiB before, {:.1} MiB after: {:.1} KiB per idle connection",
         before as f64 / 1024.0,
@@ -557,6 +604,43 @@ async fn hold(mut socket: Socket, stop: CancellationToken) -> Held {
             Some(Err(_)) | None => return Held::Lost,
         }
     }
+}
+
+/// Waits until the process has been nearly idle for a second (at most ten seconds).
+async fn settle(pid: u32) -> anyhow::Result<()> {
+    let began = Instant::now();
+    let mut last = cpu_ticks(pid)?;
+    while began.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = cpu_ticks(pid)?;
+        if (now - last) as f64 <= ticks_per_second() * 0.05 {
+            break;
+        }
+        last = now;
+    }
+    Ok(())
+}
+
+/// User plus system CPU time a process has used, in clock ticks.
+fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // utime and stime are fields 14 and 15, the 12th and 13th after the name.
+    let tick = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+    match (tick(11), tick(12)) {
+        (Some(user), Some(system)) => Ok(user + system),
+        _ => bail!("unreadable /proc/{pid}/stat"),
+    }
+}
+
+/// Clock ticks per second of `/proc/<pid>/stat` (USER_HZ: 100 on Linux).
+fn ticks_per_second() -> f64 {
+    100.0
 }
 
 /// The resident set size of a process, in KiB.

@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 use super::actor::{RoomActor, RoomCommand, INBOX_CAPACITY};
 use super::events::ServerEvent;
 use super::following::UserView;
+use super::membership::Change;
 use super::outbox::{close, Outbox};
 use crate::config::RealtimeConfig;
 use crate::domain::{ConnectionId, NodeId, RoomId, UserId};
@@ -30,6 +31,8 @@ pub struct RoomHandle {
     writes: tokio::sync::Mutex<()>,
     /// Sockets joined to the room through this node.
     joined: AtomicUsize,
+    /// Joins and leaves waiting to be recorded, in order (see `Engine::commit_membership`).
+    queued: Mutex<Vec<Change>>,
 }
 
 impl RoomHandle {
@@ -48,6 +51,19 @@ impl RoomHandle {
 
     pub async fn membership(&self) -> tokio::sync::MutexGuard<'_, ()> {
         self.membership.lock().await
+    }
+
+    /// Queues a join or a leave for the next membership commit.
+    pub fn queue(&self, change: Change) {
+        self.queued
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(change);
+    }
+
+    /// Everything queued, in order; the queue is left empty.
+    pub fn take_queued(&self) -> Vec<Change> {
+        std::mem::take(&mut *self.queued.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Reserves a place for one more socket, unless `cap` are joined already.
@@ -191,6 +207,7 @@ impl Hub {
             membership: tokio::sync::Mutex::new(()),
             writes: tokio::sync::Mutex::new(()),
             joined: AtomicUsize::new(0),
+            queued: Mutex::new(Vec::new()),
         });
         rooms.insert(scope.room_id, handle.clone());
         let actor = RoomActor::new(

@@ -17,7 +17,9 @@ use super::publish::Outcome;
 use super::Engine;
 use crate::domain::{ConnectionId, Room, RoomId, Timestamp, User, UserId};
 use crate::error::ApiError;
-use crate::store::{ConnectionRecord, Left, NewConnection, RoomScope, StoreError, StoreResult};
+use crate::store::{
+    self, ConnectionRecord, Left, NewConnection, RoomScope, StoreError, StoreResult,
+};
 
 /// Attempts at recording a leave before giving up to the reaper.
 const LEAVE_ATTEMPTS: u32 = 5;
@@ -45,6 +47,28 @@ pub struct Joined {
     pub handle: Arc<RoomHandle>,
 }
 
+/// Joins and leaves recorded in one transaction at most: bounds a statement's parameters.
+const MAX_BATCH: usize = 200;
+
+/// A join or a leave waiting for the room's next membership commit (`RoomHandle::queue`).
+pub enum Change {
+    Join(PendingJoin),
+    Leave(PendingLeave),
+}
+
+pub struct PendingJoin {
+    new: NewConnection,
+    outbox: Outbox,
+    /// For the actor: everyone else's presence, for the join's answer.
+    presence: oneshot::Sender<Vec<Value>>,
+    done: oneshot::Sender<Result<store::Joined, ApiError>>,
+}
+
+pub struct PendingLeave {
+    record: ConnectionRecord,
+    done: oneshot::Sender<()>,
+}
+
 impl Engine {
     /// The socket joins its room: recorded (the user comes online if it is their first),
     /// announced, and the room's actor starts sending to it. `RateLimited` when the room holds
@@ -60,38 +84,30 @@ impl Engine {
         // Marked live before the row exists, so that a concurrent reap never takes it for a
         // leaked one.
         hub.mark_joined(member.connection);
-        let new = NewConnection {
-            id: member.connection,
-            node_id: hub.node_id().clone(),
-            scope: member.scope,
-            user_id: member.user_id,
-            opened_at: Timestamp::now(),
-        };
-        let (reply, presence) = oneshot::channel();
-        let joined = {
-            let _order = room.membership().await;
-            let joined = match self.store().join_room(&new).await {
-                Ok(joined) => joined,
-                Err(error) => {
-                    room.release();
-                    hub.unmark_joined(member.connection);
-                    return Err(error.into());
-                }
-            };
-            let notice = RoomCommand::Joined {
-                connection: member.connection,
+        let (presence_reply, presence) = oneshot::channel();
+        let (done, joined) = oneshot::channel();
+        room.queue(Change::Join(PendingJoin {
+            new: NewConnection {
+                id: member.connection,
+                node_id: hub.node_id().clone(),
+                scope: member.scope,
                 user_id: member.user_id,
-                outbox: member.outbox.clone(),
-                joined: Box::new(joined.clone()),
-                reply,
-            };
-            self.publish(Outcome {
-                room_id: member.scope.room_id,
-                events: joined.events.clone(),
-                notice: Some(notice),
-            })
-            .await;
-            joined
+                opened_at: Timestamp::now(),
+            },
+            outbox: member.outbox.clone(),
+            presence: presence_reply,
+            done,
+        }));
+        self.commit_membership(&room).await;
+        // No answer means whoever recorded the batch was stopped: the row, if any, is left
+        // to the reaper.
+        let joined = match joined.await.unwrap_or(Err(ApiError::Unavailable)) {
+            Ok(joined) => joined,
+            Err(error) => {
+                room.release();
+                hub.unmark_joined(member.connection);
+                return Err(error);
+            }
         };
         let presence = presence.await.unwrap_or_default();
         let loaded = async {
@@ -124,52 +140,126 @@ impl Engine {
         })
         .await;
         if !self.hub().shutting_down() {
-            let record = ConnectionRecord {
-                id: member.connection,
-                node_id: self.hub().node_id().clone(),
-                scope: member.scope,
-                user_id: member.user_id,
-            };
-            self.record_leave(&record).await;
+            self.hub().unmark_joined(member.connection);
+            let (done, recorded) = oneshot::channel();
+            room.queue(Change::Leave(PendingLeave {
+                record: ConnectionRecord {
+                    id: member.connection,
+                    node_id: self.hub().node_id().clone(),
+                    scope: member.scope,
+                    user_id: member.user_id,
+                },
+                done,
+            }));
+            self.commit_membership(&room).await;
+            let _ = recorded.await;
         }
         room.release();
     }
 
-    /// Records a leave and announces it, in the room's join/leave order. Retries a failing
-    /// database a few times; if it keeps failing, the row stays and the user stays online
-    /// until this node's next start (or a reconcile) cleans it up.
-    pub async fn record_leave(&self, record: &ConnectionRecord) {
-        let hub = self.hub();
-        hub.unmark_joined(record.id);
-        let handle = hub.existing_room(record.scope.room_id);
-        let _order = match &handle {
-            Some(handle) => Some(handle.membership().await),
-            None => None,
+    /// Records the room's queued joins and leaves, in the order they were queued, and
+    /// announces them. Whoever holds the room's membership lock records everything queued so
+    /// far: when many sockets join at once, the first records the joins of all who queued
+    /// while it waited, in one transaction (group commit), and those find their work done.
+    async fn commit_membership(&self, room: &RoomHandle) {
+        let _order = room.membership().await;
+        let mut changes = room.take_queued().into_iter().peekable();
+        while let Some(change) = changes.next() {
+            match change {
+                Change::Join(join) => {
+                    let mut batch = vec![join];
+                    while batch.len() < MAX_BATCH {
+                        match changes.next_if(|c| matches!(c, Change::Join(_))) {
+                            Some(Change::Join(join)) => batch.push(join),
+                            _ => break,
+                        }
+                    }
+                    self.record_joins(room.scope, batch).await;
+                }
+                Change::Leave(leave) => {
+                    let mut batch = vec![leave];
+                    while batch.len() < MAX_BATCH {
+                        match changes.next_if(|c| matches!(c, Change::Leave(_))) {
+                            Some(Change::Leave(leave)) => batch.push(leave),
+                            _ => break,
+                        }
+                    }
+                    let records: Vec<ConnectionRecord> =
+                        batch.iter().map(|leave| leave.record.clone()).collect();
+                    self.record_leaves(room.scope, &records).await;
+                    for leave in batch {
+                        let _ = leave.done.send(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Records joins in one transaction and announces each, in order.
+    async fn record_joins(&self, scope: RoomScope, batch: Vec<PendingJoin>) {
+        let news: Vec<NewConnection> = batch.iter().map(|join| join.new.clone()).collect();
+        let results = match self.store().join_many(scope, &news).await {
+            Ok(results) => results,
+            Err(error) => {
+                // One failure, told to every join of the batch.
+                let error = ApiError::from(error);
+                for join in batch {
+                    let _ = join.done.send(Err(copy_of(&error)));
+                }
+                return;
+            }
         };
+        for (join, result) in batch.into_iter().zip(results) {
+            let joined = match result {
+                Ok(joined) => joined,
+                Err(error) => {
+                    let _ = join.done.send(Err(error.into()));
+                    continue;
+                }
+            };
+            let notice = RoomCommand::Joined {
+                connection: join.new.id,
+                user_id: join.new.user_id,
+                outbox: join.outbox,
+                joined: Box::new(joined.clone()),
+                reply: join.presence,
+            };
+            self.publish(Outcome {
+                room_id: scope.room_id,
+                events: joined.events.clone(),
+                notice: Some(notice),
+            })
+            .await;
+            let _ = join.done.send(Ok(joined));
+        }
+    }
+
+    /// Records leaves of one room in one transaction (users left without a socket go
+    /// offline) and announces them. Retries a failing database a few times; if it keeps
+    /// failing, the rows stay and the users stay online until this node's next start (or a
+    /// reconcile, or the reaper) cleans them up.
+    async fn record_leaves(&self, scope: RoomScope, records: &[ConnectionRecord]) {
+        let ids: Vec<ConnectionId> = records.iter().map(|record| record.id).collect();
         let mut delay = LEAVE_RETRY_DELAY;
         for attempt in 1..=LEAVE_ATTEMPTS {
-            match self.store().leave_room(record, Timestamp::now()).await {
-                Ok(left) => {
-                    let notice = RoomCommand::Left {
-                        user_id: record.user_id,
-                        left: Box::new(left.clone()),
-                    };
-                    self.publish(Outcome {
-                        room_id: record.scope.room_id,
-                        events: left.events,
-                        notice: Some(notice),
-                    })
-                    .await;
+            match self.store().leave_many(scope, &ids, Timestamp::now()).await {
+                Ok(recounted) => {
+                    self.publish(Outcome::recorded(scope.room_id, recounted.events))
+                        .await;
+                    self.users_set_offline(scope.room_id, recounted.users_set_offline)
+                        .await;
                     return;
                 }
+                // The room is gone, and its sockets' rows with it.
+                Err(StoreError::NotFound(_)) => return,
                 Err(error) => {
-                    tracing::warn!(connection = %record.id, attempt, %error, "recording a leave failed");
+                    tracing::warn!(room = %scope.room_id, leaves = ids.len(), attempt, %error, "recording leaves failed");
                     tokio::time::sleep(delay).await;
                     delay *= 2;
                 }
             }
         }
-        tracing::error!(connection = %record.id, "gave up recording a leave");
+        tracing::error!(room = %scope.room_id, leaves = ids.len(), "gave up recording leaves");
     }
 
     /// Records leaves for sockets the database holds but nobody serves: those of dead nodes,
@@ -208,36 +298,23 @@ impl Engine {
     /// Records the leaves of many sockets: one transaction per room, each in the room's
     /// join/leave order on this node, announced.
     async fn leave_in_bulk(&self, records: Vec<ConnectionRecord>) {
-        let mut by_room: HashMap<RoomId, (RoomScope, Vec<ConnectionId>)> = HashMap::new();
+        let mut by_room: HashMap<RoomId, (RoomScope, Vec<ConnectionRecord>)> = HashMap::new();
         for record in records {
             self.hub().unmark_joined(record.id);
             by_room
                 .entry(record.scope.room_id)
                 .or_insert_with(|| (record.scope, Vec::new()))
                 .1
-                .push(record.id);
+                .push(record);
         }
-        for (scope, connections) in by_room.into_values() {
+        for (scope, records) in by_room.into_values() {
             let handle = self.hub().existing_room(scope.room_id);
             let _order = match &handle {
                 Some(handle) => Some(handle.membership().await),
                 None => None,
             };
-            match self
-                .store()
-                .leave_many(scope, &connections, Timestamp::now())
-                .await
-            {
-                Ok(recounted) => {
-                    self.publish(Outcome::recorded(scope.room_id, recounted.events))
-                        .await;
-                    self.users_set_offline(scope.room_id, recounted.users_set_offline)
-                        .await;
-                }
-                Err(StoreError::NotFound(_)) => {}
-                Err(error) => {
-                    tracing::error!(room = %scope.room_id, %error, "recording leaves failed")
-                }
+            for batch in records.chunks(MAX_BATCH) {
+                self.record_leaves(scope, batch).await;
             }
         }
     }
@@ -262,5 +339,17 @@ impl Engine {
             })
             .await;
         }
+    }
+}
+
+/// What a client is told of a failure shared by a batch: the same error for what it can say
+/// (not found, unavailable), else an internal error (whose detail is logged, never sent).
+fn copy_of(error: &ApiError) -> ApiError {
+    match error {
+        ApiError::NotFound(message) => ApiError::NotFound(message.clone()),
+        ApiError::Unavailable => ApiError::Unavailable,
+        other => ApiError::Internal(anyhow::anyhow!(
+            "recording a batch of joins failed: {other}"
+        )),
     }
 }

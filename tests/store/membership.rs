@@ -14,6 +14,7 @@ contract!(
     the_online_counter_opens_and_closes_sessions,
     follows_are_idempotent_and_scoped,
     concurrent_joins_count_everyone,
+    joins_in_one_batch_are_many_joins,
 );
 
 fn socket(scope: RoomScope, user: &User) -> ConnectionRecord {
@@ -260,4 +261,63 @@ async fn concurrent_joins_count_everyone(backend: Backend) {
         .unwrap()
         .unwrap();
     assert_eq!(room.active_participants, USERS as i64);
+}
+
+/// A batch of joins (a reconnection storm) promises what as many joins would: each user
+/// online once, one session, one `participant.joined` per user, a socket whose user is gone
+/// refused in its place without failing the others.
+async fn joins_in_one_batch_are_many_joins(backend: Backend) {
+    let f = Fixture::new(backend).await;
+    let account = f.account().await;
+    let scope = f.room(account).await;
+    let (ada, grace) = (f.user(scope, "Ada").await, f.user(scope, "Grace").await);
+    let gone = f.user(scope, "Gone").await;
+    f.store.delete_user(scope, gone.id).await.unwrap();
+    let batch = [
+        opening(&socket(scope, &ada)),
+        opening(&socket(scope, &gone)),
+        opening(&socket(scope, &grace)),
+        opening(&socket(scope, &ada)),
+    ];
+
+    let results = f.store.join_many(scope, &batch).await.unwrap();
+    assert_eq!(results.len(), 4);
+    let first = results[0].as_ref().unwrap();
+    assert!(first.came_online && first.session_started);
+    assert_eq!(
+        kinds(&first.events),
+        [EventKind::SessionStarted, EventKind::ParticipantJoined]
+    );
+    assert!(matches!(
+        results[1],
+        Err(StoreError::NotFound(Entity::User))
+    ));
+    let third = results[2].as_ref().unwrap();
+    assert!(third.came_online && !third.session_started);
+    assert_eq!(kinds(&third.events), [EventKind::ParticipantJoined]);
+    let fourth = results[3].as_ref().unwrap();
+    assert!(!fourth.came_online && fourth.events.is_empty());
+    for joined in [first, third, fourth] {
+        assert_eq!(joined.room.active_participants, 2);
+        assert_eq!(joined.user.status, UserStatus::Online);
+    }
+    assert_eq!(f.count("SELECT COUNT(*) FROM connections").await, 3);
+    assert_eq!(
+        f.count("SELECT COUNT(*) FROM user_sessions WHERE left_at IS NULL")
+            .await,
+        2
+    );
+    assert_eq!(
+        f.count("SELECT COUNT(*) FROM events WHERE kind = 'participant.joined'")
+            .await,
+        2
+    );
+
+    // A batch for a room that is gone fails as a whole.
+    f.store.delete_room(account, scope.room_id).await.unwrap();
+    let late = f
+        .store
+        .join_many(scope, &[opening(&socket(scope, &ada))])
+        .await;
+    assert!(matches!(late, Err(StoreError::NotFound(Entity::Room))));
 }

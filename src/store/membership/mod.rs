@@ -9,7 +9,7 @@ mod sql;
 
 use async_trait::async_trait;
 
-use super::{RoomScope, StoreResult};
+use super::{Entity, RoomScope, StoreError, StoreResult};
 use crate::domain::{ConnectionId, Event, EventKind, NodeId, Room, Timestamp, User, UserId};
 
 /// A socket joining a room.
@@ -74,7 +74,21 @@ pub struct Recounted {
 #[async_trait]
 pub trait MembershipStore: Send + Sync {
     /// A socket joins a room: the user comes online if it is their first.
-    async fn join_room(&self, connection: &NewConnection) -> StoreResult<Joined>;
+    async fn join_room(&self, connection: &NewConnection) -> StoreResult<Joined> {
+        self.join_many(connection.scope, std::slice::from_ref(connection))
+            .await?
+            .pop()
+            .unwrap_or(Err(StoreError::NotFound(Entity::Room)))
+    }
+    /// Sockets join a room at once, in one transaction and in their order (a reconnection
+    /// storm): as many `join_room`s, except that every `Joined` shows the room as the batch
+    /// left it. `NotFound(Room)` for all if the room is gone; `NotFound(User)` for a socket
+    /// whose user is gone, in its place.
+    async fn join_many(
+        &self,
+        scope: RoomScope,
+        connections: &[NewConnection],
+    ) -> StoreResult<Vec<StoreResult<Joined>>>;
     /// A socket leaves: the user goes offline if it was their last. Leaving twice, or after
     /// the user or room is gone, changes nothing.
     async fn leave_room(&self, connection: &ConnectionRecord, at: Timestamp) -> StoreResult<Left>;

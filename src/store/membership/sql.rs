@@ -1,6 +1,8 @@
 //! `MembershipStore` on either database, and the recount that joins, leaves and a user's
 //! deletion share.
 
+use std::collections::{HashMap, HashSet};
+
 use async_trait::async_trait;
 use sqlx::{ColumnIndex, Executor};
 
@@ -26,80 +28,154 @@ where
     Option<i64>: Column<DB>,
     bool: Column<DB>,
 {
-    async fn join_room(&self, connection: &NewConnection) -> StoreResult<Joined> {
-        let scope = connection.scope;
-        let now = connection.opened_at;
+    async fn join_many(
+        &self,
+        scope: RoomScope,
+        connections: &[NewConnection],
+    ) -> StoreResult<Vec<StoreResult<Joined>>> {
+        if connections.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = connections
+            .iter()
+            .map(|c| c.opened_at)
+            .max()
+            .unwrap_or_else(Timestamp::now);
         let mut tx = self.pool.begin().await?;
         if !Self::lock_room(&mut tx, scope).await? {
             return Err(StoreError::NotFound(Entity::Room));
         }
-        if !Self::lock_user(&mut tx, scope, connection.user_id).await? {
-            return Err(StoreError::NotFound(Entity::User));
+        let mut wanted: Vec<UserId> = Vec::new();
+        for connection in connections {
+            if !wanted.contains(&connection.user_id) {
+                wanted.push(connection.user_id);
+            }
         }
-        let others = Self::count_user_connections(&mut tx, connection.user_id).await?;
-        sqlx::query(
-            "INSERT INTO connections (id, node_id, room_id, user_id, opened_at) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(connection.id.to_string())
-        .bind(connection.node_id.as_str().to_owned())
-        .bind(scope.room_id.to_string())
-        .bind(connection.user_id.to_string())
-        .bind(now.as_millis())
-        .execute(&mut *tx)
-        .await?;
-        let came_online = others == 0;
-        if came_online {
-            sqlx::query("UPDATE users SET status = 'online', joined_at = $1 WHERE id = $2")
+        let existing = Self::lock_users(&mut tx, scope, &wanted).await?;
+        let joining: Vec<&NewConnection> = connections
+            .iter()
+            .filter(|c| existing.contains(&c.user_id))
+            .collect();
+        let users_joining: Vec<UserId> = wanted
+            .iter()
+            .copied()
+            .filter(|id| existing.contains(id))
+            .collect();
+        // Users with a socket before this batch are online already.
+        let came_online: Vec<UserId> = if users_joining.is_empty() {
+            Vec::new()
+        } else {
+            let mut online =
+                Sql::new("SELECT DISTINCT user_id FROM connections WHERE user_id IN (");
+            online
+                .bind_all(users_joining.iter().map(|id| id.to_string()))
+                .push(")");
+            let online: Vec<(String,)> = online.query_as::<DB, _>().fetch_all(&mut *tx).await?;
+            let online: HashSet<String> = online.into_iter().map(|(id,)| id).collect();
+            users_joining
+                .iter()
+                .copied()
+                .filter(|id| !online.contains(&id.to_string()))
+                .collect()
+        };
+        if !joining.is_empty() {
+            let mut insert = Sql::new(
+                "INSERT INTO connections (id, node_id, room_id, user_id, opened_at) VALUES ",
+            );
+            for (i, connection) in joining.iter().enumerate() {
+                insert.push(if i == 0 { "(" } else { ", (" });
+                insert
+                    .bind(connection.id.to_string())
+                    .push(", ")
+                    .bind(connection.node_id.as_str())
+                    .push(", ")
+                    .bind(scope.room_id.to_string())
+                    .push(", ")
+                    .bind(connection.user_id.to_string())
+                    .push(", ")
+                    .bind(connection.opened_at.as_millis())
+                    .push(")");
+            }
+            insert.query::<DB>().execute(&mut *tx).await?;
+        }
+        if !came_online.is_empty() {
+            let ids = || came_online.iter().map(|id| id.to_string());
+            let mut status = Sql::new("UPDATE users SET status = 'online', joined_at = ");
+            status
                 .bind(now.as_millis())
-                .bind(connection.user_id.to_string())
-                .execute(&mut *tx)
-                .await?;
-            // A session left open by a crash ends where the new one starts.
-            Self::close_sessions(&mut tx, connection.user_id, now).await?;
-            sqlx::query(
-                "INSERT INTO user_sessions (id, user_id, room_id, joined_at) \
-                 VALUES ($1, $2, $3, $4)",
-            )
-            .bind(SessionId::new().to_string())
-            .bind(connection.user_id.to_string())
-            .bind(scope.room_id.to_string())
-            .bind(now.as_millis())
-            .execute(&mut *tx)
-            .await?;
+                .push(" WHERE id IN (")
+                .bind_all(ids())
+                .push(")");
+            status.query::<DB>().execute(&mut *tx).await?;
+            // Sessions left open by a crash end where the new ones start.
+            let mut close = Sql::new("UPDATE user_sessions SET left_at = ");
+            close
+                .bind(now.as_millis())
+                .push(" WHERE left_at IS NULL AND user_id IN (")
+                .bind_all(ids())
+                .push(")");
+            close.query::<DB>().execute(&mut *tx).await?;
+            let mut open =
+                Sql::new("INSERT INTO user_sessions (id, user_id, room_id, joined_at) VALUES ");
+            for (i, user_id) in came_online.iter().enumerate() {
+                open.push(if i == 0 { "(" } else { ", (" });
+                open.bind(SessionId::new().to_string())
+                    .push(", ")
+                    .bind(user_id.to_string())
+                    .push(", ")
+                    .bind(scope.room_id.to_string())
+                    .push(", ")
+                    .bind(now.as_millis())
+                    .push(")");
+            }
+            open.query::<DB>().execute(&mut *tx).await?;
         }
         let recount = Self::recount(&mut tx, scope, now).await?;
-        let user = Self::fetch_user(&mut tx, scope, connection.user_id)
-            .await?
-            .ok_or(StoreError::NotFound(Entity::User))?;
-        let mut events = Vec::new();
-        if recount.started {
-            events.push(Event::new(
-                EventKind::SessionStarted,
-                &recount.room,
-                None,
-                Vec::new(),
-                now,
-            ));
+        let users = Self::fetch_users(&mut tx, scope, &users_joining).await?;
+        // Each join carries its own events: the batch's first joiner the session's start,
+        // each user coming online their `participant.joined`.
+        let mut results = Vec::with_capacity(connections.len());
+        let mut announced: HashSet<UserId> = HashSet::new();
+        let mut session_started = recount.started;
+        let mut all_events = Vec::new();
+        for connection in connections {
+            let Some(user) = users.get(&connection.user_id) else {
+                results.push(Err(StoreError::NotFound(Entity::User)));
+                continue;
+            };
+            let mut events = Vec::new();
+            let started = std::mem::take(&mut session_started);
+            if started {
+                events.push(Event::new(
+                    EventKind::SessionStarted,
+                    &recount.room,
+                    None,
+                    Vec::new(),
+                    now,
+                ));
+            }
+            let user_came_online = came_online.contains(&user.id) && announced.insert(user.id);
+            if user_came_online {
+                events.push(Event::new(
+                    EventKind::ParticipantJoined,
+                    &recount.room,
+                    Some(user),
+                    Vec::new(),
+                    now,
+                ));
+            }
+            all_events.extend(events.iter().cloned());
+            results.push(Ok(Joined {
+                user: user.clone(),
+                room: recount.room.clone(),
+                came_online: user_came_online,
+                session_started: started,
+                events,
+            }));
         }
-        if came_online {
-            events.push(Event::new(
-                EventKind::ParticipantJoined,
-                &recount.room,
-                Some(&user),
-                Vec::new(),
-                now,
-            ));
-        }
-        Self::record_events(&mut tx, &events).await?;
+        Self::record_events(&mut tx, &all_events).await?;
         tx.commit().await?;
-        Ok(Joined {
-            user,
-            room: recount.room,
-            came_online,
-            session_started: recount.started,
-            events,
-        })
+        Ok(results)
     }
 
     async fn leave_room(&self, connection: &ConnectionRecord, at: Timestamp) -> StoreResult<Left> {
@@ -243,6 +319,51 @@ where
     Option<i64>: Column<DB>,
     bool: Column<DB>,
 {
+    /// Locks the users of `ids` that are the room's, and returns those.
+    async fn lock_users(
+        conn: &mut DB::Connection,
+        scope: RoomScope,
+        ids: &[UserId],
+    ) -> StoreResult<HashSet<UserId>> {
+        if ids.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let mut lock = Sql::new("UPDATE users SET id = id WHERE room_id = ");
+        lock.bind(scope.room_id.to_string())
+            .push(" AND id IN (")
+            .bind_all(ids.iter().map(|id| id.to_string()))
+            .push(") RETURNING id");
+        let locked: Vec<(String,)> = lock.query_as::<DB, _>().fetch_all(conn).await?;
+        let locked: HashSet<String> = locked.into_iter().map(|(id,)| id).collect();
+        Ok(ids
+            .iter()
+            .copied()
+            .filter(|id| locked.contains(&id.to_string()))
+            .collect())
+    }
+
+    /// The room's users of `ids`, by id.
+    async fn fetch_users(
+        conn: &mut DB::Connection,
+        scope: RoomScope,
+        ids: &[UserId],
+    ) -> StoreResult<HashMap<UserId, User>> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut select = Sql::new(format!("SELECT {USER_COLUMNS} FROM users WHERE room_id = "));
+        select
+            .bind(scope.room_id.to_string())
+            .push(" AND id IN (")
+            .bind_all(ids.iter().map(|id| id.to_string()))
+            .push(")");
+        let rows: Vec<UserRow> = select.query_as::<DB, _>().fetch_all(conn).await?;
+        Ok(users(rows)?
+            .into_iter()
+            .map(|user| (user.id, user))
+            .collect())
+    }
+
     async fn count_user_connections(
         conn: &mut DB::Connection,
         user_id: UserId,
