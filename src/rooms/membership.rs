@@ -10,7 +10,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::actor::RoomCommand;
-use super::following::UserView;
+use super::following::{FollowGraph, UserView};
 use super::hub::RoomHandle;
 use super::outbox::Outbox;
 use super::publish::Outcome;
@@ -40,9 +40,8 @@ pub struct Member {
 pub struct Joined {
     pub room: Room,
     pub user: UserView,
-    pub users: Vec<UserView>,
-    /// Where the rest of the room's users start, if there are more.
-    pub users_cursor: Option<String>,
+    /// The first page of the room's users, shared by the joins recorded together.
+    pub page: Arc<FirstPage>,
     pub presence: Vec<Value>,
     pub handle: Arc<RoomHandle>,
 }
@@ -61,7 +60,16 @@ pub struct PendingJoin {
     outbox: Outbox,
     /// For the actor: everyone else's presence, for the join's answer.
     presence: oneshot::Sender<Vec<Value>>,
-    done: oneshot::Sender<Result<store::Joined, ApiError>>,
+    done: oneshot::Sender<Result<(store::Joined, Arc<FirstPage>), ApiError>>,
+}
+
+/// What every join of a batch answers with besides its own socket's part: the room's first
+/// page of users (and the follow graph they are shown with), read once for the batch.
+pub struct FirstPage {
+    graph: FollowGraph,
+    pub users: Vec<UserView>,
+    /// Where the rest of the room's users start, if there are more.
+    pub cursor: Option<String>,
 }
 
 pub struct PendingLeave {
@@ -101,7 +109,7 @@ impl Engine {
         self.commit_membership(&room).await;
         // No answer means whoever recorded the batch was stopped: the row, if any, is left
         // to the reaper.
-        let joined = match joined.await.unwrap_or(Err(ApiError::Unavailable)) {
+        let (joined, page) = match joined.await.unwrap_or(Err(ApiError::Unavailable)) {
             Ok(joined) => joined,
             Err(error) => {
                 room.release();
@@ -110,26 +118,13 @@ impl Engine {
             }
         };
         let presence = presence.await.unwrap_or_default();
-        let loaded = async {
-            let graph = self.follow_graph(member.scope).await?;
-            let page = self.users_page(member.scope, None).await?;
-            Ok::<_, ApiError>((graph, page))
-        };
-        match loaded.await {
-            Ok((graph, (users, users_cursor))) => Ok(Joined {
-                room: joined.room,
-                user: graph.socket_user(joined.user),
-                users,
-                users_cursor,
-                presence,
-                handle: room,
-            }),
-            Err(error) => {
-                // The client hears of a failure: it must not stay joined.
-                self.leave(member, room).await;
-                Err(error)
-            }
-        }
+        Ok(Joined {
+            room: joined.room,
+            user: page.graph.socket_user(joined.user),
+            page,
+            presence,
+            handle: room,
+        })
     }
 
     /// The socket leaves the room it joined: the room stops sending to it at once, then the
@@ -174,7 +169,7 @@ impl Engine {
                             _ => break,
                         }
                     }
-                    self.record_joins(room.scope, batch).await;
+                    self.record_joins(room, batch).await;
                 }
                 Change::Leave(leave) => {
                     let mut batch = vec![leave];
@@ -196,7 +191,8 @@ impl Engine {
     }
 
     /// Records joins in one transaction and announces each, in order.
-    async fn record_joins(&self, scope: RoomScope, batch: Vec<PendingJoin>) {
+    async fn record_joins(&self, room: &RoomHandle, batch: Vec<PendingJoin>) {
+        let scope = room.scope;
         let news: Vec<NewConnection> = batch.iter().map(|join| join.new.clone()).collect();
         let results = match self.store().join_many(scope, &news).await {
             Ok(results) => results,
@@ -209,6 +205,7 @@ impl Engine {
                 return;
             }
         };
+        let mut announced = Vec::new();
         for (join, result) in batch.into_iter().zip(results) {
             let joined = match result {
                 Ok(joined) => joined,
@@ -230,7 +227,42 @@ impl Engine {
                 notice: Some(notice),
             })
             .await;
-            let _ = join.done.send(Ok(joined));
+            announced.push((join.new, join.done, joined));
+        }
+        if announced.is_empty() {
+            return;
+        }
+        match self.users_page_and_graph(scope, None).await {
+            Ok((users, cursor, graph)) => {
+                let page = Arc::new(FirstPage {
+                    graph,
+                    users,
+                    cursor,
+                });
+                for (_, done, joined) in announced {
+                    let _ = done.send(Ok((joined, page.clone())));
+                }
+            }
+            Err(error) => {
+                // The clients hear of a failure: they must not stay joined.
+                let records: Vec<ConnectionRecord> = announced
+                    .iter()
+                    .map(|(new, _, _)| ConnectionRecord {
+                        id: new.id,
+                        node_id: new.node_id.clone(),
+                        scope,
+                        user_id: new.user_id,
+                    })
+                    .collect();
+                for (new, _, _) in &announced {
+                    room.send(RoomCommand::Detach { connection: new.id }).await;
+                    self.hub().unmark_joined(new.id);
+                }
+                self.record_leaves(scope, &records).await;
+                for (_, done, _) in announced {
+                    let _ = done.send(Err(copy_of(&error)));
+                }
+            }
         }
     }
 

@@ -170,6 +170,16 @@ impl Engine {
         scope: RoomScope,
         after: Option<&str>,
     ) -> Result<(Vec<UserView>, Option<String>), ApiError> {
+        let (users, next, _graph) = self.users_page_and_graph(scope, after).await?;
+        Ok((users, next))
+    }
+
+    /// `users_page`, and the follow graph it was drawn with.
+    pub async fn users_page_and_graph(
+        &self,
+        scope: RoomScope,
+        after: Option<&str>,
+    ) -> Result<(Vec<UserView>, Option<String>, FollowGraph), ApiError> {
         let after = after
             .map(|text| {
                 text.parse::<UserCursor>().map_err(|_| {
@@ -181,16 +191,18 @@ impl Engine {
             items: self.config().realtime.page_users,
             bytes: self.config().page_bytes(),
         };
-        let page = self
-            .store()
-            .list_room_users(scope, after.as_ref(), size)
-            .await?;
-        let graph = self.follow_graph(scope).await?;
+        let (page, graph) = tokio::try_join!(
+            async {
+                let page = self.store().list_room_users(scope, after.as_ref(), size);
+                page.await.map_err(ApiError::from)
+            },
+            self.follow_graph(scope)
+        )?;
         let users = page
             .users
             .into_iter()
             .map(|u| graph.socket_user(u))
             .collect();
-        Ok((users, page.next.map(|cursor| cursor.to_string())))
+        Ok((users, page.next.map(|cursor| cursor.to_string()), graph))
     }
 }

@@ -15,8 +15,12 @@ impl SqlStore<Postgres> {
     /// Connects to the database the URL names, and migrates it.
     pub async fn connect(url: &str, options: &StoreOptions, sealer: Sealer) -> StoreResult<Self> {
         let connect = PgConnectOptions::from_str(url)?;
+        // No test before each acquire: it is a round trip to the server, doubling a short
+        // query's cost. A connection the server dropped fails its next query, and the pool
+        // then closes it and opens another.
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
+            .test_before_acquire(false)
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
             .await?;

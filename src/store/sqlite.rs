@@ -28,13 +28,17 @@ impl SqlStore<Sqlite> {
             .foreign_keys(true);
         // One writer: SQLite has one write lock, and a writer waiting in the pool's queue
         // costs nothing, where one waiting on the lock sleeps in SQLite's busy handler.
+        // No test before each acquire: a connection to a local file does not go stale, and
+        // the test is a round trip to the connection's thread, doubling a short query's cost.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect.clone())
             .await?;
         let readers = SqlitePoolOptions::new()
             .max_connections(options.max_connections)
+            .test_before_acquire(false)
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
             .await?;

@@ -86,11 +86,14 @@ impl Worker {
                 worker.dispatch().await;
                 (dispatch_due, claim_due) = (false, true);
             }
-            // Lease in batches, once at most half the slots are busy: one query for many.
+            // Lease in batches, once at most half the slots are busy: one query for many. The
+            // lease is a write: a read first tells whether anything is due at all.
             if claim_due && in_flight.len() <= max / 2 {
-                for due in worker.claim(max - in_flight.len()).await {
-                    let worker = worker.clone();
-                    in_flight.spawn(async move { worker.attempt(due).await });
+                if worker.something_due().await {
+                    for due in worker.claim(max - in_flight.len()).await {
+                        let worker = worker.clone();
+                        in_flight.spawn(async move { worker.attempt(due).await });
+                    }
                 }
                 claim_due = false;
             }
@@ -112,7 +115,11 @@ impl Worker {
                 }
                 () = worker.bus.woken() => claim_due = true,
                 Some(_) = in_flight.join_next(), if !in_flight.is_empty() => claim_due = true,
-                () = tokio::time::sleep(wait) => (dispatch_due, claim_due) = (true, true),
+                () = tokio::time::sleep(wait) => {
+                    // Events another node recorded (this one was not told of them), if any.
+                    dispatch_due = worker.events_waiting().await;
+                    claim_due = true;
+                }
             }
         }
         if tokio::time::timeout(grace, async {
@@ -136,6 +143,20 @@ impl Worker {
                     return;
                 }
             }
+        }
+    }
+
+    /// Whether an event waits to be dispatched (true if the database cannot say).
+    async fn events_waiting(&self) -> bool {
+        self.store.has_undispatched_events().await.unwrap_or(true)
+    }
+
+    /// Whether a delivery is due now (true if the database cannot say).
+    async fn something_due(&self) -> bool {
+        match self.store.next_delivery_due().await {
+            Ok(Some(due)) => due.as_millis() <= Timestamp::now().as_millis(),
+            Ok(None) => false,
+            Err(_) => true,
         }
     }
 

@@ -191,8 +191,8 @@ impl Session {
                 Ok(json!({
                     "room": joined.room,
                     "user": joined.user,
-                    "users": joined.users,
-                    "usersCursor": joined.users_cursor,
+                    "users": &joined.page.users,
+                    "usersCursor": &joined.page.cursor,
                     "presence": joined.presence,
                 }))
             }

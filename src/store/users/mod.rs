@@ -150,6 +150,15 @@ impl TryFrom<UserRow> for User {
     }
 }
 
+/// A user of a listing, with how many the whole listing holds (`COUNT(*) OVER ()`): the page
+/// and its total in one query.
+#[derive(sqlx::FromRow)]
+pub(super) struct CountedUserRow {
+    #[sqlx(flatten)]
+    pub user: UserRow,
+    pub total: i64,
+}
+
 /// Users from their rows, in order.
 pub(super) fn users(rows: Vec<UserRow>) -> StoreResult<Vec<User>> {
     rows.into_iter().map(User::try_from).collect()

@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use sqlx::{ColumnIndex, Executor};
 
 use super::{
-    users, NewUser, SessionRow, UserChanges, UserCursor, UserPage, UserRow, UserStore, USER_BYTES,
-    USER_COLUMNS,
+    users, CountedUserRow, NewUser, SessionRow, UserChanges, UserCursor, UserPage, UserRow,
+    UserStore, USER_BYTES, USER_COLUMNS,
 };
 use crate::domain::{Event, EventKind, Timestamp, User, UserId, UserSession, UserStatus};
 use crate::store::dialect::{Column, Dialect, RowsAffected};
@@ -82,15 +82,9 @@ where
         page: Page,
     ) -> StoreResult<Listed<User>> {
         const SEARCH: &[&str] = &["name", "id"];
-        let mut count = Sql::new("SELECT COUNT(*) FROM users WHERE room_id = ");
-        count
-            .bind(scope.room_id.to_string())
-            .push(" AND account_id = ")
-            .bind(scope.account_id.to_string());
-        push_filter::<DB>(&mut count, filter, SEARCH);
-        let (total,): (i64,) = count.query_as::<DB, _>().fetch_one(&self.reads).await?;
-
-        let mut list = Sql::new(format!("SELECT {USER_COLUMNS} FROM users WHERE room_id = "));
+        let mut list = Sql::new(format!(
+            "SELECT {USER_COLUMNS}, COUNT(*) OVER () AS total FROM users WHERE room_id = "
+        ));
         list.bind(scope.room_id.to_string())
             .push(" AND account_id = ")
             .bind(scope.account_id.to_string());
@@ -99,9 +93,24 @@ where
             .bind(page.limit)
             .push(" OFFSET ")
             .bind(page.offset);
-        let rows: Vec<UserRow> = list.query_as::<DB, _>().fetch_all(&self.reads).await?;
+        let rows: Vec<CountedUserRow> = list.query_as::<DB, _>().fetch_all(&self.reads).await?;
+        let total = match rows.first() {
+            Some(row) => row.total,
+            None if page.offset == 0 => 0,
+            // A page past the end has no row to carry the total.
+            None => {
+                let mut count = Sql::new("SELECT COUNT(*) FROM users WHERE room_id = ");
+                count
+                    .bind(scope.room_id.to_string())
+                    .push(" AND account_id = ")
+                    .bind(scope.account_id.to_string());
+                push_filter::<DB>(&mut count, filter, SEARCH);
+                let (total,): (i64,) = count.query_as::<DB, _>().fetch_one(&self.reads).await?;
+                total
+            }
+        };
         Ok(Listed {
-            items: users(rows)?,
+            items: users(rows.into_iter().map(|row| row.user).collect())?,
             total,
         })
     }

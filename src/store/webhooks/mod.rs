@@ -152,6 +152,9 @@ pub trait WebhookStore: Send + Sync {
     /// in one transaction (on PostgreSQL, nodes take different events). Returns how many
     /// events were handled.
     async fn dispatch_events(&self, limit: i64) -> StoreResult<usize>;
+    /// Whether a recorded event waits for `dispatch_events`: a read, so that an idle node's
+    /// timer costs no write.
+    async fn has_undispatched_events(&self) -> StoreResult<bool>;
     /// Leases up to `limit` due deliveries of enabled webhooks to `node` until `lease_until`.
     async fn claim_deliveries(
         &self,

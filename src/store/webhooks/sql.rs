@@ -276,6 +276,14 @@ where
         self.dispatch_batch(limit).await
     }
 
+    async fn has_undispatched_events(&self) -> StoreResult<bool> {
+        let waiting: Option<i64> =
+            sqlx::query_scalar("SELECT seq FROM events WHERE dispatched_at IS NULL LIMIT 1")
+                .fetch_optional(&self.reads)
+                .await?;
+        Ok(waiting.is_some())
+    }
+
     async fn claim_deliveries(
         &self,
         node: &NodeId,
