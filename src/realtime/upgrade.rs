@@ -17,6 +17,10 @@ const HARD_CAP_FACTOR: usize = 4;
 /// The read buffer a socket starts with (it grows for larger frames). The library's default
 /// of 128 KiB, touched on the first read, would be most of an idle socket's memory.
 const READ_BUFFER_BYTES: usize = 4096;
+/// Frames queued for one write are sent once they reach this much (or at the batch's flush).
+/// The library's default, 128 KiB, lets a busy socket's write buffer grow that large and keep
+/// the capacity for good; a few KiB per write already make the system calls few.
+const WRITE_BUFFER_BYTES: usize = 8 * 1024;
 
 /// `GET /v1/realtime`, for the app to mount beside the REST API.
 pub fn router<S>() -> Router<S>
@@ -41,6 +45,7 @@ pub async fn connect(
         .max_message_size(cap)
         .max_frame_size(cap)
         .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
         .on_upgrade(move |socket| {
             let hub = engine.hub().clone();
             hub.track(super::connection::run(socket, engine, jwt, lease))
