@@ -29,6 +29,17 @@ export const PROTOCOL_VERSION = 1;
 // ---------------------------------------------------------------------------------------------
 // Objects the server sends.
 
+/** A file of the room (REST's StorageFile, camelCase): what `client.storage` lists and `fileUploaded` carries. */
+export interface StorageFile {
+  key: string;
+  url: string;
+  filename: string;
+  mimeType: string;
+  size: number;
+  uploadedAt: string;
+  uploadedBy: string;
+}
+
 /** A user as the server sends it on the socket: with its follow graph (user IDs). */
 export type RawUser = CollabKitUser & { following: string[]; followers: string[] };
 
@@ -273,6 +284,8 @@ export interface Events {
   commentCreated: { comment: Comment };
   commentUpdated: { comment: Comment };
   commentDeleted: { commentId: string; threadId: string };
+  fileUploaded: { file: StorageFile };
+  fileDeleted: { key: string; file: StorageFile };
   // wire-map: end
 }
 
@@ -295,6 +308,8 @@ const EVENT_NAMES: { readonly [E in EventName]: true } = {
   commentCreated: true,
   commentUpdated: true,
   commentDeleted: true,
+  fileUploaded: true,
+  fileDeleted: true,
 };
 
 export function isEventName(name: string): name is EventName {
