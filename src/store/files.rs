@@ -198,7 +198,8 @@ where
             .execute(&mut *tx)
             .await?;
         let (used,): (i64,) = sqlx::query_as(
-            "SELECT COALESCE(SUM(size), 0) FROM files WHERE account_id = $1 AND status = 'ready'",
+            "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM files \
+             WHERE account_id = $1 AND status = 'ready'",
         )
         .bind(done.account_id.to_string())
         .fetch_one(&mut *tx)
@@ -241,7 +242,8 @@ where
 
     async fn account_file_bytes(&self, account_id: AccountId) -> StoreResult<i64> {
         let (used,): (i64,) = sqlx::query_as(
-            "SELECT COALESCE(SUM(size), 0) FROM files WHERE account_id = $1 AND status = 'ready'",
+            "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM files \
+             WHERE account_id = $1 AND status = 'ready'",
         )
         .bind(account_id.to_string())
         .fetch_one(&self.reads)
