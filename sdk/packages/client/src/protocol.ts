@@ -20,6 +20,7 @@ import type {
   JsonObject,
   PresenceState,
   ServerErrorCode,
+  StorageFile,
   StoresDefinition,
 } from '@collab-kit/utils';
 
@@ -28,17 +29,6 @@ export const PROTOCOL_VERSION = 1;
 
 // ---------------------------------------------------------------------------------------------
 // Objects the server sends.
-
-/** A file of the room (REST's StorageFile, camelCase): what `client.storage` lists and `fileUploaded` carries. */
-export interface StorageFile {
-  key: string;
-  url: string;
-  filename: string;
-  mimeType: string;
-  size: number;
-  uploadedAt: string;
-  uploadedBy: string;
-}
 
 /** A user as the server sends it on the socket: with its follow graph (user IDs). */
 export type RawUser = CollabKitUser & { following: string[]; followers: string[] };
