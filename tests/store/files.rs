@@ -107,10 +107,10 @@ async fn uploads_are_invisible_until_finished(backend: Backend) {
     // Known to the sweep all the same: its object is not an orphan.
     let known = f
         .store
-        .known_file_keys(&[upload.key.clone()])
+        .known_file_keys(std::slice::from_ref(&upload.key))
         .await
         .unwrap();
-    assert_eq!(known, [upload.key.clone()]);
+    assert_eq!(known, std::slice::from_ref(&upload.key));
 
     let (file, events) = f
         .store
