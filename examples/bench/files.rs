@@ -87,10 +87,20 @@ pub async fn main(args: &[String]) -> anyhow::Result<()> {
                 }
             }
             "--storage" => options.storages = Storage::parse(&value).unwrap_or_else(|| usage()),
-            "--mb" => options.mb = value.parse().ok().filter(|n| *n > 0).unwrap_or_else(|| usage()),
+            "--mb" => {
+                options.mb = value
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .unwrap_or_else(|| usage())
+            }
             "--seconds" => options.seconds = value.parse().unwrap_or_else(|_| usage()),
             "--concurrency" => {
-                options.concurrency = value.parse().ok().filter(|n| *n > 0).unwrap_or_else(|| usage())
+                options.concurrency = value
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .unwrap_or_else(|| usage())
             }
             _ => usage(),
         }
@@ -112,7 +122,10 @@ async fn run_on(db: Db, storage: Storage, options: &FilesOptions) -> anyhow::Res
     let mut env: Vec<(&str, String)> = vec![
         ("COLLABKIT_RATE_LIMIT_PER_SECOND", "0".to_owned()),
         ("COLLABKIT_FILES_MAX_FILE_BYTES", max_bytes),
-        ("COLLABKIT_FILES_MAX_ACCOUNT_BYTES", (1_i64 << 50).to_string()),
+        (
+            "COLLABKIT_FILES_MAX_ACCOUNT_BYTES",
+            (1_i64 << 50).to_string(),
+        ),
     ];
     if let Some(moto) = &moto {
         env.extend([
@@ -170,8 +183,9 @@ async fn run_on(db: Db, storage: Storage, options: &FilesOptions) -> anyhow::Res
         let len = (total - start).min(CHUNK_BYTES as u64) as usize;
         Ok::<_, std::io::Error>(vec![(i % 251) as u8; len])
     }));
-    let part = reqwest::multipart::Part::stream_with_length(reqwest::Body::wrap_stream(body), total)
-        .file_name("large.bin");
+    let part =
+        reqwest::multipart::Part::stream_with_length(reqwest::Body::wrap_stream(body), total)
+            .file_name("large.bin");
     let form = reqwest::multipart::Form::new()
         .text("roomId", room.clone())
         .text("userId", user.clone())
@@ -242,7 +256,10 @@ async fn run_on(db: Db, storage: Storage, options: &FilesOptions) -> anyhow::Res
     .await;
     println!(
         "{}",
-        summary.row(&format!("GET /storage/<key> ({} clients, 100 KB)", options.concurrency))
+        summary.row(&format!(
+            "GET /storage/<key> ({} clients, 100 KB)",
+            options.concurrency
+        ))
     );
     server.stop().await;
     drop(moto);
@@ -271,7 +288,14 @@ impl Moto {
             .local_addr()?
             .port();
         let child = Command::new("python3")
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -32,6 +32,9 @@ pub struct Storage {
     objects: Arc<dyn ObjectStore>,
     /// For logs: "local:<dir>" or "s3:<bucket>".
     name: String,
+    /// The local backend's directory, where an upload cut short by a crash leaves its staged
+    /// bytes (`<object>#1`) for `delete` to remove.
+    local_root: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Storage {
@@ -54,6 +57,7 @@ impl Storage {
                 Ok(Self {
                     objects: Arc::new(objects),
                     name: format!("local:{}", dir.display()),
+                    local_root: Some(dir),
                 })
             }
             FilesBackend::S3 => {
@@ -77,9 +81,13 @@ impl Storage {
                         .with_secret_access_key(&s3.secret_access_key)
                 };
                 let objects = builder.build().context("configuring the S3 file backend")?;
+                // An upload cut short by a crash leaves an incomplete multipart upload in the
+                // bucket, invisible and never listed: a lifecycle rule
+                // (AbortIncompleteMultipartUpload) removes those (docs/files.md).
                 Ok(Self {
                     objects: Arc::new(objects),
                     name: format!("s3:{}", s3.bucket),
+                    local_root: None,
                 })
             }
         }
@@ -126,8 +134,19 @@ impl Storage {
         Ok(result.into_stream())
     }
 
-    /// Deletes an object; one already gone is no error.
+    /// Deletes an object (and, on local disk, what an upload of it cut short by a crash
+    /// staged); one already gone is no error.
     pub async fn delete(&self, account_id: AccountId, key: &FileKey) -> Result<(), StorageError> {
+        if let Some(root) = &self.local_root {
+            // object_store stages a local upload in `<object>#<n>`; a key is written once, so
+            // its upload is always the first.
+            let staged = root.join(format!("{account_id}/{key}#1"));
+            match tokio::fs::remove_file(&staged).await {
+                Ok(()) => tracing::info!(%key, "removed the staged bytes of an unfinished upload"),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => tracing::warn!(%error, %key, "removing staged upload bytes failed"),
+            }
+        }
         match self.objects.delete(&Self::path(account_id, key)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(error) => Err(error),

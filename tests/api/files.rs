@@ -1042,6 +1042,14 @@ async fn deleting_a_room_deletes_its_files_and_a_restart_sweeps_leftovers(
         .await
         .unwrap();
     assert_eq!(objects(&app).await, 3);
+    // On local disk, a crash mid-upload also leaves the bytes object_store staged.
+    let staged = app
+        .config
+        .files_dir()
+        .join(format!("{account_id}/{pending}#1"));
+    if storage == Storage::Local {
+        std::fs::write(&staged, b"half an upload").unwrap();
+    }
     let config = app.config.clone();
     let db = app.abandon().await;
     let app = TestApp::start_on(db, config).await;
@@ -1050,6 +1058,7 @@ async fn deleting_a_room_deletes_its_files_and_a_restart_sweeps_leftovers(
         "the orphan and the abandoned upload are swept"
     );
     assert_eq!(count_rows(&app, "files", &kept_room).await, 1);
+    assert!(!staged.exists(), "staged bytes are swept too");
     assert!(!app
         .state
         .engine()
