@@ -905,13 +905,17 @@ async fn concurrent_uploads_of_one_name_get_two_keys(backend: Backend, storage: 
     let (app, _moto) = start(backend, storage, |_| {}).await;
     let account = app.account().await;
     let (room_id, user_id, _) = room_and_user(&account).await;
+    // Over limits.max_body_bytes (1 MiB), and one over a multipart part (5 MiB): uploads have
+    // their own limit, and parts are put back together in order.
+    let large = png(6 * 1024 * 1024 + 123);
+    let medium = {
+        let mut other = png(1536 * 1024);
+        other[4000] = 1;
+        other
+    };
     let (a, b) = tokio::join!(
-        upload(&account, &room_id, &user_id, "same.png", png(5000)),
-        upload(&account, &room_id, &user_id, "same.png", {
-            let mut other = png(5000);
-            other[4000] = 1;
-            other
-        }),
+        upload(&account, &room_id, &user_id, "same.png", large.clone()),
+        upload(&account, &room_id, &user_id, "same.png", medium.clone()),
     );
     a.expect(StatusCode::CREATED);
     b.expect(StatusCode::CREATED);
@@ -921,13 +925,15 @@ async fn concurrent_uploads_of_one_name_get_two_keys(backend: Backend, storage: 
     assert_eq!(files.len(), 2);
     assert!(files.iter().all(|f| f["filename"] == "same.png"));
     // Each key serves its own bytes.
-    let first = app
-        .client
-        .get(a.data()["file"]["url"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(first.bytes().await.unwrap().as_ref(), png(5000).as_slice());
+    for (reply, bytes) in [(&a, &large), (&b, &medium)] {
+        let got = app
+            .client
+            .get(reply.data()["file"]["url"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(got.bytes().await.unwrap().as_ref(), bytes.as_slice());
+    }
 }
 
 async fn events_reach_sockets_and_webhooks(backend: Backend, storage: Storage) {
