@@ -168,9 +168,11 @@ fn public_base(state: &AppState, headers: &HeaderMap) -> String {
     format!("http://{host}")
 }
 
-fn bad_multipart(error: axum::extract::multipart::MultipartError) -> ApiError {
+/// A multipart body that broke off or does not parse. Past the uploads' hard cap (the file
+/// limit, `limit`, and its framing) it is too large.
+fn bad_multipart(error: axum::extract::multipart::MultipartError, limit: u64) -> ApiError {
     if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        return ApiError::PayloadTooLarge { limit: 0 };
+        return ApiError::FileTooLarge { limit };
     }
     ApiError::BadRequest(
         format!(
@@ -185,10 +187,11 @@ fn bad_multipart(error: axum::extract::multipart::MultipartError) -> ApiError {
 async fn id_field<T: std::str::FromStr>(
     field: axum::extract::multipart::Field<'_>,
     name: &'static str,
+    limit: u64,
 ) -> Result<T, ApiError> {
     let mut text = Vec::new();
     let mut field = field;
-    while let Some(chunk) = field.chunk().await.map_err(bad_multipart)? {
+    while let Some(chunk) = field.chunk().await.map_err(|e| bad_multipart(e, limit))? {
         text.extend_from_slice(&chunk);
         if text.len() > MAX_ID_FIELD_BYTES {
             return Err(ApiError::validation(name, format!("{name} must be a UUID")));
@@ -212,11 +215,16 @@ async fn upload_file(
         )
     })?;
     let base = public_base(&state, &headers);
+    let limit = state.config().files.max_file_bytes;
     let (mut room_id, mut user_id): (Option<RoomId>, Option<UserId>) = (None, None);
-    while let Some(mut field) = multipart.next_field().await.map_err(bad_multipart)? {
+    while let Some(mut field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| bad_multipart(e, limit))?
+    {
         match field.name() {
-            Some("roomId") => room_id = Some(id_field(field, "roomId").await?),
-            Some("userId") => user_id = Some(id_field(field, "userId").await?),
+            Some("roomId") => room_id = Some(id_field(field, "roomId", limit).await?),
+            Some("userId") => user_id = Some(id_field(field, "userId", limit).await?),
             Some("file") => {
                 let scope = caller.room(room_id)?;
                 let user_id = match (caller, user_id) {
@@ -268,7 +276,12 @@ async fn upload_file(
             }
             _ => {
                 // Unknown fields are ignored, their content too.
-                while field.chunk().await.map_err(bad_multipart)?.is_some() {}
+                while field
+                    .chunk()
+                    .await
+                    .map_err(|e| bad_multipart(e, limit))?
+                    .is_some()
+                {}
             }
         }
     }
