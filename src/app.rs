@@ -193,11 +193,21 @@ pub async fn build_state(config: Config, port: u16) -> anyhow::Result<AppState> 
     let rate_limiter = RateLimiter::new(config.rate_limit.per_second, config.rate_limit.burst);
     let bus = EventBus::new();
     let node_id = nodes::node_id(&config.realtime.node_id, port);
-    let engine = Engine::new(store.clone(), bus, config.clone(), node_id);
+    let files = crate::files::Storage::from_config(&config)?;
+    tracing::info!(storage = files.name(), "room files storage");
+    let engine = Engine::new(store.clone(), bus, config.clone(), node_id, files);
     nodes::start(&engine)
         .await
         .context("registering this node and cleaning up after dead ones")?;
     tracing::info!(node = %engine.hub().node_id(), "node registered");
+    // Before serving: no upload of this node is in flight yet.
+    let abandoned = engine
+        .sweep_abandoned_uploads()
+        .await
+        .context("removing uploads that a crash left unfinished")?;
+    if abandoned > 0 {
+        tracing::info!(abandoned, "removed unfinished uploads");
+    }
     let state = AppState(Arc::new(Shared {
         config,
         store,
@@ -255,6 +265,20 @@ impl App {
         tracing::info!(addr = %self.local_addr(), "listening");
         let retention = Duration::from_millis(self.state.config().stores.tombstone_retention_ms);
         let heartbeat = tokio::spawn(nodes::upkeep(engine.clone(), retention));
+        // Objects without a row (a crash between deleting the two): however many there are,
+        // in the background.
+        let sweep = {
+            let engine = engine.clone();
+            tokio::spawn(async move {
+                match engine.sweep_orphan_objects().await {
+                    Ok(0) => {}
+                    Ok(swept) => tracing::info!(swept, "deleted file objects that had no row"),
+                    Err(error) => {
+                        tracing::warn!(error = format!("{error:#}"), "sweeping file objects failed")
+                    }
+                }
+            })
+        };
         let config = self.state.config();
         let deliveries = crate::webhooks::Worker::new(
             self.state.store().clone(),
@@ -295,6 +319,7 @@ impl App {
             sockets,
         );
         heartbeat.abort();
+        sweep.abort();
         let _ = deliveries.await;
         nodes::stop(&engine).await;
         tracing::info!("server stopped");

@@ -63,6 +63,7 @@ pub struct Config {
     pub stores: StoresConfig,
     pub comments: CommentsConfig,
     pub webhooks: WebhooksConfig,
+    pub files: FilesConfig,
     pub shutdown: ShutdownConfig,
 }
 
@@ -237,6 +238,56 @@ pub struct WebhooksConfig {
     pub max_webhooks_per_account: i64,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FilesBackend {
+    Local,
+    S3,
+}
+
+/// Room files: where they are kept and how large they may be.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesConfig {
+    pub backend: FilesBackend,
+    pub local_dir: PathBuf,
+    pub max_file_bytes: u64,
+    pub max_account_bytes: i64,
+    pub public_url: String,
+    pub upload_timeout_ms: u64,
+    pub s3: S3Config,
+}
+
+impl FilesConfig {
+    pub fn upload_timeout(&self) -> Duration {
+        Duration::from_millis(self.upload_timeout_ms)
+    }
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    pub endpoint: String,
+    pub bucket: String,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub path_style: bool,
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .field("path_style", &self.path_style)
+            .finish()
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ShutdownConfig {
@@ -345,6 +396,22 @@ impl Config {
         {
             bail!("webhooks: attempt_timeout_ms, max_concurrent_deliveries, poll_interval_ms and disable_after_failures must be at least 1");
         }
+        let files = &self.files;
+        if files.max_file_bytes == 0 || files.max_account_bytes < 1 || files.upload_timeout_ms == 0
+        {
+            bail!(
+                "files: max_file_bytes, max_account_bytes and upload_timeout_ms must be at least 1"
+            );
+        }
+        if files.backend == FilesBackend::S3 && files.s3.bucket.is_empty() {
+            bail!("files.s3.bucket must be set when files.backend is \"s3\"");
+        }
+        if !files.public_url.is_empty()
+            && !url::Url::parse(&files.public_url)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+        {
+            bail!("files.public_url must be an http(s) address like https://collab.example.com");
+        }
         if self.auth.key_cache_max_entries == 0 {
             bail!("auth.key_cache_max_entries must be at least 1");
         }
@@ -389,6 +456,15 @@ impl Config {
 
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_millis(self.shutdown.grace_ms)
+    }
+
+    /// The directory of the local file backend.
+    pub fn files_dir(&self) -> PathBuf {
+        if self.files.local_dir.as_os_str().is_empty() {
+            self.data_dir.join("files")
+        } else {
+            self.files.local_dir.clone()
+        }
     }
 
     /// `limits.max_page_bytes`, as the store takes it.

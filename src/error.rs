@@ -30,6 +30,15 @@ pub enum ApiError {
     Conflict(Cow<'static, str>),
     #[error("body over {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// An uploaded file over `files.max_file_bytes`.
+    #[error("file over {limit} bytes")]
+    FileTooLarge { limit: u64 },
+    /// An account's files would pass `files.max_account_bytes`.
+    #[error("file quota of {limit} bytes")]
+    QuotaExceeded { limit: i64 },
+    /// A `Range` that the file does not have.
+    #[error("range not satisfiable")]
+    RangeNotSatisfiable,
     #[error("unsupported content type")]
     UnsupportedMediaType,
     /// The body did not arrive whole within `http.body_read_timeout_ms`.
@@ -115,6 +124,7 @@ impl ApiError {
             Entity::Thread => "Thread not found",
             Entity::Comment => "Comment not found",
             Entity::Webhook => "Webhook not found",
+            Entity::File => "File not found",
         }))
     }
 
@@ -126,7 +136,10 @@ impl ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::BadRequest(_) | Self::Validation { .. } => StatusCode::BAD_REQUEST,
             Self::Conflict(_) => StatusCode::CONFLICT,
-            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::PayloadTooLarge { .. }
+            | Self::FileTooLarge { .. }
+            | Self::QuotaExceeded { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -144,7 +157,10 @@ impl ApiError {
             Self::BadRequest(_) => "BAD_REQUEST",
             Self::Validation { .. } => "VALIDATION_ERROR",
             Self::Conflict(_) => "CONFLICT",
-            Self::PayloadTooLarge { .. } => "PAYLOAD_TOO_LARGE",
+            Self::PayloadTooLarge { .. }
+            | Self::FileTooLarge { .. }
+            | Self::QuotaExceeded { .. } => "PAYLOAD_TOO_LARGE",
+            Self::RangeNotSatisfiable => "RANGE_NOT_SATISFIABLE",
             Self::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             Self::RequestTimeout => "REQUEST_TIMEOUT",
             Self::RateLimited { .. } => "RATE_LIMITED",
@@ -167,6 +183,12 @@ impl ApiError {
             Self::PayloadTooLarge { limit } => {
                 format!("Request body is larger than {limit} bytes").into()
             }
+            Self::FileTooLarge { limit } => format!("File is larger than {limit} bytes").into(),
+            Self::QuotaExceeded { limit } => format!(
+                "This account's files would take more than its storage quota of {limit} bytes"
+            )
+            .into(),
+            Self::RangeNotSatisfiable => "The requested range is not within the file".into(),
             Self::UnsupportedMediaType => "Content-Type must be application/json".into(),
             Self::RequestTimeout => "The request body did not arrive in time".into(),
             Self::RateLimited { retry_after_secs } => {
@@ -199,6 +221,7 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(what) => Self::Conflict(format!("{what:?} already exists").into()),
             StoreError::Invalid { field, message } => Self::Validation { field, message },
             StoreError::TooLarge { limit } => Self::PayloadTooLarge { limit },
+            StoreError::Quota { limit } => Self::QuotaExceeded { limit },
             StoreError::Database(sqlx::Error::PoolTimedOut) => {
                 tracing::error!("no database connection became free in time");
                 Self::Unavailable

@@ -17,6 +17,8 @@ pub mod domain;
 pub mod error;
 /// The internal event bus (room and user events for webhooks and workflows).
 pub mod events;
+/// Room files' bytes: a local directory or an S3-compatible bucket.
+pub mod files;
 /// The REST API.
 pub mod http;
 /// The socket transport: the wire protocol, the upgrade, one task per connection.

@@ -6,7 +6,9 @@
 //!                    [--rooms 4] [--seconds 10] [--hz 20] [--idle 10000] [--concurrency 1000]
 //!   scripts/bench stores [--db sqlite|postgres|both] [--writers 1,50] [--seconds 5]
 //!   scripts/bench webhooks [--db sqlite|postgres|both] [--events 2000] [--rate 200]
+//!   scripts/bench files [--db ...] [--storage local|s3|both] [--mb 1024] (see files.rs)
 
+mod files;
 mod server;
 mod stats;
 mod stores;
@@ -122,6 +124,9 @@ async fn main() -> anyhow::Result<()> {
     let Some((mode, rest)) = args.split_first() else {
         usage()
     };
+    if mode == "files" {
+        return files::main(rest).await;
+    }
     let options = parse(rest);
     match mode.as_str() {
         "http" => {

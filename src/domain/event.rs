@@ -21,10 +21,14 @@ pub enum EventKind {
     UserUpdated,
     #[serde(rename = "user.deleted")]
     UserDeleted,
+    #[serde(rename = "file.uploaded")]
+    FileUploaded,
+    #[serde(rename = "file.deleted")]
+    FileDeleted,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 7] = [
+    pub const ALL: [EventKind; 9] = [
         Self::ParticipantJoined,
         Self::ParticipantLeft,
         Self::SessionStarted,
@@ -32,6 +36,8 @@ impl EventKind {
         Self::UserCreated,
         Self::UserUpdated,
         Self::UserDeleted,
+        Self::FileUploaded,
+        Self::FileDeleted,
     ];
 
     pub fn name(self) -> &'static str {
@@ -43,6 +49,8 @@ impl EventKind {
             Self::UserCreated => "user.created",
             Self::UserUpdated => "user.updated",
             Self::UserDeleted => "user.deleted",
+            Self::FileUploaded => "file.uploaded",
+            Self::FileDeleted => "file.deleted",
         }
     }
 
@@ -63,6 +71,8 @@ pub struct Event {
     pub user: Option<User>,
     /// The users of the session a `session.closed` ends.
     pub users: Vec<User>,
+    /// The StorageFile of `file.*` events.
+    pub file: Option<serde_json::Value>,
     pub timestamp: Timestamp,
 }
 
@@ -81,8 +91,15 @@ impl Event {
             room: room.clone(),
             user: user.cloned(),
             users,
+            file: None,
             timestamp: at,
         }
+    }
+
+    /// The event about a file (`file.*`), as a StorageFile.
+    pub fn with_file(mut self, file: serde_json::Value) -> Self {
+        self.file = Some(file);
+        self
     }
 }
 
@@ -94,6 +111,8 @@ pub struct EventPayload {
     pub user: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub users: Option<Vec<serde_json::Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<serde_json::Value>,
 }
 
 impl Event {
@@ -108,6 +127,7 @@ impl Event {
             user: self.user.as_ref().map(json),
             users: (self.kind == EventKind::SessionClosed)
                 .then(|| self.users.iter().map(json).collect()),
+            file: self.file.clone(),
         }
     }
 }

@@ -4,6 +4,7 @@
 pub mod account;
 pub mod comment;
 pub mod event;
+pub mod file;
 pub mod ids;
 pub mod limits;
 pub mod patch;
@@ -17,6 +18,7 @@ pub mod webhook;
 pub use account::{Account, ApiKey};
 pub use comment::{Comment, CommentId, Metadata, Reaction, Thread, ThreadId};
 pub use event::{Event, EventKind};
+pub use file::{FileKey, StoredFile};
 pub use ids::{AccountId, ApiKeyId, ConnectionId, NodeId, RoomId, SessionId, UserId};
 pub use room::{Room, RoomState};
 pub use time::Timestamp;

@@ -154,6 +154,10 @@ pub fn delivery_body(event_id: &str, kind: &str, at: Timestamp, payload: &EventP
     if let Some(users) = &payload.users {
         body.insert("users".into(), Value::Array(users.clone()));
     }
+    if let Some(file) = &payload.file {
+        body.insert("file".into(), file.clone());
+        data.insert("key".into(), file["key"].clone());
+    }
     body.insert("data".into(), Value::Object(data));
     Value::Object(body).to_string()
 }
@@ -179,6 +183,7 @@ mod tests {
             room: json!({ "id": "r1", "name": "room" }),
             user: Some(json!({ "id": "u1", "name": "Alice" })),
             users: None,
+            file: None,
         };
         let body: Value = serde_json::from_str(&delivery_body(
             "evt_1",
@@ -201,6 +206,7 @@ mod tests {
             room: json!({ "id": "r1" }),
             user: None,
             users: Some(vec![json!({ "id": "u1" })]),
+            file: None,
         };
         let body: Value = serde_json::from_str(&delivery_body(
             "evt_2",

@@ -153,6 +153,14 @@ impl QueryParams {
             .map(|(_, value)| value.as_str())
     }
 
+    /// Every value of a repeated parameter, in order.
+    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
     /// `limit` (1 to 100, default 50) and `offset` (0 or more, default 0).
     pub fn page(&self) -> Result<Page, ApiError> {
         let limit = match self.get("limit") {

@@ -10,6 +10,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::predicate::{DefaultPredicate, Predicate};
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
@@ -33,15 +34,44 @@ const MAX_CLIENT_REQUEST_ID: usize = 128;
 /// (tower-http), a time limit on the whole request and a hard cap on bodies (tower-http). The
 /// envelope sits inside the last three so that their answers are enveloped too.
 pub fn around(router: Router, layers: &Layers) -> Router {
-    let router = router
+    let limited = router
+        .clone()
         .layer(RequestBodyLimitLayer::new(layers.hard_body_limit))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             layers.request_timeout,
-        ))
+        ));
+    // Uploads (`POST .../upload`) stream large bodies for a long time: the same routes, with
+    // their own body cap and time limit instead.
+    let router = match layers.uploads {
+        None => limited,
+        Some(uploads) => {
+            let uploading = router
+                .layer(RequestBodyLimitLayer::new(uploads.body_limit))
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    uploads.timeout,
+                ));
+            Router::new().fallback(move |request: Request| {
+                let routes = if super::files::is_upload(request.method(), request.uri().path()) {
+                    uploading.clone()
+                } else {
+                    limited.clone()
+                };
+                async move {
+                    use tower::ServiceExt as _;
+                    match routes.oneshot(request).await {
+                        Ok(response) => response,
+                        Err(never) => match never {},
+                    }
+                }
+            })
+        }
+    };
+    let router = router
         .layer(CatchPanicLayer::custom(panic_answer))
         .layer(axum::middleware::from_fn(envelope))
-        .layer(CompressionLayer::new());
+        .layer(CompressionLayer::new().compress_when(DefaultPredicate::new().and(NotStoredFiles)));
     let router = match cors(&layers.cors_origins) {
         Some(cors) => router.layer(cors),
         None => router,
@@ -60,6 +90,29 @@ pub fn around(router: Router, layers: &Layers) -> Router {
         .layer(axum::middleware::from_fn(drop_unusable_request_id))
 }
 
+/// Stored files go out as stored: their length, ranges and ETag are those of the bytes.
+#[derive(Debug, Clone, Copy)]
+struct NotStoredFiles;
+
+impl Predicate for NotStoredFiles {
+    fn should_compress<B>(&self, response: &axum::http::Response<B>) -> bool
+    where
+        B: axum::body::HttpBody,
+    {
+        response
+            .extensions()
+            .get::<super::files::Uncompressed>()
+            .is_none()
+    }
+}
+
+/// The limits of uploads, which replace the usual ones.
+#[derive(Debug, Clone, Copy)]
+pub struct UploadLayers {
+    pub body_limit: usize,
+    pub timeout: Duration,
+}
+
 /// What the middleware needs from the configuration.
 #[derive(Debug, Clone)]
 pub struct Layers {
@@ -68,6 +121,8 @@ pub struct Layers {
     pub hard_body_limit: usize,
     pub request_timeout: Duration,
     pub cors_origins: Vec<String>,
+    /// `None`: uploads get the usual limits.
+    pub uploads: Option<UploadLayers>,
 }
 
 impl Layers {
@@ -76,6 +131,15 @@ impl Layers {
             hard_body_limit: hard_body_limit(config.limits.max_body_bytes),
             request_timeout: config.http.request_timeout(),
             cors_origins: config.http.cors_origins.clone(),
+            uploads: Some(UploadLayers {
+                // The file, its multipart framing and form fields, and what is drained of a
+                // refused one.
+                body_limit: usize::try_from(config.files.max_file_bytes)
+                    .unwrap_or(usize::MAX)
+                    .saturating_add(UPLOAD_FRAMING_BYTES)
+                    .saturating_add(super::extract::OVERSIZED_DRAIN_BYTES),
+                timeout: config.files.upload_timeout(),
+            }),
         }
     }
 }
@@ -114,6 +178,9 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
             .max_age(CORS_MAX_AGE),
     )
 }
+
+/// Room for an upload's multipart boundaries, part headers and ID fields around the file.
+const UPLOAD_FRAMING_BYTES: usize = 64 * 1024;
 
 /// How long a browser may keep a preflight's answer.
 const CORS_MAX_AGE: Duration = Duration::from_secs(600);
@@ -294,6 +361,7 @@ mod tests {
             hard_body_limit: LIMIT,
             request_timeout: Duration::from_millis(50),
             cors_origins: cors_origins.iter().map(|o| o.to_string()).collect(),
+            uploads: None,
         };
         around(routes, &layers)
     }

@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod comments;
 pub mod envelope;
 pub mod extract;
+pub mod files;
 pub mod health;
 pub mod middleware;
 pub mod rooms;
@@ -27,7 +28,8 @@ pub fn router(state: AppState, sockets: Router<AppState>) -> Router {
         .merge(accounts::router())
         .merge(comments::router())
         .merge(stores::router())
-        .merge(webhooks::router());
+        .merge(webhooks::router())
+        .merge(files::router());
     let routes = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::following::UserView;
 use super::outbox::Utf8Bytes;
-use crate::domain::{Comment, CommentId, RoomId, Thread, ThreadId, UserId};
+use crate::domain::{Comment, CommentId, FileKey, RoomId, Thread, ThreadId, UserId};
 use crate::store::entries::EntryChange;
 
 /// A server event: its name on the wire is the variant's, in camelCase.
@@ -65,6 +65,15 @@ pub enum ServerEvent<'a> {
         comment_id: &'a CommentId,
         thread_id: &'a ThreadId,
     },
+    /// A file was uploaded to the room: its StorageFile.
+    FileUploaded {
+        file: &'a Value,
+    },
+    /// A file of the room was deleted: its key and StorageFile.
+    FileDeleted {
+        key: &'a FileKey,
+        file: &'a Value,
+    },
 }
 
 /// Every event name, in the order of the enum: what the SDK's event map must hold.
@@ -84,6 +93,8 @@ pub const EVENT_NAMES: &[&str] = &[
     "commentCreated",
     "commentUpdated",
     "commentDeleted",
+    "fileUploaded",
+    "fileDeleted",
 ];
 
 /// `changed`: a store entry changed; `user_id` is the writer (`None`: the REST API).

@@ -7,6 +7,7 @@ pub mod actor;
 pub mod comments;
 pub mod entries;
 pub mod events;
+pub mod files;
 pub mod following;
 pub mod hub;
 pub mod membership;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::domain::{ConnectionId, NodeId, UserId};
 use crate::events::EventBus;
+use crate::files::Storage;
 use crate::store::DynStore;
 
 pub use hub::Hub;
@@ -56,7 +58,7 @@ impl Origin {
 }
 
 /// The engine's dependencies, explicit: the database, this node's room registry, the event
-/// bus and the configuration. Cheap to clone.
+/// bus, the configuration and file storage. Cheap to clone.
 #[derive(Clone)]
 pub struct Engine(Arc<Parts>);
 
@@ -65,16 +67,24 @@ struct Parts {
     hub: Hub,
     bus: EventBus,
     config: Config,
+    files: Storage,
 }
 
 impl Engine {
-    pub fn new(store: DynStore, bus: EventBus, config: Config, node_id: NodeId) -> Self {
+    pub fn new(
+        store: DynStore,
+        bus: EventBus,
+        config: Config,
+        node_id: NodeId,
+        files: Storage,
+    ) -> Self {
         let hub = Hub::new(store.clone(), config.realtime.clone(), node_id);
         Self(Arc::new(Parts {
             store,
             hub,
             bus,
             config,
+            files,
         }))
     }
 

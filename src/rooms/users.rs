@@ -66,13 +66,22 @@ impl Engine {
         Ok(user)
     }
 
-    /// Deletes a room and all it holds; its sockets hear of it and are closed (4404).
+    /// Deletes a room and all it holds, its files included; its sockets hear of it and are
+    /// closed (4404).
     pub async fn delete_room(
         &self,
         account_id: AccountId,
         room_id: RoomId,
     ) -> Result<(), ApiError> {
+        let scope = RoomScope {
+            account_id,
+            room_id,
+        };
+        // Read before the rows go with the room; an upload that begins meanwhile fails to
+        // finish (its row is gone) and removes its own object.
+        let files = self.store().room_file_keys(scope).await?;
         self.store().delete_room(account_id, room_id).await?;
+        self.delete_room_objects(account_id, files).await;
         self.publish(Outcome {
             room_id,
             events: Vec::new(),

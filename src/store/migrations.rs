@@ -41,6 +41,12 @@ pub(super) const SQLITE: &[Migration] = &[
         name: "0005_webhooks",
         sql: include_str!("../../migrations/sqlite/0005_webhooks.sql"),
     },
+    // 0006 is another branch's.
+    Migration {
+        version: 7,
+        name: "0007_files",
+        sql: include_str!("../../migrations/sqlite/0007_files.sql"),
+    },
 ];
 
 pub(super) const POSTGRES: &[Migration] = &[
@@ -68,6 +74,12 @@ pub(super) const POSTGRES: &[Migration] = &[
         version: 5,
         name: "0005_webhooks",
         sql: include_str!("../../migrations/postgres/0005_webhooks.sql"),
+    },
+    // 0006 is another branch's.
+    Migration {
+        version: 7,
+        name: "0007_files",
+        sql: include_str!("../../migrations/postgres/0007_files.sql"),
     },
 ];
 

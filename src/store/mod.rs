@@ -8,6 +8,7 @@ pub mod comments;
 pub mod dialect;
 pub mod entries;
 pub mod events;
+pub mod files;
 pub mod follows;
 pub mod membership;
 mod migrations;
@@ -53,6 +54,9 @@ pub enum StoreError {
     /// A value over a size limit, in bytes.
     #[error("larger than {limit} bytes")]
     TooLarge { limit: usize },
+    /// The account's files would weigh more than `limit` bytes together.
+    #[error("over the account's file quota of {limit} bytes")]
+    Quota { limit: i64 },
     /// A secret could not be sealed or opened (a key missing, a value altered).
     #[error("stored secret: {0}")]
     Sealing(#[from] sealing::SealError),
@@ -91,6 +95,7 @@ pub enum Entity {
     Thread,
     Comment,
     Webhook,
+    File,
 }
 
 /// Where a user is looked up: a user always belongs to one room of one account.
@@ -104,6 +109,7 @@ pub use accounts::{AccountStore, KeyOwner, NewApiKey};
 pub use comments::CommentStore;
 pub use entries::EntryStore;
 pub use events::EventStore;
+pub use files::FileStore;
 pub use follows::FollowStore;
 pub use membership::{ConnectionRecord, Joined, Left, MembershipStore, NewConnection, Recounted};
 pub use nodes::NodeStore;
@@ -124,6 +130,7 @@ pub trait Store:
     + EntryStore
     + CommentStore
     + WebhookStore
+    + FileStore
     + Send
     + Sync
     + 'static

@@ -15,6 +15,7 @@ mod accounts;
 mod comments;
 mod entries;
 mod events;
+mod files;
 mod membership;
 mod migrations;
 mod nodes;

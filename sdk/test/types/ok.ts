@@ -175,6 +175,9 @@ export function webhook(payload: WebhookPayload): string {
       return payload.users.map((u) => u.name).join(',') + payload.data.roomId;
     case 'session.started':
       return payload.room.name;
+    case 'file.uploaded':
+    case 'file.deleted':
+      return payload.file.url + payload.data.key;
     default:
       return payload.user.id + payload.data.userId;
   }

@@ -44,6 +44,10 @@ export function dispatch(frame: EventFrame): string {
       return frame.data.comment.id;
     case 'commentDeleted':
       return frame.data.commentId;
+    case 'fileUploaded':
+      return frame.data.file.url;
+    case 'fileDeleted':
+      return frame.data.key;
     default:
       return frame satisfies never;
   }

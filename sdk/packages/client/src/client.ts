@@ -19,6 +19,7 @@ import { followPages } from './pages.js';
 import { Presence } from './presence.js';
 import type { EventFrame, RawUser, UsersPage, Welcome } from './protocol.js';
 import { RoomApi } from './room.js';
+import { Storage } from './storage.js';
 import { Stores, type StoresClient } from './stores.js';
 import { Users, type CollabKitClientUser } from './users.js';
 import type { WebSocketConstructor } from './websocket.js';
@@ -87,6 +88,8 @@ export class CollabKitClient<D extends StoresDefinition = {}> {
   readonly stores: StoresClient<D>;
   readonly notifications: Notifications;
   readonly comments: Comments;
+  /** The room's files, over HTTP with the JWT. */
+  readonly storage: Storage;
 
   private readonly connection: Connection;
   private readonly storeSet: Stores;
@@ -156,6 +159,7 @@ export class CollabKitClient<D extends StoresDefinition = {}> {
       },
     });
     this.comments = new Comments({ request });
+    this.storage = new Storage({ serverUrl: options.serverUrl, authToken: options.authToken });
   }
 
   /** The room (after `connect()`; refreshed by `join()` and `room.get()`). */
@@ -357,6 +361,12 @@ export class CollabKitClient<D extends StoresDefinition = {}> {
       case 'commentUpdated':
       case 'commentDeleted':
         this.comments.handle(frame);
+        return;
+      case 'fileUploaded':
+        this.storage.handle(frame.event, frame.data);
+        return;
+      case 'fileDeleted':
+        this.storage.handle(frame.event, frame.data);
         return;
       default:
         // An event added to the protocol's map and not handled here does not compile.

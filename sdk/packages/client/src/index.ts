@@ -38,6 +38,7 @@ export type {
   CommentEvents,
   CommentEventName,
 } from './comments.js';
+export type { Storage, StorageEvents, StorageEventName } from './storage.js';
 export type { WebSocketConstructor, WebSocketLike } from './websocket.js';
 export { defineStores } from '@collab-kit/utils';
 export type {
@@ -49,4 +50,5 @@ export type {
   StoreInput,
   StorePatch,
   StoreValue,
+  StorageFile,
 } from '@collab-kit/utils';

@@ -20,6 +20,7 @@ import type {
   JsonObject,
   PresenceState,
   ServerErrorCode,
+  StorageFile,
   StoresDefinition,
 } from '@collab-kit/utils';
 
@@ -273,6 +274,8 @@ export interface Events {
   commentCreated: { comment: Comment };
   commentUpdated: { comment: Comment };
   commentDeleted: { commentId: string; threadId: string };
+  fileUploaded: { file: StorageFile };
+  fileDeleted: { key: string; file: StorageFile };
   // wire-map: end
 }
 
@@ -295,6 +298,8 @@ const EVENT_NAMES: { readonly [E in EventName]: true } = {
   commentCreated: true,
   commentUpdated: true,
   commentDeleted: true,
+  fileUploaded: true,
+  fileDeleted: true,
 };
 
 export function isEventName(name: string): name is EventName {

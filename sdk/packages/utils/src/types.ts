@@ -131,7 +131,9 @@ export type WebhookEventName =
   | 'session.closed'
   | 'user.created'
   | 'user.updated'
-  | 'user.deleted';
+  | 'user.deleted'
+  | 'file.uploaded'
+  | 'file.deleted';
 
 /** Users in webhook payloads never carry `token`. */
 export type WebhookUser = Omit<CollabKitUser, 'token' | 'following' | 'followers'>;
@@ -166,12 +168,20 @@ export interface UserWebhookPayload
   data: { roomId: string; userId: string };
 }
 
+/** A file uploaded or deleted (an addition); `user` is the uploader, absent once deleted. */
+export interface FileWebhookPayload extends WebhookBase<'file.uploaded' | 'file.deleted'> {
+  user?: WebhookUser;
+  file: StorageFile;
+  data: { roomId: string; userId?: string; key: string };
+}
+
 /** The JSON body of a webhook delivery; narrow it on `event`. */
 export type WebhookPayload =
   | ParticipantWebhookPayload
   | SessionStartedWebhookPayload
   | SessionClosedWebhookPayload
-  | UserWebhookPayload;
+  | UserWebhookPayload
+  | FileWebhookPayload;
 
 /** The payload of one event name. */
 export type WebhookPayloadOf<E extends WebhookEventName> = Extract<WebhookPayload, { event: E }>;

@@ -1,0 +1,615 @@
+//! REST: room files ("storage"): `POST /upload` (multipart, streamed), `GET /files`,
+//! `DELETE /upload`, and the public `GET /storage/<key>`. The first three take the account's
+//! API key or a user's JWT (the socket's token), which allows that user's room only and
+//! uploads as that user; the last needs nothing but the unguessable key.
+
+use std::ops::Range;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Multipart, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use futures_util::{StreamExt as _, TryStreamExt as _};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::envelope::Reply;
+use super::extract::{JsonBody, PathParams, QueryParams};
+use crate::auth::AccountAuth;
+use crate::domain::file::{displays_inline, MimeFilter};
+use crate::domain::{AccountId, FileKey, RoomId, StoredFile, Timestamp, UserId};
+use crate::error::ApiError;
+use crate::rooms::files::Upload;
+use crate::state::AppState;
+use crate::store::files::FileFilter;
+use crate::store::{Entity, RoomScope};
+
+/// Longest `roomId` or `userId` form field read (a UUID is 36 bytes).
+const MAX_ID_FIELD_BYTES: usize = 256;
+/// What is still read of an upload refused half way, so that the client sees the answer
+/// rather than a reset connection (as `extract::OVERSIZED_DRAIN_BYTES`).
+const REFUSED_DRAIN_BYTES: usize = 8 * 1024 * 1024;
+const REFUSED_DRAIN_TIME: Duration = Duration::from_secs(5);
+/// Files never change under a key: caches may keep them for a year.
+const CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
+/// A served file may run nothing, load nothing, and is its own unique origin.
+const FILE_CSP: &str = "default-src 'none'; sandbox";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/upload",
+            // The size limit is `files.max_file_bytes`, counted while streaming.
+            post(upload_file)
+                .layer(DefaultBodyLimit::disable())
+                .delete(delete_file),
+        )
+        .route("/files", get(list_files))
+        .route("/storage/{*key}", get(get_stored_file))
+}
+
+/// Whether a request is an upload: it gets `files.max_file_bytes` and
+/// `files.upload_timeout_ms` instead of the usual body and time limits.
+pub fn is_upload(method: &Method, path: &str) -> bool {
+    method == Method::POST
+        && path.starts_with("/v1/accounts/")
+        && path.trim_end_matches('/').ends_with("/upload")
+        && path.split('/').count() == 5
+}
+
+/// Who calls a file endpoint: the account's backend, or one user of one room.
+#[derive(Debug, Clone, Copy)]
+enum Caller {
+    Backend(AccountId),
+    User { scope: RoomScope, user_id: UserId },
+}
+
+impl Caller {
+    fn account_id(self) -> AccountId {
+        match self {
+            Self::Backend(account) => account,
+            Self::User { scope, .. } => scope.account_id,
+        }
+    }
+
+    /// The room a request names, as this caller may use it: a user's own room only (and
+    /// theirs when the request names none).
+    fn room(self, named: Option<RoomId>) -> Result<RoomScope, ApiError> {
+        match (self, named) {
+            (Self::Backend(account_id), Some(room_id)) => Ok(RoomScope {
+                account_id,
+                room_id,
+            }),
+            (Self::Backend(_), None) => Err(ApiError::validation("roomId", "roomId is required")),
+            (Self::User { scope, .. }, None) => Ok(scope),
+            (Self::User { scope, .. }, Some(room_id)) if room_id == scope.room_id => Ok(scope),
+            (Self::User { .. }, Some(_)) => Err(ApiError::NotAllowed(
+                "This token is for another room".into(),
+            )),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Some(token) = bearer_jwt(&parts.headers) else {
+            let auth = AccountAuth::from_request_parts(parts, state).await?;
+            return Ok(Self::Backend(auth.account_id));
+        };
+        let claims = state
+            .jwt()
+            .verify(token, Timestamp::now())
+            .map_err(|_| ApiError::Unauthorized)?;
+        // Nested routers see their own part of the path; the account is in the original one.
+        let path = parts
+            .extensions
+            .get::<axum::extract::OriginalUri>()
+            .map_or(parts.uri.path(), |original| original.path());
+        let named = path
+            .trim_start_matches('/')
+            .split('/')
+            .nth(2)
+            .and_then(|id| id.parse::<AccountId>().ok());
+        if named != Some(claims.account_id) {
+            return Err(ApiError::Forbidden);
+        }
+        let scope = RoomScope {
+            account_id: claims.account_id,
+            room_id: claims.room_id,
+        };
+        // A deleted user's token opens nothing.
+        state
+            .store()
+            .get_user(scope, claims.user_id)
+            .await?
+            .ok_or(ApiError::Unauthorized)?;
+        Ok(Self::User {
+            scope,
+            user_id: claims.user_id,
+        })
+    }
+}
+
+/// The token of `Authorization: Bearer <token>` when it is a JWT (three dot-separated parts);
+/// an API key's token (base64) has no dot.
+fn bearer_jwt(headers: &HeaderMap) -> Option<&str> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let value = values.next()?.to_str().ok()?;
+    if values.next().is_some() {
+        return None;
+    }
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && token.split('.').count() == 3).then_some(token)
+}
+
+/// The server's public address: `files.public_url`, else `http://` and the request's host.
+fn public_base(state: &AppState, headers: &HeaderMap) -> String {
+    let configured = &state.config().files.public_url;
+    if !configured.is_empty() {
+        return configured.trim_end_matches('/').to_owned();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']')
+                })
+        })
+        .unwrap_or("localhost");
+    format!("http://{host}")
+}
+
+/// A multipart body that broke off or does not parse. Past the uploads' hard cap (the file
+/// limit, `limit`, and its framing) it is too large.
+fn bad_multipart(error: axum::extract::multipart::MultipartError, limit: u64) -> ApiError {
+    if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::FileTooLarge { limit };
+    }
+    ApiError::BadRequest(
+        format!(
+            "The multipart body could not be read: {}",
+            error.body_text()
+        )
+        .into(),
+    )
+}
+
+/// A short text field (an ID), read whole.
+async fn id_field<T: std::str::FromStr>(
+    field: axum::extract::multipart::Field<'_>,
+    name: &'static str,
+    limit: u64,
+) -> Result<T, ApiError> {
+    let mut text = Vec::new();
+    let mut field = field;
+    while let Some(chunk) = field.chunk().await.map_err(|e| bad_multipart(e, limit))? {
+        text.extend_from_slice(&chunk);
+        if text.len() > MAX_ID_FIELD_BYTES {
+            return Err(ApiError::validation(name, format!("{name} must be a UUID")));
+        }
+    }
+    std::str::from_utf8(&text)
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .ok_or_else(|| ApiError::validation(name, format!("{name} must be a UUID")))
+}
+
+async fn upload_file(
+    caller: Caller,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Result<Reply, ApiError> {
+    let mut multipart = multipart.map_err(|_| {
+        ApiError::BadRequest(
+            "The body must be multipart/form-data with roomId, userId and file".into(),
+        )
+    })?;
+    let base = public_base(&state, &headers);
+    let limit = state.config().files.max_file_bytes;
+    let (mut room_id, mut user_id): (Option<RoomId>, Option<UserId>) = (None, None);
+    while let Some(mut field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| bad_multipart(e, limit))?
+    {
+        match field.name() {
+            Some("roomId") => room_id = Some(id_field(field, "roomId", limit).await?),
+            Some("userId") => user_id = Some(id_field(field, "userId", limit).await?),
+            Some("file") => {
+                let scope = caller.room(room_id)?;
+                let user_id = match (caller, user_id) {
+                    (Caller::User { user_id, .. }, None) => user_id,
+                    (Caller::User { user_id: own, .. }, Some(named)) if named == own => own,
+                    (Caller::User { .. }, Some(_)) => {
+                        return Err(ApiError::NotAllowed(
+                            "A user's token uploads as that user only".into(),
+                        ))
+                    }
+                    (Caller::Backend(_), Some(named)) => named,
+                    (Caller::Backend(_), None) if room_id.is_some() => {
+                        return Err(ApiError::validation("userId", "userId is required"))
+                    }
+                    (Caller::Backend(_), None) => {
+                        return Err(ApiError::validation(
+                            "roomId",
+                            "roomId and userId must come before file",
+                        ))
+                    }
+                };
+                let filename = field.file_name().unwrap_or("file").to_owned();
+                let upload = Upload {
+                    scope,
+                    user_id,
+                    filename: &filename,
+                    base_url: &base,
+                };
+                let chunks = field.by_ref().map_err(|error| {
+                    tracing::info!(%error, "an upload's body broke off");
+                    ApiError::BadRequest("The upload was interrupted".into())
+                });
+                let result = state.engine().upload_file(upload, chunks).await;
+                return match result {
+                    Ok(file) => Ok(Reply::created(
+                        "File uploaded",
+                        json!({ "file": { "key": file.key, "url": file.url(&base) } }),
+                    )),
+                    Err(error) => {
+                        if matches!(
+                            error,
+                            ApiError::FileTooLarge { .. } | ApiError::QuotaExceeded { .. }
+                        ) {
+                            drain(&mut field).await;
+                        }
+                        Err(error)
+                    }
+                };
+            }
+            _ => {
+                // Unknown fields are ignored, their content too.
+                while field
+                    .chunk()
+                    .await
+                    .map_err(|e| bad_multipart(e, limit))?
+                    .is_some()
+                {}
+            }
+        }
+    }
+    Err(ApiError::validation("file", "file is required"))
+}
+
+/// Reads (and drops) some more of a refused upload: see `REFUSED_DRAIN_BYTES`.
+async fn drain(field: &mut axum::extract::multipart::Field<'_>) {
+    let mut drained = 0;
+    let _ = tokio::time::timeout(REFUSED_DRAIN_TIME, async {
+        while let Ok(Some(chunk)) = field.chunk().await {
+            drained += chunk.len();
+            if drained > REFUSED_DRAIN_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+async fn list_files(
+    caller: Caller,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: QueryParams,
+) -> Result<Reply, ApiError> {
+    let named = query
+        .get("roomId")
+        .filter(|t| !t.is_empty())
+        .map(|text| {
+            text.parse::<RoomId>()
+                .map_err(|_| ApiError::not_found(Entity::Room))
+        })
+        .transpose()?;
+    let scope = caller.room(named)?;
+    state
+        .store()
+        .get_room(scope.account_id, scope.room_id)
+        .await?
+        .ok_or(ApiError::not_found(Entity::Room))?;
+    let uploaded_by = query
+        .get("userId")
+        .filter(|t| !t.is_empty())
+        .map(|text| {
+            text.parse::<UserId>()
+                .map_err(|_| ApiError::validation("userId", "userId must be a UUID"))
+        })
+        .transpose()?;
+    let mime_types = query
+        .all("mimeType")
+        .flat_map(|value| value.split(','))
+        .filter(|value| !value.trim().is_empty())
+        .map(MimeFilter::parse)
+        .collect();
+    let filter = FileFilter {
+        mime_types,
+        uploaded_by,
+    };
+    let files = state.store().list_files(scope, &filter).await?;
+    let base = public_base(&state, &headers);
+    let files: Vec<_> = files.iter().map(|file| file.json(&base)).collect();
+    Ok(Reply::ok("Files retrieved", json!({ "files": files })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteFileBody {
+    key: Option<String>,
+}
+
+async fn delete_file(
+    caller: Caller,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<DeleteFileBody>,
+) -> Result<Reply, ApiError> {
+    let text = body
+        .key
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| ApiError::validation("key", "key is required"))?;
+    let key: FileKey = text
+        .parse()
+        .map_err(|_| ApiError::not_found(Entity::File))?;
+    let room = match caller {
+        Caller::Backend(_) => None,
+        Caller::User { scope, .. } => Some(scope.room_id),
+    };
+    let base = public_base(&state, &headers);
+    state
+        .engine()
+        .delete_file(caller.account_id(), room, &key, &base)
+        .await?;
+    Ok(Reply::ok("File deleted", json!({ "key": key })))
+}
+
+/// Marks an answer that must go out as it is: not compressed (its length, ranges and ETag
+/// are those of the stored bytes).
+#[derive(Debug, Clone, Copy)]
+pub struct Uncompressed;
+
+/// The public file: no credentials, the key is the secret.
+async fn get_stored_file(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    path: PathParams,
+) -> Result<Response, ApiError> {
+    let account_id: AccountId = path.id("accountId", Entity::File)?;
+    let key: FileKey = path.id("key", Entity::File)?;
+    let file = state
+        .store()
+        .get_file(account_id, &key)
+        .await?
+        .ok_or(ApiError::not_found(Entity::File))?;
+    let etag = format!("\"{}\"", key.random_part());
+    let size = u64::try_from(file.size).unwrap_or(0);
+    let mut response = if not_modified(&headers, &etag) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+            Some(text) => match parse_range(text, size) {
+                RangeAsked::Whole => None,
+                RangeAsked::Part(range) => Some(range),
+                RangeAsked::Unsatisfiable => {
+                    let mut refused = ApiError::RangeNotSatisfiable.into_response();
+                    if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                        refused.headers_mut().insert(header::CONTENT_RANGE, value);
+                    }
+                    return Ok(refused);
+                }
+            },
+            None => None,
+        };
+        file_body(&state, &file, &method, range, size).await?
+    };
+    let headers = response.headers_mut();
+    headers.insert(header::ETAG, header_value(&etag));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(CACHE_CONTROL),
+    );
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(FILE_CSP),
+    );
+    headers.insert(
+        header::CONTENT_DISPOSITION,
+        header_value(&content_disposition(&file)),
+    );
+    response.extensions_mut().insert(Uncompressed);
+    Ok(response)
+}
+
+/// The bytes (all, or `range`) with their type and length; none for `HEAD`.
+async fn file_body(
+    state: &AppState,
+    file: &StoredFile,
+    method: &Method,
+    range: Option<Range<u64>>,
+    size: u64,
+) -> Result<Response, ApiError> {
+    let (status, length) = match &range {
+        Some(range) => (StatusCode::PARTIAL_CONTENT, range.end - range.start),
+        None => (StatusCode::OK, size),
+    };
+    let body = if method == Method::HEAD || length == 0 {
+        Body::empty()
+    } else {
+        let stream = state
+            .engine()
+            .storage()
+            .read(file.account_id, &file.key, range.clone())
+            .await
+            .map_err(|error| match error {
+                object_store::Error::NotFound { .. } => {
+                    tracing::error!(key = %file.key, "a file's object is missing");
+                    ApiError::not_found(Entity::File)
+                }
+                other => ApiError::Internal(anyhow::Error::new(other).context("reading a file")),
+            })?;
+        Body::from_stream(stream)
+    };
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, header_value(&file.mime_type));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    if let Some(range) = range {
+        headers.insert(
+            header::CONTENT_RANGE,
+            header_value(&format!("bytes {}-{}/{size}", range.start, range.end - 1)),
+        );
+    }
+    Ok(response)
+}
+
+fn header_value(text: &str) -> HeaderValue {
+    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+/// `If-None-Match` names this file's ETag (or `*`).
+fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|tag| tag.trim().trim_start_matches("W/"))
+        .any(|tag| tag == etag || tag == "*")
+}
+
+/// `inline` for types a browser may show safely, else `attachment`; the name in ASCII and,
+/// for the rest, percent-encoded UTF-8 (RFC 6266).
+fn content_disposition(file: &StoredFile) -> String {
+    let kind = if displays_inline(&file.mime_type) {
+        "inline"
+    } else {
+        "attachment"
+    };
+    let ascii: String = file
+        .filename
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let encoded: String = file
+        .filename
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    format!("{kind}; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum RangeAsked {
+    /// No usable range (malformed, or several: the whole file is the answer).
+    Whole,
+    Part(Range<u64>),
+    Unsatisfiable,
+}
+
+/// One `bytes=` range of a file of `size` bytes: `a-b`, `a-` or `-n` (the last n).
+fn parse_range(text: &str, size: u64) -> RangeAsked {
+    let Some(spec) = text.trim().strip_prefix("bytes=") else {
+        return RangeAsked::Whole;
+    };
+    if spec.contains(',') {
+        return RangeAsked::Whole;
+    }
+    let Some((start, end)) = spec.trim().split_once('-') else {
+        return RangeAsked::Whole;
+    };
+    let (start, end) = (start.trim(), end.trim());
+    let parsed = match (start.parse::<u64>(), end.parse::<u64>()) {
+        (Ok(start), Ok(end)) if start <= end => Some((start, end.min(size.saturating_sub(1)))),
+        (Ok(start), Err(_)) if end.is_empty() => Some((start, size.saturating_sub(1))),
+        (Err(_), Ok(last)) if start.is_empty() => {
+            if last == 0 {
+                return RangeAsked::Unsatisfiable;
+            }
+            Some((size.saturating_sub(last), size.saturating_sub(1)))
+        }
+        _ => None,
+    };
+    match parsed {
+        None => RangeAsked::Whole,
+        Some((start, _)) if start >= size => RangeAsked::Unsatisfiable,
+        Some((start, end)) => RangeAsked::Part(start..end + 1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_parse_as_rfc_9110_says() {
+        assert_eq!(parse_range("bytes=0-9", 100), RangeAsked::Part(0..10));
+        assert_eq!(parse_range("bytes=90-", 100), RangeAsked::Part(90..100));
+        assert_eq!(parse_range("bytes=-10", 100), RangeAsked::Part(90..100));
+        assert_eq!(parse_range("bytes=95-200", 100), RangeAsked::Part(95..100));
+        assert_eq!(parse_range("bytes=100-", 100), RangeAsked::Unsatisfiable);
+        assert_eq!(parse_range("bytes=0-1,5-6", 100), RangeAsked::Whole);
+        assert_eq!(parse_range("items=0-1", 100), RangeAsked::Whole);
+        assert_eq!(parse_range("bytes=9-3", 100), RangeAsked::Whole);
+    }
+
+    #[test]
+    fn uploads_are_told_apart_by_method_and_path() {
+        let id = AccountId::new();
+        assert!(is_upload(
+            &Method::POST,
+            &format!("/v1/accounts/{id}/upload")
+        ));
+        assert!(!is_upload(
+            &Method::DELETE,
+            &format!("/v1/accounts/{id}/upload")
+        ));
+        assert!(!is_upload(
+            &Method::POST,
+            &format!("/v1/accounts/{id}/rooms/upload")
+        ));
+        assert!(!is_upload(&Method::POST, "/upload"));
+    }
+
+    #[test]
+    fn etags_match_exactly_or_by_star() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::IF_NONE_MATCH,
+            HeaderValue::from_static("\"a\", W/\"b\""),
+        );
+        assert!(not_modified(&headers, "\"b\""));
+        assert!(!not_modified(&headers, "\"c\""));
+    }
+}
