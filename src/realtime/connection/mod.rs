@@ -67,8 +67,10 @@ async fn serve(
             None => std::future::pending().await,
         }
     };
+    // The larger steps are boxed: a task's size is its largest await point's, and a socket
+    // spends its life idle in the loop below, so the rare steps must not set its size.
     let identity = tokio::select! {
-        identity = authenticate(&mut stream, &engine, &jwt) => identity,
+        identity = Box::pin(authenticate(&mut stream, &engine, &jwt)) => identity,
         () = hub.shutdown_token().cancelled() => return,
         () = evicted => {
             tracing::debug!("closing an unauthenticated socket to make room (http.max_connections)");
@@ -79,7 +81,7 @@ async fn serve(
     drop(lease);
     let identity = match identity {
         Ok(identity) => identity,
-        Err(refusal) => return refuse(&mut sink, refusal, &engine).await,
+        Err(refusal) => return Box::pin(refuse(&mut sink, refusal, &engine)).await,
     };
     let span = tracing::Span::current();
     span.record("user", tracing::field::display(identity.user.id));
@@ -113,7 +115,13 @@ async fn serve(
         };
         let frame = ServerFrame::Error { error }.encode();
         let reason = "too many connections";
-        return say_goodbye(&mut sink, frame, close::TRY_AGAIN_LATER, reason).await;
+        return Box::pin(say_goodbye(
+            &mut sink,
+            frame,
+            close::TRY_AGAIN_LATER,
+            reason,
+        ))
+        .await;
     };
     let last_seen = Arc::new(AtomicI64::new(Timestamp::now().as_millis()));
     let writer = tokio::spawn(
@@ -129,7 +137,7 @@ async fn serve(
 
     let bucket = TokenBucket::full(f64::from(config.message_burst), Instant::now());
     let mut session = Session::new(engine, member, bucket);
-    session.welcome(identity.user, &identity.room).await;
+    Box::pin(session.welcome(identity.user, &identity.room)).await;
     tracing::debug!("socket authenticated");
     loop {
         let message = tokio::select! {
@@ -147,7 +155,7 @@ async fn serve(
         };
         last_seen.store(Timestamp::now().as_millis(), Ordering::Relaxed);
         match message {
-            Message::Text(text) => session.handle_text(text.as_str()).await,
+            Message::Text(text) => Box::pin(session.handle_text(text.as_str())).await,
             Message::Binary(_) => session.error(
                 None,
                 ApiError::BadRequest("Binary frames are not supported".into()),
@@ -156,7 +164,7 @@ async fn serve(
             Message::Ping(_) | Message::Pong(_) => {}
         }
     }
-    session.leave().await;
+    Box::pin(session.leave()).await;
     // The client went away (or closed): let the writer flush and say goodbye. Otherwise the
     // writer already has the reason (shutdown, too slow, deleted...).
     if !closer.is_closed() {
