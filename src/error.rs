@@ -115,6 +115,9 @@ impl ApiError {
             Entity::Thread => "Thread not found",
             Entity::Comment => "Comment not found",
             Entity::Webhook => "Webhook not found",
+            Entity::Login => "Login not found",
+            Entity::Member => "Member not found",
+            Entity::Invitation => "Invitation not found, used already, or expired",
         }))
     }
 

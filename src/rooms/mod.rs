@@ -18,6 +18,7 @@ pub mod users;
 
 use std::sync::Arc;
 
+use crate::analytics::Analytics;
 use crate::config::Config;
 use crate::domain::{ConnectionId, NodeId, UserId};
 use crate::events::EventBus;
@@ -65,6 +66,7 @@ struct Parts {
     hub: Hub,
     bus: EventBus,
     config: Config,
+    analytics: Arc<Analytics>,
 }
 
 impl Engine {
@@ -75,7 +77,13 @@ impl Engine {
             hub,
             bus,
             config,
+            analytics: Arc::default(),
         }))
+    }
+
+    /// The activity counters the dashboard's charts are drawn from.
+    pub fn analytics(&self) -> &Arc<Analytics> {
+        &self.0.analytics
     }
 
     pub fn store(&self) -> &DynStore {

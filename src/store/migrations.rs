@@ -41,6 +41,11 @@ pub(super) const SQLITE: &[Migration] = &[
         name: "0005_webhooks",
         sql: include_str!("../../migrations/sqlite/0005_webhooks.sql"),
     },
+    Migration {
+        version: 6,
+        name: "0006_dashboard",
+        sql: include_str!("../../migrations/sqlite/0006_dashboard.sql"),
+    },
 ];
 
 pub(super) const POSTGRES: &[Migration] = &[
@@ -68,6 +73,11 @@ pub(super) const POSTGRES: &[Migration] = &[
         version: 5,
         name: "0005_webhooks",
         sql: include_str!("../../migrations/postgres/0005_webhooks.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "0006_dashboard",
+        sql: include_str!("../../migrations/postgres/0006_dashboard.sql"),
     },
 ];
 

@@ -4,7 +4,9 @@
 //! what differs), chosen from the database URL's scheme.
 
 pub mod accounts;
+pub mod analytics;
 pub mod comments;
+pub mod dashboard;
 pub mod dialect;
 pub mod entries;
 pub mod events;
@@ -91,6 +93,9 @@ pub enum Entity {
     Thread,
     Comment,
     Webhook,
+    Login,
+    Member,
+    Invitation,
 }
 
 /// Where a user is looked up: a user always belongs to one room of one account.
@@ -101,7 +106,11 @@ pub struct RoomScope {
 }
 
 pub use accounts::{AccountStore, KeyOwner, NewApiKey};
+pub use analytics::{AnalyticsStore, MinuteRange, RoomMinute};
 pub use comments::CommentStore;
+pub use dashboard::{
+    DashboardStore, LoginSecret, NewInvitation, NewLogin, NewSession, SessionAccess,
+};
 pub use entries::EntryStore;
 pub use events::EventStore;
 pub use follows::FollowStore;
@@ -124,6 +133,8 @@ pub trait Store:
     + EntryStore
     + CommentStore
     + WebhookStore
+    + DashboardStore
+    + AnalyticsStore
     + Send
     + Sync
     + 'static
