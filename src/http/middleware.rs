@@ -209,6 +209,8 @@ fn render(mut response: Response, request_id: &str, module: &'static str) -> Res
     let status = response.status();
     let parts = match response.extensions_mut().remove::<EnvelopeParts>() {
         Some(parts) => Some(parts),
+        // The dashboard's pages answer their failures in HTML of their own.
+        None if is_page(&response) => None,
         None if status.is_client_error() || status.is_server_error() => {
             Some(fallback_parts(status))
         }
@@ -228,6 +230,15 @@ fn render(mut response: Response, request_id: &str, module: &'static str) -> Res
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
     response
+}
+
+/// An answer of the dashboard (HTML, its assets, its event stream), not of the REST API.
+fn is_page(response: &Response) -> bool {
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("text/"))
 }
 
 fn fallback_parts(status: StatusCode) -> EnvelopeParts {

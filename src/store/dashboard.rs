@@ -97,7 +97,8 @@ pub trait DashboardStore: Send + Sync {
     async fn memberships(&self, login_id: LoginId) -> StoreResult<Vec<(Account, Role)>>;
 
     async fn create_session(&self, session: &NewSession) -> StoreResult<()>;
-    /// The unexpired session with this token hash, and its login's role in `account_id`.
+    /// The unexpired session with this token hash, and its login's role in `account_id`
+    /// (`None`: in the session's current organization).
     async fn session_access(
         &self,
         token_hash: &str,
@@ -435,7 +436,8 @@ where
         let row: Option<SessionRow> = sqlx::query_as(
             "SELECT s.login_id, l.email, s.account_id, s.expires_at, m.role \
              FROM dashboard_sessions s JOIN logins l ON l.id = s.login_id \
-             LEFT JOIN members m ON m.login_id = s.login_id AND m.account_id = $2 \
+             LEFT JOIN members m ON m.login_id = s.login_id \
+             AND m.account_id = COALESCE($2, s.account_id) \
              WHERE s.token_hash = $1 AND s.expires_at > $3",
         )
         .bind(token_hash.to_owned())

@@ -1,0 +1,430 @@
+//! Rooms: the list (search, pages, live online counts over server-sent events), a room's page
+//! (its users and who is online, its current and past sessions, its stores), and the actions:
+//! create a room, create a user (its JWT shown once), reconcile, delete.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use futures_util::stream::Stream;
+use maud::html;
+use serde::Deserialize;
+
+use super::layout::{self, page, secret_once, when, Nav};
+use super::{see_other, PageError, PageForm, PageResult, Signed};
+use crate::domain::{RoomId, Timestamp, UserId, UserStatus};
+use crate::http::extract::QueryParams;
+use crate::http::validation;
+use crate::state::AppState;
+use crate::store::{ListFilter, NewRoom, NewUser, Page, RoomScope};
+
+/// Rooms on one page of the list.
+const ROOMS_PER_PAGE: i64 = 25;
+/// Users shown on a room's page.
+const USERS_SHOWN: i64 = 100;
+/// How often the live counts are read again: "online within a second".
+const LIVE_INTERVAL: Duration = Duration::from_millis(700);
+/// Rooms one live stream follows (a page of the list).
+const MAX_LIVE_ROOMS: usize = 100;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/dashboard/rooms", get(rooms_page).post(create_room))
+        .route("/dashboard/rooms/live", get(live_counts))
+        .route("/dashboard/rooms/{roomId}", get(room_page))
+        .route("/dashboard/rooms/{roomId}/users", post(create_user))
+        .route("/dashboard/rooms/{roomId}/reconcile", post(reconcile))
+        .route("/dashboard/rooms/{roomId}/delete", post(delete_room))
+}
+
+async fn rooms_page(
+    State(state): State<AppState>,
+    session: Signed,
+    query: QueryParams,
+) -> PageResult {
+    let search = query
+        .get("search")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.chars().take(256).collect::<String>());
+    let offset = query
+        .get("offset")
+        .and_then(|o| o.parse::<i64>().ok())
+        .filter(|o| *o >= 0)
+        .unwrap_or(0);
+    let filter = ListFilter {
+        search: search.clone(),
+        ..ListFilter::default()
+    };
+    let listed = state
+        .store()
+        .list_rooms(
+            session.account.id,
+            &filter,
+            Page {
+                limit: ROOMS_PER_PAGE,
+                offset,
+            },
+        )
+        .await?;
+    let csrf = session.csrf();
+    let search_text = search.clone().unwrap_or_default();
+    let page_link = |offset: i64| {
+        let mut link = format!("/dashboard/rooms?offset={offset}");
+        if let Some(search) = &search {
+            link.push_str("&search=");
+            link.push_str(
+                &url::form_urlencoded::byte_serialize(search.as_bytes()).collect::<String>(),
+            );
+        }
+        link
+    };
+    let ids: Vec<String> = listed.items.iter().map(|r| r.id.to_string()).collect();
+    let now = Timestamp::now();
+    let body = html! {
+        div.toolbar {
+            form.inline role="search" method="get" action="/dashboard/rooms" {
+                label for="search" { "Search rooms" }
+                input #search type="search" name="search" value=(search_text) maxlength="256";
+                button type="submit" { "Search" }
+            }
+            @if session.role.may_write() {
+                form.inline method="post" action="/dashboard/rooms" {
+                    input type="hidden" name="csrf" value=(csrf);
+                    label for="room-name" { "New room" }
+                    input #room-name type="text" name="name" required maxlength=(validation::MAX_NAME_CHARS) placeholder="Weekly sync";
+                    label for="room-custom-id" { "Custom ID (optional)" }
+                    input #room-custom-id type="text" name="customId" maxlength="128";
+                    button type="submit" { "Create room" }
+                }
+            }
+        }
+        p.muted { (listed.total) " rooms" @if search.is_some() { " matching" } }
+        div.scroll {
+            table data-live=(ids.join(",")) {
+                thead { tr { th { "Name" } th { "Custom ID" } th { "Online" } th { "Users created" } th { "Active time" } th { "Created" } } }
+                tbody {
+                    @for room in &listed.items {
+                        tr {
+                            td { a href={ "/dashboard/rooms/" (room.id) } { (room.name) } }
+                            td { @if let Some(custom) = &room.custom_id { code { (custom) } } }
+                            td { span.online data-room=(room.id) aria-live="polite" { (room.active_participants) } }
+                            td { (room.total_users_created) }
+                            td { (duration(room.duration_seconds(now))) }
+                            td { (when(room.created_at)) }
+                        }
+                    }
+                }
+            }
+        }
+        nav.pager aria-label="Pages" {
+            @if offset > 0 {
+                a href=(page_link((offset - ROOMS_PER_PAGE).max(0))) { "← Previous" }
+            }
+            @if offset + ROOMS_PER_PAGE < listed.total {
+                a href=(page_link(offset + ROOMS_PER_PAGE)) { "Next →" }
+            }
+        }
+    };
+    Ok(page(&session, Nav::Rooms, "Rooms", body))
+}
+
+/// `1h 02m`, `3m 05s`.
+fn duration(seconds: i64) -> String {
+    let (h, m, s) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
+    if h > 0 {
+        format!("{h}h {m:02}m")
+    } else {
+        format!("{m}m {s:02}s")
+    }
+}
+
+#[derive(Deserialize)]
+struct RoomForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default, rename = "customId")]
+    custom_id: String,
+}
+
+async fn create_room(
+    State(state): State<AppState>,
+    session: Signed,
+    PageForm(form): PageForm<RoomForm>,
+) -> PageResult {
+    session.check_csrf(&form.csrf)?;
+    session.check_write()?;
+    let custom_id = Some(form.custom_id.trim().to_owned()).filter(|c| !c.is_empty());
+    let room = NewRoom {
+        id: RoomId::new(),
+        account_id: session.account.id,
+        name: validation::required_name("name", Some(form.name))?,
+        custom_id: custom_id
+            .map(|id| validation::custom_id("customId", id))
+            .transpose()?,
+        created_at: Timestamp::now(),
+    };
+    let room = state.store().create_room(&room).await?;
+    Ok(see_other(&format!("/dashboard/rooms/{}", room.id)))
+}
+
+async fn room_scope(
+    state: &AppState,
+    session: &Signed,
+    room_id: &str,
+) -> Result<crate::domain::Room, PageError> {
+    let missing = || {
+        layout::problem(
+            StatusCode::NOT_FOUND,
+            "Room not found",
+            "There is no such room in this organization.",
+        )
+    };
+    let room_id: RoomId = room_id.parse().map_err(|_| missing())?;
+    state
+        .store()
+        .get_room(session.account.id, room_id)
+        .await
+        .map_err(PageError::from)?
+        .ok_or_else(|| missing().into())
+}
+
+async fn room_page(
+    State(state): State<AppState>,
+    session: Signed,
+    Path(room_id): Path<String>,
+) -> PageResult {
+    let room = room_scope(&state, &session, &room_id).await?;
+    render_room(&state, &session, room, None).await
+}
+
+async fn render_room(
+    state: &AppState,
+    session: &Signed,
+    room: crate::domain::Room,
+    new_token: Option<(String, String)>,
+) -> PageResult {
+    let scope = RoomScope {
+        account_id: session.account.id,
+        room_id: room.id,
+    };
+    let users = state
+        .store()
+        .list_users(
+            scope,
+            &ListFilter::default(),
+            Page {
+                limit: USERS_SHOWN,
+                offset: 0,
+            },
+        )
+        .await?;
+    let (stores, version) = state.store().count_entries(scope).await?;
+    let csrf = session.csrf();
+    let writes = session.role.may_write();
+    let now = Timestamp::now();
+    let base = format!("/dashboard/rooms/{}", room.id);
+    let body = html! {
+        @if let Some((name, token)) = &new_token {
+            section.notice aria-labelledby="jwt-title" {
+                h2 #jwt-title { "User " (name) " created" }
+                p { "Give this JWT to the client SDK (" code { "authToken" } "). It is valid for 90 days." }
+                (secret_once("User JWT", "user-jwt", token))
+            }
+        }
+        dl.facts {
+            dt { "Room ID" } dd { code #room-id { (room.id) } }
+            dt { "Custom ID" } dd { @match &room.custom_id { Some(c) => code { (c) }, None => span.muted { "none" } } }
+            dt { "Online now" } dd { span.online data-room=(room.id) aria-live="polite" { (room.active_participants) } }
+            dt { "Current session" } dd {
+                @match room.session_started_at {
+                    Some(start) => { "since " (when(start)) }
+                    None => span.muted { "nobody online" }
+                }
+            }
+            dt { "Active time (all sessions)" } dd { (duration(room.duration_seconds(now))) }
+            dt { "Users created" } dd { (room.total_users_created) }
+            dt { "Created" } dd { (when(room.created_at)) }
+        }
+        div.live-anchor data-live=(room.id) {}
+        @if writes {
+            div.actions {
+                form.inline method="post" action={ (base) "/users" } {
+                    input type="hidden" name="csrf" value=(csrf);
+                    label for="user-name" { "New user's name" }
+                    input #user-name type="text" name="name" required maxlength=(validation::MAX_NAME_CHARS);
+                    button type="submit" #create-user { "Create user" }
+                }
+                form.inline method="post" action={ (base) "/reconcile" } {
+                    input type="hidden" name="csrf" value=(csrf);
+                    button type="submit" { "Reconcile online count" }
+                }
+                form.inline method="post" action={ (base) "/delete" } data-confirm="Delete this room, its users, stores and comments?" {
+                    input type="hidden" name="csrf" value=(csrf);
+                    button.danger type="submit" { "Delete room" }
+                }
+            }
+        }
+        section aria-labelledby="users-title" {
+            h2 #users-title { "Users (" (users.total) ")" }
+            div.scroll {
+                table #users {
+                    thead { tr { th { "Name" } th { "Status" } th { "Custom ID" } th { "Joined" } th { "Left" } } }
+                    tbody {
+                        @for user in &users.items {
+                            tr data-user=(user.id) {
+                                td { (user.name) }
+                                td {
+                                    @if user.status == UserStatus::Online { span.badge.on { "online" } }
+                                    @else { span.badge.off { "offline" } }
+                                }
+                                td { @if let Some(c) = &user.custom_id { code { (c) } } }
+                                td { @if let Some(at) = user.joined_at { (when(at)) } }
+                                td { @if let Some(at) = user.left_at { (when(at)) } }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        section aria-labelledby="stores-title" {
+            h2 #stores-title { "Stores" }
+            @if stores.is_empty() { p.muted { "No entries in this room's stores." } }
+            @else {
+                p.muted { "Room version " (version) }
+                ul { @for (name, count) in &stores { li { code { (name.as_str()) } " — " (count) " entries" } } }
+            }
+            p { a href={ "/dashboard/analytics?room=" (room.id) } { "This room's analytics" } }
+        }
+    };
+    Ok(page(session, Nav::Rooms, &room.name, body))
+}
+
+#[derive(Deserialize)]
+struct UserForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn create_user(
+    State(state): State<AppState>,
+    session: Signed,
+    Path(room_id): Path<String>,
+    PageForm(form): PageForm<UserForm>,
+) -> PageResult {
+    session.check_csrf(&form.csrf)?;
+    session.check_write()?;
+    let room = room_scope(&state, &session, &room_id).await?;
+    let user = NewUser {
+        id: UserId::new(),
+        account_id: session.account.id,
+        room_id: room.id,
+        name: validation::required_name("name", Some(form.name))?,
+        profile_picture: None,
+        custom_id: None,
+        created_at: Timestamp::now(),
+    };
+    let user = state.engine().create_user(&user).await?;
+    let token = state.jwt().user_token(&user);
+    let room = room_scope(&state, &session, &room_id).await?;
+    render_room(&state, &session, room, Some((user.name, token))).await
+}
+
+async fn reconcile(
+    State(state): State<AppState>,
+    session: Signed,
+    Path(room_id): Path<String>,
+    PageForm(form): PageForm<CsrfForm>,
+) -> PageResult {
+    session.check_csrf(&form.csrf)?;
+    session.check_write()?;
+    let room = room_scope(&state, &session, &room_id).await?;
+    state
+        .engine()
+        .reconcile_room(RoomScope {
+            account_id: session.account.id,
+            room_id: room.id,
+        })
+        .await?;
+    Ok(see_other(&format!("/dashboard/rooms/{}", room.id)))
+}
+
+async fn delete_room(
+    State(state): State<AppState>,
+    session: Signed,
+    Path(room_id): Path<String>,
+    PageForm(form): PageForm<CsrfForm>,
+) -> PageResult {
+    session.check_csrf(&form.csrf)?;
+    session.check_write()?;
+    let room = room_scope(&state, &session, &room_id).await?;
+    state
+        .engine()
+        .delete_room(session.account.id, room.id)
+        .await?;
+    Ok(see_other("/dashboard/rooms"))
+}
+
+/// Server-sent events: `{"<roomId>": online, ...}` for the rooms in `ids`, when it changes.
+async fn live_counts(
+    State(state): State<AppState>,
+    session: Signed,
+    query: QueryParams,
+) -> Response {
+    let ids: Vec<RoomId> = query
+        .get("ids")
+        .unwrap_or("")
+        .split(',')
+        .filter_map(|id| id.parse().ok())
+        .take(MAX_LIVE_ROOMS)
+        .collect();
+    let account_id = session.account.id;
+    let store = state.store().clone();
+    let stream = futures_util::stream::unfold(
+        (None::<String>, tokio::time::interval(LIVE_INTERVAL)),
+        move |(last, mut ticker)| {
+            let (store, ids) = (store.clone(), ids.clone());
+            async move {
+                loop {
+                    ticker.tick().await;
+                    let mut counts = serde_json::Map::new();
+                    for id in &ids {
+                        if let Ok(Some(room)) = store.get_room(account_id, *id).await {
+                            counts.insert(id.to_string(), room.active_participants.into());
+                        }
+                    }
+                    let text = serde_json::Value::Object(counts).to_string();
+                    if last.as_deref() != Some(text.as_str()) {
+                        let event: Result<Event, Infallible> =
+                            Ok(Event::default().data(text.clone()));
+                        return Some((event, (Some(text), ticker)));
+                    }
+                }
+            }
+        },
+    );
+    live_response(stream)
+}
+
+fn live_response(
+    stream: impl Stream<Item = Result<Event, Infallible>> + Send + 'static,
+) -> Response {
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
