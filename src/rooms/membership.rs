@@ -15,6 +15,7 @@ use super::hub::RoomHandle;
 use super::outbox::Outbox;
 use super::publish::Outcome;
 use super::Engine;
+use crate::analytics::Activity;
 use crate::domain::{ConnectionId, Room, RoomId, Timestamp, User, UserId};
 use crate::error::ApiError;
 use crate::store::{ConnectionRecord, Left, NewConnection, RoomScope, StoreError, StoreResult};
@@ -100,14 +101,22 @@ impl Engine {
             Ok::<_, ApiError>((graph, page))
         };
         match loaded.await {
-            Ok((graph, (users, users_cursor))) => Ok(Joined {
-                room: joined.room,
-                user: graph.socket_user(joined.user),
-                users,
-                users_cursor,
-                presence,
-                handle: room,
-            }),
+            Ok((graph, (users, users_cursor))) => {
+                self.count(member.scope, Activity::Join);
+                self.analytics().online(
+                    member.scope.account_id,
+                    member.scope.room_id,
+                    joined.room.active_participants,
+                );
+                Ok(Joined {
+                    room: joined.room,
+                    user: graph.socket_user(joined.user),
+                    users,
+                    users_cursor,
+                    presence,
+                    handle: room,
+                })
+            }
             Err(error) => {
                 // The client hears of a failure: it must not stay joined.
                 self.leave(member, room).await;

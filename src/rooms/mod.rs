@@ -86,6 +86,13 @@ impl Engine {
         &self.0.analytics
     }
 
+    /// Counts one `activity` in the room (in memory; written in batches).
+    pub fn count(&self, scope: crate::store::RoomScope, activity: crate::analytics::Activity) {
+        self.0
+            .analytics
+            .record(scope.account_id, scope.room_id, activity);
+    }
+
     pub fn store(&self) -> &DynStore {
         &self.0.store
     }

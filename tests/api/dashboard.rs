@@ -9,7 +9,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::cli::collabkit;
-use crate::harness::{both_backends, Backend, Reply, TestApp};
+use crate::harness::{both_backends, eventually, Backend, Reply, TestApp};
+use crate::socket::Socket;
 
 both_backends!(
     sign_up_shows_the_account_id_and_a_key_that_works,
@@ -24,6 +25,7 @@ both_backends!(
     keys_are_created_named_and_revoked_in_settings,
     the_cli_gives_an_account_a_login,
     rooms_and_users_are_made_from_the_dashboard,
+    online_users_and_activity_reach_the_pages,
 );
 
 const PASSWORD: &str = "correct horse battery";
@@ -966,4 +968,64 @@ async fn rooms_and_users_are_made_from_the_dashboard(backend: Backend) {
     )
     .await
     .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND");
+}
+
+async fn online_users_and_activity_reach_the_pages(backend: Backend) {
+    let app = TestApp::start_with(backend, |c| c.analytics.flush_interval_ms = 200).await;
+    let mut browser = Browser::new(&app);
+    browser.sign_up("owner@example.com", "Acme").await;
+    let created = browser.act("/dashboard/rooms", &[("name", "Live")]).await;
+    let room_path = created.location();
+    let room_id = room_path.rsplit('/').next().unwrap().to_owned();
+    let mut tokens = Vec::new();
+    for name in ["Alice", "Bob"] {
+        let page = browser
+            .act(&format!("{room_path}/users"), &[("name", name)])
+            .await;
+        tokens.push(page.value_of("user-jwt"));
+    }
+    let (mut alice, _) = Socket::join(&app.base, &tokens[0]).await;
+    let (_bob, _) = Socket::join(&app.base, &tokens[1]).await;
+    alice
+        .request("broadcast", json!({ "event": "wave", "data": {} }))
+        .await
+        .unwrap();
+    alice
+        .request("presence.update", json!({ "state": { "x": 1 } }))
+        .await
+        .unwrap();
+    // The room page and the list show both online.
+    let online = eventually(Duration::from_secs(5), || {
+        let path = room_path.clone();
+        let expected = format!("data-room=\"{room_id}\" aria-live=\"polite\">2<");
+        let mut page_browser = Browser::new(&app);
+        page_browser.cookie = browser.cookie.clone();
+        async move {
+            let page = page_browser.get(&path).await;
+            page.text.matches("badge on\">online").count() == 2 && page.text.contains(&expected)
+        }
+    })
+    .await;
+    assert!(online, "the room page shows two users online");
+    // The analytics charts have points: users online, messages, joins.
+    let page = browser
+        .get(&format!("/dashboard/analytics?room={room_id}"))
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.text.contains("Users online, "), "{}", page.text);
+    assert!(page.text.contains(": 2 users"), "a peak of two users");
+    assert!(page.text.contains("Broadcasts, ") && page.text.contains("Presence updates, "));
+    assert!(page.text.contains("<svg"));
+    let whole = browser.get("/dashboard/analytics?range=day").await;
+    assert!(
+        whole.text.contains("Live</a>"),
+        "the busiest rooms list the room"
+    );
+    for range in ["week", "month"] {
+        let page = browser
+            .get(&format!("/dashboard/analytics?range={range}"))
+            .await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert!(page.text.contains("Joins, "), "{range}");
+    }
 }
