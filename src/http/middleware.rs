@@ -210,7 +210,7 @@ fn render(mut response: Response, request_id: &str, module: &'static str) -> Res
     let parts = match response.extensions_mut().remove::<EnvelopeParts>() {
         Some(parts) => Some(parts),
         // The dashboard's pages answer their failures in HTML of their own.
-        None if is_page(&response) => None,
+        None if response.extensions().get::<OwnBody>().is_some() => None,
         None if status.is_client_error() || status.is_server_error() => {
             Some(fallback_parts(status))
         }
@@ -232,14 +232,10 @@ fn render(mut response: Response, request_id: &str, module: &'static str) -> Res
     response
 }
 
-/// An answer of the dashboard (HTML, its assets, its event stream), not of the REST API.
-fn is_page(response: &Response) -> bool {
-    response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t.starts_with("text/"))
-}
+/// Marks an answer whose body is the handler's own (a dashboard page in HTML), which the
+/// envelope leaves alone whatever its status.
+#[derive(Debug, Clone, Copy)]
+pub struct OwnBody;
 
 fn fallback_parts(status: StatusCode) -> EnvelopeParts {
     let (code, message) = match status {

@@ -222,6 +222,7 @@ async fn sign_up(
     let shown = super::settings::Shown::FirstKey {
         secret: key.secret.clone(),
         token: key.bearer_token(),
+        origin: super::settings::origin(&headers),
     };
     super::settings::render(&state, &session, Some(shown)).await
 }

@@ -232,6 +232,9 @@ pub fn client_address(parts_extensions: &axum::http::Extensions) -> String {
 /// A full page: HTML with the security headers, and the session's cookie refreshed.
 pub fn html(status: StatusCode, markup: Markup, session: Option<&Signed>) -> Response {
     let mut response = (status, markup.into_string()).into_response();
+    response
+        .extensions_mut()
+        .insert(crate::http::middleware::OwnBody);
     let headers = response.headers_mut();
     set_page_headers(headers);
     if let Some(session) = session {

@@ -28,7 +28,7 @@ const ROOMS_PER_PAGE: i64 = 25;
 /// Users shown on a room's page.
 const USERS_SHOWN: i64 = 100;
 /// How often the live counts are read again: "online within a second".
-const LIVE_INTERVAL: Duration = Duration::from_millis(700);
+const LIVE_INTERVAL: Duration = Duration::from_millis(400);
 /// Rooms one live stream follows (a page of the list).
 const MAX_LIVE_ROOMS: usize = 100;
 

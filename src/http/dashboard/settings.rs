@@ -47,6 +47,8 @@ pub enum Shown {
     FirstKey {
         secret: String,
         token: String,
+        /// `http(s)://host` of the server, for the example command.
+        origin: String,
     },
     Key {
         secret: String,
@@ -73,13 +75,13 @@ pub async fn render(state: &AppState, session: &Signed, shown: Option<Shown>) ->
     let writes = session.role.may_write();
     let body = html! {
         @match &shown {
-            Some(Shown::FirstKey { secret, token }) => {
+            Some(Shown::FirstKey { secret, token, origin }) => {
                 section.notice aria-labelledby="welcome" {
                     h2 #welcome { "Your organization is ready" }
                     p { "Use the Account ID and this API key for the REST API. The key is shown only now." }
                     (secret_once("API key", "new-key", secret))
                     (secret_once("Bearer token (base64 of accountId:apiKey)", "new-token", token))
-                    pre.example { "curl http://HOST/v1/accounts/" (account_id) "/rooms \\\n  -H \"Authorization: Bearer " (token) "\"" }
+                    pre.example { "curl " (origin) "/v1/accounts/" (account_id) "/rooms \\\n  -H \"Authorization: Bearer " (token) "\"" }
                 }
             }
             Some(Shown::Key { secret, token }) => {
@@ -356,7 +358,7 @@ fn parse_role(text: &str) -> Result<Role, PageError> {
 }
 
 /// `http(s)://host` of this request, for links people copy.
-fn origin(headers: &HeaderMap) -> String {
+pub fn origin(headers: &HeaderMap) -> String {
     let host = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
