@@ -26,6 +26,7 @@ both_backends!(
     the_cli_gives_an_account_a_login,
     rooms_and_users_are_made_from_the_dashboard,
     online_users_and_activity_reach_the_pages,
+    webhooks_are_managed_and_retried_from_the_dashboard,
 );
 
 const PASSWORD: &str = "correct horse battery";
@@ -1028,4 +1029,127 @@ async fn online_users_and_activity_reach_the_pages(backend: Backend) {
         assert_eq!(page.status, StatusCode::OK);
         assert!(page.text.contains("Joins, "), "{range}");
     }
+}
+
+async fn webhooks_are_managed_and_retried_from_the_dashboard(backend: Backend) {
+    let app = TestApp::start_with(backend, |c| {
+        c.webhooks.allow_private_addresses = true;
+        c.webhooks.retry_delays_ms = vec![];
+        c.webhooks.poll_interval_ms = 100;
+    })
+    .await;
+    let mut browser = Browser::new(&app);
+    let (account_id, token) = browser.sign_up("owner@example.com", "Acme").await;
+    // Nothing listens on the discard port: every attempt fails.
+    let created = browser
+        .act(
+            "/dashboard/webhooks",
+            &[
+                ("url", "http://127.0.0.1:9/hook"),
+                ("events", "session.started"),
+                ("events", "user.created"),
+            ],
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.text);
+    let secret = created.value_of("webhook-secret");
+    assert!(!secret.is_empty());
+    let hooks = bearer(
+        &app,
+        &token,
+        Method::GET,
+        &format!("/v1/accounts/{account_id}/webhooks"),
+        None,
+    )
+    .await;
+    let hook = hooks.data()["webhooks"][0].clone();
+    assert_eq!(
+        hook["events"],
+        json!(["session.started", "user.created"]),
+        "{hook:#}"
+    );
+    assert!(
+        !hooks.body.to_string().contains(&secret),
+        "the secret is shown once"
+    );
+    let hook_id = hook["id"].as_str().unwrap().to_owned();
+    let path = format!("/dashboard/webhooks/{hook_id}");
+    assert_eq!(
+        browser.act(&format!("{path}/test"), &[]).await.status,
+        StatusCode::SEE_OTHER
+    );
+    let deliveries = format!("/v1/accounts/{account_id}/webhooks/{hook_id}/deliveries");
+    let attempts = || async {
+        let listed = bearer(&app, &token, Method::GET, &deliveries, None).await;
+        let first = listed.data()["deliveries"][0].clone();
+        (
+            first["status"].as_str().unwrap_or("").to_owned(),
+            first["attempts"].as_i64().unwrap_or(0),
+            first["id"].as_str().unwrap_or("").to_owned(),
+        )
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            attempts().await.0 == "failed"
+        })
+        .await
+    );
+    let (_, tries, delivery_id) = attempts().await;
+    let page = browser.get(&path).await;
+    assert!(page.text.contains("Retry now") && page.text.contains("webhook.test"));
+    let retried = browser
+        .act(&format!("{path}/deliveries/{delivery_id}/retry"), &[])
+        .await;
+    assert_eq!(retried.status, StatusCode::SEE_OTHER, "{}", retried.text);
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            let (status, now, _) = attempts().await;
+            status == "failed" && now > tries
+        })
+        .await,
+        "retried once more"
+    );
+    // Disable, then a test is refused; edit the events.
+    browser.act(&path, &[("toggle", "1")]).await;
+    let listed = bearer(
+        &app,
+        &token,
+        Method::GET,
+        &format!("/v1/accounts/{account_id}/webhooks/{hook_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(listed.data()["webhook"]["enabled"], false);
+    assert_eq!(
+        browser.act(&format!("{path}/test"), &[]).await.status,
+        StatusCode::CONFLICT
+    );
+    let edited = browser
+        .act(
+            &path,
+            &[
+                ("url", "http://127.0.0.1:9/other"),
+                ("events", "user.deleted"),
+            ],
+        )
+        .await;
+    assert_eq!(edited.status, StatusCode::SEE_OTHER, "{}", edited.text);
+    let listed = bearer(
+        &app,
+        &token,
+        Method::GET,
+        &format!("/v1/accounts/{account_id}/webhooks/{hook_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(listed.data()["webhook"]["events"], json!(["user.deleted"]));
+    let refused = browser
+        .act(&path, &[("url", "ftp://nope"), ("events", "user.deleted")])
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        browser.act(&format!("{path}/delete"), &[]).await.status,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(browser.get(&path).await.status, StatusCode::NOT_FOUND);
 }
