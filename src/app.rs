@@ -291,6 +291,10 @@ impl App {
         )
         .context("building the webhook client")?;
         let deliveries = tokio::spawn(deliveries.run(shutdown.clone(), grace));
+        let sessions = tokio::spawn(crate::auth::sessions::prune(
+            self.state.store().clone(),
+            shutdown.clone(),
+        ));
         let analytics = tokio::spawn(crate::analytics::run(
             engine.analytics().clone(),
             self.state.store().clone(),
@@ -331,6 +335,7 @@ impl App {
         heartbeat.abort();
         let _ = deliveries.await;
         let _ = analytics.await;
+        let _ = sessions.await;
         nodes::stop(&engine).await;
         tracing::info!("server stopped");
         Ok(())

@@ -116,6 +116,24 @@ impl SessionChecks {
     }
 }
 
+/// How often expired sessions are deleted (they are refused from the moment they expire).
+const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Deletes expired sessions every hour until `shutdown`.
+pub async fn prune(store: DynStore, shutdown: tokio_util::sync::CancellationToken) {
+    loop {
+        match store.delete_expired_sessions(Timestamp::now()).await {
+            Ok(0) => {}
+            Ok(count) => tracing::debug!(count, "deleted expired dashboard sessions"),
+            Err(error) => tracing::warn!(%error, "deleting expired dashboard sessions failed"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(PRUNE_INTERVAL) => {}
+        }
+    }
+}
+
 fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }

@@ -8,9 +8,10 @@ use sqlx::{ColumnIndex, Executor};
 use super::accounts::NewApiKey;
 use super::dialect::{Column, Dialect, RowsAffected};
 use super::sql::{conflict_or_database, parse, SqlStore};
-use super::{Entity, StoreError, StoreResult};
+use super::{Entity, RoomScope, StoreError, StoreResult};
 use crate::domain::{
     Account, AccountId, Email, Invitation, InvitationId, Login, LoginId, Member, Role, Timestamp,
+    UserSession,
 };
 
 /// A login about to be created.
@@ -132,6 +133,14 @@ pub trait DashboardStore: Send + Sync {
         now: Timestamp,
     ) -> StoreResult<Invitation>;
 
+    /// The room's latest user sessions (a user's time online), newest first, with the user's
+    /// name.
+    async fn recent_sessions(
+        &self,
+        scope: RoomScope,
+        limit: i64,
+    ) -> StoreResult<Vec<(UserSession, String)>>;
+
     async fn rename_account(&self, account_id: AccountId, name: &str) -> StoreResult<Account>;
     /// Deletes the organization and everything in it (rooms, users, stores, comments,
     /// webhooks, keys, memberships, invitations, recorded events).
@@ -222,6 +231,16 @@ impl TryFrom<SessionRow> for SessionAccess {
             expires_at: Timestamp::from_millis(row.expires_at),
         })
     }
+}
+
+#[derive(sqlx::FromRow)]
+struct RecentSessionRow {
+    id: String,
+    user_id: String,
+    room_id: String,
+    joined_at: i64,
+    left_at: Option<i64>,
+    name: String,
 }
 
 #[derive(sqlx::FromRow)]
@@ -578,6 +597,38 @@ where
         .await?;
         tx.commit().await?;
         Ok(invitation)
+    }
+
+    async fn recent_sessions(
+        &self,
+        scope: RoomScope,
+        limit: i64,
+    ) -> StoreResult<Vec<(UserSession, String)>> {
+        let rows: Vec<RecentSessionRow> = sqlx::query_as(
+            "SELECT s.id, s.user_id, s.room_id, s.joined_at, s.left_at, u.name \
+             FROM user_sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.room_id = $1 AND u.account_id = $2 \
+             ORDER BY s.joined_at DESC, s.id LIMIT $3",
+        )
+        .bind(scope.room_id.to_string())
+        .bind(scope.account_id.to_string())
+        .bind(limit)
+        .fetch_all(&self.reads)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok((
+                    UserSession {
+                        id: parse(&row.id, "session id")?,
+                        user_id: parse(&row.user_id, "user id")?,
+                        room_id: parse(&row.room_id, "room id")?,
+                        joined_at: Timestamp::from_millis(row.joined_at),
+                        left_at: row.left_at.map(Timestamp::from_millis),
+                    },
+                    row.name,
+                ))
+            })
+            .collect()
     }
 
     async fn rename_account(&self, account_id: AccountId, name: &str) -> StoreResult<Account> {

@@ -1008,6 +1008,58 @@ async fn online_users_and_activity_reach_the_pages(backend: Backend) {
     })
     .await;
     assert!(online, "the room page shows two users online");
+    let page = browser.get(&room_path).await;
+    assert!(page.text.contains("Latest sessions") && page.text.contains("No comments yet."));
+    assert!(page.text.contains("<td>Alice</td>") && page.text.contains("<td>Bob</td>"));
+    // A store written over REST shows with its schema and entries, escaped.
+    let (account_id, token) = {
+        let settings = browser.get("/dashboard/settings").await;
+        let id = settings.value_of("account-id");
+        let key = browser
+            .act("/dashboard/settings/keys", &[("name", "test")])
+            .await;
+        (id, key.value_of("new-token"))
+    };
+    let base = format!("/v1/accounts/{account_id}");
+    let schema = json!({ "schema": { "title": { "type": "string", "required": true } } });
+    bearer(
+        &app,
+        &token,
+        Method::PUT,
+        &format!("{base}/stores/tasks"),
+        Some(schema),
+    )
+    .await;
+    let value = json!({ "value": { "title": "<i>ship</i>" } });
+    let written = bearer(
+        &app,
+        &token,
+        Method::PUT,
+        &format!("{base}/rooms/{room_id}/stores/tasks/t1"),
+        Some(value),
+    )
+    .await;
+    assert!(written.status.is_success(), "{:#}", written.body);
+    let page = browser.get(&room_path).await;
+    assert!(
+        page.text
+            .contains("/stores/tasks\"><code>tasks</code></a> — 1 entries"),
+        "{}",
+        page.text
+    );
+    let store = browser.get(&format!("{room_path}/stores/tasks")).await;
+    assert_eq!(store.status, StatusCode::OK);
+    assert!(
+        store.text.contains("&lt;i&gt;ship&lt;/i&gt;")
+            && store.text.contains("&quot;required&quot;: true")
+    );
+    assert_eq!(
+        browser
+            .get(&format!("{room_path}/stores/nope"))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
     // The analytics charts have points: users online, messages, joins.
     let page = browser
         .get(&format!("/dashboard/analytics?room={room_id}"))

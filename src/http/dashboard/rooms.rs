@@ -21,7 +21,16 @@ use crate::domain::{RoomId, Timestamp, UserId, UserStatus};
 use crate::http::extract::QueryParams;
 use crate::http::validation;
 use crate::state::AppState;
-use crate::store::{ListFilter, NewRoom, NewUser, Page, RoomScope};
+use crate::store::comments::ThreadFilter;
+use crate::store::entries::EntryPage;
+use crate::store::{ListFilter, NewRoom, NewUser, Page, PageSize, RoomScope};
+
+/// Latest user sessions shown on a room's page.
+const SESSIONS_SHOWN: i64 = 20;
+/// Comment threads shown on a room's page (newest first).
+const THREADS_SHOWN: i64 = 20;
+/// Entries shown on a store's page.
+const ENTRIES_SHOWN: i64 = 100;
 
 /// Rooms on one page of the list.
 const ROOMS_PER_PAGE: i64 = 25;
@@ -37,6 +46,7 @@ pub fn router() -> Router<AppState> {
         .route("/dashboard/rooms", get(rooms_page).post(create_room))
         .route("/dashboard/rooms/live", get(live_counts))
         .route("/dashboard/rooms/{roomId}", get(room_page))
+        .route("/dashboard/rooms/{roomId}/stores/{store}", get(store_page))
         .route("/dashboard/rooms/{roomId}/users", post(create_user))
         .route("/dashboard/rooms/{roomId}/reconcile", post(reconcile))
         .route("/dashboard/rooms/{roomId}/delete", post(delete_room))
@@ -227,6 +237,22 @@ async fn render_room(
         )
         .await?;
     let (stores, version) = state.store().count_entries(scope).await?;
+    let sessions = state.store().recent_sessions(scope, SESSIONS_SHOWN).await?;
+    let threads = state
+        .store()
+        .list_threads(
+            scope,
+            ThreadFilter::default(),
+            Page {
+                limit: THREADS_SHOWN,
+                offset: 0,
+            },
+            PageSize {
+                items: 1,
+                bytes: state.config().page_bytes(),
+            },
+        )
+        .await?;
     let csrf = session.csrf();
     let writes = session.role.may_write();
     let now = Timestamp::now();
@@ -299,8 +325,45 @@ async fn render_room(
             @if stores.is_empty() { p.muted { "No entries in this room's stores." } }
             @else {
                 p.muted { "Room version " (version) }
-                ul { @for (name, count) in &stores { li { code { (name.as_str()) } " — " (count) " entries" } } }
+                ul { @for (name, count) in &stores { li { a href={ (base) "/stores/" (name.as_str()) } { code { (name.as_str()) } } " — " (count) " entries" } } }
             }
+        }
+        section aria-labelledby="sessions-title" {
+            h2 #sessions-title { "Latest sessions" }
+            @if sessions.is_empty() { p.muted { "Nobody has joined yet." } }
+            @else {
+                div.scroll {
+                    table {
+                        thead { tr { th { "User" } th { "Joined" } th { "Left" } th { "Time online" } } }
+                        tbody {
+                            @for (session, name) in &sessions {
+                                tr {
+                                    td { (name) }
+                                    td { (when(session.joined_at)) }
+                                    td { @match session.left_at { Some(at) => (when(at)), None => span.badge.on { "still online" } } }
+                                    td { (duration((session.left_at.unwrap_or(now).as_millis() - session.joined_at.as_millis()).max(0) / 1000)) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        section aria-labelledby="threads-title" {
+            h2 #threads-title { "Comment threads (" (threads.total) ")" }
+            @if threads.items.is_empty() { p.muted { "No comments yet." } }
+            ul.threads {
+                @for thread in &threads.items {
+                    li {
+                        @if let Some(first) = thread.comments.first() { q { (first.body) } }
+                        " — " (thread.comment_count) " comment" @if thread.comment_count != 1 { "s" }
+                        ", " (when(thread.updated_at))
+                        @if thread.resolved { " " span.badge { "resolved" } }
+                    }
+                }
+            }
+        }
+        section {
             p { a href={ "/dashboard/analytics?room=" (room.id) } { "This room's analytics" } }
         }
     };
@@ -427,4 +490,72 @@ fn live_response(
     Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response()
+}
+
+/// A store of the room: its schema and its entries (read-only).
+async fn store_page(
+    State(state): State<AppState>,
+    session: Signed,
+    Path((room_id, store)): Path<(String, String)>,
+) -> PageResult {
+    let room = room_scope(&state, &session, &room_id).await?;
+    let missing = || {
+        PageError::from(layout::problem(
+            StatusCode::NOT_FOUND,
+            "Store not found",
+            "This organization has no store of that name.",
+        ))
+    };
+    let name = crate::domain::schema::StoreName::parse("store", &store).map_err(|_| missing())?;
+    let schema = state
+        .store()
+        .get_schema(session.account.id, &name)
+        .await?
+        .ok_or_else(missing)?;
+    let scope = RoomScope {
+        account_id: session.account.id,
+        room_id: room.id,
+    };
+    let list = state
+        .store()
+        .list_entries(
+            scope,
+            &name,
+            EntryPage::Offset(Page {
+                limit: ENTRIES_SHOWN,
+                offset: 0,
+            }),
+            state.config().page_bytes(),
+        )
+        .await?;
+    let schema_text = serde_json::to_string_pretty(&schema.schema.to_json()).unwrap_or_default();
+    let body = html! {
+        p { a href={ "/dashboard/rooms/" (room.id) } { "← " (room.name) } }
+        h2 { "Schema" }
+        pre { (schema_text) }
+        h2 { "Entries (" (list.total) ")" }
+        @if list.entries.is_empty() { p.muted { "No entries." } }
+        div.scroll {
+            table {
+                thead { tr { th { "Key" } th { "Value" } th { "Version" } th { "Updated" } } }
+                tbody {
+                    @for entry in &list.entries {
+                        tr {
+                            td { code { (entry.key) } }
+                            td { pre { (serde_json::to_string_pretty(&entry.value).unwrap_or_default()) } }
+                            td { (entry.version) }
+                            td { (when(entry.updated_at)) }
+                        }
+                    }
+                }
+            }
+        }
+        @if list.has_more { p.muted { "Showing the first entries only." } }
+    };
+    Ok(page(
+        &session,
+        Nav::Rooms,
+        &format!("Store {}", name.as_str()),
+        body,
+    ))
 }
