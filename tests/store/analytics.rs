@@ -44,6 +44,7 @@ async fn batches_add_up_per_room_and_minute(backend: Backend) {
         room_id: Some(a),
         from: minute(0),
         to: minute(10),
+        step_ms: 60_000,
     };
     let room_a = f.store.room_minutes(range).await.unwrap();
     assert_eq!(room_a.len(), 2);
@@ -80,6 +81,27 @@ async fn batches_add_up_per_room_and_minute(backend: Backend) {
     let busiest = f.store.busiest_rooms(range, 10).await.unwrap();
     assert_eq!(busiest.first().map(|(room, _)| *room), Some(a));
     assert_eq!(busiest.len(), 2);
+
+    // Steps of several minutes add their minutes up and keep the largest peak.
+    let stepped = f
+        .store
+        .room_minutes(MinuteRange {
+            room_id: None,
+            step_ms: 5 * 60_000,
+            ..range
+        })
+        .await
+        .unwrap();
+    assert_eq!(stepped.len(), 1);
+    assert_eq!(
+        (
+            stepped[0].broadcasts,
+            stepped[0].peak_users,
+            stepped[0].joins
+        ),
+        (11, 5, 4)
+    );
+    assert_eq!(stepped[0].minute, minute(0));
 
     assert_eq!(
         f.store.delete_room_minutes_before(minute(1)).await.unwrap(),

@@ -53,6 +53,7 @@ async fn analytics_page(
         room_id: room.as_ref().map(|r| r.id),
         from: Timestamp::from_millis(start),
         to: Timestamp::from_millis(end),
+        step_ms: bucket_ms,
     };
     let rows = state.store().room_minutes(range).await?;
     let buckets = usize::try_from((end - start) / bucket_ms).unwrap_or(0);
@@ -60,7 +61,7 @@ async fn analytics_page(
     for row in &rows {
         let i = usize::try_from((row.minute.as_millis() - start) / bucket_ms).unwrap_or(0);
         if let Some(sum) = sums.get_mut(i) {
-            sum.absorb(row);
+            *sum = row.clone();
         }
     }
     let labels: Vec<String> = (0..buckets)
