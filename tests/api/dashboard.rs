@@ -530,6 +530,70 @@ async fn invitation_links_work_once(backend: Backend) {
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
     let settings = owner.get("/dashboard/settings").await;
     assert!(settings.text.contains("admin@example.com"));
+    // A login in two organizations switches between them.
+    let (own_id, _) = {
+        let page = admin.get("/dashboard/settings").await;
+        assert!(!page.text.contains("Your organizations"));
+        (page.value_of("account-id"), ())
+    };
+    assert_eq!(own_id, account_id);
+    let mut other = Browser::new(&app);
+    let (other_id, _) = other.sign_up("other@example.com", "Other org").await;
+    let invite = other
+        .act("/dashboard/settings/invitations", &[("role", "viewer")])
+        .await;
+    let link = invite.value_of("invite-link");
+    let path = link[link.find("/dashboard/").unwrap()..].to_owned();
+    let csrf = admin.csrf().await;
+    let joined = admin
+        .post(&path, &[("mode", "join"), ("csrf", &csrf)])
+        .await;
+    assert_eq!(joined.status, StatusCode::SEE_OTHER, "{}", joined.text);
+    let page = admin.get("/dashboard/settings").await;
+    assert_eq!(
+        page.value_of("account-id"),
+        other_id,
+        "joining shows the new organization"
+    );
+    assert!(page.text.contains("Your organizations") && page.text.contains("Acme"));
+    let switched = admin
+        .act("/dashboard/switch", &[("account", &account_id)])
+        .await;
+    assert_eq!(switched.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        admin
+            .get("/dashboard/settings")
+            .await
+            .value_of("account-id"),
+        account_id
+    );
+    let refused = admin
+        .act(
+            "/dashboard/switch",
+            &[("account", &uuid::Uuid::new_v4().to_string())],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    // The cookie opens the REST API of both, with each role.
+    admin
+        .rest(
+            Method::GET,
+            &format!("/v1/accounts/{other_id}/rooms"),
+            None,
+            None,
+        )
+        .await
+        .expect(StatusCode::OK);
+    let csrf = admin.csrf().await;
+    admin
+        .rest(
+            Method::POST,
+            &format!("/v1/accounts/{other_id}/rooms"),
+            Some(json!({"name": "x"})),
+            Some(&csrf),
+        )
+        .await
+        .expect_error(StatusCode::FORBIDDEN, "FORBIDDEN");
 }
 
 async fn the_signup_policy_is_enforced(backend: Backend) {

@@ -39,6 +39,7 @@ pub fn router() -> Router<AppState> {
             post(remove_member),
         )
         .route("/dashboard/settings/delete", post(delete_organization))
+        .route("/dashboard/switch", post(switch_organization))
 }
 
 /// A secret the page shows once.
@@ -71,6 +72,7 @@ pub async fn render(state: &AppState, session: &Signed, shown: Option<Shown>) ->
         .store()
         .list_invitations(account_id, Timestamp::now())
         .await?;
+    let memberships = state.store().memberships(session.login_id).await?;
     let csrf = session.csrf();
     let writes = session.role.may_write();
     let body = html! {
@@ -217,6 +219,27 @@ pub async fn render(state: &AppState, session: &Signed, shown: Option<Shown>) ->
                         }
                     }
                     button type="submit" { "Create invitation link" }
+                }
+            }
+        }
+        @if memberships.len() > 1 {
+            section aria-labelledby="orgs-title" {
+                h2 #orgs-title { "Your organizations" }
+                ul {
+                    @for (account, role) in &memberships {
+                        li {
+                            (account.name) " (" (role) ") "
+                            @if account.id == session.account.id {
+                                span.badge.on { "current" }
+                            } @else {
+                                form.inline method="post" action="/dashboard/switch" {
+                                    input type="hidden" name="csrf" value=(csrf);
+                                    input type="hidden" name="account" value=(account.id);
+                                    button type="submit" aria-label={ "Switch to " (account.name) } { "Switch" }
+                                }
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -508,4 +531,36 @@ async fn delete_organization(
     }
     state.store().delete_account(session.account.id).await?;
     Ok(see_other("/dashboard"))
+}
+
+#[derive(Deserialize)]
+struct SwitchForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    account: String,
+}
+
+/// Shows another organization of the login's.
+async fn switch_organization(
+    State(state): State<AppState>,
+    session: Signed,
+    PageForm(form): PageForm<SwitchForm>,
+) -> PageResult {
+    session.check_csrf(&form.csrf)?;
+    let memberships = state.store().memberships(session.login_id).await?;
+    let Some((account, _)) = memberships
+        .into_iter()
+        .find(|(account, _)| account.id.to_string() == form.account)
+    else {
+        return Ok(bad(
+            "Not switched",
+            "You are not a member of that organization.",
+        ));
+    };
+    state
+        .store()
+        .switch_session(&session.token().hash(), account.id)
+        .await?;
+    Ok(see_other("/dashboard/rooms"))
 }
