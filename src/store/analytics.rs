@@ -84,6 +84,22 @@ pub trait AnalyticsStore: Send + Sync {
         limit: i64,
     ) -> StoreResult<Vec<(RoomId, i64)>>;
     async fn delete_room_minutes_before(&self, before: Timestamp) -> StoreResult<u64>;
+    /// User sessions that started in the range, per step: how many, and how long they lasted
+    /// on average (one still open: until `now`).
+    async fn session_steps(
+        &self,
+        range: MinuteRange,
+        now: Timestamp,
+    ) -> StoreResult<Vec<SessionStep>>;
+}
+
+/// The user sessions that started in one step of a range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
+pub struct SessionStep {
+    /// The step's start, in milliseconds since the epoch.
+    pub step: i64,
+    pub sessions: i64,
+    pub average_ms: i64,
 }
 
 #[derive(sqlx::FromRow)]
@@ -214,6 +230,31 @@ where
         rows.into_iter()
             .map(|(room, total)| Ok((parse(&room, "room id")?, total)))
             .collect()
+    }
+
+    async fn session_steps(
+        &self,
+        range: MinuteRange,
+        now: Timestamp,
+    ) -> StoreResult<Vec<SessionStep>> {
+        let steps: Vec<SessionStep> = sqlx::query_as(
+            "SELECT s.joined_at - ((s.joined_at - $3) % $5) AS step, \
+             CAST(COUNT(*) AS BIGINT) AS sessions, \
+             CAST(AVG(COALESCE(s.left_at, $6) - s.joined_at) AS BIGINT) AS average_ms \
+             FROM user_sessions s JOIN rooms r ON r.id = s.room_id \
+             WHERE r.account_id = $1 AND ($2 IS NULL OR s.room_id = $2) \
+             AND s.joined_at >= $3 AND s.joined_at < $4 \
+             GROUP BY 1 ORDER BY 1",
+        )
+        .bind(range.account_id.to_string())
+        .bind(range.room_id.map(|id| id.to_string()))
+        .bind(range.from.as_millis())
+        .bind(range.to.as_millis())
+        .bind(range.step_ms.max(60_000))
+        .bind(now.as_millis())
+        .fetch_all(&self.reads)
+        .await?;
+        Ok(steps)
     }
 
     async fn delete_room_minutes_before(&self, before: Timestamp) -> StoreResult<u64> {

@@ -106,7 +106,7 @@ pub struct RoomScope {
 }
 
 pub use accounts::{AccountStore, KeyOwner, NewApiKey};
-pub use analytics::{AnalyticsStore, MinuteRange, RoomMinute};
+pub use analytics::{AnalyticsStore, MinuteRange, RoomMinute, SessionStep};
 pub use comments::CommentStore;
 pub use dashboard::{
     DashboardStore, LoginSecret, NewInvitation, NewLogin, NewSession, SessionAccess,

@@ -1131,6 +1131,11 @@ async fn online_users_and_activity_reach_the_pages(backend: Backend) {
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.text.contains("Users online, "), "{}", page.text);
     assert!(page.text.contains(": 2 users"), "a peak of two users");
+    assert!(page.text.contains(": 2 sessions"), "two sessions started");
+    assert!(
+        page.text.contains("Average session, "),
+        "their average duration"
+    );
     assert!(page.text.contains("Broadcasts, ") && page.text.contains("Presence updates, "));
     assert!(page.text.contains("<svg"));
     let whole = browser.get("/dashboard/analytics?range=day").await;

@@ -56,6 +56,19 @@ async fn analytics_page(
         step_ms: bucket_ms,
     };
     let rows = state.store().room_minutes(range).await?;
+    let session_steps = state
+        .store()
+        .session_steps(range, Timestamp::from_millis(now))
+        .await?;
+    let mut sessions = vec![0.0; usize::try_from((end - start) / bucket_ms).unwrap_or(0)];
+    let mut durations = sessions.clone();
+    for step in &session_steps {
+        let i = usize::try_from((step.step - start) / bucket_ms).unwrap_or(0);
+        if let Some(count) = sessions.get_mut(i) {
+            *count = step.sessions as f64;
+            durations[i] = step.average_ms as f64 / 60_000.0;
+        }
+    }
     let buckets = usize::try_from((end - start) / bucket_ms).unwrap_or(0);
     let mut sums = vec![RoomMinute::default(); buckets];
     for row in &rows {
@@ -120,7 +133,9 @@ async fn analytics_page(
             Series { name: "Store writes", values: per_minute(|s| s.store_writes) },
             Series { name: "Comments", values: per_minute(|s| s.comments) },
         ], Kind::Line))
-        (chart("Joins (sessions started)", "joins", &labels, &[Series { name: "Joins", values: sums.iter().map(|s| s.joins as f64).collect() }], Kind::Bars))
+        (chart("Sessions started", "sessions", &labels, &[Series { name: "Sessions", values: sessions }], Kind::Bars))
+        (chart("Session duration (average)", "minutes", &labels, &[Series { name: "Average session", values: durations }], Kind::Line))
+        (chart("Joins (sockets joined)", "joins", &labels, &[Series { name: "Joins", values: sums.iter().map(|s| s.joins as f64).collect() }], Kind::Bars))
         @if room.is_none() {
             section aria-labelledby="busiest-title" {
                 h2 #busiest-title { "Busiest rooms" }
