@@ -667,7 +667,7 @@ async fn the_signup_policy_is_enforced(backend: Backend) {
 }
 
 async fn logins_fail_alike_and_are_limited(backend: Backend) {
-    let app = TestApp::start_with(backend, |c| c.dashboard.login_attempts_per_email = 3).await;
+    let app = TestApp::start_with(backend, |c| c.dashboard.login_attempts_per_email = 4).await;
     Browser::new(&app)
         .sign_up("owner@example.com", "Acme")
         .await;
@@ -711,6 +711,15 @@ async fn logins_fail_alike_and_are_limited(backend: Backend) {
             .await;
         assert_eq!(page.status, status, "{}", page.text);
     }
+    // The sign-up counted as the address's first attempt; sign-ups count as attempts too (each
+    // costs a password hash).
+    let again = browser
+        .post(
+            "/dashboard/signup",
+            &[("email", "owner@example.com"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::TOO_MANY_REQUESTS);
     // Another address is still welcome.
     let other = browser
         .post(

@@ -159,11 +159,17 @@ fn cross_site() -> Response {
 async fn sign_up(
     State(state): State<AppState>,
     headers: HeaderMap,
-    PageForm(form): PageForm<SignupForm>,
+    request: axum::extract::Request,
 ) -> PageResult {
     if from_elsewhere(&headers) {
         return Ok(cross_site());
     }
+    let address = client_address(request.extensions());
+    let PageForm(form) =
+        <PageForm<SignupForm> as axum::extract::FromRequest<AppState>>::from_request(
+            request, &state,
+        )
+        .await?;
     if state.config().dashboard.signup != SignupPolicy::Open {
         return Ok(signup_form(
             &state,
@@ -188,6 +194,15 @@ async fn sign_up(
     };
     if let Some(problem) = password_problem(&form.password) {
         return Ok(refuse(&problem));
+    }
+    // Each sign-up costs a password hash: counted with the log-ins of its address.
+    if let Err(wait_secs) = state.login_limiter().attempt(&address, email.as_str()) {
+        let mut response = refuse(&format!(
+            "Too many attempts. Try again in {} minutes.",
+            wait_secs.div_ceil(60)
+        ));
+        *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        return Ok(response);
     }
     let name = match organization_name(&form.organization, &email) {
         Ok(name) => name,
