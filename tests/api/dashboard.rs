@@ -27,6 +27,7 @@ both_backends!(
     rooms_and_users_are_made_from_the_dashboard,
     online_users_and_activity_reach_the_pages,
     webhooks_are_managed_and_retried_from_the_dashboard,
+    owners_rename_and_delete_the_organization,
 );
 
 const PASSWORD: &str = "correct horse battery";
@@ -1282,4 +1283,98 @@ async fn webhooks_are_managed_and_retried_from_the_dashboard(backend: Backend) {
         StatusCode::SEE_OTHER
     );
     assert_eq!(browser.get(&path).await.status, StatusCode::NOT_FOUND);
+}
+
+async fn owners_rename_and_delete_the_organization(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let mut owner = Browser::new(&app);
+    let (account_id, token) = owner.sign_up("owner@example.com", "Acme").await;
+    let base = format!("/v1/accounts/{account_id}");
+    let room = bearer(
+        &app,
+        &token,
+        Method::POST,
+        &format!("{base}/rooms"),
+        Some(json!({"name": "Lobby"})),
+    )
+    .await;
+    let room_id = room.data()["room"]["id"].as_str().unwrap().to_owned();
+    bearer(
+        &app,
+        &token,
+        Method::POST,
+        &format!("{base}/users"),
+        Some(json!({"name": "Al", "roomId": room_id})),
+    )
+    .await;
+    // An admin may neither rename nor delete it.
+    let invite = owner
+        .act("/dashboard/settings/invitations", &[("role", "admin")])
+        .await;
+    let link = invite.value_of("invite-link");
+    let mut admin = Browser::new(&app);
+    admin
+        .post(
+            &link[link.find("/dashboard/").unwrap()..],
+            &[
+                ("mode", "signup"),
+                ("email", "admin@example.com"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(
+        admin
+            .act("/dashboard/settings/name", &[("name", "Mine")])
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        admin
+            .act("/dashboard/settings/delete", &[("confirm", "Acme")])
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    // The owner renames it, and must type the new name to delete it.
+    assert_eq!(
+        owner
+            .act("/dashboard/settings/name", &[("name", "Acme <2>")])
+            .await
+            .status,
+        StatusCode::SEE_OTHER
+    );
+    assert!(owner
+        .get("/dashboard/settings")
+        .await
+        .text
+        .contains("Acme &lt;2&gt;"));
+    assert_eq!(
+        owner
+            .act("/dashboard/settings/delete", &[("confirm", "Acme")])
+            .await
+            .status,
+        StatusCode::BAD_REQUEST
+    );
+    bearer(&app, &token, Method::GET, &format!("{base}/rooms"), None)
+        .await
+        .expect(StatusCode::OK);
+    let deleted = owner
+        .act("/dashboard/settings/delete", &[("confirm", "Acme <2>")])
+        .await;
+    assert_eq!(deleted.status, StatusCode::SEE_OTHER, "{}", deleted.text);
+    // Its keys, rooms and users are gone; its members belong to no organization.
+    assert_documented_401(&bearer(&app, &token, Method::GET, &format!("{base}/rooms"), None).await);
+    let store = collabkit::app::open_store(&app.config).await.unwrap();
+    let id = account_id.parse().unwrap();
+    assert!(store.get_account(id).await.unwrap().is_none());
+    assert!(store.list_api_keys(id).await.unwrap().is_empty());
+    assert!(store
+        .get_room(id, room_id.parse().unwrap())
+        .await
+        .unwrap()
+        .is_none());
+    let page = owner.get("/dashboard/rooms").await;
+    assert!(page.text.contains("No organization"), "{}", page.text);
 }

@@ -529,7 +529,12 @@ async fn delete_organization(
     for room in rooms.items {
         state.engine().hub().close_room_sockets(room.id);
     }
+    let keys = state.store().list_api_keys(session.account.id).await?;
     state.store().delete_account(session.account.id).await?;
+    // Its keys stop working at once on this node (on others within the key cache's TTL).
+    for key in keys {
+        state.keys().forget(key.id);
+    }
     Ok(see_other("/dashboard"))
 }
 
