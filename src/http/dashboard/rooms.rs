@@ -38,6 +38,8 @@ const ROOMS_PER_PAGE: i64 = 25;
 const USERS_SHOWN: i64 = 100;
 /// How often the live counts are read again: "online within a second".
 const LIVE_INTERVAL: Duration = Duration::from_millis(400);
+/// Every this many ticks (10 s) a live stream checks its session is still live.
+const SESSION_RECHECK_TICKS: u32 = 25;
 /// Rooms one live stream follows (a page of the list).
 const MAX_LIVE_ROOMS: usize = 100;
 
@@ -458,13 +460,26 @@ async fn live_counts(
         .collect();
     let account_id = session.account.id;
     let store = state.store().clone();
+    let token_hash = session.token().hash();
     let stream = futures_util::stream::unfold(
-        (None::<String>, tokio::time::interval(LIVE_INTERVAL)),
-        move |(last, mut ticker)| {
+        (None::<String>, tokio::time::interval(LIVE_INTERVAL), 0_u32),
+        move |(last, mut ticker, mut ticks)| {
             let (store, ids) = (store.clone(), ids.clone());
+            let token_hash = token_hash.clone();
             async move {
                 loop {
                     ticker.tick().await;
+                    ticks = ticks.wrapping_add(1);
+                    // A stream outlives neither its session nor its login's membership (and,
+                    // an open tab not being a use, it does not move the session's end).
+                    if ticks % SESSION_RECHECK_TICKS == 0 {
+                        let access = store
+                            .session_access(&token_hash, Some(account_id), Timestamp::now())
+                            .await;
+                        if !matches!(access, Ok(Some(ref a)) if a.role.is_some()) {
+                            return None;
+                        }
+                    }
                     let mut counts = serde_json::Map::new();
                     for id in &ids {
                         if let Ok(Some(room)) = store.get_room(account_id, *id).await {
@@ -475,7 +490,7 @@ async fn live_counts(
                     if last.as_deref() != Some(text.as_str()) {
                         let event: Result<Event, Infallible> =
                             Ok(Event::default().data(text.clone()));
-                        return Some((event, (Some(text), ticker)));
+                        return Some((event, (Some(text), ticker, ticks)));
                     }
                 }
             }
