@@ -116,7 +116,7 @@ async fn rooms_page(
                 }
             }
         }
-        p.muted { (listed.total) " rooms" @if search.is_some() { " matching" } }
+        p.muted { (listed.total) @if listed.total == 1 { " room" } @else { " rooms" } @if search.is_some() { " matching" } }
         div.scroll {
             table data-live=(ids.join(",")) {
                 thead { tr { th { "Name" } th { "Custom ID" } th { "Online" } th { "Users created" } th { "Active time" } th { "Created" } } }
