@@ -201,5 +201,22 @@ async fn seed_minutes(
             }
         }
     }
+    // The hourly table, as the server's flushes fill it alongside.
+    let rollup = "INSERT INTO room_hours (account_id, room_id, minute, joins, peak_users, \
+                  presence_updates, broadcasts, store_writes, comments) \
+                  SELECT account_id, room_id, minute - minute % 3600000, SUM(joins), \
+                  MAX(peak_users), SUM(presence_updates), SUM(broadcasts), SUM(store_writes), \
+                  SUM(comments) FROM room_minutes GROUP BY account_id, room_id, \
+                  minute - minute % 3600000";
+    match db {
+        Db::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&server.database_url).await?;
+            sqlx::query(rollup).execute(&pool).await?;
+        }
+        Db::Postgres => {
+            let pool = sqlx::PgPool::connect(&server.database_url).await?;
+            sqlx::query(rollup).execute(&pool).await?;
+        }
+    }
     Ok(written)
 }

@@ -64,3 +64,19 @@ CREATE TABLE room_minutes (
     PRIMARY KEY (room_id, minute)
 );
 CREATE INDEX room_minutes_by_account ON room_minutes (account_id, minute);
+
+-- The same counters per room and hour (`minute` is the hour's start; peaks: the largest of its
+-- minutes), written with the minutes: charts of days and weeks read 60 times fewer rows.
+CREATE TABLE room_hours (
+    account_id TEXT NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+    room_id TEXT NOT NULL,
+    minute BIGINT NOT NULL,
+    joins BIGINT NOT NULL DEFAULT 0,
+    peak_users BIGINT NOT NULL DEFAULT 0,
+    presence_updates BIGINT NOT NULL DEFAULT 0,
+    broadcasts BIGINT NOT NULL DEFAULT 0,
+    store_writes BIGINT NOT NULL DEFAULT 0,
+    comments BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (room_id, minute)
+);
+CREATE INDEX room_hours_by_account ON room_hours (account_id, minute);

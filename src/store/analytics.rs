@@ -77,7 +77,8 @@ pub trait AnalyticsStore: Send + Sync {
     async fn add_room_minutes(&self, minutes: &[RoomMinute]) -> StoreResult<()>;
     /// The steps with activity in the range, oldest first, each row's `minute` its start.
     async fn room_minutes(&self, range: MinuteRange) -> StoreResult<Vec<RoomMinute>>;
-    /// The rooms with the most messages and joins in the range, busiest first.
+    /// The rooms with the most messages and joins in the range, busiest first (`step_ms`
+    /// says the grain, as for `room_minutes`).
     async fn busiest_rooms(
         &self,
         range: MinuteRange,
@@ -100,6 +101,37 @@ pub struct SessionStep {
     pub step: i64,
     pub sessions: i64,
     pub average_ms: i64,
+}
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// Which table a range is read from: hours when its start and step are whole hours (its
+/// organization-wide peaks then add up each room's peak of the hour, an upper bound), else
+/// minutes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Grain {
+    Minute,
+    Hour,
+}
+
+impl Grain {
+    fn for_range(range: &MinuteRange) -> Self {
+        let whole_hours = range.from.as_millis() % HOUR_MS == 0
+            && range.to.as_millis() % HOUR_MS == 0
+            && range.step_ms % HOUR_MS == 0;
+        if whole_hours {
+            Self::Hour
+        } else {
+            Self::Minute
+        }
+    }
+
+    fn table(self) -> &'static str {
+        match self {
+            Self::Minute => "room_minutes",
+            Self::Hour => "room_hours",
+        }
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -149,33 +181,39 @@ where
     async fn add_room_minutes(&self, minutes: &[RoomMinute]) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
         for m in minutes {
-            // A room deleted meanwhile has no account row problem (the account's foreign key),
-            // but an account deleted meanwhile does: such counts are dropped.
-            sqlx::query(
-                "INSERT INTO room_minutes (account_id, room_id, minute, joins, peak_users, \
-                 presence_updates, broadcasts, store_writes, comments) \
-                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 WHERE EXISTS \
-                 (SELECT 1 FROM accounts WHERE id = $1) \
-                 ON CONFLICT (room_id, minute) DO UPDATE SET \
-                 joins = room_minutes.joins + excluded.joins, \
-                 peak_users = CASE WHEN excluded.peak_users > room_minutes.peak_users \
-                 THEN excluded.peak_users ELSE room_minutes.peak_users END, \
-                 presence_updates = room_minutes.presence_updates + excluded.presence_updates, \
-                 broadcasts = room_minutes.broadcasts + excluded.broadcasts, \
-                 store_writes = room_minutes.store_writes + excluded.store_writes, \
-                 comments = room_minutes.comments + excluded.comments",
-            )
-            .bind(m.account_id.to_string())
-            .bind(m.room_id.to_string())
-            .bind(m.minute.as_millis())
-            .bind(m.joins)
-            .bind(m.peak_users)
-            .bind(m.presence_updates)
-            .bind(m.broadcasts)
-            .bind(m.store_writes)
-            .bind(m.comments)
-            .execute(&mut *tx)
-            .await?;
+            let minute = m.minute.as_millis();
+            for (table, start) in [
+                (Grain::Minute.table(), minute),
+                (Grain::Hour.table(), minute - minute.rem_euclid(HOUR_MS)),
+            ] {
+                // An account deleted meanwhile: its counts are dropped (its foreign key).
+                let sql = format!(
+                    "INSERT INTO {table} (account_id, room_id, minute, joins, peak_users, \
+                     presence_updates, broadcasts, store_writes, comments) \
+                     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 WHERE EXISTS \
+                     (SELECT 1 FROM accounts WHERE id = $1) \
+                     ON CONFLICT (room_id, minute) DO UPDATE SET \
+                     joins = {table}.joins + excluded.joins, \
+                     peak_users = CASE WHEN excluded.peak_users > {table}.peak_users \
+                     THEN excluded.peak_users ELSE {table}.peak_users END, \
+                     presence_updates = {table}.presence_updates + excluded.presence_updates, \
+                     broadcasts = {table}.broadcasts + excluded.broadcasts, \
+                     store_writes = {table}.store_writes + excluded.store_writes, \
+                     comments = {table}.comments + excluded.comments"
+                );
+                sqlx::query(&sql)
+                    .bind(m.account_id.to_string())
+                    .bind(m.room_id.to_string())
+                    .bind(start)
+                    .bind(m.joins)
+                    .bind(m.peak_users)
+                    .bind(m.presence_updates)
+                    .bind(m.broadcasts)
+                    .bind(m.store_writes)
+                    .bind(m.comments)
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
         tx.commit().await?;
         Ok(())
@@ -183,10 +221,11 @@ where
 
     async fn room_minutes(&self, range: MinuteRange) -> StoreResult<Vec<RoomMinute>> {
         let room = range.room_id.map(|id| id.to_string());
+        let table = Grain::for_range(&range).table();
         // Per minute, the rooms added up (their peaks too: users of different rooms are
         // different users); then per step, the minutes added up and the largest peak. The
         // database does it: 30 days of minutes never cross the wire.
-        let rows: Vec<MinuteRow> = sqlx::query_as(
+        let sql = format!(
             "SELECT $1 AS account_id, MIN(room_id) AS room_id, step AS minute, \
              CAST(SUM(joins) AS BIGINT) AS joins, CAST(MAX(peak_users) AS BIGINT) AS peak_users, \
              CAST(SUM(presence_updates) AS BIGINT) AS presence_updates, \
@@ -197,17 +236,18 @@ where
              SUM(joins) AS joins, SUM(peak_users) AS peak_users, \
              SUM(presence_updates) AS presence_updates, SUM(broadcasts) AS broadcasts, \
              SUM(store_writes) AS store_writes, SUM(comments) AS comments \
-             FROM room_minutes WHERE account_id = $1 AND ($2 IS NULL OR room_id = $2) \
+             FROM {table} WHERE account_id = $1 AND ($2 IS NULL OR room_id = $2) \
              AND minute >= $3 AND minute < $4 GROUP BY minute) per_minute \
-             GROUP BY step ORDER BY step",
-        )
-        .bind(range.account_id.to_string())
-        .bind(room)
-        .bind(range.from.as_millis())
-        .bind(range.to.as_millis())
-        .bind(range.step_ms.max(60_000))
-        .fetch_all(&self.reads)
-        .await?;
+             GROUP BY step ORDER BY step"
+        );
+        let rows: Vec<MinuteRow> = sqlx::query_as(&sql)
+            .bind(range.account_id.to_string())
+            .bind(room)
+            .bind(range.from.as_millis())
+            .bind(range.to.as_millis())
+            .bind(range.step_ms.max(60_000))
+            .fetch_all(&self.reads)
+            .await?;
         rows.into_iter().map(RoomMinute::try_from).collect()
     }
 
@@ -216,17 +256,20 @@ where
         range: MinuteRange,
         limit: i64,
     ) -> StoreResult<Vec<(RoomId, i64)>> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT room_id, CAST(SUM(joins + presence_updates + broadcasts + store_writes + comments) \
-             AS BIGINT) AS total FROM room_minutes WHERE account_id = $1 AND minute >= $2 AND minute < $3 \
-             GROUP BY room_id ORDER BY 2 DESC, room_id LIMIT $4",
-        )
-        .bind(range.account_id.to_string())
-        .bind(range.from.as_millis())
-        .bind(range.to.as_millis())
-        .bind(limit)
-        .fetch_all(&self.reads)
-        .await?;
+        let table = Grain::for_range(&range).table();
+        let sql = format!(
+            "SELECT room_id, CAST(SUM(joins + presence_updates + broadcasts + store_writes \
+             + comments) AS BIGINT) AS total FROM {table} \
+             WHERE account_id = $1 AND minute >= $2 AND minute < $3 \
+             GROUP BY room_id ORDER BY 2 DESC, room_id LIMIT $4"
+        );
+        let rows: Vec<(String, i64)> = sqlx::query_as(&sql)
+            .bind(range.account_id.to_string())
+            .bind(range.from.as_millis())
+            .bind(range.to.as_millis())
+            .bind(limit)
+            .fetch_all(&self.reads)
+            .await?;
         rows.into_iter()
             .map(|(room, total)| Ok((parse(&room, "room id")?, total)))
             .collect()
@@ -258,10 +301,15 @@ where
     }
 
     async fn delete_room_minutes_before(&self, before: Timestamp) -> StoreResult<u64> {
-        let done = sqlx::query("DELETE FROM room_minutes WHERE minute < $1")
-            .bind(before.as_millis())
-            .execute(&self.pool)
-            .await?;
-        Ok(super::dialect::RowsAffected::rows_affected(&done))
+        let mut deleted = 0;
+        for grain in [Grain::Minute, Grain::Hour] {
+            let sql = format!("DELETE FROM {} WHERE minute < $1", grain.table());
+            let done = sqlx::query(&sql)
+                .bind(before.as_millis())
+                .execute(&self.pool)
+                .await?;
+            deleted += super::dialect::RowsAffected::rows_affected(&done);
+        }
+        Ok(deleted)
     }
 }

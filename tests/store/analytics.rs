@@ -103,9 +103,29 @@ async fn batches_add_up_per_room_and_minute(backend: Backend) {
     );
     assert_eq!(stepped[0].minute, minute(0));
 
+    // Whole hours are read from the hourly table, which the same batches wrote.
+    let hour_start = minute(0).as_millis() - minute(0).as_millis() % 3_600_000;
+    let hourly = f
+        .store
+        .room_minutes(MinuteRange {
+            room_id: None,
+            from: Timestamp::from_millis(hour_start),
+            to: Timestamp::from_millis(hour_start + 3_600_000),
+            step_ms: 3_600_000,
+            ..range
+        })
+        .await
+        .unwrap();
+    assert_eq!(hourly.len(), 1);
+    assert_eq!(
+        (hourly[0].broadcasts, hourly[0].peak_users, hourly[0].joins),
+        (11, 5, 4)
+    );
+
+    // Two minutes and two hours (rooms a and b) start before minute 1.
     assert_eq!(
         f.store.delete_room_minutes_before(minute(1)).await.unwrap(),
-        2
+        4
     );
     assert_eq!(
         f.store
