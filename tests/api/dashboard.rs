@@ -1141,7 +1141,10 @@ async fn online_users_and_activity_reach_the_pages(backend: Backend) {
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.text.contains("Users online, "), "{}", page.text);
     assert!(page.text.contains(": 2 users"), "a peak of two users");
-    assert!(page.text.contains(": 2 sessions"), "two sessions started");
+    // Two sessions started: in one minute, or (a minute turning between them) in two.
+    let two_sessions =
+        page.text.contains(": 2 sessions") || page.text.matches(": 1 sessions").count() == 2;
+    assert!(two_sessions, "{}", page.text);
     assert!(
         page.text.contains("Average session, "),
         "their average duration"
