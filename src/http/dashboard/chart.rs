@@ -126,7 +126,9 @@ fn format_value(v: f64) -> String {
     if v.fract() == 0.0 {
         format!("{v:.0}")
     } else {
-        format!("{v:.1}")
+        // 0.25, 0.5, 1.5: as many decimals as the value needs, at most two.
+        let text = format!("{v:.2}");
+        text.trim_end_matches('0').to_owned()
     }
 }
 
@@ -142,6 +144,9 @@ mod tests {
         assert_eq!(nice_ceiling(12.0), 20.0);
         assert_eq!(nice_ceiling(200.0), 200.0);
         assert_eq!(nice_ceiling(201.0), 500.0);
+        assert_eq!(format_value(0.25), "0.25");
+        assert_eq!(format_value(1.5), "1.5");
+        assert_eq!(format_value(2.0), "2");
     }
 
     #[test]

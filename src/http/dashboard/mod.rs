@@ -223,8 +223,8 @@ fn parse_form<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, PageError> {
 }
 
 /// The client's address as the connection loop saw it ("unknown" in tests without one).
-pub fn client_address(parts_extensions: &axum::http::Extensions) -> String {
-    parts_extensions
+pub fn client_address(extensions: &axum::http::Extensions) -> String {
+    extensions
         .get::<ConnectInfo<std::net::SocketAddr>>()
         .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string())
 }
