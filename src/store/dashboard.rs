@@ -10,8 +10,8 @@ use super::dialect::{Column, Dialect, RowsAffected};
 use super::sql::{conflict_or_database, parse, SqlStore};
 use super::{Entity, RoomScope, StoreError, StoreResult};
 use crate::domain::{
-    Account, AccountId, Email, Invitation, InvitationId, Login, LoginId, Member, Role, Timestamp,
-    UserSession,
+    Account, AccountId, Email, Invitation, InvitationId, Login, LoginId, Member, Role, RoomId,
+    Timestamp, UserSession,
 };
 
 /// A login about to be created.
@@ -132,6 +132,14 @@ pub trait DashboardStore: Send + Sync {
         login_id: LoginId,
         now: Timestamp,
     ) -> StoreResult<Invitation>;
+
+    /// How many users are online in each of the account's rooms named (one query, for the
+    /// dashboard's live counts); rooms that do not exist are left out.
+    async fn online_counts(
+        &self,
+        account_id: AccountId,
+        rooms: &[RoomId],
+    ) -> StoreResult<Vec<(RoomId, i64)>>;
 
     /// The room's latest user sessions (a user's time online), newest first, with the user's
     /// name.
@@ -597,6 +605,29 @@ where
         .await?;
         tx.commit().await?;
         Ok(invitation)
+    }
+
+    async fn online_counts(
+        &self,
+        account_id: AccountId,
+        rooms: &[RoomId],
+    ) -> StoreResult<Vec<(RoomId, i64)>> {
+        if rooms.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> = (0..rooms.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "SELECT id, active_participants FROM rooms WHERE account_id = $1 AND id IN ({})",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query_as::<_, (String, i64)>(&sql).bind(account_id.to_string());
+        for room in rooms {
+            query = query.bind(room.to_string());
+        }
+        let rows = query.fetch_all(&self.reads).await?;
+        rows.into_iter()
+            .map(|(id, online)| Ok((parse(&id, "room id")?, online)))
+            .collect()
     }
 
     async fn recent_sessions(

@@ -341,6 +341,25 @@ async fn deleting_an_organization_deletes_what_it_holds(backend: Backend) {
         .create_session(&session("s", owner.id, org.id, 60_000))
         .await
         .unwrap();
+    let other = f.room(f.account().await).await;
+    let online = f
+        .store
+        .online_counts(
+            org.id,
+            &[
+                room.room_id,
+                other.room_id,
+                collabkit::domain::RoomId::new(),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        online,
+        vec![(room.room_id, 0)],
+        "another account's room is left out"
+    );
+    assert!(f.store.online_counts(org.id, &[]).await.unwrap().is_empty());
     let renamed = f.store.rename_account(org.id, "Renamed").await.unwrap();
     assert_eq!(renamed.name, "Renamed");
 

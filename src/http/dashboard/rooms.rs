@@ -481,9 +481,10 @@ async fn live_counts(
                         }
                     }
                     let mut counts = serde_json::Map::new();
-                    for id in &ids {
-                        if let Ok(Some(room)) = store.get_room(account_id, *id).await {
-                            counts.insert(id.to_string(), room.active_participants.into());
+                    // A failed read sends nothing new; the next tick tries again.
+                    if let Ok(online) = store.online_counts(account_id, &ids).await {
+                        for (id, count) in online {
+                            counts.insert(id.to_string(), count.into());
                         }
                     }
                     let text = serde_json::Value::Object(counts).to_string();
