@@ -11,9 +11,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::bearer::KeyChecks;
+use crate::auth::login_limit::LoginLimiter;
+use crate::auth::sessions::SessionChecks;
 use crate::auth::signing_secret::{self, SecretSource};
 use crate::auth::{JwtSigner, KeyVerifier, RateLimiter};
-use crate::config::Config;
+use crate::config::{Config, SignupPolicy};
 use crate::data_dir;
 use crate::events::EventBus;
 use crate::rooms::{nodes, Engine};
@@ -208,18 +210,43 @@ pub async fn build_state(config: Config, port: u16) -> anyhow::Result<AppState> 
     if abandoned > 0 {
         tracing::info!(abandoned, "removed unfinished uploads");
     }
+    warn_if_signup_is_exposed(&config);
     let state = AppState(Arc::new(Shared {
-        config,
-        store,
         key_checks: KeyChecks {
             keys: Arc::new(keys),
             rate_limiter: Arc::new(rate_limiter),
         },
         jwt: JwtSigner::new(secret),
+        sessions: SessionChecks {
+            store: store.clone(),
+            ttl: config.dashboard.session_ttl(),
+        },
+        login_limiter: LoginLimiter::new(
+            Duration::from_millis(config.dashboard.login_window_ms),
+            config.dashboard.login_attempts_per_address,
+            config.dashboard.login_attempts_per_email,
+        ),
+        config,
+        store,
         engine,
         connections: Arc::default(),
     }));
     Ok(state)
+}
+
+/// Open sign-up on an address other people can reach lets anyone create an organization.
+fn warn_if_signup_is_exposed(config: &Config) {
+    let exposed = config
+        .bind_addr()
+        .is_ok_and(|addr| !addr.ip().is_loopback());
+    if exposed && config.dashboard.signup == SignupPolicy::Open {
+        tracing::warn!(
+            bind = %config.bind,
+            "dashboard sign-up is open to anyone who can reach this server; set \
+             dashboard.signup (COLLABKIT_DASHBOARD_SIGNUP) to \"invite\" or \"closed\" unless \
+             that is intended"
+        );
+    }
 }
 
 /// The whole router: the REST API and the socket transport, under the middleware.
@@ -288,6 +315,17 @@ impl App {
         )
         .context("building the webhook client")?;
         let deliveries = tokio::spawn(deliveries.run(shutdown.clone(), grace));
+        let sessions = tokio::spawn(crate::auth::sessions::prune(
+            self.state.store().clone(),
+            shutdown.clone(),
+        ));
+        let analytics = tokio::spawn(crate::analytics::run(
+            engine.analytics().clone(),
+            self.state.store().clone(),
+            Duration::from_millis(config.analytics.flush_interval_ms),
+            Duration::from_millis(config.analytics.retention_ms),
+            shutdown.clone(),
+        ));
         let server = server::serve(
             self.listener,
             router,
@@ -321,6 +359,8 @@ impl App {
         heartbeat.abort();
         sweep.abort();
         let _ = deliveries.await;
+        let _ = analytics.await;
+        let _ = sessions.await;
         nodes::stop(&engine).await;
         tracing::info!("server stopped");
         Ok(())

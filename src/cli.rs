@@ -12,10 +12,12 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{load_sealer, open_store, open_store_with, App, MissingKey};
-use crate::auth::GeneratedKey;
+use crate::auth::{passwords, GeneratedKey};
 use crate::config::{self, Config};
-use crate::domain::{Account, AccountId, ApiKeyId, Timestamp};
+use crate::domain::dashboard::password_problem;
+use crate::domain::{Account, AccountId, ApiKeyId, Email, LoginId, Role, Timestamp};
 use crate::store::webhooks::{reseal_all, Reseal};
+use crate::store::NewLogin;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -63,6 +65,18 @@ pub enum AccountsCommand {
         /// Print one JSON object {"accountId", "apiKey", "token"} and nothing else.
         #[arg(long)]
         json: bool,
+    },
+    /// Give an account a dashboard login: the password is read from standard input (its
+    /// first line). An existing login gets the new password (its sessions end) and joins the
+    /// account with the role.
+    CreateLogin {
+        #[arg(long)]
+        account: AccountId,
+        #[arg(long)]
+        email: String,
+        /// owner, admin or viewer.
+        #[arg(long, default_value = "owner")]
+        role: String,
     },
 }
 
@@ -117,6 +131,11 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Accounts(AccountsCommand::Create { name, json }) => {
             create_account(&config, name, json).await
         }
+        Command::Accounts(AccountsCommand::CreateLogin {
+            account,
+            email,
+            role,
+        }) => create_login(&config, account, &email, &role).await,
         Command::Keys(command) => keys(&config, command).await,
         Command::Secrets(SecretsCommand::Rotate) => rotate_secrets(&config).await,
         Command::Healthcheck { addr } => healthcheck(&config, addr),
@@ -194,6 +213,57 @@ async fn create_account(config: &Config, name: String, json: bool) -> anyhow::Re
             account.id
         )?;
     }
+    Ok(())
+}
+
+async fn create_login(
+    config: &Config,
+    account_id: AccountId,
+    email: &str,
+    role: &str,
+) -> anyhow::Result<()> {
+    let email = Email::parse(email).map_err(|e| anyhow::anyhow!("--email: {e}"))?;
+    let role: Role = role
+        .parse()
+        .map_err(|()| anyhow::anyhow!("--role must be owner, admin or viewer"))?;
+    let mut password = String::new();
+    std::io::stdin()
+        .read_line(&mut password)
+        .context("reading the password from standard input")?;
+    let password = password.trim_end_matches(['\r', '\n']).to_owned();
+    if let Some(problem) = password_problem(&password) {
+        bail!("the password on standard input: {problem}");
+    }
+    let store = open_store(config).await?;
+    if store.get_account(account_id).await?.is_none() {
+        bail!("no account {account_id}");
+    }
+    let hash = passwords::hash(password).await?;
+    let login_id = match store.find_login(&email).await? {
+        Some(found) => {
+            store.set_password(found.login.id, &hash).await?;
+            found.login.id
+        }
+        None => {
+            let login = NewLogin {
+                id: LoginId::new(),
+                email: email.clone(),
+                password_hash: hash,
+                created_at: Timestamp::now(),
+            };
+            store.create_login(&login).await?;
+            login.id
+        }
+    };
+    store
+        .set_member(account_id, login_id, role)
+        .await
+        .map_err(|e| anyhow::anyhow!("adding the member: {e}"))?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{email} can log in to the dashboard as {role} of {account_id}"
+    )?;
     Ok(())
 }
 

@@ -64,6 +64,8 @@ pub struct Config {
     pub comments: CommentsConfig,
     pub webhooks: WebhooksConfig,
     pub files: FilesConfig,
+    pub dashboard: DashboardConfig,
+    pub analytics: AnalyticsConfig,
     pub shutdown: ShutdownConfig,
 }
 
@@ -288,6 +290,49 @@ impl std::fmt::Debug for S3Config {
     }
 }
 
+/// Who may sign up in the dashboard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignupPolicy {
+    Open,
+    Invite,
+    Closed,
+}
+
+/// When session cookies get `Secure`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CookieSecure {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DashboardConfig {
+    pub signup: SignupPolicy,
+    pub session_ttl_ms: u64,
+    pub cookie_secure: CookieSecure,
+    pub invitation_ttl_ms: u64,
+    pub login_window_ms: u64,
+    pub login_attempts_per_address: u32,
+    pub login_attempts_per_email: u32,
+}
+
+impl DashboardConfig {
+    pub fn session_ttl(&self) -> Duration {
+        Duration::from_millis(self.session_ttl_ms)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnalyticsConfig {
+    pub flush_interval_ms: u64,
+    pub retention_ms: u64,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ShutdownConfig {
@@ -411,6 +456,18 @@ impl Config {
                 .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
         {
             bail!("files.public_url must be an http(s) address like https://collab.example.com");
+        }
+        let dash = &self.dashboard;
+        if dash.session_ttl_ms < 60_000
+            || dash.invitation_ttl_ms < 60_000
+            || dash.login_window_ms == 0
+            || dash.login_attempts_per_address == 0
+            || dash.login_attempts_per_email == 0
+        {
+            bail!("dashboard: session_ttl_ms and invitation_ttl_ms must be at least 60000, login_window_ms, login_attempts_per_address and login_attempts_per_email at least 1");
+        }
+        if self.analytics.flush_interval_ms == 0 || self.analytics.retention_ms < 3_600_000 {
+            bail!("analytics: flush_interval_ms must be at least 1 and retention_ms at least 3600000 (an hour)");
         }
         if self.auth.key_cache_max_entries == 0 {
             bail!("auth.key_cache_max_entries must be at least 1");

@@ -125,6 +125,9 @@ impl ApiError {
             Entity::Comment => "Comment not found",
             Entity::Webhook => "Webhook not found",
             Entity::File => "File not found",
+            Entity::Login => "Login not found",
+            Entity::Member => "Member not found",
+            Entity::Invitation => "Invitation not found, used already, or expired",
         }))
     }
 

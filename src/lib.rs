@@ -1,8 +1,10 @@
 //! CollabKit: a self-hostable real-time collaboration backend (REST + WebSocket).
 
+/// Activity over time: per-room per-minute counters, flushed in batches.
+pub mod analytics;
 /// Start-up: the state built, the listener bound, serving until shut down.
 pub mod app;
-/// API keys, Bearer tokens, user JWTs, rate limits.
+/// API keys, Bearer tokens, dashboard sessions and passwords, user JWTs, rate limits.
 pub mod auth;
 /// The command line: serve, migrate, accounts, keys, secrets, healthcheck.
 pub mod cli;

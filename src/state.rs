@@ -5,7 +5,10 @@ use std::sync::Arc;
 
 use axum::extract::FromRef;
 
+use crate::analytics::Analytics;
 use crate::auth::bearer::KeyChecks;
+use crate::auth::login_limit::LoginLimiter;
+use crate::auth::sessions::SessionChecks;
 use crate::auth::{JwtSigner, KeyVerifier, RateLimiter};
 use crate::config::Config;
 use crate::events::EventBus;
@@ -24,6 +27,8 @@ pub(crate) struct Shared {
     pub(crate) jwt: JwtSigner,
     pub(crate) engine: Engine,
     pub(crate) connections: Arc<ConnectionStats>,
+    pub(crate) sessions: SessionChecks,
+    pub(crate) login_limiter: LoginLimiter,
 }
 
 impl AppState {
@@ -59,6 +64,29 @@ impl AppState {
     /// The HTTP connection loop's counters (open connections, cap reached, accept errors).
     pub fn connections(&self) -> &ConnectionStats {
         &self.0.connections
+    }
+}
+
+impl AppState {
+    /// Dashboard sessions: the cookie's checks.
+    pub fn sessions(&self) -> &SessionChecks {
+        &self.0.sessions
+    }
+
+    /// Login attempts per client address and per email address.
+    pub fn login_limiter(&self) -> &LoginLimiter {
+        &self.0.login_limiter
+    }
+
+    /// The per-room per-minute activity counters.
+    pub fn analytics(&self) -> &Arc<Analytics> {
+        self.0.engine.analytics()
+    }
+}
+
+impl FromRef<AppState> for SessionChecks {
+    fn from_ref(state: &AppState) -> Self {
+        state.0.sessions.clone()
     }
 }
 

@@ -7,7 +7,9 @@
 //!   scripts/bench stores [--db sqlite|postgres|both] [--writers 1,50] [--seconds 5]
 //!   scripts/bench webhooks [--db sqlite|postgres|both] [--events 2000] [--rate 200]
 //!   scripts/bench files [--db ...] [--storage local|s3|both] [--mb 1024] (see files.rs)
+//!   scripts/bench dashboard [--db sqlite|postgres|both] [--seconds 5]
 
+mod dashboard;
 mod files;
 mod server;
 mod stats;
@@ -48,6 +50,7 @@ fn usage() -> ! {
          \x20               [--rooms N] [--seconds N] [--hz N] [--idle N] [--concurrency N]\n\
          \x20      bench stores [--db sqlite|postgres|both] [--writers N,N,...] [--seconds N]\n\
          \x20      bench webhooks [--db sqlite|postgres|both] [--events N] [--rate N]\n\
+         \x20      bench dashboard [--db sqlite|postgres|both] [--seconds N]\n\
          environment: COLLABKIT_BIN (default target/release/collabkit),\n\
          COLLABKIT_BENCH_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/test)"
     );
@@ -142,6 +145,11 @@ async fn main() -> anyhow::Result<()> {
         "stores" => {
             for db in &options.dbs {
                 stores::run(*db, &options.writers, options.seconds.unwrap_or(5)).await?;
+            }
+        }
+        "dashboard" => {
+            for db in &options.dbs {
+                dashboard::run(*db, options.seconds.unwrap_or(5)).await?;
             }
         }
         "webhooks" => {

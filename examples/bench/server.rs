@@ -25,6 +25,8 @@ pub struct Server {
     pub base: String,
     pub account_id: String,
     pub token: String,
+    /// The database the server uses (the dashboard bench seeds it directly).
+    pub database_url: String,
     child: Child,
     _dir: tempfile::TempDir,
     schema: Option<String>,
@@ -109,6 +111,7 @@ impl Server {
             base,
             account_id: account["accountId"].as_str().unwrap_or_default().to_owned(),
             token: account["token"].as_str().unwrap_or_default().to_owned(),
+            database_url: url.clone(),
             child,
             _dir: dir,
             schema,

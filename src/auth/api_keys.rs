@@ -35,6 +35,7 @@ impl GeneratedKey {
             account_id,
             key_hash: hash_key(&secret),
             prefix: secret[..SHOWN_PREFIX_CHARS].to_owned(),
+            name: String::new(),
             created_at: Timestamp::now(),
         };
         Self { secret, record }
@@ -114,6 +115,16 @@ impl KeyVerifier {
             Some(answer) if answer.expires > now => answer.owner,
             _ => {
                 let owner = self.store.find_api_key(&hex(&digest)).await?;
+                // Last use, to within the cache's TTL: one write per lookup, not per request.
+                if let Some(found) = owner {
+                    if let Err(error) = self
+                        .store
+                        .touch_api_key(found.key_id, Timestamp::now())
+                        .await
+                    {
+                        tracing::debug!(%error, "recording a key's last use failed");
+                    }
+                }
                 self.remember(digest, owner, now);
                 owner
             }

@@ -1,5 +1,6 @@
-//! The REST API's Bearer authentication: `Authorization: Bearer base64(accountId:apiKey)`, and
-//! the extractor that checks it against the account in the path.
+//! The REST API's authentication: `Authorization: Bearer base64(accountId:apiKey)`, or (without
+//! that header) the dashboard's session cookie, with its CSRF token on writes and its member's
+//! role; and the extractor that checks either against the account in the path.
 
 use std::sync::Arc;
 
@@ -10,9 +11,17 @@ use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
 
+use super::sessions::{CookieToken, SessionChecks, CSRF_HEADER};
 use super::{KeyVerifier, RateLimiter};
-use crate::domain::{AccountId, ApiKeyId};
+use crate::domain::{AccountId, ApiKeyId, LoginId, Role};
 use crate::error::ApiError;
+
+/// A cookie-authenticated write without the session's CSRF token.
+pub const CSRF_REFUSAL: &str = "A request made with the dashboard's session cookie that changes \
+     something must carry the session's CSRF token in the X-CSRF-Token header";
+/// A viewer's write.
+pub const VIEWER_REFUSAL: &str = "Viewers have read-only access: they may not create, change or \
+     delete anything in this organization (an owner or admin can change their role)";
 
 /// Standard base64, with or without `=` padding.
 const LENIENT_BASE64: GeneralPurpose = GeneralPurpose::new(
@@ -63,11 +72,20 @@ impl Credentials {
     }
 }
 
-/// A request authenticated with a live API key of the account named in its path.
+/// A request authenticated for the account named in its path.
 #[derive(Debug, Clone, Copy)]
 pub struct AccountAuth {
     pub account_id: AccountId,
-    pub key_id: ApiKeyId,
+    pub caller: Caller,
+}
+
+/// Who made an authenticated request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    /// A live API key of the account (Bearer).
+    Key(ApiKeyId),
+    /// A member of the account, through the dashboard's session cookie.
+    Member { login_id: LoginId, role: Role },
 }
 
 /// What checking a Bearer token takes: the key lookups and the per-key rate limits.
@@ -81,10 +99,17 @@ impl<S> FromRequestParts<S> for AccountAuth
 where
     S: Send + Sync,
     KeyChecks: FromRef<S>,
+    SessionChecks: FromRef<S>,
 {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        // Bearer wins when both are present: an API client is never judged by a cookie.
+        if !parts.headers.contains_key(header::AUTHORIZATION) {
+            if let CookieToken::Present(token) = CookieToken::from_headers(&parts.headers) {
+                return session_auth(parts, &SessionChecks::from_ref(state), &token).await;
+            }
+        }
         let checks = KeyChecks::from_ref(state);
         let credentials =
             Credentials::from_headers(&parts.headers).ok_or(ApiError::Unauthorized)?;
@@ -93,20 +118,58 @@ where
             .verify(credentials.account_id, &credentials.api_key)
             .await?
             .ok_or(ApiError::Unauthorized)?;
-        // Nested routers see their own part of the path; the account is in the original one.
-        let path = parts
-            .extensions
-            .get::<OriginalUri>()
-            .map_or(parts.uri.path(), |original| original.path());
-        if path_account(path) != Some(owner.account_id) {
+        if path_account(request_path(parts)) != Some(owner.account_id) {
             return Err(ApiError::Forbidden);
         }
         checks.rate_limiter.check(owner.key_id)?;
         Ok(Self {
             account_id: owner.account_id,
-            key_id: owner.key_id,
+            caller: Caller::Key(owner.key_id),
         })
     }
+}
+
+/// The dashboard's session cookie: a live session (else 401), its login a member of the
+/// path's account (else 403), and on a write the session's CSRF token and a role that writes.
+async fn session_auth(
+    parts: &Parts,
+    checks: &SessionChecks,
+    token: &super::sessions::SessionToken,
+) -> Result<AccountAuth, ApiError> {
+    let account_id = path_account(request_path(parts)).ok_or(ApiError::Unauthorized)?;
+    let access = checks
+        .access(token, Some(account_id))
+        .await?
+        .ok_or(ApiError::Unauthorized)?;
+    let role = access.role.ok_or(ApiError::Forbidden)?;
+    if !parts.method.is_safe() {
+        let given = parts
+            .headers
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !token.csrf_matches(given) {
+            return Err(ApiError::NotAllowed(CSRF_REFUSAL.into()));
+        }
+        if !role.may_write() {
+            return Err(ApiError::NotAllowed(VIEWER_REFUSAL.into()));
+        }
+    }
+    Ok(AccountAuth {
+        account_id,
+        caller: Caller::Member {
+            login_id: access.login_id,
+            role,
+        },
+    })
+}
+
+/// The request's whole path: nested routers see only their own part.
+fn request_path(parts: &Parts) -> &str {
+    parts
+        .extensions
+        .get::<OriginalUri>()
+        .map_or(parts.uri.path(), |original| original.path())
 }
 
 /// The `:accountId` of a `/v1/accounts/:accountId/...` path.

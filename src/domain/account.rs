@@ -18,6 +18,10 @@ pub struct ApiKey {
     pub id: ApiKeyId,
     pub account_id: AccountId,
     pub prefix: String,
+    /// What the key is for, as its creator named it (may be empty).
+    pub name: String,
     pub created_at: Timestamp,
+    /// When it last authenticated a request, to within `auth.key_cache_ttl_ms`.
+    pub last_used_at: Option<Timestamp>,
     pub revoked_at: Option<Timestamp>,
 }

@@ -91,6 +91,14 @@ uuid_id!(
     /// One WebSocket connection.
     ConnectionId
 );
+uuid_id!(
+    /// A person who logs in to the dashboard (one email address).
+    LoginId
+);
+uuid_id!(
+    /// An invitation to join an organization.
+    InvitationId
+);
 
 /// A running server process, as recorded in the database so that other nodes can clean up
 /// after it if it dies.

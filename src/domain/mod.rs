@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod comment;
+pub mod dashboard;
 pub mod event;
 pub mod file;
 pub mod ids;
@@ -17,9 +18,12 @@ pub mod webhook;
 
 pub use account::{Account, ApiKey};
 pub use comment::{Comment, CommentId, Metadata, Reaction, Thread, ThreadId};
+pub use dashboard::{Email, Invitation, Login, Member, Role};
 pub use event::{Event, EventKind};
 pub use file::{FileKey, StoredFile};
-pub use ids::{AccountId, ApiKeyId, ConnectionId, NodeId, RoomId, SessionId, UserId};
+pub use ids::{
+    AccountId, ApiKeyId, ConnectionId, InvitationId, LoginId, NodeId, RoomId, SessionId, UserId,
+};
 pub use room::{Room, RoomState};
 pub use time::Timestamp;
 pub use user::{User, UserSession, UserStatus};

@@ -276,6 +276,8 @@ fn render(mut response: Response, request_id: &str, module: &'static str) -> Res
     let status = response.status();
     let parts = match response.extensions_mut().remove::<EnvelopeParts>() {
         Some(parts) => Some(parts),
+        // The dashboard's pages answer their failures in HTML of their own.
+        None if response.extensions().get::<OwnBody>().is_some() => None,
         None if status.is_client_error() || status.is_server_error() => {
             Some(fallback_parts(status))
         }
@@ -296,6 +298,11 @@ fn render(mut response: Response, request_id: &str, module: &'static str) -> Res
     }
     response
 }
+
+/// Marks an answer whose body is the handler's own (a dashboard page in HTML), which the
+/// envelope leaves alone whatever its status.
+#[derive(Debug, Clone, Copy)]
+pub struct OwnBody;
 
 fn fallback_parts(status: StatusCode) -> EnvelopeParts {
     let (code, message) = match status {

@@ -1,7 +1,9 @@
-//! The REST API: one file per resource, each with its own `router()`, under the envelope.
+//! The REST API: one file per resource, each with its own `router()`, under the envelope; and
+//! the dashboard's pages (`dashboard/`), under the same middleware.
 
 pub mod accounts;
 pub mod comments;
+pub mod dashboard;
 pub mod envelope;
 pub mod extract;
 pub mod files;
@@ -34,6 +36,7 @@ pub fn router(state: AppState, sockets: Router<AppState>) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .merge(sockets)
+        .merge(dashboard::router())
         .route("/v1/accounts/{accountId}", get(accounts::get_account))
         .nest("/v1/accounts/{accountId}", account)
         .fallback(route_not_found)

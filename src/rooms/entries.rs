@@ -7,6 +7,7 @@ use serde_json::{json, Map, Value};
 
 use super::events::{ChangedData, ServerEvent};
 use super::{Engine, Origin};
+use crate::analytics::Activity;
 use crate::domain::schema::{check_key, StoreName, StoreSchema};
 use crate::error::ApiError;
 use crate::store::entries::{
@@ -100,6 +101,7 @@ impl Engine {
                 .store()
                 .write_entry(scope, store, key, &write, limits, by)
                 .await?;
+            self.count(scope, Activity::StoreWrite);
             let frames = change
                 .iter()
                 .map(|c| ServerEvent::Changed(ChangedData::new(c, by)).encode())

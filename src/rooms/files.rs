@@ -193,8 +193,8 @@ impl Engine {
         Ok(file)
     }
 
-    /// Deletes the objects of a room's files (its rows went with the room, or go now).
-    pub(super) async fn delete_room_objects(&self, account_id: AccountId, keys: Vec<FileKey>) {
+    /// Deletes the objects of rooms' files (their rows went with the rooms, or go now).
+    pub async fn delete_room_objects(&self, account_id: AccountId, keys: Vec<FileKey>) {
         for key in keys {
             if let Err(error) = self.storage().delete(account_id, &key).await {
                 tracing::warn!(%error, %key, "deleting a deleted room's file failed; swept at the next start");

@@ -15,6 +15,7 @@ use super::hub::RoomHandle;
 use super::outbox::Outbox;
 use super::publish::Outcome;
 use super::Engine;
+use crate::analytics::Activity;
 use crate::domain::{ConnectionId, Room, RoomId, Timestamp, User, UserId};
 use crate::error::ApiError;
 use crate::store::{
@@ -118,6 +119,12 @@ impl Engine {
             }
         };
         let presence = presence.await.unwrap_or_default();
+        self.count(member.scope, Activity::Join);
+        self.analytics().online(
+            member.scope.account_id,
+            member.scope.room_id,
+            joined.room.active_participants,
+        );
         Ok(Joined {
             room: joined.room,
             user: page.graph.socket_user(joined.user),

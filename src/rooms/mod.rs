@@ -19,6 +19,7 @@ pub mod users;
 
 use std::sync::Arc;
 
+use crate::analytics::Analytics;
 use crate::config::Config;
 use crate::domain::{ConnectionId, NodeId, UserId};
 use crate::events::EventBus;
@@ -68,6 +69,7 @@ struct Parts {
     bus: EventBus,
     config: Config,
     files: Storage,
+    analytics: Arc<Analytics>,
 }
 
 impl Engine {
@@ -85,7 +87,20 @@ impl Engine {
             bus,
             config,
             files,
+            analytics: Arc::default(),
         }))
+    }
+
+    /// The activity counters the dashboard's charts are drawn from.
+    pub fn analytics(&self) -> &Arc<Analytics> {
+        &self.0.analytics
+    }
+
+    /// Counts one `activity` in the room (in memory; written in batches).
+    pub fn count(&self, scope: crate::store::RoomScope, activity: crate::analytics::Activity) {
+        self.0
+            .analytics
+            .record(scope.account_id, scope.room_id, activity);
     }
 
     pub fn store(&self) -> &DynStore {

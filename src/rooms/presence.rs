@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use super::actor::RoomCommand;
 use super::hub::RoomHandle;
 use super::Engine;
+use crate::analytics::Activity;
 use crate::domain::{ConnectionId, UserId};
 use crate::error::ApiError;
 
@@ -239,6 +240,7 @@ impl Engine {
                 limit: config.max_room_presence_bytes,
             });
         }
+        self.count(room.scope, Activity::PresenceUpdate);
         Ok(())
     }
 
@@ -296,6 +298,7 @@ impl Engine {
             reply,
         })
         .await;
+        self.count(room.scope, Activity::Broadcast);
         Ok(recipients.await.unwrap_or(0))
     }
 }

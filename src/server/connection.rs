@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -174,6 +175,7 @@ pub(super) async fn run_connection(
     router: Router,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
+    peer: SocketAddr,
 ) {
     let connection = registered.connection.clone();
     let io = TokioIo::new(WatchedStream {
@@ -185,6 +187,7 @@ pub(super) async fn run_connection(
         inner: TowerToHyperService::new(router),
         connection: connection.clone(),
         lease: ConnectionLease(registered.clone()),
+        peer,
     };
     let mut http = pin!(http1::Builder::new()
         // Ours instead; see `Connection`.
@@ -306,6 +309,8 @@ struct TrackedService {
     /// Handed to each request, for a WebSocket to keep the connection closable to make room
     /// until it authenticates.
     lease: ConnectionLease,
+    /// The client's address, for handlers that limit per address (dashboard logins).
+    peer: SocketAddr,
 }
 
 impl hyper::service::Service<Request<Incoming>> for TrackedService {
@@ -318,6 +323,9 @@ impl hyper::service::Service<Request<Incoming>> for TrackedService {
         let connection = self.connection.clone();
         let mut request = request.map(|body| Body::new(TrackedIncoming::new(body, connection)));
         request.extensions_mut().insert(self.lease.clone());
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(self.peer));
         let answer = self.inner.call(request);
         Box::pin(async move {
             let response = answer.await?;

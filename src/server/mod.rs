@@ -234,6 +234,7 @@ async fn accept_loop(
                 router.clone(),
                 shared.clone(),
                 shutdown.clone(),
+                peer,
             )
             .instrument(span),
         );

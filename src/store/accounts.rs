@@ -16,6 +16,8 @@ pub struct NewApiKey {
     /// Hex SHA-256 of the key.
     pub key_hash: String,
     pub prefix: String,
+    /// What the key is for, as its creator named it (may be empty).
+    pub name: String,
     pub created_at: Timestamp,
 }
 
@@ -38,9 +40,11 @@ pub trait AccountStore: Send + Sync {
     async fn revoke_api_key(&self, account_id: AccountId, key_id: ApiKeyId) -> StoreResult<ApiKey>;
     /// The owner of an unrevoked key with this hash.
     async fn find_api_key(&self, key_hash: &str) -> StoreResult<Option<KeyOwner>>;
+    /// Records that a key was used at `at` (never moving the time back).
+    async fn touch_api_key(&self, key_id: ApiKeyId, at: Timestamp) -> StoreResult<()>;
 }
 
-const API_KEY_COLUMNS: &str = "id, account_id, prefix, created_at, revoked_at";
+const API_KEY_COLUMNS: &str = "id, account_id, prefix, name, created_at, last_used_at, revoked_at";
 
 #[derive(sqlx::FromRow)]
 struct AccountRow {
@@ -66,7 +70,9 @@ struct ApiKeyRow {
     id: String,
     account_id: String,
     prefix: String,
+    name: String,
     created_at: i64,
+    last_used_at: Option<i64>,
     revoked_at: Option<i64>,
 }
 
@@ -78,7 +84,9 @@ impl TryFrom<ApiKeyRow> for ApiKey {
             id: parse(&row.id, "api key id")?,
             account_id: parse(&row.account_id, "account id")?,
             prefix: row.prefix,
+            name: row.name,
             created_at: Timestamp::from_millis(row.created_at),
+            last_used_at: row.last_used_at.map(Timestamp::from_millis),
             revoked_at: row.revoked_at.map(Timestamp::from_millis),
         })
     }
@@ -158,7 +166,9 @@ where
             id: key.id,
             account_id: key.account_id,
             prefix: key.prefix.clone(),
+            name: key.name.clone(),
             created_at: key.created_at,
+            last_used_at: None,
             revoked_at: None,
         })
     }
@@ -198,6 +208,18 @@ where
         .await?;
         row.map(KeyOwner::try_from).transpose()
     }
+
+    async fn touch_api_key(&self, key_id: ApiKeyId, at: Timestamp) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE api_keys SET last_used_at = $1 \
+             WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1)",
+        )
+        .bind(at.as_millis())
+        .bind(key_id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
 }
 
 impl<DB> SqlStore<DB>
@@ -212,15 +234,19 @@ where
     Option<i64>: Column<DB>,
     bool: Column<DB>,
 {
-    async fn insert_api_key(conn: &mut DB::Connection, key: &NewApiKey) -> StoreResult<()> {
+    pub(super) async fn insert_api_key(
+        conn: &mut DB::Connection,
+        key: &NewApiKey,
+    ) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO api_keys (id, account_id, key_hash, prefix, created_at) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO api_keys (id, account_id, key_hash, prefix, name, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(key.id.to_string())
         .bind(key.account_id.to_string())
         .bind(&key.key_hash)
         .bind(&key.prefix)
+        .bind(&key.name)
         .bind(key.created_at.as_millis())
         .execute(conn)
         .await

@@ -41,7 +41,11 @@ pub(super) const SQLITE: &[Migration] = &[
         name: "0005_webhooks",
         sql: include_str!("../../migrations/sqlite/0005_webhooks.sql"),
     },
-    // 0006 is another branch's.
+    Migration {
+        version: 6,
+        name: "0006_dashboard",
+        sql: include_str!("../../migrations/sqlite/0006_dashboard.sql"),
+    },
     Migration {
         version: 7,
         name: "0007_files",
@@ -75,7 +79,11 @@ pub(super) const POSTGRES: &[Migration] = &[
         name: "0005_webhooks",
         sql: include_str!("../../migrations/postgres/0005_webhooks.sql"),
     },
-    // 0006 is another branch's.
+    Migration {
+        version: 6,
+        name: "0006_dashboard",
+        sql: include_str!("../../migrations/postgres/0006_dashboard.sql"),
+    },
     Migration {
         version: 7,
         name: "0007_files",

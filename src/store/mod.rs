@@ -4,7 +4,9 @@
 //! what differs), chosen from the database URL's scheme.
 
 pub mod accounts;
+pub mod analytics;
 pub mod comments;
+pub mod dashboard;
 pub mod dialect;
 pub mod entries;
 pub mod events;
@@ -96,6 +98,9 @@ pub enum Entity {
     Comment,
     Webhook,
     File,
+    Login,
+    Member,
+    Invitation,
 }
 
 /// Where a user is looked up: a user always belongs to one room of one account.
@@ -106,7 +111,11 @@ pub struct RoomScope {
 }
 
 pub use accounts::{AccountStore, KeyOwner, NewApiKey};
+pub use analytics::{AnalyticsStore, MinuteRange, RoomMinute, SessionStep};
 pub use comments::CommentStore;
+pub use dashboard::{
+    DashboardStore, LoginSecret, NewInvitation, NewLogin, NewSession, SessionAccess,
+};
 pub use entries::EntryStore;
 pub use events::EventStore;
 pub use files::FileStore;
@@ -131,6 +140,8 @@ pub trait Store:
     + CommentStore
     + WebhookStore
     + FileStore
+    + DashboardStore
+    + AnalyticsStore
     + Send
     + Sync
     + 'static

@@ -100,6 +100,7 @@ async fn padded_and_unpadded_tokens_both_work(backend: Backend) {
                 account_id: account.id.parse().unwrap(),
                 key_hash: collabkit::auth::api_keys::hash_key(secret),
                 prefix: secret[..7].to_owned(),
+                name: String::new(),
                 created_at: collabkit::domain::Timestamp::now(),
             },
             20,

@@ -9,6 +9,7 @@ mod cli;
 mod comments;
 mod connections;
 mod crash;
+mod dashboard;
 mod files;
 mod fuzz_rest;
 mod fuzz_socket;

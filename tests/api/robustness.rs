@@ -26,9 +26,10 @@ async fn probes_answer(backend: Backend) {
 async fn unknown_routes_and_methods_answer_in_the_envelope(backend: Backend) {
     let app = TestApp::start(backend).await;
     let account = app.account().await;
+    // `/` leads to the dashboard (tests/api/dashboard.rs).
     for path in [
-        "/",
         "/nope",
+        "/dashboard/nope",
         "/v1",
         "/v1/accounts",
         &format!("/v1/accounts/{}/nothing", account.id),

@@ -156,6 +156,7 @@ pub fn key(account: AccountId) -> NewApiKey {
         account_id: account,
         key_hash: format!("hash-of-{id}"),
         prefix: "ck_live_test".to_owned(),
+        name: "test key".to_owned(),
         created_at: Timestamp::now(),
     }
 }

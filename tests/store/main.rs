@@ -12,7 +12,9 @@ mod database;
 mod fixture;
 
 mod accounts;
+mod analytics;
 mod comments;
+mod dashboard;
 mod entries;
 mod events;
 mod files;

@@ -14,6 +14,7 @@ pub use rules::{comment_id, thread_id, MAX_EMOJI_CHARS};
 use super::events::ServerEvent;
 use super::outbox::Utf8Bytes;
 use super::{Engine, Origin};
+use crate::analytics::Activity;
 use crate::config::CommentsConfig;
 use crate::domain::patch::Patch;
 use crate::domain::{CommentId, ThreadId, Timestamp, UserId};
@@ -132,6 +133,7 @@ impl Engine {
                 .store()
                 .create_thread(scope, &thread, limits.max_threads_per_room)
                 .await?;
+            self.count(scope, Activity::Comment);
             let frame = ServerEvent::ThreadCreated { thread: &thread }.encode();
             Ok::<_, ApiError>((json!({ "thread": thread }), vec![frame]))
         })
@@ -158,6 +160,7 @@ impl Engine {
                 .store()
                 .add_comment(scope, &comment, limits.max_comments_per_thread)
                 .await?;
+            self.count(scope, Activity::Comment);
             let frame = ServerEvent::CommentCreated { comment: &comment }.encode();
             Ok::<_, ApiError>((json!({ "comment": comment }), vec![frame]))
         })

@@ -148,6 +148,16 @@ pub trait WebhookStore: Send + Sync {
         body: &str,
     ) -> StoreResult<Delivery>;
 
+    /// Makes a failed delivery of the account's webhook due again at once ("retry now"); its
+    /// attempts so far still count. `NotFound(Webhook)` unless it is a failed delivery of one
+    /// of the account's webhooks.
+    async fn retry_delivery(
+        &self,
+        account_id: AccountId,
+        webhook_id: &str,
+        delivery_id: &str,
+    ) -> StoreResult<Delivery>;
+
     /// Turns up to `limit` recorded events into deliveries to the webhooks that want them,
     /// in one transaction (on PostgreSQL, nodes take different events). Returns how many
     /// events were handled.

@@ -272,6 +272,30 @@ where
         Ok(delivery)
     }
 
+    async fn retry_delivery(
+        &self,
+        account_id: AccountId,
+        webhook_id: &str,
+        delivery_id: &str,
+    ) -> StoreResult<Delivery> {
+        let sql = format!(
+            "UPDATE webhook_deliveries SET status = 'pending', next_retry_at = $1, \
+             locked_until = NULL, locked_by = NULL \
+             WHERE id = $2 AND webhook_id = $3 AND status = 'failed' \
+             AND webhook_id IN (SELECT id FROM webhooks WHERE account_id = $4) \
+             RETURNING {DELIVERY_COLUMNS}"
+        );
+        let row: DeliveryRow = sqlx::query_as(&sql)
+            .bind(Timestamp::now().as_millis())
+            .bind(delivery_id.to_owned())
+            .bind(webhook_id.to_owned())
+            .bind(account_id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound(Entity::Webhook))?;
+        row.try_into()
+    }
+
     async fn dispatch_events(&self, limit: i64) -> StoreResult<usize> {
         self.dispatch_batch(limit).await
     }
