@@ -150,7 +150,7 @@ fn bearer_jwt(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// The server's public address: `files.public_url`, else `http://` and the request's host.
-fn public_base(state: &AppState, headers: &HeaderMap) -> String {
+pub(crate) fn public_base(state: &AppState, headers: &HeaderMap) -> String {
     let configured = &state.config().files.public_url;
     if !configured.is_empty() {
         return configured.trim_end_matches('/').to_owned();

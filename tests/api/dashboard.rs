@@ -1302,7 +1302,7 @@ async fn owners_rename_and_delete_the_organization(backend: Backend) {
     )
     .await;
     let room_id = room.data()["room"]["id"].as_str().unwrap().to_owned();
-    bearer(
+    let al = bearer(
         &app,
         &token,
         Method::POST,
@@ -1310,6 +1310,52 @@ async fn owners_rename_and_delete_the_organization(backend: Backend) {
         Some(json!({"name": "Al", "roomId": room_id})),
     )
     .await;
+    let al_id = al.data()["user"]["id"].as_str().unwrap().to_owned();
+    // Two files in the room: the room page lists them; one is deleted from there.
+    let mut keys = Vec::new();
+    for name in ["notes.txt", "plan <b>.txt"] {
+        let form = reqwest::multipart::Form::new()
+            .text("roomId", room_id.clone())
+            .text("userId", al_id.clone())
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(format!("the {name}").into_bytes())
+                    .file_name(name.to_owned()),
+            );
+        let uploaded = Reply::from(
+            app.client
+                .post(format!("{}{base}/upload", app.base))
+                .bearer_auth(&token)
+                .multipart(form)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        uploaded.expect(StatusCode::CREATED);
+        keys.push(uploaded.data()["file"]["key"].as_str().unwrap().to_owned());
+    }
+    let room_page = owner.get(&format!("/dashboard/rooms/{room_id}")).await;
+    assert_eq!(room_page.status, StatusCode::OK, "{}", room_page.text);
+    assert!(room_page.text.contains("Files (2)"), "{}", room_page.text);
+    assert!(room_page.text.contains(">notes.txt</a>"));
+    assert!(room_page.text.contains("plan &lt;b&gt;.txt"));
+    assert!(room_page
+        .text
+        .contains(&format!("{base}/storage/{}", keys[0])));
+    let public = |key: &str| format!("{}{base}/storage/{key}", app.base);
+    let removed = owner
+        .act(
+            &format!("/dashboard/rooms/{room_id}/files/delete"),
+            &[("key", &keys[0])],
+        )
+        .await;
+    assert_eq!(removed.status, StatusCode::SEE_OTHER, "{}", removed.text);
+    let gone = app.client.get(public(&keys[0])).send().await.unwrap();
+    assert_eq!(gone.status(), StatusCode::NOT_FOUND);
+    let kept = app.client.get(public(&keys[1])).send().await.unwrap();
+    assert_eq!(kept.status(), StatusCode::OK);
+    assert_eq!(stored_objects(&app.config.files_dir()), 1);
     // An admin may neither rename nor delete it.
     let invite = owner
         .act("/dashboard/settings/invitations", &[("role", "admin")])
@@ -1380,4 +1426,23 @@ async fn owners_rename_and_delete_the_organization(backend: Backend) {
         .is_none());
     let page = owner.get("/dashboard/rooms").await;
     assert!(page.text.contains("No organization"), "{}", page.text);
+    // Its files too: rows and objects.
+    let gone = app.client.get(public(&keys[1])).send().await.unwrap();
+    assert_eq!(gone.status(), StatusCode::NOT_FOUND);
+    assert_eq!(stored_objects(&app.config.files_dir()), 0);
+}
+
+/// Regular files under `dir`, at any depth (none if it does not exist).
+fn stored_objects(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.file_type() {
+            Ok(kind) if kind.is_dir() => stored_objects(&entry.path()),
+            Ok(kind) if kind.is_file() => 1,
+            _ => 0,
+        })
+        .sum()
 }

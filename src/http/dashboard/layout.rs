@@ -66,9 +66,8 @@ pub fn page_with_status(
                                     }
                                 }
                             }
-                            // Coming with their issues: workflows and files.
+                            // Coming with its issue (files are on each room's page).
                             li { span.soon title="Coming soon" { "Workflows" } }
-                            li { span.soon title="Coming soon" { "Files" } }
                         }
                     }
                     form.logout method="post" action="/dashboard/logout" {

@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -17,12 +17,14 @@ use serde::Deserialize;
 
 use super::layout::{self, page, secret_once, when, Nav};
 use super::{see_other, PageError, PageForm, PageResult, Signed};
-use crate::domain::{RoomId, Timestamp, UserId, UserStatus};
+use crate::domain::{FileKey, RoomId, Timestamp, UserId, UserStatus};
 use crate::http::extract::QueryParams;
+use crate::http::files::public_base;
 use crate::http::validation;
 use crate::state::AppState;
 use crate::store::comments::ThreadFilter;
 use crate::store::entries::EntryPage;
+use crate::store::files::FileFilter;
 use crate::store::{ListFilter, NewRoom, NewUser, Page, PageSize, RoomScope};
 
 /// Latest user sessions shown on a room's page.
@@ -52,6 +54,7 @@ pub fn router() -> Router<AppState> {
         .route("/dashboard/rooms/{roomId}/users", post(create_user))
         .route("/dashboard/rooms/{roomId}/reconcile", post(reconcile))
         .route("/dashboard/rooms/{roomId}/delete", post(delete_room))
+        .route("/dashboard/rooms/{roomId}/files/delete", post(delete_file))
 }
 
 async fn rooms_page(
@@ -255,10 +258,15 @@ async fn render_room(
             },
         )
         .await?;
+    let files = state
+        .store()
+        .list_files(scope, &FileFilter::default())
+        .await?;
     let csrf = session.csrf();
     let writes = session.role.may_write();
     let now = Timestamp::now();
     let base = format!("/dashboard/rooms/{}", room.id);
+    let storage = format!("/v1/accounts/{}/storage/", session.account.id);
     let body = html! {
         @if let Some((name, token)) = &new_token {
             section.notice aria-labelledby="jwt-title" {
@@ -328,6 +336,37 @@ async fn render_room(
             @else {
                 p.muted { "Room version " (version) }
                 ul { @for (name, count) in &stores { li { a href={ (base) "/stores/" (name.as_str()) } { code { (name.as_str()) } } " — " (count) " entries" } } }
+            }
+        }
+        section aria-labelledby="files-title" {
+            h2 #files-title { "Files (" (files.len()) ")" }
+            @if files.is_empty() { p.muted { "No files uploaded to this room." } }
+            @else {
+                div.scroll {
+                    table #files {
+                        thead { tr { th { "Name" } th { "Type" } th { "Size" } th { "Uploaded by" } th { "Uploaded" } @if writes { th { span.visually-hidden { "Actions" } } } } }
+                        tbody {
+                            @for file in &files {
+                                tr data-file=(file.key.as_str()) {
+                                    td { a href={ (storage) (file.key.as_str()) } { (file.filename) } }
+                                    td { code { (file.mime_type) } }
+                                    td { (file_size(file.size)) }
+                                    td { code { (file.uploaded_by) } }
+                                    td { (when(file.uploaded_at)) }
+                                    @if writes {
+                                        td {
+                                            form.inline method="post" action={ (base) "/files/delete" } data-confirm="Delete this file?" {
+                                                input type="hidden" name="csrf" value=(csrf);
+                                                input type="hidden" name="key" value=(file.key.as_str());
+                                                button.danger type="submit" aria-label={ "Delete " (file.filename) } { "Delete" }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
             }
         }
         section aria-labelledby="sessions-title" {
@@ -443,6 +482,52 @@ async fn delete_room(
         .delete_room(session.account.id, room.id)
         .await?;
     Ok(see_other("/dashboard/rooms"))
+}
+
+#[derive(Deserialize)]
+struct FileForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    key: String,
+}
+
+async fn delete_file(
+    State(state): State<AppState>,
+    session: Signed,
+    Path(room_id): Path<String>,
+    headers: HeaderMap,
+    PageForm(form): PageForm<FileForm>,
+) -> PageResult {
+    session.check_csrf(&form.csrf)?;
+    session.check_write()?;
+    let room = room_scope(&state, &session, &room_id).await?;
+    let key: FileKey = form.key.parse().map_err(|_| {
+        layout::problem(
+            StatusCode::NOT_FOUND,
+            "File not found",
+            "There is no such file in this room.",
+        )
+    })?;
+    let base = public_base(&state, &headers);
+    state
+        .engine()
+        .delete_file(session.account.id, Some(room.id), &key, &base)
+        .await?;
+    Ok(see_other(&format!("/dashboard/rooms/{}", room.id)))
+}
+
+/// A file's size for people: bytes, KiB or MiB.
+fn file_size(bytes: i64) -> String {
+    const KIB: f64 = 1024.0;
+    let size = bytes as f64;
+    if size < KIB {
+        format!("{bytes} B")
+    } else if size < KIB * KIB {
+        format!("{:.1} KiB", size / KIB)
+    } else {
+        format!("{:.1} MiB", size / (KIB * KIB))
+    }
 }
 
 /// Server-sent events: `{"<roomId>": online, ...}` for the rooms in `ids`, when it changes.
