@@ -76,19 +76,25 @@ impl FollowGraph {
             .is_some_and(|set| set.contains(&followee))
     }
 
+    /// Whom `user` follows, sorted for stable output.
+    pub fn following_of(&self, user: UserId) -> Vec<UserId> {
+        sorted(self.following.get(&user))
+    }
+
     /// The user with its `following` and `followers`, each sorted for stable output.
     pub fn socket_user(&self, user: User) -> UserView {
-        let sorted = |set: Option<&HashSet<UserId>>| {
-            let mut ids: Vec<UserId> = set.map(|s| s.iter().copied().collect()).unwrap_or_default();
-            ids.sort();
-            ids
-        };
         UserView {
             following: sorted(self.following.get(&user.id)),
             followers: sorted(self.followers.get(&user.id)),
             user,
         }
     }
+}
+
+fn sorted(set: Option<&HashSet<UserId>>) -> Vec<UserId> {
+    let mut ids: Vec<UserId> = set.map(|s| s.iter().copied().collect()).unwrap_or_default();
+    ids.sort();
+    ids
 }
 
 #[cfg(test)]

@@ -1060,7 +1060,12 @@ async fn online_users_and_activity_reach_the_pages(backend: Backend) {
         tokens.push(page.value_of("user-jwt"));
     }
     let (mut alice, _) = Socket::join(&app.base, &tokens[0]).await;
-    let (_bob, _) = Socket::join(&app.base, &tokens[1]).await;
+    let (_bob, bob_joined) = Socket::join(&app.base, &tokens[1]).await;
+    let bob_id = bob_joined["user"]["id"].as_str().unwrap().to_owned();
+    alice
+        .request("users.follow", json!({ "userId": bob_id }))
+        .await
+        .unwrap();
     alice
         .request("broadcast", json!({ "event": "wave", "data": {} }))
         .await
@@ -1085,6 +1090,14 @@ async fn online_users_and_activity_reach_the_pages(backend: Backend) {
     let page = browser.get(&room_path).await;
     assert!(page.text.contains("Latest sessions") && page.text.contains("No comments yet."));
     assert!(page.text.contains("<td>Alice</td>") && page.text.contains("<td>Bob</td>"));
+    // Who follows whom: Alice follows Bob, Bob nobody.
+    assert_eq!(
+        page.text.matches("<td class=\"follows\">Bob</td>").count(),
+        1,
+        "{}",
+        page.text
+    );
+    assert_eq!(page.text.matches("<td class=\"follows\"></td>").count(), 1);
     // A store written over REST shows with its schema and entries, escaped.
     let (account_id, token) = {
         let settings = browser.get("/dashboard/settings").await;

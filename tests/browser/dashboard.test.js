@@ -1,7 +1,7 @@
 // The dashboard in a real browser (Debian's Chromium, headless, driven by puppeteer-core)
 // against the server binary built by `cargo build` (target/debug/collabkit, or
-// $COLLABKIT_BIN): a new person's path from sign-up to live users on the charts, a viewer
-// who cannot write, and a revoked key. Screenshots go to ./artifacts (git ignores it).
+// $COLLABKIT_BIN): a new person's path from sign-up to live users on the charts, a file a
+// user's browser uploads with its JWT, a viewer who cannot write, and a revoked key. Screenshots go to ./artifacts (git ignores it).
 
 import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
@@ -180,6 +180,27 @@ test("a new person signs up, gets a key, sees live users, invites a viewer and r
   await alice.request("broadcast", { event: "wave", data: {} });
   await bob.request("presence.update", { state: { cursor: { x: 1, y: 2 } } });
   await shot(owner, "03-room-two-online");
+
+  // A user's browser uploads a file with the user's JWT (as client.storage does): the room
+  // page lists it, and its public URL serves the bytes.
+  const uploaded = await owner.evaluate(async (id, jwt) => {
+    const form = new FormData();
+    form.append("file", new File(["hello from the browser"], "greeting.txt", { type: "text/plain" }));
+    const response = await fetch(`/v1/accounts/${id}/upload`, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${jwt}` },
+      body: form,
+    });
+    return { status: response.status, body: await response.json() };
+  }, accountId, jwts[0]);
+  assert.equal(uploaded.status, 201, JSON.stringify(uploaded.body));
+  const fileKey = uploaded.body.data.file.key;
+  await owner.goto(`${base}/dashboard/rooms/${roomId}`);
+  assert.equal(await owner.$eval(`tr[data-file="${fileKey}"] a`, (e) => e.textContent), "greeting.txt");
+  const served = await fetch(`${base}/v1/accounts/${accountId}/storage/${fileKey}`);
+  assert.equal(served.status, 200);
+  assert.equal(await served.text(), "hello from the browser");
+  await shot(owner, "03b-room-files");
 
   // The rooms list shows it too; so does a phone-sized screen.
   await owner.goto(`${base}/dashboard/rooms`);

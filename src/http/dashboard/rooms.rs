@@ -262,6 +262,12 @@ async fn render_room(
         .store()
         .list_files(scope, &FileFilter::default())
         .await?;
+    let graph = state.engine().follow_graph(scope).await?;
+    let names: std::collections::HashMap<UserId, &str> = users
+        .items
+        .iter()
+        .map(|user| (user.id, user.name.as_str()))
+        .collect();
     let csrf = session.csrf();
     let writes = session.role.may_write();
     let now = Timestamp::now();
@@ -312,7 +318,7 @@ async fn render_room(
             h2 #users-title { "Users (" (users.total) ")" }
             div.scroll {
                 table #users {
-                    thead { tr { th { "Name" } th { "Status" } th { "Custom ID" } th { "Joined" } th { "Left" } } }
+                    thead { tr { th { "Name" } th { "Status" } th { "Follows" } th { "Custom ID" } th { "Joined" } th { "Left" } } }
                     tbody {
                         @for user in &users.items {
                             tr data-user=(user.id) {
@@ -320,6 +326,15 @@ async fn render_room(
                                 td {
                                     @if user.status == UserStatus::Online { span.badge.on { "online" } }
                                     @else { span.badge.off { "offline" } }
+                                }
+                                td.follows {
+                                    @for (i, followee) in graph.following_of(user.id).iter().enumerate() {
+                                        @if i > 0 { ", " }
+                                        @match names.get(followee) {
+                                            Some(name) => { (name) }
+                                            None => code { (followee) }
+                                        }
+                                    }
                                 }
                                 td { @if let Some(c) = &user.custom_id { code { (c) } } }
                                 td { @if let Some(at) = user.joined_at { (when(at)) } }
