@@ -14,9 +14,11 @@ use crate::server::ConnectionLease;
 
 /// A frame this many times over the limit closes the socket (1009) instead of being answered.
 const HARD_CAP_FACTOR: usize = 4;
-/// The read buffer a socket starts with (it grows for larger frames). The library's default
-/// of 128 KiB, touched on the first read, would be most of an idle socket's memory.
-const READ_BUFFER_BYTES: usize = 4096;
+/// The read buffer a socket starts with (it grows for a larger frame). Client frames are
+/// small (a presence update is ~150 bytes), so 1 KiB still takes several per read; the
+/// library's default of 128 KiB, touched on the first read, would be most of an idle socket's
+/// memory, and even 4 KiB was a third of it.
+const READ_BUFFER_BYTES: usize = 1024;
 /// Frames queued for one write are sent once they reach this much (or at the batch's flush).
 /// The library's default, 128 KiB, lets a busy socket's write buffer grow that large and keep
 /// the capacity for good; a few KiB per write already make the system calls few.
