@@ -4,6 +4,7 @@
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::domain::Room;
@@ -117,10 +118,30 @@ pub enum ServerFrame<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<ErrorBody>,
     },
+    /// `room.join`'s answer: a `res` whose page of users is JSON encoded once for every join
+    /// recorded in the same batch.
+    #[serde(rename = "res")]
+    Joined {
+        id: &'a RequestId,
+        ok: bool,
+        result: JoinResult<'a>,
+    },
     Error {
         error: ErrorBody,
     },
     Pong,
+}
+
+/// The result of `room.join` (docs/protocol.md).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JoinResult<'a> {
+    pub room: &'a Room,
+    pub user: &'a UserView,
+    /// The first page of the room's users, already JSON.
+    pub users: &'a RawValue,
+    pub users_cursor: Option<&'a str>,
+    pub presence: &'a [Value],
 }
 
 impl ServerFrame<'_> {

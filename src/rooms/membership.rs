@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::value::RawValue;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
@@ -68,7 +69,8 @@ pub struct PendingJoin {
 /// page of users (and the follow graph they are shown with), read once for the batch.
 pub struct FirstPage {
     graph: FollowGraph,
-    pub users: Vec<UserView>,
+    /// The users (`UserView`s), JSON encoded once: every join of the batch sends the same.
+    pub users: Box<RawValue>,
     /// Where the rest of the room's users start, if there are more.
     pub cursor: Option<String>,
 }
@@ -239,7 +241,15 @@ impl Engine {
         if announced.is_empty() {
             return;
         }
-        match self.users_page_and_graph(scope, None).await {
+        let page =
+            self.users_page_and_graph(scope, None)
+                .await
+                .and_then(|(users, cursor, graph)| {
+                    let users = serde_json::value::to_raw_value(&users)
+                        .map_err(|error| ApiError::Internal(error.into()))?;
+                    Ok((users, cursor, graph))
+                });
+        match page {
             Ok((users, cursor, graph)) => {
                 let page = Arc::new(FirstPage {
                     graph,

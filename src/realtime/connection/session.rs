@@ -10,19 +10,36 @@ use crate::auth::rate_limit::TokenBucket;
 use crate::domain::{Room, User, UserId};
 use crate::error::ApiError;
 use crate::realtime::protocol::{
-    unreadable_request_id, ClientFrame, ErrorBody, Limits, Request, RequestId, ServerFrame,
-    MAX_REQUEST_ID_CHARS, PROTOCOL_VERSION,
+    unreadable_request_id, ClientFrame, ErrorBody, JoinResult, Limits, Request, RequestId,
+    ServerFrame, MAX_REQUEST_ID_CHARS, PROTOCOL_VERSION,
 };
 use crate::rooms::entries::{change_json, entry_json, key, store_name};
 use crate::rooms::following::UserView;
 use crate::rooms::hub::RoomHandle;
-use crate::rooms::membership::Member;
+use crate::rooms::membership::{Joined, Member};
 use crate::rooms::presence::Broadcast;
 use crate::rooms::users::Follow;
 use crate::rooms::{comments, Engine, Origin};
 use crate::store::comments::{ReactionChange, Resolution};
 use crate::store::entries::EntryWrite;
 use crate::store::Entity;
+
+/// What a request is answered with.
+enum Answer {
+    Value(Value),
+    Joined(Box<Joined>),
+}
+
+/// `room.join`'s result, as docs/protocol.md shows it.
+fn join_result(joined: &Joined) -> JoinResult<'_> {
+    JoinResult {
+        room: &joined.room,
+        user: &joined.user,
+        users: &joined.page.users,
+        users_cursor: joined.page.cursor.as_deref(),
+        presence: &joined.presence,
+    }
+}
 
 /// The authenticated side of one socket.
 pub struct Session {
@@ -139,20 +156,31 @@ impl Session {
                 self.error(None, ApiError::BadRequest("Already authenticated".into()))
             }
             Ok(ClientFrame::Req { id, method, params }) => {
-                let answer = async {
-                    // Checked once here for every method: no string of a frame reaches the
-                    // store with a character it cannot hold.
-                    ApiError::check_storable(&params, "params")?;
-                    self.serve(Request::parse(&method, params)?).await
+                // Checked once here for every method: no string of a frame reaches the store
+                // with a character it cannot hold.
+                let request = ApiError::check_storable(&params, "params")
+                    .and_then(|()| Request::parse(&method, params));
+                // `room.join` has an answer of its own, encoded without a `Value` between.
+                let answer = match request {
+                    Ok(Request::RoomJoin) => self.join().await.map(|j| Answer::Joined(Box::new(j))),
+                    Ok(request) => self.serve(request).await.map(Answer::Value),
+                    Err(error) => Err(error),
                 };
-                match answer.await {
-                    Ok(result) => {
+                match answer {
+                    Ok(answer) => {
                         if let Some(id) = &id {
-                            let frame = ServerFrame::Res {
-                                id,
-                                ok: true,
-                                result: Some(&result),
-                                error: None,
+                            let frame = match &answer {
+                                Answer::Value(result) => ServerFrame::Res {
+                                    id,
+                                    ok: true,
+                                    result: Some(result),
+                                    error: None,
+                                },
+                                Answer::Joined(joined) => ServerFrame::Joined {
+                                    id,
+                                    ok: true,
+                                    result: join_result(joined),
+                                },
                             };
                             self.member.outbox.send(frame.encode());
                         }
@@ -169,6 +197,16 @@ impl Session {
             .ok_or_else(|| ApiError::BadRequest("Join the room first (room.join)".into()))
     }
 
+    /// Joins the room (once).
+    async fn join(&mut self) -> Result<Joined, ApiError> {
+        if self.room.is_some() {
+            return Err(ApiError::BadRequest("Already joined".into()));
+        }
+        let joined = self.engine.join(&self.member).await?;
+        self.room = Some(joined.handle.clone());
+        Ok(joined)
+    }
+
     /// Leaves the room if joined.
     pub async fn leave(&mut self) {
         if let Some(room) = self.room.take() {
@@ -183,18 +221,9 @@ impl Session {
         let connection = self.member.connection;
         match request {
             Request::RoomJoin => {
-                if self.room.is_some() {
-                    return Err(ApiError::BadRequest("Already joined".into()));
-                }
-                let joined = engine.join(&self.member).await?;
-                self.room = Some(joined.handle);
-                Ok(json!({
-                    "room": joined.room,
-                    "user": joined.user,
-                    "users": &joined.page.users,
-                    "usersCursor": &joined.page.cursor,
-                    "presence": joined.presence,
-                }))
+                let joined = self.join().await?;
+                serde_json::to_value(join_result(&joined))
+                    .map_err(|error| ApiError::Internal(error.into()))
             }
             Request::RoomLeave => {
                 self.leave().await;
