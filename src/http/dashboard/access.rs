@@ -1,6 +1,8 @@
 //! Getting in and out: sign-up (a new organization, its first key shown once), log-in (limited
 //! per client address and per email address; one answer for an unknown address and a wrong
-//! password), log-out, invitation links, and changing one's password.
+//! password), log-out, invitation links, and changing one's password. (Over our usual 600
+//! lines on purpose: these pages share their forms' re-rendering, the cross-site check, the
+//! login limits and the start of a session; split, each half would import the other's.)
 
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};

@@ -8,6 +8,7 @@ mod access;
 mod analytics;
 mod chart;
 mod layout;
+mod room;
 mod rooms;
 mod settings;
 mod webhooks;
@@ -40,6 +41,7 @@ pub fn router() -> Router<AppState> {
         .merge(access::router())
         .merge(settings::router())
         .merge(rooms::router())
+        .merge(room::router())
         .merge(analytics::router())
         .merge(webhooks::router())
 }
