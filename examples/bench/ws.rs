@@ -421,9 +421,13 @@ async fn read_presence(
                     *tally.errors.entry("unreadable".to_owned()).or_default() += 1;
                     continue;
                 };
-                if let Some(sent) = frame.presence_sent_at() {
+                let before = tally.latencies_us.len();
+                for sent in frame.presence_sent_at() {
                     tally.latencies_us.push(received.saturating_sub(sent));
-                    delivered.fetch_add(1, Ordering::Relaxed);
+                }
+                let states = tally.latencies_us.len() - before;
+                if states > 0 {
+                    delivered.fetch_add(states as u64, Ordering::Relaxed);
                 } else if frame.kind == "error" {
                     let code = frame.error.map_or_else(String::new, |e| e.code);
                     *tally.errors.entry(code).or_default() += 1;

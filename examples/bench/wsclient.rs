@@ -15,8 +15,10 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// The subprotocol of docs/protocol.md, version 1.
+/// The subprotocol of docs/protocol.md.
 const SUBPROTOCOL: &str = "collabkit.v1";
+/// The protocol version the bench speaks: 2 receives presence in batches, one frame per tick.
+const PROTOCOL: u32 = 2;
 /// Longest wait for one frame during set-up; a loaded server on SQLite can take a while.
 const SETUP_FRAME_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -72,7 +74,14 @@ pub struct Frame<'a> {
 
 #[derive(Deserialize)]
 pub struct EventData {
-    /// A `presence` event's state; `None` for other events and for a cleared state.
+    /// A version 1 `presence` event's state; `None` for other events and for a cleared state.
+    pub state: Option<PresenceState>,
+    /// A version 2 `presence` event's states, each `{ userId, state }`.
+    pub states: Option<Vec<PresenceEntry>>,
+}
+
+#[derive(Deserialize)]
+pub struct PresenceEntry {
     pub state: Option<PresenceState>,
 }
 
@@ -88,12 +97,17 @@ pub struct ErrorBody {
 }
 
 impl Frame<'_> {
-    /// The send time carried by a `presence` event, if this frame is one from the bench.
-    pub fn presence_sent_at(&self) -> Option<u64> {
-        if self.kind != "event" || self.event.as_deref() != Some("presence") {
-            return None;
-        }
-        self.data.as_ref()?.state.as_ref()?.t
+    /// The send times carried by a `presence` event from the bench: one per state it holds
+    /// (none when this frame is something else).
+    pub fn presence_sent_at(&self) -> impl Iterator<Item = u64> + '_ {
+        let presence = self.kind == "event" && self.event.as_deref() == Some("presence");
+        let data = self.data.as_ref().filter(|_| presence);
+        let single = data.and_then(|data| data.state.as_ref()?.t);
+        let batch = data
+            .and_then(|data| data.states.as_deref())
+            .unwrap_or_default();
+        let batch = batch.iter().filter_map(|entry| entry.state.as_ref()?.t);
+        single.into_iter().chain(batch)
     }
 }
 
@@ -126,7 +140,7 @@ pub async fn open(
         .map_err(|_| SetupError::Timeout)?
         .map_err(|e| SetupError::Connect(e.to_string()))?;
 
-    let auth = serde_json::json!({ "type": "auth", "token": token, "protocol": 1 });
+    let auth = serde_json::json!({ "type": "auth", "token": token, "protocol": PROTOCOL });
     send(&mut socket, auth.to_string()).await?;
     let first = next_text(&mut socket).await?;
     let frame: Frame = parse(&first)?;
