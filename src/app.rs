@@ -211,6 +211,12 @@ pub async fn build_state(config: Config, port: u16) -> anyhow::Result<AppState> 
         tracing::info!(abandoned, "removed unfinished uploads");
     }
     warn_if_signup_is_exposed(&config);
+    if config.realtime.outbox_frames.is_some() {
+        tracing::warn!(
+            "realtime.outbox_frames is no longer used and is ignored: a socket's queue is \
+             bounded by realtime.outbox_bytes and realtime.outbox_max_delay_ms"
+        );
+    }
     let state = AppState(Arc::new(Shared {
         key_checks: KeyChecks {
             keys: Arc::new(keys),

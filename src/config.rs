@@ -156,7 +156,11 @@ pub struct RealtimeConfig {
     pub messages_per_second: u32,
     pub message_burst: u32,
     pub presence_interval_ms: u64,
-    pub outbox_frames: usize,
+    /// No longer used (the outbox is bounded in bytes and time); accepted so that existing
+    /// configurations still load, with a warning at start.
+    #[serde(default)]
+    pub outbox_frames: Option<usize>,
+    pub outbox_max_delay_ms: u64,
     pub write_timeout_ms: u64,
     pub max_connections_per_room: usize,
     pub max_connections_per_user: usize,
@@ -183,6 +187,10 @@ impl RealtimeConfig {
 
     pub fn presence_interval(&self) -> Duration {
         Duration::from_millis(self.presence_interval_ms)
+    }
+
+    pub fn outbox_max_delay(&self) -> Duration {
+        Duration::from_millis(self.outbox_max_delay_ms)
     }
 
     pub fn write_timeout(&self) -> Duration {
@@ -410,9 +418,10 @@ impl Config {
             || rt.presence_interval_ms == 0
             || rt.auth_timeout_ms == 0
             || rt.write_timeout_ms == 0
+            || rt.outbox_max_delay_ms == 0
             || rt.room_idle_ms == 0
         {
-            bail!("realtime: messages_per_second, message_burst, presence_interval_ms, auth_timeout_ms, write_timeout_ms and room_idle_ms must be at least 1");
+            bail!("realtime: messages_per_second, message_burst, presence_interval_ms, auth_timeout_ms, write_timeout_ms, outbox_max_delay_ms and room_idle_ms must be at least 1");
         }
         if self.stores.page_entries < 1 {
             bail!("stores.page_entries must be at least 1");
@@ -424,14 +433,13 @@ impl Config {
             bail!("auth.max_keys_per_account must be at least 1");
         }
         if rt.max_message_bytes < 1024
-            || rt.outbox_frames == 0
             || rt.max_connections_per_room == 0
             || rt.max_connections_per_user == 0
             || rt.page_users < 1
             || rt.max_room_presence_bytes < rt.max_presence_bytes
             || rt.outbox_bytes < 2 * self.limits.max_page_bytes
         {
-            bail!("realtime limits: max_message_bytes >= 1024, outbox_frames, max_connections_per_room, max_connections_per_user and page_users >= 1, max_room_presence_bytes >= max_presence_bytes, outbox_bytes >= 2 x limits.max_page_bytes");
+            bail!("realtime limits: max_message_bytes >= 1024, max_connections_per_room, max_connections_per_user and page_users >= 1, max_room_presence_bytes >= max_presence_bytes, outbox_bytes >= 2 x limits.max_page_bytes");
         }
         let hooks = &self.webhooks;
         if hooks.attempt_timeout_ms == 0

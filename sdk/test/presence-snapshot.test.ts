@@ -178,7 +178,10 @@ describe('presence snapshots and newer events (real server)', () => {
       async () => {
         b.presence.update({ v: 2 });
         await eventually(
-          () => spy.holding.some((f) => f.type === 'event' && f.event === 'presence' && f.data?.state?.v === 2),
+          () =>
+            spy.holding.some(
+              (f) => f.type === 'event' && f.event === 'presence' && f.data?.states?.some((s: any) => s.state?.v === 2),
+            ),
           "Bob's newer state behind the held answer",
         );
       },
@@ -190,5 +193,36 @@ describe('presence snapshots and newer events (real server)', () => {
     assert.equal(a.presence.getStates().get(bob.user.id)?.v, 2);
     // The snapshot (v 1) and the event (v 2) came in one tick: told 2 once, never 2 then 1.
     assert.deepEqual(told(calls.calls), [[bob.user.id, 2]]);
+  });
+});
+
+describe('presence batches (protocol 2, scripted socket)', () => {
+  it('asks for version 2 and tells each state of a batch in order, the same as single events', async () => {
+    const server = new ScriptedServer(ME);
+    const client = await joinedClient(server);
+    assert.equal(server.auths[0]?.protocol, 2);
+    const calls = new Recorder<[PresenceChange]>();
+    const syncing = client.presence.sync('*', calls.callback);
+    const sync = await server.request('presence.sync');
+    sync.socket.deliver(result(sync, { states: [] }));
+    await syncing;
+    sync.socket.deliver(
+      event('presence', {
+        states: [
+          { userId: BOB, state: { v: 1 } },
+          { userId: CAROL, state: { v: 2 } },
+        ],
+      }),
+      presence(BOB, { v: 3 }),
+      event('presence', { states: [{ userId: CAROL, state: null }] }),
+    );
+    await eventually(() => calls.calls.length === 4, 'four presence changes');
+    assert.deepEqual(told(calls.calls), [
+      [BOB, 1],
+      [CAROL, 2],
+      [BOB, 3],
+      [CAROL, null],
+    ]);
+    assert.deepEqual(Object.fromEntries(client.presence.getStates()), { [BOB]: { v: 3 } });
   });
 });

@@ -17,8 +17,15 @@ pub use crate::rooms::entries::SyncParams;
 use crate::rooms::following::UserView;
 pub use crate::rooms::outbox::{close, Utf8Bytes};
 
-pub const PROTOCOL_VERSION: u32 = 1;
+/// The newest version of the protocol the server speaks (docs/protocol.md, Versions).
+pub const PROTOCOL_VERSION: u32 = 2;
+/// The WebSocket subprotocol: the same for every version, which the auth frame negotiates.
 pub const SUBPROTOCOL: &str = "collabkit.v1";
+
+/// The version a socket is served: the client's (1 when it names none), at most the server's.
+pub fn negotiate(asked: Option<u32>) -> u32 {
+    asked.unwrap_or(1).clamp(1, PROTOCOL_VERSION)
+}
 
 /// A request's correlation ID: a number or a short string, echoed as given. Any JSON number:
 /// a client's `-1` or `1.5` is a number too, and must not leave it waiting for an answer.
@@ -37,7 +44,6 @@ pub enum ClientFrame {
     Auth {
         token: String,
         #[serde(default)]
-        #[allow(dead_code)]
         protocol: Option<u32>,
     },
     Req {

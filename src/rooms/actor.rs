@@ -8,11 +8,11 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{sleep_until, Instant};
 
-use super::events::ServerEvent;
+use super::events::{PresenceBatch, ServerEvent};
 use super::following::FollowGraph;
 use super::hub::RoomMap;
 use super::outbox::{Outbox, Utf8Bytes};
-use super::presence::{self, NewState, PresenceBoard, RoomPresenceFull, SyncTarget, Update};
+use super::presence::{self, NewState, PresenceBoard, RoomPresenceFull, SyncTarget};
 use crate::config::RealtimeConfig;
 use crate::domain::{ConnectionId, User, UserId};
 use crate::store::{DynStore, Joined, Left, RoomScope};
@@ -114,7 +114,7 @@ impl RoomActor {
         let interval = self.config.presence_interval();
         let mut idle_since = Instant::now();
         loop {
-            let flush_at = self.presence.next_due(interval);
+            let flush_at = self.presence.due(Instant::now(), interval);
             let idle_at = self
                 .members
                 .is_empty()
@@ -125,9 +125,7 @@ impl RoomActor {
                     None => break,
                 },
                 () = sleep_until(flush_at.unwrap_or_else(Instant::now)), if flush_at.is_some() => {
-                    for (user, state) in self.presence.take_due(Instant::now(), interval) {
-                        self.fan_out_presence(user, &state);
-                    }
+                    self.send_presence(Instant::now());
                 }
                 () = sleep_until(idle_at.unwrap_or_else(Instant::now)), if idle_at.is_some() => {
                     if self.rooms.unload_if_idle(self.scope.room_id) {
@@ -220,23 +218,18 @@ impl RoomActor {
                 if let Value::Object(fields) = &mut state.state {
                     fields.insert("color".to_owned(), presence::color(user_id).into());
                 }
-                let shown = state.state.clone();
-                let interval = self.config.presence_interval();
                 let budget = self.config.max_room_presence_bytes;
-                match self
+                let taken = self.presence.update(user_id, state, budget);
+                let _ = reply.send(taken != Err(RoomPresenceFull));
+                // A room that has not sent presence for an interval sends it at once; else
+                // the change waits for the tick (`run`).
+                let now = Instant::now();
+                if self
                     .presence
-                    .update(user_id, state, budget, Instant::now(), interval)
+                    .due(now, self.config.presence_interval())
+                    .is_some_and(|due| due <= now)
                 {
-                    Ok(Update::SendNow) => {
-                        let _ = reply.send(true);
-                        self.fan_out_presence(user_id, &shown);
-                    }
-                    Ok(Update::Deferred) => {
-                        let _ = reply.send(true);
-                    }
-                    Err(RoomPresenceFull) => {
-                        let _ = reply.send(false);
-                    }
+                    self.send_presence(now);
                 }
             }
             RoomCommand::Sync {
@@ -346,25 +339,27 @@ impl RoomActor {
         }
     }
 
-    fn fan_out_presence(&self, subject: UserId, state: &Value) {
-        let frame = ServerEvent::Presence {
-            user_id: subject,
-            state,
+    /// The tick: every state that changed since the last goes to the sockets synced to it,
+    /// one frame per socket (version 1 clients: one per state).
+    fn send_presence(&mut self, now: Instant) {
+        let changed = self.presence.take_changed(now);
+        if changed.is_empty() {
+            return;
         }
-        .encode();
+        let batch = PresenceBatch::new(&changed);
         for member in self.members.values() {
             let Some(target) = member.sync else { continue };
-            if member.user_id != subject && self.matches(target, member.user_id, subject) {
-                member.outbox.send(frame.clone());
+            let viewer = member.user_id;
+            let shown = |subject| subject != viewer && self.matches(target, viewer, subject);
+            for frame in batch.frames_for(member.outbox.protocol(), shown) {
+                member.outbox.send(frame);
             }
         }
     }
 
-    /// A user went away: the others synced to them see `state: null`.
+    /// A user went away: with the next tick, the others synced to them see `state: null`.
     fn clear_presence(&mut self, user_id: UserId) {
-        if self.presence.remove(user_id) {
-            self.fan_out_presence(user_id, &Value::Null);
-        }
+        self.presence.remove(user_id);
     }
 
     fn send_to_others(&self, user_id: UserId, frame: &Utf8Bytes) {

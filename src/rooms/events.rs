@@ -1,6 +1,8 @@
 //! What a room tells its sockets: one enum of every server event of the wire protocol
 //! (`docs/protocol.md`), encoded once per event and shared by every recipient.
 
+use std::cell::OnceCell;
+
 use serde::Serialize;
 use serde_json::Value;
 
@@ -9,7 +11,8 @@ use super::outbox::Utf8Bytes;
 use crate::domain::{Comment, CommentId, FileKey, RoomId, Thread, ThreadId, UserId};
 use crate::store::entries::EntryChange;
 
-/// A server event: its name on the wire is the variant's, in camelCase.
+/// A server event: its name on the wire is the variant's, in camelCase. (`presence` goes
+/// out in ticks, many states at once: `PresenceBatch`.)
 #[derive(Debug, Serialize)]
 #[serde(tag = "event", content = "data", rename_all = "camelCase")]
 pub enum ServerEvent<'a> {
@@ -27,11 +30,6 @@ pub enum ServerEvent<'a> {
     },
     UserDeleted {
         user: &'a UserView,
-    },
-    #[serde(rename_all = "camelCase")]
-    Presence {
-        user_id: UserId,
-        state: &'a Value,
     },
     #[serde(rename_all = "camelCase")]
     Broadcast {
@@ -140,6 +138,101 @@ impl ServerEvent<'_> {
     }
 }
 
+/// One tick of a room's presence, encoded for its recipients: version 1 clients take one
+/// `presence` event per state, version 2 clients one event with every state they should see,
+/// `{ "states": [{ userId, state }, ...] }`. What many recipients share is encoded once.
+pub struct PresenceBatch {
+    users: Vec<UserId>,
+    /// Each `{"userId":...,"state":...}`, in the order of `users`.
+    entries: Vec<String>,
+    /// Version 1 frames, one per entry, made when first asked for.
+    singles: Vec<OnceCell<Utf8Bytes>>,
+    /// The version 2 frame of every entry.
+    everyone: OnceCell<Utf8Bytes>,
+}
+
+impl PresenceBatch {
+    pub fn new(states: &[(UserId, Value)]) -> Self {
+        let entries = states
+            .iter()
+            .map(|(user_id, state)| {
+                let entry = PresenceEntry {
+                    user_id: *user_id,
+                    state,
+                };
+                serde_json::to_string(&entry).expect("presence serializes")
+            })
+            .collect();
+        Self {
+            users: states.iter().map(|(user, _)| *user).collect(),
+            entries,
+            singles: states.iter().map(|_| OnceCell::new()).collect(),
+            everyone: OnceCell::new(),
+        }
+    }
+
+    pub fn users(&self) -> &[UserId] {
+        &self.users
+    }
+
+    /// The frames for a client of version `protocol` that sees the states of the users
+    /// `shown` accepts.
+    pub fn frames_for(&self, protocol: u32, shown: impl Fn(UserId) -> bool) -> Vec<Utf8Bytes> {
+        let shown: Vec<usize> = (0..self.users.len())
+            .filter(|&i| shown(self.users[i]))
+            .collect();
+        if shown.is_empty() {
+            return Vec::new();
+        }
+        if protocol < 2 {
+            return shown.into_iter().map(|i| self.single(i)).collect();
+        }
+        if shown.len() == self.users.len() {
+            let all = self
+                .everyone
+                .get_or_init(|| self.batch(0..self.users.len()));
+            return vec![all.clone()];
+        }
+        vec![self.batch(shown.into_iter())]
+    }
+
+    fn single(&self, i: usize) -> Utf8Bytes {
+        self.singles[i]
+            .get_or_init(|| {
+                Utf8Bytes::from(format!(
+                    r#"{{"type":"event","event":"presence","data":{}}}"#,
+                    self.entries[i]
+                ))
+            })
+            .clone()
+    }
+
+    fn batch(&self, shown: impl Iterator<Item = usize>) -> Utf8Bytes {
+        const HEAD: &str = r#"{"type":"event","event":"presence","data":{"states":["#;
+        const TAIL: &str = "]}}";
+        let mut frame = String::with_capacity(
+            HEAD.len() + TAIL.len() + self.entries.iter().map(|e| e.len() + 1).sum::<usize>(),
+        );
+        frame.push_str(HEAD);
+        for (n, i) in shown.enumerate() {
+            if n > 0 {
+                frame.push(',');
+            }
+            frame.push_str(&self.entries[i]);
+        }
+        frame.push_str(TAIL);
+        Utf8Bytes::from(frame)
+    }
+}
+
+/// One user's presence on the wire.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PresenceEntry<'a> {
+    user_id: UserId,
+    state: &'a Value,
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -148,18 +241,41 @@ mod tests {
 
     #[test]
     fn events_have_the_documented_frame() {
-        let state = json!({ "x": 1 });
-        let user = UserId::new();
-        let frame = ServerEvent::Presence {
-            user_id: user,
-            state: &state,
-        }
-        .encode();
+        let (a, b) = (UserId::new(), UserId::new());
+        let batch = PresenceBatch::new(&[(a, json!({ "x": 1 })), (b, Value::Null)]);
+        let parse = |frame: &Utf8Bytes| serde_json::from_str::<Value>(frame.as_str()).unwrap();
+        // Version 1: one event per state.
+        let singles = batch.frames_for(1, |_| true);
         assert_eq!(
-            serde_json::from_str::<Value>(frame.as_str()).unwrap(),
-            json!({ "type": "event", "event": "presence",
-                    "data": { "userId": user, "state": { "x": 1 } } })
+            singles.iter().map(parse).collect::<Vec<_>>(),
+            [
+                json!({ "type": "event", "event": "presence",
+                        "data": { "userId": a, "state": { "x": 1 } } }),
+                json!({ "type": "event", "event": "presence",
+                        "data": { "userId": b, "state": null } }),
+            ]
         );
+        // Version 2: one event with the states the recipient sees.
+        let all = batch.frames_for(2, |_| true);
+        assert_eq!(
+            all.iter().map(parse).collect::<Vec<_>>(),
+            [
+                json!({ "type": "event", "event": "presence", "data": { "states": [
+                { "userId": a, "state": { "x": 1 } }, { "userId": b, "state": null } ] } })
+            ]
+        );
+        // Everyone's frame is encoded once and shared.
+        assert_eq!(
+            batch.frames_for(2, |_| true)[0].as_str().as_ptr(),
+            all[0].as_str().as_ptr()
+        );
+        let but_a = batch.frames_for(2, |user| user != a);
+        assert_eq!(
+            parse(&but_a[0])["data"],
+            json!({ "states": [{ "userId": b, "state": null }] })
+        );
+        assert!(batch.frames_for(2, |_| false).is_empty());
+        assert!(batch.frames_for(1, |_| false).is_empty());
         let thread = ThreadId::new();
         let frame = ServerEvent::ThreadDeleted { thread_id: &thread }.encode();
         let value: Value = serde_json::from_str(frame.as_str()).unwrap();

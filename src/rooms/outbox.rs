@@ -1,9 +1,10 @@
-//! A member's mailbox: the bounded queue of encoded frames the engine fills (with
-//! `try_send`, never waiting on a client) and a transport drains, and the way to close the
-//! connection behind it from anywhere with a reason.
+//! A member's mailbox: the queue of encoded frames the engine fills (with `send`, never
+//! waiting on a client) and a transport drains, bounded in bytes and in time, and the way to
+//! close the connection behind it from anywhere with a reason.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, OnceLock};
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -24,29 +25,48 @@ pub mod close {
     pub const GONE: u16 = 4404;
 }
 
-/// How big a mailbox may grow before its reader counts as too slow.
+/// When a mailbox's reader counts as too slow: it holds more than `bytes`, or frames have
+/// waited in it for `max_delay` without the transport taking any.
 #[derive(Debug, Clone, Copy)]
 pub struct OutboxLimits {
-    pub frames: usize,
     pub bytes: usize,
+    pub max_delay: Duration,
 }
 
-/// A mailbox for a connection closed by `closer`: the engine's sending side and the
-/// transport's receiving side.
-pub fn outbox(limits: OutboxLimits, closer: Closer) -> (Outbox, OutboxReceiver) {
-    let (frames, receiver) = mpsc::channel(limits.frames);
-    let queued = Arc::new(AtomicUsize::new(0));
+/// A mailbox for a connection closed by `closer`, whose client speaks protocol version
+/// `protocol`: the engine's sending side and the transport's receiving side.
+pub fn outbox(limits: OutboxLimits, closer: Closer, protocol: u32) -> (Outbox, OutboxReceiver) {
+    let (frames, receiver) = mpsc::unbounded_channel();
+    let progress = Arc::new(Progress::default());
     let outbox = Outbox {
         frames,
-        queued: queued.clone(),
-        max_bytes: limits.bytes,
+        progress: progress.clone(),
+        limits,
+        protocol,
         closer,
     };
     let receiver = OutboxReceiver {
         frames: receiver,
-        queued,
+        progress,
     };
     (outbox, receiver)
+}
+
+/// What the two sides of a mailbox share: how much waits, and since when nothing was taken.
+#[derive(Default)]
+struct Progress {
+    /// Bytes of the frames queued and not yet taken by the transport.
+    queued: AtomicUsize,
+    /// When the transport last took a frame, or the queue last went from empty to not
+    /// (`millis_now`).
+    moved_at: AtomicI64,
+}
+
+/// Milliseconds on a monotonic clock (a wall clock set forward must not make every queue look
+/// stuck).
+fn millis_now() -> i64 {
+    static ORIGIN: LazyLock<Instant> = LazyLock::new(Instant::now);
+    ORIGIN.elapsed().as_millis() as i64
 }
 
 /// Closes a connection from anywhere (its room, its writer, shutdown) with a reason.
@@ -87,41 +107,55 @@ impl Closer {
     }
 }
 
-/// The sending side of a connection's queue of frames, bounded in frames and in bytes.
+/// The sending side of a connection's queue of frames.
 #[derive(Clone)]
 pub struct Outbox {
-    frames: mpsc::Sender<Utf8Bytes>,
-    /// Bytes of the frames queued and not yet written (the writer takes them off).
-    queued: Arc<AtomicUsize>,
-    max_bytes: usize,
+    frames: mpsc::UnboundedSender<Utf8Bytes>,
+    progress: Arc<Progress>,
+    limits: OutboxLimits,
+    protocol: u32,
     closer: Closer,
 }
 
 impl Outbox {
-    /// Queues a frame without waiting. A full queue means the client cannot keep up: it is
-    /// closed (4000) so that it reconnects and resynchronizes, instead of holding anyone up.
-    /// Full in bytes too: a client that asks for large answers and never reads them must
-    /// not make the server hold them all.
+    /// Queues a frame without waiting. A client that cannot keep up is closed (4000) so that
+    /// it reconnects and resynchronizes, instead of holding anyone up: when the queue would
+    /// pass its byte limit (a client that asks for large answers and never reads them must
+    /// not make the server hold them all), or when frames have waited longer than the delay
+    /// limit with none taken.
     pub fn send(&self, frame: Utf8Bytes) -> bool {
         let len = frame.len();
-        let queued = self.queued.fetch_add(len, Ordering::AcqRel) + len;
-        if queued > self.max_bytes {
-            self.queued.fetch_sub(len, Ordering::AcqRel);
+        let progress = &self.progress;
+        let now = millis_now();
+        let before = progress.queued.fetch_add(len, Ordering::AcqRel);
+        if before == 0 {
+            progress.moved_at.store(now, Ordering::Relaxed);
+        } else if now - progress.moved_at.load(Ordering::Relaxed)
+            > self.limits.max_delay.as_millis() as i64
+        {
+            progress.queued.fetch_sub(len, Ordering::AcqRel);
+            self.closer
+                .close(close::TOO_SLOW, "too slow: messages waited too long");
+            return false;
+        }
+        if before + len > self.limits.bytes {
+            progress.queued.fetch_sub(len, Ordering::AcqRel);
             self.closer
                 .close(close::TOO_SLOW, "too slow: too much was waiting to be sent");
             return false;
         }
-        match self.frames.try_send(frame) {
-            Ok(()) => true,
-            Err(error) => {
-                self.queued.fetch_sub(len, Ordering::AcqRel);
-                if let mpsc::error::TrySendError::Full(_) = error {
-                    self.closer
-                        .close(close::TOO_SLOW, "too slow: messages were dropped");
-                }
-                false
-            }
+        if self.frames.send(frame).is_err() {
+            // The transport is gone: nothing to send to.
+            progress.queued.fetch_sub(len, Ordering::AcqRel);
+            return false;
         }
+        true
+    }
+
+    /// The protocol version the client behind it speaks (docs/protocol.md): what shape of
+    /// frames it takes.
+    pub fn protocol(&self) -> u32 {
+        self.protocol
     }
 
     pub fn close(&self, code: u16, reason: &'static str) {
@@ -131,20 +165,26 @@ impl Outbox {
 
 /// The writer's side of the queue: what it takes is no longer counted as waiting.
 pub struct OutboxReceiver {
-    frames: mpsc::Receiver<Utf8Bytes>,
-    queued: Arc<AtomicUsize>,
+    frames: mpsc::UnboundedReceiver<Utf8Bytes>,
+    progress: Arc<Progress>,
 }
 
 impl OutboxReceiver {
     pub async fn recv(&mut self) -> Option<Utf8Bytes> {
         let frame = self.frames.recv().await?;
-        self.queued.fetch_sub(frame.len(), Ordering::AcqRel);
+        self.taken(&frame);
         Some(frame)
     }
 
     pub fn try_recv(&mut self) -> Option<Utf8Bytes> {
         let frame = self.frames.try_recv().ok()?;
-        self.queued.fetch_sub(frame.len(), Ordering::AcqRel);
+        self.taken(&frame);
         Some(frame)
+    }
+
+    fn taken(&self, frame: &Utf8Bytes) {
+        let progress = &self.progress;
+        progress.moved_at.store(millis_now(), Ordering::Relaxed);
+        progress.queued.fetch_sub(frame.len(), Ordering::AcqRel);
     }
 }

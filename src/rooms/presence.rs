@@ -2,7 +2,7 @@
 //! the SDK's throttle from flooding the others, and the room's budget; and broadcasts, the
 //! other live traffic of a joined socket.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -56,19 +56,23 @@ impl SyncTarget {
     }
 }
 
-/// Updates a user may send back to back, refilled at one per interval. Two absorbs the
-/// jitter of a client that sends at exactly the interval (the SDK does) without delaying it,
-/// while a flood still averages at most one update per interval.
-const BURST: f64 = 2.0;
-/// Slack in comparing credits, which are computed from durations.
-const EPSILON: f64 = 1e-6;
-
-/// The latest state of each user, and the credit each has left to send it.
+/// The latest state of each user, and which changed since the room last sent presence.
+///
+/// A room sends presence in ticks of `presence_interval_ms`: every state that changed since
+/// the last tick goes out together, one frame per recipient, so a user's state reaches the
+/// others at most once per interval (a faster client is coalesced to its latest state). A
+/// room that has not sent for an interval sends a change at once, so a lone update is not
+/// held back.
 #[derive(Default)]
 pub struct PresenceBoard {
     slots: HashMap<UserId, Slot>,
     /// What all the states weigh together (their JSON as the clients sent it).
     bytes: usize,
+    /// Users whose state changed or was cleared since the last tick, in the order they first
+    /// did (a user may appear twice: cleared, then set again).
+    changed: Vec<UserId>,
+    /// When presence last went out.
+    sent_at: Option<Instant>,
 }
 
 /// A state that would take the room's presence past its budget.
@@ -79,40 +83,8 @@ struct Slot {
     state: Value,
     /// What `state` weighs.
     bytes: usize,
-    credits: f64,
-    refilled: Instant,
-    /// Set when the state changed after the last send and still has to go out.
-    pending: bool,
-}
-
-impl Slot {
-    fn refill(&mut self, now: Instant, interval: Duration) {
-        let gained =
-            now.saturating_duration_since(self.refilled).as_secs_f64() / interval.as_secs_f64();
-        self.credits = (self.credits + gained).min(BURST);
-        self.refilled = now;
-    }
-
-    fn take_credit(&mut self) -> bool {
-        if self.credits + EPSILON >= 1.0 {
-            self.credits = (self.credits - 1.0).max(0.0);
-            true
-        } else {
-            false
-        }
-    }
-
-    /// When a pending state may go out.
-    fn due(&self, interval: Duration) -> Instant {
-        self.refilled + interval.mul_f64((1.0 - self.credits).max(0.0))
-    }
-}
-
-/// What to do after an update.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Update {
-    SendNow,
-    Deferred,
+    /// Set when the state changed after the last tick and still has to go out.
+    changed: bool,
 }
 
 /// A user's new state and what it weighs.
@@ -123,16 +95,13 @@ pub struct NewState {
 
 impl PresenceBoard {
     /// Records `state` for `user`, unless the room's states would then weigh more than
-    /// `budget` together (the whole board is what a joining socket receives); says whether it
-    /// may go out now or waits for credit.
+    /// `budget` together (the whole board is what a joining socket receives).
     pub fn update(
         &mut self,
         user: UserId,
         new: NewState,
         budget: usize,
-        now: Instant,
-        interval: Duration,
-    ) -> Result<Update, RoomPresenceFull> {
+    ) -> Result<(), RoomPresenceFull> {
         let held = self.slots.get(&user).map_or(0, |slot| slot.bytes);
         let total = self.bytes - held + new.bytes;
         if total > budget && new.bytes > held {
@@ -142,51 +111,57 @@ impl PresenceBoard {
         let slot = self.slots.entry(user).or_insert(Slot {
             state: Value::Null,
             bytes: 0,
-            credits: BURST,
-            refilled: now,
-            pending: false,
+            changed: false,
         });
         slot.state = new.state;
         slot.bytes = new.bytes;
-        slot.refill(now, interval);
-        if slot.take_credit() {
-            slot.pending = false;
-            Ok(Update::SendNow)
-        } else {
-            slot.pending = true;
-            Ok(Update::Deferred)
+        if !slot.changed {
+            slot.changed = true;
+            self.changed.push(user);
         }
+        Ok(())
     }
 
-    /// The earliest time a deferred state is due.
-    pub fn next_due(&self, interval: Duration) -> Option<Instant> {
-        self.slots
-            .values()
-            .filter(|slot| slot.pending)
-            .map(|slot| slot.due(interval))
-            .min()
+    /// When the changes waiting are due: an interval after presence last went out (at once
+    /// if that is past); `None` when nothing changed.
+    pub fn due(&self, now: Instant, interval: Duration) -> Option<Instant> {
+        if self.changed.is_empty() {
+            return None;
+        }
+        Some(self.sent_at.map_or(now, |sent| sent + interval))
     }
 
-    /// Deferred states that have credit now, marked sent: the latest state of each.
-    pub fn take_due(&mut self, now: Instant, interval: Duration) -> Vec<(UserId, Value)> {
-        let mut due = Vec::new();
-        for (user, slot) in &mut self.slots {
-            if !slot.pending {
+    /// The tick: every state that changed since the last one, each user's latest (`null` for
+    /// a user whose state was cleared), in the order they changed.
+    pub fn take_changed(&mut self, now: Instant) -> Vec<(UserId, Value)> {
+        self.sent_at = Some(now);
+        let mut seen = HashSet::new();
+        let mut changed = Vec::with_capacity(self.changed.len());
+        for user in std::mem::take(&mut self.changed) {
+            if !seen.insert(user) {
                 continue;
             }
-            slot.refill(now, interval);
-            if slot.take_credit() {
-                slot.pending = false;
-                due.push((*user, slot.state.clone()));
+            match self.slots.get_mut(&user) {
+                Some(slot) if slot.changed => {
+                    slot.changed = false;
+                    changed.push((user, slot.state.clone()));
+                }
+                Some(_) => {}
+                None => changed.push((user, Value::Null)),
             }
         }
-        due
+        changed
     }
 
+    /// Clears a user's state: the next tick tells the others (`null`). False if there was
+    /// none.
     pub fn remove(&mut self, user: UserId) -> bool {
         match self.slots.remove(&user) {
             Some(slot) => {
                 self.bytes -= slot.bytes;
+                if !slot.changed {
+                    self.changed.push(user);
+                }
                 true
             }
             None => false,
@@ -318,24 +293,20 @@ mod tests {
 
     #[test]
     fn the_room_presence_has_a_budget() {
-        let (now, interval) = (Instant::now(), Duration::from_millis(50));
         let (a, b) = (UserId::new(), UserId::new());
         let sized = |bytes| NewState {
             state: Value::Null,
             bytes,
         };
         let mut board = PresenceBoard::default();
-        assert!(board.update(a, sized(60), 100, now, interval).is_ok());
-        assert_eq!(
-            board.update(b, sized(50), 100, now, interval),
-            Err(RoomPresenceFull)
-        );
-        assert!(board.update(b, sized(40), 100, now, interval).is_ok());
+        assert!(board.update(a, sized(60), 100).is_ok());
+        assert_eq!(board.update(b, sized(50), 100), Err(RoomPresenceFull));
+        assert!(board.update(b, sized(40), 100).is_ok());
         // Shrinking is always allowed; a user's own old state does not count twice.
-        assert!(board.update(a, sized(60), 100, now, interval).is_ok());
-        assert!(board.update(a, sized(10), 100, now, interval).is_ok());
+        assert!(board.update(a, sized(60), 100).is_ok());
+        assert!(board.update(a, sized(10), 100).is_ok());
         board.remove(b);
-        assert!(board.update(a, sized(100), 100, now, interval).is_ok());
+        assert!(board.update(a, sized(100), 100).is_ok());
     }
 
     #[test]
@@ -358,65 +329,53 @@ mod tests {
     }
 
     #[test]
-    fn updates_faster_than_the_interval_are_coalesced_to_the_latest() {
+    fn a_tick_sends_each_changed_state_once_the_latest_wins() {
         let interval = Duration::from_millis(50);
         let start = Instant::now();
-        let user = UserId::new();
+        let (a, b) = (UserId::new(), UserId::new());
         let mut board = PresenceBoard::default();
-        assert_eq!(
-            board.update(user, state(1), BUDGET, start, interval),
-            Ok(Update::SendNow)
-        );
-        assert_eq!(
-            board.update(user, state(2), BUDGET, start, interval),
-            Ok(Update::SendNow),
-            "a burst of two"
-        );
-        for i in 3..=10 {
-            let at = start + Duration::from_millis(i);
-            assert_eq!(
-                board.update(user, state(i), BUDGET, at, interval),
-                Ok(Update::Deferred)
-            );
+        assert_eq!(board.due(start, interval), None, "nothing changed");
+        board.update(a, state(1), BUDGET).unwrap();
+        // Nothing went out for an interval: the first change is due at once.
+        assert_eq!(board.due(start, interval), Some(start));
+        assert_eq!(board.take_changed(start), vec![(a, Value::from(1))]);
+        for n in 2..=10 {
+            board.update(a, state(n), BUDGET).unwrap();
         }
-        let due = board.next_due(interval).unwrap();
-        assert!(due >= start + interval && due <= start + interval + Duration::from_millis(1));
-        assert!(board
-            .take_due(start + Duration::from_millis(40), interval)
-            .is_empty());
-        let sent = board.take_due(due, interval);
-        assert_eq!(sent, vec![(user, Value::from(10))], "the latest state wins");
-        assert_eq!(board.next_due(interval), None);
-        // A flood averages one update per interval: 100 updates over a second send ~22.
-        let mut board = PresenceBoard::default();
-        let mut sent = 0;
-        for ms in 0..1000u64 {
-            let now = start + Duration::from_millis(ms);
-            if ms % 10 == 0
-                && board.update(user, state(ms), BUDGET, now, interval) == Ok(Update::SendNow)
-            {
-                sent += 1;
-            }
-            sent += board.take_due(now, interval).len();
-        }
-        assert!((20..=22).contains(&sent), "{sent} sent in a second");
+        board.update(b, state(100), BUDGET).unwrap();
+        // Then one tick per interval, each user's latest state, in the order they changed.
+        let due = board.due(start, interval).unwrap();
+        assert_eq!(due, start + interval);
+        assert_eq!(
+            board.take_changed(due),
+            vec![(a, Value::from(10)), (b, Value::from(100))]
+        );
+        assert_eq!(board.due(due, interval), None);
+        assert!(board.take_changed(due + interval).is_empty());
     }
 
     #[test]
-    fn a_client_at_exactly_the_interval_is_never_delayed() {
-        let interval = Duration::from_millis(50);
-        let start = Instant::now();
+    fn a_cleared_state_goes_out_as_null_once() {
+        let now = Instant::now();
         let user = UserId::new();
         let mut board = PresenceBoard::default();
-        for n in 0..200u64 {
-            // Arrivals every 50 ms give or take 3 ms of jitter.
-            let jitter = [0, 3, 0, 2, 1][n as usize % 5];
-            let at = start + Duration::from_millis(n * 50 + jitter);
-            assert_eq!(
-                board.update(user, state(n), BUDGET, at, interval),
-                Ok(Update::SendNow),
-                "update {n}"
-            );
-        }
+        assert!(!board.remove(user), "no state to clear");
+        board.update(user, state(1), BUDGET).unwrap();
+        board.take_changed(now);
+        assert!(board.remove(user));
+        assert_eq!(board.take_changed(now), vec![(user, Value::Null)]);
+        // Changed, cleared, set again and cleared again within one tick: one null.
+        board.update(user, state(2), BUDGET).unwrap();
+        board.remove(user);
+        board.update(user, state(3), BUDGET).unwrap();
+        board.remove(user);
+        assert_eq!(board.take_changed(now), vec![(user, Value::Null)]);
+        // Cleared then set again: the new state.
+        board.update(user, state(4), BUDGET).unwrap();
+        board.take_changed(now);
+        board.remove(user);
+        board.update(user, state(5), BUDGET).unwrap();
+        assert_eq!(board.take_changed(now), vec![(user, Value::from(5))]);
+        assert_eq!(board.states().count(), 1);
     }
 }

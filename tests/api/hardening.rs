@@ -653,7 +653,7 @@ async fn a_socket_that_does_not_read_cannot_pile_up_answers(backend: Backend) {
     let app = TestApp::start_with(backend, |c| {
         c.limits.max_page_bytes = PAGE;
         c.realtime.outbox_bytes = 2 * PAGE;
-        c.realtime.outbox_frames = 1_000_000;
+        c.realtime.outbox_max_delay_ms = 60_000;
         c.realtime.messages_per_second = 100_000;
         c.realtime.message_burst = 100_000;
         // Far beyond the test's wait: only the byte cap can end the connection in time.

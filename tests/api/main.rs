@@ -17,6 +17,7 @@ mod hardening;
 mod jwt_attacks;
 mod keys;
 mod presence;
+mod presence_batches;
 mod realtime;
 mod receiver;
 mod robustness;

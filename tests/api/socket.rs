@@ -51,17 +51,29 @@ impl Socket {
         }
     }
 
-    /// Opens and authenticates; panics unless the server welcomes the token.
+    /// Opens and authenticates (protocol version 1); panics unless the server welcomes the
+    /// token.
     pub async fn connect(http_base: &str, token: &str) -> (Self, Value) {
+        Self::connect_speaking(http_base, token, json!(1)).await
+    }
+
+    /// `connect`, asking for protocol version `protocol` (a number, or null for none).
+    pub async fn connect_speaking(http_base: &str, token: &str, protocol: Value) -> (Self, Value) {
         let mut socket = Self::open(http_base).await;
-        let welcome = socket.auth(token).await;
+        let welcome = socket.auth_speaking(token, protocol).await;
         assert_eq!(welcome["type"], "welcome", "{welcome}");
         (socket, welcome)
     }
 
-    /// Opens, authenticates and joins; returns the join's result.
+    /// Opens, authenticates (protocol version 1) and joins; returns the join's result.
     pub async fn join(http_base: &str, token: &str) -> (Self, Value) {
-        let (mut socket, _) = Self::connect(http_base, token).await;
+        Self::join_speaking(http_base, token, 1).await
+    }
+
+    /// `join`, speaking protocol version `protocol`.
+    pub async fn join_speaking(http_base: &str, token: &str, protocol: u32) -> (Self, Value) {
+        let (mut socket, welcome) = Self::connect_speaking(http_base, token, json!(protocol)).await;
+        assert_eq!(welcome["protocol"], protocol);
         let joined = socket
             .request("room.join", json!({}))
             .await
@@ -69,10 +81,18 @@ impl Socket {
         (socket, joined)
     }
 
-    /// Sends the auth frame and returns the server's answer (welcome or authFailed).
+    /// Sends the auth frame (protocol version 1) and returns the server's answer (welcome or
+    /// authFailed).
     pub async fn auth(&mut self, token: &str) -> Value {
-        self.send_json(json!({ "type": "auth", "token": token, "protocol": 1 }))
-            .await;
+        self.auth_speaking(token, json!(1)).await
+    }
+
+    async fn auth_speaking(&mut self, token: &str, protocol: Value) -> Value {
+        let mut frame = json!({ "type": "auth", "token": token });
+        if !protocol.is_null() {
+            frame["protocol"] = protocol;
+        }
+        self.send_json(frame).await;
         self.next_frame().await.expect("an answer to auth")
     }
 

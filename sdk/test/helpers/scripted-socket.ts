@@ -61,6 +61,8 @@ export function scriptedToken(userId: string): string {
 export class ScriptedServer {
   readonly sockets: ScriptedSocket[] = [];
   readonly requests: ScriptedRequest[] = [];
+  /** The auth frames received, in order. */
+  readonly auths: { token?: string; protocol?: number }[] = [];
   /** How sockets opened from now on answer `auth`. */
   auth: (socket: ScriptedSocket) => AuthAnswer = () => 'welcome';
   private readonly claimed = new Set<ScriptedRequest>();
@@ -114,6 +116,7 @@ export class ScriptedServer {
 
   received(socket: ScriptedSocket, frame: any): void {
     if (frame?.type === 'auth') {
+      this.auths.push(frame);
       const answer = this.auth(socket);
       setImmediate(() => {
         if (answer === 'welcome') {

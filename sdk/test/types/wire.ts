@@ -27,7 +27,7 @@ export function dispatch(frame: EventFrame): string {
     case 'userDeleted':
       return frame.data.user.name;
     case 'presence':
-      return frame.data.userId;
+      return 'states' in frame.data ? frame.data.states.map((s) => s.userId).join() : frame.data.userId;
     case 'broadcast':
       return frame.data.event;
     case 'roomDeleted':

@@ -9,7 +9,7 @@ use super::CLOSE_TIMEOUT;
 use crate::auth::{JwtError, JwtSigner};
 use crate::domain::{Room, Timestamp, User};
 use crate::error::ApiError;
-use crate::realtime::protocol::{close, ClientFrame, ErrorBody, ServerFrame};
+use crate::realtime::protocol::{close, negotiate, ClientFrame, ErrorBody, ServerFrame};
 use crate::rooms::Engine;
 use crate::store::RoomScope;
 
@@ -19,6 +19,8 @@ pub type Stream = SplitStream<WebSocket>;
 /// Who the socket authenticated as.
 pub struct Identity {
     pub scope: RoomScope,
+    /// The protocol version the socket is served (`negotiate`).
+    pub protocol: u32,
     pub user: User,
     pub room: Room,
 }
@@ -65,7 +67,8 @@ pub async fn authenticate(
     if text.len() > config.max_message_bytes {
         return Err(Refusal::TooBig);
     }
-    let Ok(ClientFrame::Auth { token, .. }) = serde_json::from_str::<ClientFrame>(text.as_str())
+    let Ok(ClientFrame::Auth { token, protocol }) =
+        serde_json::from_str::<ClientFrame>(text.as_str())
     else {
         return Err("The first frame must be an auth frame".into());
     };
@@ -91,7 +94,12 @@ pub async fn authenticate(
         Refusal::Unavailable
     })?;
     match (user, room) {
-        (Some(user), Some(room)) => Ok(Identity { scope, user, room }),
+        (Some(user), Some(room)) => Ok(Identity {
+            scope,
+            protocol: negotiate(protocol),
+            user,
+            room,
+        }),
         _ => Err("The token's user or room no longer exists".into()),
     }
 }

@@ -89,10 +89,10 @@ async fn serve(
 
     let closer = Closer::new(hub.shutdown_token());
     let limits = OutboxLimits {
-        frames: config.outbox_frames,
         bytes: config.outbox_bytes,
+        max_delay: config.outbox_max_delay(),
     };
-    let (outbox, mailbox) = outbox(limits, closer.clone());
+    let (outbox, mailbox) = outbox(limits, closer.clone(), identity.protocol);
     let member = Member {
         connection,
         scope: identity.scope,

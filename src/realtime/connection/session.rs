@@ -11,7 +11,7 @@ use crate::domain::{Room, User, UserId};
 use crate::error::ApiError;
 use crate::realtime::protocol::{
     unreadable_request_id, ClientFrame, ErrorBody, JoinResult, Limits, Request, RequestId,
-    ServerFrame, MAX_REQUEST_ID_CHARS, PROTOCOL_VERSION,
+    ServerFrame, MAX_REQUEST_ID_CHARS,
 };
 use crate::rooms::entries::{change_json, entry_json, key, store_name};
 use crate::rooms::following::UserView;
@@ -84,7 +84,7 @@ impl Session {
             Err(_) => UserView::alone(user),
         };
         let frame = ServerFrame::Welcome {
-            protocol: PROTOCOL_VERSION,
+            protocol: self.member.outbox.protocol(),
             connection_id: self.member.connection.to_string(),
             user: &user,
             room,

@@ -342,9 +342,11 @@ export class CollabKitClient<D extends StoresDefinition = {}> {
         }
         return;
       }
-      case 'presence':
-        this.presence.handle(frame.data);
+      case 'presence': {
+        const data = frame.data;
+        for (const change of 'states' in data ? data.states : [data]) this.presence.handle(change);
         return;
+      }
       case 'broadcast':
         this.notifications.handle(frame.data);
         return;

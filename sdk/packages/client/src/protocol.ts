@@ -25,7 +25,12 @@ import type {
 } from '@collab-kit/utils';
 
 export const SUBPROTOCOL = 'collabkit.v1';
-export const PROTOCOL_VERSION = 1;
+/**
+ * The protocol version the SDK speaks (docs/protocol.md, Versions): 2 receives presence in
+ * batches, one `presence` event per tick. An older server answers 1 and sends one event per
+ * state; the SDK reads both.
+ */
+export const PROTOCOL_VERSION = 2;
 
 // ---------------------------------------------------------------------------------------------
 // Objects the server sends.
@@ -255,7 +260,8 @@ export interface Events {
   userCreated: { user: RawUser };
   userUpdated: { user: RawUser };
   userDeleted: { user: RawUser };
-  presence: PresenceEntry;
+  /** Version 2: every state of the room's last presence tick; version 1: one state. */
+  presence: { states: PresenceEntry[] } | PresenceEntry;
   broadcast: { event: string; data: unknown; userId: string };
   roomDeleted: { roomId: string };
   changed: {
