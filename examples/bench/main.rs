@@ -11,6 +11,7 @@
 
 mod dashboard;
 mod files;
+mod process;
 mod server;
 mod stats;
 mod stores;
