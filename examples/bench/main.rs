@@ -4,6 +4,7 @@
 //!   scripts/bench http [--db sqlite|postgres|both] [--seconds 5] [--concurrency 32]
 //!   scripts/bench ws [--db sqlite|postgres|both] [--clients 200[,500,...]] [--moving N]
 //!                    [--rooms 4] [--seconds 10] [--hz 20] [--idle 10000] [--concurrency 1000]
+//!                    [--compare socketio]
 //!   scripts/bench stores [--db sqlite|postgres|both] [--writers 1,50] [--seconds 5]
 //!   scripts/bench webhooks [--db sqlite|postgres|both] [--events 2000] [--rate 200]
 //!   scripts/bench files [--db ...] [--storage local|s3|both] [--mb 1024] (see files.rs)
@@ -11,8 +12,10 @@
 
 mod dashboard;
 mod files;
+mod presence;
 mod process;
 mod server;
+mod socketio;
 mod stats;
 mod stores;
 mod webhooks;
@@ -37,6 +40,8 @@ struct Options {
     rooms: usize,
     hz: f64,
     idle: usize,
+    /// What `ws` also runs each presence load on, after CollabKit.
+    compare: Option<Compare>,
     /// Writer counts of `stores`, one row each.
     writers: Vec<usize>,
     /// Events made by `webhooks`, and how many per second (0: as fast as possible).
@@ -44,11 +49,19 @@ struct Options {
     rate: usize,
 }
 
+/// A server `ws --compare` measures beside CollabKit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Compare {
+    /// A Socket.IO relay: scripts/socketio-relay, started by the bench (needs Node.js).
+    SocketIo,
+}
+
 fn usage() -> ! {
     eprintln!(
         "usage: bench http [--db sqlite|postgres|both] [--seconds N] [--concurrency N]\n\
          \x20      bench ws [--db sqlite|postgres|both] [--clients N,N,...] [--moving N]\n\
          \x20               [--rooms N] [--seconds N] [--hz N] [--idle N] [--concurrency N]\n\
+         \x20               [--compare socketio]\n\
          \x20      bench stores [--db sqlite|postgres|both] [--writers N,N,...] [--seconds N]\n\
          \x20      bench webhooks [--db sqlite|postgres|both] [--events N] [--rate N]\n\
          \x20      bench dashboard [--db sqlite|postgres|both] [--seconds N]\n\
@@ -68,6 +81,7 @@ fn parse(args: &[String]) -> Options {
         rooms: 4,
         hz: 20.0,
         idle: 10_000,
+        compare: None,
         writers: vec![1, 50],
         events: 2000,
         rate: 200,
@@ -99,6 +113,12 @@ fn parse(args: &[String]) -> Options {
             "--rooms" => options.rooms = value().parse().unwrap_or_else(|_| usage()),
             "--hz" => options.hz = value().parse().unwrap_or_else(|_| usage()),
             "--idle" => options.idle = value().parse().unwrap_or_else(|_| usage()),
+            "--compare" => {
+                options.compare = match value().as_str() {
+                    "socketio" => Some(Compare::SocketIo),
+                    _ => usage(),
+                }
+            }
             "--writers" => {
                 options.writers = value()
                     .split(',')

@@ -1,25 +1,25 @@
 //! `ws` mode: presence fan-out over real sockets (updates/s, deliveries/s and end-to-end
-//! latency), then the server's memory per idle, joined socket.
+//! latency; the measurement is presence.rs), with `--compare socketio` the same load on a
+//! Socket.IO relay (socketio.rs), then the server's memory per idle, joined socket.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt as _, StreamExt as _};
+use futures_util::StreamExt as _;
 use tokio::task::JoinHandle;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-use crate::process::{cpu_ticks, open_files_limit, rss_kib, settle, ticks_per_second};
+use crate::presence::{Live, Load, Measurement, Protocol, SetupFailures, Target};
+use crate::process::{open_files_limit, rss_kib, settle};
 use crate::server::{Db, Server};
+use crate::socketio::{self, Relay};
 use crate::stats::Summary;
-use crate::wsclient::{self, After, Frame, SetupError, Socket};
-use crate::Options;
+use crate::wsclient::{self, After, SetupError, Socket};
+use crate::{Compare, Options};
 
 /// Limits raised so that the bench measures fan-out, not the per-connection rate limit, the
 /// room cap or the REST rate limit used during set-up.
@@ -30,19 +30,11 @@ const SERVER_ENV: [(&str, &str); 4] = [
     ("COLLABKIT_RATE_LIMIT_PER_SECOND", "0"),
 ];
 /// REST calls and socket set-ups in flight at once: quick set-up without a thundering herd.
-const SETUP_CONCURRENCY: usize = 32;
+pub const SETUP_CONCURRENCY: usize = 32;
 /// Idle sockets being set up at once, when `--concurrency` does not say: a reconnection storm
 /// after a deploy, every client at once.
 const STORM_CONCURRENCY: usize = 1000;
-/// Every socket is set up before the first update; this gives the writers time to start.
-const START_DELAY: Duration = Duration::from_millis(200);
-/// A write to the server that takes longer than this ends that client's updates.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
-/// After the last update: deliveries have stopped when none arrived for this long...
-const DRAIN_QUIET: Duration = Duration::from_millis(500);
-/// ...or at the latest after this long.
-const DRAIN_MAX: Duration = Duration::from_secs(5);
-/// Longest wait for the bench's own tasks once told to stop.
+/// Longest wait for the idle sockets once the server has stopped.
 const TASK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Idle sockets read nothing but pings: a small read buffer keeps 10,000 of them light in the
 /// bench process (the library's default is 128 KiB, touched on the first read).
@@ -53,8 +45,16 @@ const SPARE_FDS: u64 = 256;
 const REST_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub async fn run(db: Db, options: &Options) -> anyhow::Result<()> {
+    // Checked before the first run, so that a missing relay does not end the bench midway.
+    if options.compare == Some(Compare::SocketIo) {
+        Relay::install()?;
+    }
     for &clients in options.clients.iter().filter(|&&n| n > 0) {
-        presence(db, options, clients).await?;
+        let load = Load::new(options, clients);
+        presence(db, &load).await?;
+        if options.compare == Some(Compare::SocketIo) {
+            socketio::presence(&load).await?;
+        }
     }
     if options.idle > 0 {
         idle(db, options).await?;
@@ -130,82 +130,27 @@ async fn create_users(
         .collect()
 }
 
-/// Set-up failures, by kind, with the first message of each for the report.
-#[derive(Default)]
-struct SetupFailures {
-    auth: usize,
-    other: usize,
-    first: Option<String>,
-}
-
-impl SetupFailures {
-    fn add(&mut self, error: &SetupError) {
-        match error {
-            SetupError::AuthFailed(_) => self.auth += 1,
-            _ => self.other += 1,
-        }
-        self.first.get_or_insert_with(|| error.to_string());
-    }
-
-    fn total(&self) -> usize {
-        self.auth + self.other
-    }
-}
-
-/// What one client's reader saw during the measurement.
-#[derive(Default)]
-struct Tally {
-    latencies_us: Vec<u64>,
-    /// `error` frames by code (for example `RATE_LIMITED`).
-    errors: BTreeMap<String, u64>,
-    /// Set if the socket closed before the bench stopped reading: the close code, if any.
-    closed: Option<Option<u16>>,
-}
-
-/// One joined, synced client of the measurement.
-struct Live {
-    room: usize,
-    sink: SplitSink<Socket, Message>,
-    reader: JoinHandle<Tally>,
-}
-
-/// `clients` clients join; the first `--moving` of them (all by default) send presence updates
-/// at `hz`; every client reads the others' and measures how long each took from its sender's
-/// send to its arrival.
-async fn presence(db: Db, options: &Options, clients: usize) -> anyhow::Result<()> {
-    let seconds = options.seconds.unwrap_or(10);
-    let moving = options.moving.unwrap_or(clients).min(clients);
-    println!(
-        "\n== ws presence on {} ({clients} clients, {moving} moving, in {} rooms, {} Hz, {} s; server and load generator share this machine)",
-        db.name(),
-        options.rooms,
-        options.hz,
-        seconds
-    );
+/// CollabKit's presence run (see presence.rs): `load.clients` users, each with a token,
+/// connect, authenticate, join their room and sync to everyone's presence on a fresh server.
+async fn presence(db: Db, load: &Load) -> anyhow::Result<()> {
+    load.print_title(db.name());
     let server = Server::start(db, &SERVER_ENV).await?;
     let client = rest_client()?;
     let set_up = Instant::now();
-    let rooms = create_rooms(&server, &client, options.rooms).await?;
-    let users = create_users(&server, &client, &rooms, clients).await?;
+    let rooms = create_rooms(&server, &client, load.rooms).await?;
+    let users = create_users(&server, &client, &rooms, load.clients).await?;
     let created = set_up.elapsed();
 
     let url = realtime_url(&server);
-    let stop = CancellationToken::new();
-    let delivered = Arc::new(AtomicU64::new(0));
+    let measurement = Measurement::new(Protocol::CollabKit);
     let opened = Instant::now();
     let results: Vec<Result<Live, SetupError>> = futures_util::stream::iter(users)
         .map(|user| {
-            let (url, stop, delivered) = (&url, stop.clone(), delivered.clone());
+            let (url, measurement) = (&url, &measurement);
             async move {
                 let config = WebSocketConfig::default();
                 let socket = wsclient::open(url, &user.token, After::SyncEveryone, config).await?;
-                let (sink, stream) = socket.split();
-                let reader = tokio::spawn(read_presence(stream, stop, delivered));
-                Ok(Live {
-                    room: user.room,
-                    sink,
-                    reader,
-                })
+                Ok(measurement.start_reading(user.room, socket))
             }
         })
         .buffer_unordered(SETUP_CONCURRENCY)
@@ -222,245 +167,18 @@ async fn presence(db: Db, options: &Options, clients: usize) -> anyhow::Result<(
     println!(
         "set-up: {} rooms and {} users in {:.1} s; {} sockets authenticated, joined and synced in {:.1} s",
         rooms.len(),
-        clients,
+        load.clients,
         created.as_secs_f64(),
         live.len(),
         opened.elapsed().as_secs_f64()
     );
-
-    let period = Duration::from_secs_f64(1.0 / options.hz);
-    let start = Instant::now() + START_DELAY;
-    let deadline = start + Duration::from_secs(seconds);
-    let count = moving.max(1) as u32;
-    let mut writers = Vec::new();
-    let mut readers = Vec::new();
-    for (i, client) in live.into_iter().enumerate() {
-        // Spread the clients' ticks over the period, as independent clients would be.
-        let first = start + period * i as u32 / count;
-        // A reading client's writer only keeps its sink until the end.
-        let sends = i < moving;
-        writers.push((
-            client.room,
-            tokio::spawn(send_presence(client.sink, first, period, deadline, sends)),
-        ));
-        readers.push(client.reader);
-    }
-    let cpu_before = (cpu_ticks(server.pid())?, cpu_ticks(std::process::id())?);
-    let mut sent_per_room = vec![0_u64; rooms.len()];
-    let mut clients_per_room = vec![0_u64; rooms.len()];
-    let mut sinks = Vec::new();
-    let mut write_failures = 0;
-    for (room, writer) in writers {
-        clients_per_room[room] += 1;
-        if let Ok(sent) = writer.await {
-            sent_per_room[room] += sent.count;
-            write_failures += usize::from(sent.failed);
-            sinks.push(sent.sink);
-        }
-    }
-    let cpu_after = (cpu_ticks(server.pid())?, cpu_ticks(std::process::id())?);
-    let rss = rss_kib(server.pid())?;
-    drain(&delivered).await;
-    stop.cancel();
-
-    let mut latencies = Vec::new();
-    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
-    let mut closes: BTreeMap<String, u64> = BTreeMap::new();
-    for reader in readers {
-        let Ok(Ok(tally)) = tokio::time::timeout(TASK_TIMEOUT, reader).await else {
-            *closes.entry("reader lost".to_owned()).or_default() += 1;
-            continue;
-        };
-        latencies.extend(tally.latencies_us);
-        for (code, n) in tally.errors {
-            *errors.entry(code).or_default() += n;
-        }
-        if let Some(code) = tally.closed {
-            let code = code.map_or("no code".to_owned(), |c| c.to_string());
-            *closes.entry(code).or_default() += 1;
-        }
-    }
-    futures_util::future::join_all(sinks.iter_mut().map(|sink| async move {
-        let _ = tokio::time::timeout(TASK_TIMEOUT, sink.close()).await;
-    }))
-    .await;
-
-    let window = deadline - start;
-    // The CPU time both took over the sending window, as a share of one core.
-    let busy = |before: u64, after: u64| {
-        100.0 * after.saturating_sub(before) as f64 / ticks_per_second() / window.as_secs_f64()
+    let target = Target {
+        pid: server.pid(),
+        name: "server",
     };
-    let server_cpu = busy(cpu_before.0, cpu_after.0);
-    let generator_cpu = busy(cpu_before.1, cpu_after.1);
-    let sent: u64 = sent_per_room.iter().sum();
-    let expected: u64 = sent_per_room
-        .iter()
-        .zip(&clients_per_room)
-        .map(|(sent, clients)| sent * clients.saturating_sub(1))
-        .sum();
-    let summary = Summary::from_samples(latencies, 0, window);
-    let per_second = |n: u64| n as f64 / window.as_secs_f64();
-    let max_ms = summary
-        .latencies_us
-        .last()
-        .map_or(f64::NAN, |us| *us as f64 / 1000.0);
-    println!("{:<28} {:>12.0}", "updates sent/s", per_second(sent));
-    println!(
-        "{:<28} {:>12.0}",
-        "presence delivered/s",
-        summary.per_second()
-    );
-    println!(
-        "{:<28} {:>12.0}   (delivered {:.1} % of expected)",
-        "expected deliveries/s",
-        per_second(expected),
-        100.0 * summary.completed as f64 / expected.max(1) as f64
-    );
-    println!(
-        "{:<28} p50 {:.2}  p99 {:.2}  max {:.2}   ({} deliveries, sender's send to receiver's read)",
-        "latency ms",
-        summary.percentile_ms(50.0),
-        summary.percentile_ms(99.0),
-        max_ms,
-        summary.completed
-    );
-    let error_frames: u64 = errors.values().sum();
-    let close_count: u64 = closes.values().sum();
-    println!(
-        "{:<28} {:>12}   auth failures {}, other set-up failures {}, closes {} {:?}, error frames {} {:?}, write failures {}",
-        "errors",
-        failures.total() as u64 + close_count + error_frames + write_failures as u64,
-        failures.auth,
-        failures.other,
-        close_count,
-        closes,
-        error_frames,
-        errors,
-        write_failures
-    );
-    println!(
-        "{:<28} server {server_cpu:.0} %, load generator {generator_cpu:.0} % (of one core; server RSS {:.1} MiB)",
-        "cpu",
-        rss as f64 / 1024.0
-    );
-    if let Some(first) = &failures.first {
-        println!("first set-up failure: {first}");
-    }
+    let measured = measurement.finish(load, target, live, &failures).await;
     server.stop().await;
-    Ok(())
-}
-
-/// What one client's writer did.
-struct Sent {
-    sink: SplitSink<Socket, Message>,
-    count: u64,
-    failed: bool,
-}
-
-/// Sends a presence update (as a notification) every `period` from `first` until `deadline`
-/// if it `sends`; else only waits for the deadline. A client that falls behind skips ticks
-/// rather than bursting: `sent/s` shows what went out.
-async fn send_presence(
-    mut sink: SplitSink<Socket, Message>,
-    first: Instant,
-    period: Duration,
-    deadline: Instant,
-    sends: bool,
-) -> Sent {
-    if !sends {
-        tokio::time::sleep_until(deadline).await;
-        return Sent {
-            sink,
-            count: 0,
-            failed: false,
-        };
-    }
-    let mut tick = tokio::time::interval_at(first, period);
-    tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
-    let (mut count, mut failed) = (0, false);
-    loop {
-        if tick.tick().await >= deadline {
-            break;
-        }
-        let update = format!(
-            r#"{{"type":"req","method":"presence.update","params":{{"state":{{"t":{},"x":{count}}}}}}}"#,
-            wsclient::now_micros()
-        );
-        match tokio::time::timeout(WRITE_TIMEOUT, sink.send(Message::text(update))).await {
-            Ok(Ok(())) => count += 1,
-            _ => {
-                failed = true;
-                break;
-            }
-        }
-    }
-    Sent {
-        sink,
-        count,
-        failed,
-    }
-}
-
-/// Reads until told to stop: the latency of every presence event from the bench, the error
-/// frames, and an early close.
-async fn read_presence(
-    mut stream: SplitStream<Socket>,
-    stop: CancellationToken,
-    delivered: Arc<AtomicU64>,
-) -> Tally {
-    let mut tally = Tally::default();
-    loop {
-        let message = tokio::select! {
-            biased;
-            () = stop.cancelled() => break,
-            message = stream.next() => message,
-        };
-        match message {
-            Some(Ok(Message::Text(text))) => {
-                let received = wsclient::now_micros();
-                let Ok(frame) = serde_json::from_str::<Frame>(text.as_str()) else {
-                    *tally.errors.entry("unreadable".to_owned()).or_default() += 1;
-                    continue;
-                };
-                let before = tally.latencies_us.len();
-                for sent in frame.presence_sent_at() {
-                    tally.latencies_us.push(received.saturating_sub(sent));
-                }
-                let states = tally.latencies_us.len() - before;
-                if states > 0 {
-                    delivered.fetch_add(states as u64, Ordering::Relaxed);
-                } else if frame.kind == "error" {
-                    let code = frame.error.map_or_else(String::new, |e| e.code);
-                    *tally.errors.entry(code).or_default() += 1;
-                }
-            }
-            Some(Ok(Message::Close(frame))) => {
-                tally.closed = Some(frame.map(|f| f.code.into()));
-                break;
-            }
-            Some(Ok(_)) => {}
-            Some(Err(_)) | None => {
-                tally.closed = Some(None);
-                break;
-            }
-        }
-    }
-    tally
-}
-
-/// Waits until deliveries stop (none for `DRAIN_QUIET`), at most `DRAIN_MAX`.
-async fn drain(delivered: &AtomicU64) {
-    let began = Instant::now();
-    let mut last = delivered.load(Ordering::Relaxed);
-    let mut quiet_since = Instant::now();
-    while began.elapsed() < DRAIN_MAX && quiet_since.elapsed() < DRAIN_QUIET {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let now = delivered.load(Ordering::Relaxed);
-        if now != last {
-            last = now;
-            quiet_since = Instant::now();
-        }
-    }
+    measured
 }
 
 /// How an idle socket ended.

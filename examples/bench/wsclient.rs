@@ -13,6 +13,8 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use crate::presence::Incoming;
+
 pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// The subprotocol of docs/protocol.md.
@@ -111,6 +113,29 @@ impl Frame<'_> {
     }
 }
 
+/// A presence update (a notification: no `id`, no answer) carrying its send time `t`.
+pub fn presence_update(sent_at: u64, count: u64) -> String {
+    format!(
+        r#"{{"type":"req","method":"presence.update","params":{{"state":{{"t":{sent_at},"x":{count}}}}}}}"#
+    )
+}
+
+/// What the measurement makes of a server frame; the send times of a `presence` event's
+/// states go onto `sent_at`.
+pub fn read_frame(text: &str, sent_at: &mut Vec<u64>) -> Incoming {
+    let Ok(frame) = serde_json::from_str::<Frame>(text) else {
+        return Incoming::Error("unreadable".to_owned());
+    };
+    sent_at.extend(frame.presence_sent_at());
+    if !sent_at.is_empty() {
+        Incoming::Presence
+    } else if frame.kind == "error" {
+        Incoming::Error(frame.error.map_or_else(String::new, |e| e.code))
+    } else {
+        Incoming::Other
+    }
+}
+
 /// Microseconds since the Unix epoch: sender and receiver share this machine's clock.
 pub fn now_micros() -> u64 {
     SystemTime::now()
@@ -183,7 +208,7 @@ async fn request_and_wait(socket: &mut Socket, id: u64, request: &str) -> Result
     }
 }
 
-async fn send(socket: &mut Socket, text: String) -> Result<(), SetupError> {
+pub async fn send(socket: &mut Socket, text: String) -> Result<(), SetupError> {
     match tokio::time::timeout(SETUP_FRAME_TIMEOUT, socket.send(Message::text(text))).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(_)) => Err(SetupError::Closed(None)),
@@ -192,7 +217,7 @@ async fn send(socket: &mut Socket, text: String) -> Result<(), SetupError> {
 }
 
 /// The next text frame; pings are answered by the library while reading.
-async fn next_text(socket: &mut Socket) -> Result<String, SetupError> {
+pub async fn next_text(socket: &mut Socket) -> Result<String, SetupError> {
     loop {
         let message = tokio::time::timeout(SETUP_FRAME_TIMEOUT, socket.next())
             .await
