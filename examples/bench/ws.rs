@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::presence::{Live, Load, Measurement, Protocol, SetupFailures, Target};
-use crate::process::{open_files_limit, rss_kib, settle};
+use crate::process::{cpu_ticks, open_files_limit, rss_kib, settle, ticks_per_second};
 use crate::server::{Db, Server};
 use crate::socketio::{self, Relay};
 use crate::stats::Summary;
@@ -227,6 +227,7 @@ async fn idle(db: Db, options: &Options) -> anyhow::Result<()> {
 
     let url = realtime_url(&server);
     let stop = CancellationToken::new();
+    let cpu_before = (cpu_ticks(server.pid())?, cpu_ticks(std::process::id())?);
     let opened = Instant::now();
     let results: Vec<Result<(Duration, JoinHandle<Held>), SetupError>> =
         futures_util::stream::iter(&users)
@@ -244,6 +245,7 @@ async fn idle(db: Db, options: &Options) -> anyhow::Result<()> {
             .collect()
             .await;
     let open_time = opened.elapsed();
+    let cpu_after = (cpu_ticks(server.pid())?, cpu_ticks(std::process::id())?);
     let mut failures = SetupFailures::default();
     let mut holders = Vec::new();
     let mut join_times = Vec::new();
@@ -267,6 +269,17 @@ async fn idle(db: Db, options: &Options) -> anyhow::Result<()> {
         failures.total(),
         failures.auth,
         failures.other
+    );
+    let seconds =
+        |before: u64, after: u64| after.saturating_sub(before) as f64 / ticks_per_second();
+    let (server_cpu, generator_cpu) = (
+        seconds(cpu_before.0, cpu_after.0),
+        seconds(cpu_before.1, cpu_after.1),
+    );
+    println!(
+        "storm cpu: server {server_cpu:.1} s ({:.0} % of a core), load generator {generator_cpu:.1} s ({:.0} %)",
+        100.0 * server_cpu / open_time.as_secs_f64(),
+        100.0 * generator_cpu / open_time.as_secs_f64()
     );
     if let Some(first) = &failures.first {
         println!("first set-up failure: {first}");
