@@ -7,3 +7,4 @@ pub mod protocol;
 #[cfg(test)]
 mod sdk_mirror;
 pub mod upgrade;
+mod ws;

@@ -1,28 +1,23 @@
-//! `GET /v1/realtime`: the WebSocket upgrade. Authentication happens on the socket (the
-//! first frame), never in the URL.
+//! `GET /v1/realtime`: the WebSocket upgrade (RFC 6455, 4.2), answered here and handed to
+//! the server's own framing (`ws`). Authentication happens on the socket (the first frame),
+//! never in the URL.
 
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{FromRef, State};
-use axum::response::Response;
+use axum::extract::{FromRef, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse as _, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
+use hyper_util::rt::TokioIo;
 
 use super::protocol::SUBPROTOCOL;
+use super::ws;
 use crate::auth::JwtSigner;
+use crate::error::ApiError;
 use crate::rooms::Engine;
 use crate::server::ConnectionLease;
 
 /// A frame this many times over the limit closes the socket (1009) instead of being answered.
 const HARD_CAP_FACTOR: usize = 4;
-/// The read buffer a socket starts with (it grows for a larger frame). Client frames are
-/// small (a presence update is ~150 bytes), so 1 KiB still takes several per read; the
-/// library's default of 128 KiB, touched on the first read, would be most of an idle socket's
-/// memory, and even 4 KiB was a third of it.
-const READ_BUFFER_BYTES: usize = 1024;
-/// Frames queued for one write are sent once they reach this much (or at the batch's flush).
-/// The library's default, 128 KiB, lets a busy socket's write buffer grow that large and keep
-/// the capacity for good; a few KiB per write already make the system calls few.
-const WRITE_BUFFER_BYTES: usize = 8 * 1024;
 
 /// `GET /v1/realtime`, for the app to mount beside the REST API.
 pub fn router<S>() -> Router<S>
@@ -38,18 +33,91 @@ pub async fn connect(
     State(engine): State<Engine>,
     State(jwt): State<JwtSigner>,
     lease: Option<Extension<ConnectionLease>>,
-    upgrade: WebSocketUpgrade,
+    mut request: Request,
 ) -> Response {
+    let accept = match accept_key(request.headers()) {
+        Ok(accept) => accept,
+        Err(error) => return error.into_response(),
+    };
+    let Some(on_upgrade) = request
+        .extensions_mut()
+        .remove::<hyper::upgrade::OnUpgrade>()
+    else {
+        return ApiError::BadRequest("This connection cannot be upgraded".into()).into_response();
+    };
     let lease = lease.map(|Extension(lease)| lease);
     let cap = engine.hub().config().max_message_bytes * HARD_CAP_FACTOR;
-    upgrade
-        .protocols([SUBPROTOCOL])
-        .max_message_size(cap)
-        .max_frame_size(cap)
-        .read_buffer_size(READ_BUFFER_BYTES)
-        .write_buffer_size(WRITE_BUFFER_BYTES)
-        .on_upgrade(move |socket| {
-            let hub = engine.hub().clone();
-            hub.track(super::connection::run(socket, engine, jwt, lease))
-        })
+    let limits = ws::Limits {
+        max_frame_bytes: cap,
+        max_message_bytes: cap,
+    };
+    let hub = engine.hub().clone();
+    tokio::spawn(hub.track(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let io = TokioIo::new(upgraded);
+                super::connection::run(io, limits, engine, jwt, lease).await;
+            }
+            Err(error) => tracing::debug!(%error, "WebSocket upgrade failed"),
+        }
+    }));
+    let mut response = Response::new(axum::body::Body::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    if offers(request.headers(), SUBPROTOCOL) {
+        headers.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(SUBPROTOCOL),
+        );
+    }
+    response
+}
+
+/// The `Sec-WebSocket-Accept` value for a well-formed upgrade request, or why it is not one.
+fn accept_key(headers: &HeaderMap) -> Result<HeaderValue, ApiError> {
+    let refuse = |what: &str| {
+        ApiError::BadRequest(
+            format!("This endpoint takes a WebSocket upgrade (docs/protocol.md): {what}").into(),
+        )
+    };
+    if !has_token(headers, header::CONNECTION, "upgrade") {
+        return Err(refuse("Connection must include \"upgrade\""));
+    }
+    if !has_token(headers, header::UPGRADE, "websocket") {
+        return Err(refuse("Upgrade must be \"websocket\""));
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_none_or(|version| version.as_bytes() != b"13")
+    {
+        return Err(refuse("Sec-WebSocket-Version must be 13"));
+    }
+    let key = headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .ok_or_else(|| refuse("Sec-WebSocket-Key is missing"))?;
+    HeaderValue::from_str(&ws::accept_key(key.as_bytes()))
+        .map_err(|_| refuse("Sec-WebSocket-Key is malformed"))
+}
+
+/// Whether a comma-separated header holds `token` (case-insensitive).
+fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|item| item.trim().eq_ignore_ascii_case(token))
+}
+
+/// Whether the client offers the subprotocol `name` (case-sensitive, as RFC 6455 has it).
+fn offers(headers: &HeaderMap, name: &str) -> bool {
+    headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|item| item.trim() == name)
 }

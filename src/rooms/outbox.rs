@@ -6,11 +6,9 @@ use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-// The socket library's shared UTF-8 bytes: an event encoded once goes to every mailbox, and
-// out of each, without a copy.
-pub use axum::extract::ws::Utf8Bytes;
 
 /// Close codes (see the protocol document): why a connection ends.
 pub mod close {
@@ -23,6 +21,46 @@ pub mod close {
     pub const DEAD_PEER: u16 = 4001;
     pub const AUTH_FAILED: u16 = 4401;
     pub const GONE: u16 = 4404;
+}
+
+/// UTF-8 text in shared bytes: a frame encoded once goes to every mailbox, and out of each
+/// to its socket, without a copy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Utf8Bytes(Bytes);
+
+impl Utf8Bytes {
+    pub const fn from_static(text: &'static str) -> Self {
+        Self(Bytes::from_static(text.as_bytes()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("built from a str")
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The bytes, to write.
+    pub fn as_bytes(&self) -> &Bytes {
+        &self.0
+    }
+}
+
+impl From<String> for Utf8Bytes {
+    fn from(text: String) -> Self {
+        Self(Bytes::from(text))
+    }
+}
+
+impl From<&'static str> for Utf8Bytes {
+    fn from(text: &'static str) -> Self {
+        Self::from_static(text)
+    }
 }
 
 /// When a mailbox's reader counts as too slow: it holds more than `bytes`, or frames have

@@ -1,20 +1,21 @@
 //! The first frame of a socket: the `auth` frame, whose token must be valid and whose
 //! account, room and user must still exist; and how a refusal is told to the client.
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt as _, StreamExt as _};
+use hyper_util::rt::TokioIo;
 
 use super::CLOSE_TIMEOUT;
 use crate::auth::{JwtError, JwtSigner};
 use crate::domain::{Room, Timestamp, User};
 use crate::error::ApiError;
-use crate::realtime::protocol::{close, negotiate, ClientFrame, ErrorBody, ServerFrame};
+use crate::realtime::protocol::{close, negotiate, ClientFrame, ErrorBody, ServerFrame, Utf8Bytes};
+use crate::realtime::ws::{self, Message, ReadError};
 use crate::rooms::Engine;
 use crate::store::RoomScope;
 
-pub type Sink = SplitSink<WebSocket, Message>;
-pub type Stream = SplitStream<WebSocket>;
+/// An upgraded connection.
+pub type Io = TokioIo<hyper::upgrade::Upgraded>;
+pub type Sink = ws::Writer<tokio::io::WriteHalf<Io>>;
+pub type Stream = ws::Reader<tokio::io::ReadHalf<Io>>;
 
 /// Who the socket authenticated as.
 pub struct Identity {
@@ -67,8 +68,7 @@ pub async fn authenticate(
     if text.len() > config.max_message_bytes {
         return Err(Refusal::TooBig);
     }
-    let Ok(ClientFrame::Auth { token, protocol }) =
-        serde_json::from_str::<ClientFrame>(text.as_str())
+    let Ok(ClientFrame::Auth { token, protocol }) = serde_json::from_str::<ClientFrame>(&text)
     else {
         return Err("The first frame must be an auth frame".into());
     };
@@ -132,25 +132,16 @@ pub async fn refuse(sink: &mut Sink, refusal: Refusal, engine: &Engine) {
 
 /// Sends one last frame and the close, within `CLOSE_TIMEOUT`.
 pub async fn say_goodbye(sink: &mut Sink, frame: Utf8Bytes, code: u16, reason: &'static str) {
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
-        sink.send(Message::Text(frame)).await?;
-        sink.send(close_message(code, reason)).await
-    })
-    .await;
+    sink.feed(frame);
+    sink.feed_close(code, reason);
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.flush()).await;
 }
 
 /// Why reading a socket failed, as a close code: a frame over the hard cap (1009), or
 /// anything else the peer did wrong or a lost connection (1002).
-pub fn read_failure(error: axum::Error) -> (u16, &'static str) {
-    match error.into_inner().downcast_ref::<tungstenite::Error>() {
-        Some(tungstenite::Error::Capacity(_)) => (close::TOO_BIG, "frame too large"),
-        _ => (close::PROTOCOL_ERROR, "connection error"),
+pub fn read_failure(error: ReadError) -> (u16, &'static str) {
+    match error {
+        ReadError::TooBig => (close::TOO_BIG, "frame too large"),
+        ReadError::Protocol(_) | ReadError::Io => (close::PROTOCOL_ERROR, "connection error"),
     }
-}
-
-pub fn close_message(code: u16, reason: &'static str) -> Message {
-    Message::Close(Some(CloseFrame {
-        code,
-        reason: Utf8Bytes::from_static(reason),
-    }))
 }

@@ -11,8 +11,6 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{Message, WebSocket};
-use futures_util::StreamExt as _;
 use tracing::Instrument as _;
 
 use crate::auth::rate_limit::TokenBucket;
@@ -20,12 +18,13 @@ use crate::auth::JwtSigner;
 use crate::domain::{ConnectionId, Timestamp};
 use crate::error::ApiError;
 use crate::realtime::protocol::{close, ErrorBody, ServerFrame};
+use crate::realtime::ws::{self, Message};
 use crate::rooms::membership::Member;
 use crate::rooms::outbox::{outbox, Closer, OutboxLimits};
 use crate::rooms::Engine;
 use crate::server::ConnectionLease;
 
-use handshake::{authenticate, read_failure, refuse, say_goodbye};
+use handshake::{authenticate, read_failure, refuse, say_goodbye, Io};
 use session::Session;
 
 /// How long a closing handshake may take before the socket is dropped.
@@ -34,7 +33,8 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Serves a socket. Until it authenticates, its connection may still be closed to make room
 /// at the connection cap (`lease`): sockets that never authenticate must not fill it.
 pub async fn run(
-    socket: WebSocket,
+    io: Io,
+    limits: ws::Limits,
     engine: Engine,
     jwt: JwtSigner,
     lease: Option<ConnectionLease>,
@@ -46,13 +46,18 @@ pub async fn run(
         user = tracing::field::Empty,
         room = tracing::field::Empty,
     );
-    serve(socket, engine, jwt, lease, connection)
+    let (sink, stream) = {
+        let (stream, sink) = ws::split(io, limits);
+        (sink, stream)
+    };
+    serve(sink, stream, engine, jwt, lease, connection)
         .instrument(span)
         .await
 }
 
 async fn serve(
-    socket: WebSocket,
+    mut sink: handshake::Sink,
+    mut stream: handshake::Stream,
     engine: Engine,
     jwt: JwtSigner,
     lease: Option<ConnectionLease>,
@@ -60,7 +65,6 @@ async fn serve(
 ) {
     let hub = engine.hub().clone();
     let config = hub.config().clone();
-    let (mut sink, mut stream) = socket.split();
     let evicted = async {
         match &lease {
             Some(lease) => lease.evicted().await,
@@ -155,13 +159,13 @@ async fn serve(
         };
         last_seen.store(Timestamp::now().as_millis(), Ordering::Relaxed);
         match message {
-            Message::Text(text) => Box::pin(session.handle_text(text.as_str())).await,
-            Message::Binary(_) => session.error(
+            Message::Text(text) => Box::pin(session.handle_text(&text)).await,
+            Message::Binary => session.error(
                 None,
                 ApiError::BadRequest("Binary frames are not supported".into()),
             ),
-            Message::Close(_) => break,
-            Message::Ping(_) | Message::Pong(_) => {}
+            Message::Close => break,
+            Message::Ping | Message::Pong => {}
         }
     }
     Box::pin(session.leave()).await;
@@ -187,7 +191,7 @@ async fn serve(
     }
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
         while let Some(Ok(message)) = stream.next().await {
-            if matches!(message, Message::Close(_)) {
+            if matches!(message, Message::Close) {
                 break;
             }
         }

@@ -4,17 +4,14 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
-use axum::extract::ws::Message;
-use futures_util::SinkExt as _;
-
-use super::handshake::{close_message, Sink};
+use super::handshake::Sink;
 use super::CLOSE_TIMEOUT;
 use crate::config::RealtimeConfig;
 use crate::domain::Timestamp;
 use crate::realtime::protocol::close;
 use crate::rooms::outbox::{Closer, OutboxReceiver};
 
-/// Frames written to a socket before one flush.
+/// Frames taken from the mailbox for one write.
 const WRITE_BATCH_FRAMES: usize = 64;
 
 pub async fn write_loop(
@@ -35,50 +32,46 @@ pub async fn write_loop(
             () = closer.closed() => break,
             frame = outbox.recv() => {
                 let Some(frame) = frame else { break };
-                // Everything already queued goes out in one flush.
-                let batch = async {
-                    sink.feed(Message::Text(frame)).await?;
-                    for _ in 1..WRITE_BATCH_FRAMES {
-                        match outbox.try_recv() {
-                            Some(frame) => sink.feed(Message::Text(frame)).await?,
-                            None => break,
-                        }
+                // Everything already queued goes out in one write.
+                sink.feed(frame);
+                for _ in 1..WRITE_BATCH_FRAMES {
+                    match outbox.try_recv() {
+                        Some(frame) => sink.feed(frame),
+                        None => break,
                     }
-                    sink.flush().await
-                };
-                // A batch under way is finished (or times out) even if the socket is closed
-                // meanwhile: the close frame can only follow it, and a client that reads
-                // again in time gets the reason it was closed for.
-                match tokio::time::timeout(write_timeout, batch).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => { closer.close(close::NORMAL, "connection lost"); break }
-                    Err(_) => closer.close(close::TOO_SLOW, "too slow: a write timed out"),
                 }
             }
+            () = sink.pong_due() => {}
             _ = heartbeat.tick() => {
                 let silent = Timestamp::now().as_millis() - last_seen.load(Ordering::Relaxed);
                 if silent > dead_after {
                     closer.close(close::DEAD_PEER, "no heartbeat");
                     continue;
                 }
-                let ping = sink.send(Message::Ping(Default::default()));
-                if tokio::time::timeout(write_timeout, ping).await.is_err() {
-                    closer.close(close::TOO_SLOW, "too slow: a write timed out");
-                }
+                sink.feed_ping();
             }
+        }
+        // A write under way is finished (or times out) even if the socket is closed meanwhile:
+        // the close frame can only follow it, and a client that reads again in time gets the
+        // reason it was closed for. (A write cut short resumes where it stopped.)
+        match tokio::time::timeout(write_timeout, sink.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => {
+                closer.close(close::NORMAL, "connection lost");
+                break;
+            }
+            Err(_) => closer.close(close::TOO_SLOW, "too slow: a write timed out"),
         }
     }
     let (code, reason) = closer.reason();
     // Flush what is already queued (responses before a normal close), then say goodbye.
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
-        if flushes(code) {
-            while let Some(frame) = outbox.try_recv() {
-                sink.send(Message::Text(frame)).await?;
-            }
+    if flushes(code) {
+        while let Some(frame) = outbox.try_recv() {
+            sink.feed(frame);
         }
-        sink.send(close_message(code, reason)).await
-    })
-    .await;
+    }
+    sink.feed_close(code, reason);
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.flush()).await;
 }
 
 /// Whether a close lets the frames already queued go out first: a normal close, a
