@@ -2,12 +2,13 @@
 //! waiting on a client) and a transport drains, bounded in bytes and in time, and the way to
 //! close the connection behind it from anywhere with a reason.
 
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock, OnceLock};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// Close codes (see the protocol document): why a connection ends.
@@ -74,25 +75,26 @@ pub struct OutboxLimits {
 /// A mailbox for a connection closed by `closer`, whose client speaks protocol version
 /// `protocol`: the engine's sending side and the transport's receiving side.
 pub fn outbox(limits: OutboxLimits, closer: Closer, protocol: u32) -> (Outbox, OutboxReceiver) {
-    let (frames, receiver) = mpsc::unbounded_channel();
-    let progress = Arc::new(Progress::default());
+    let shared = Arc::new(Shared::default());
     let outbox = Outbox {
-        frames,
-        progress: progress.clone(),
+        shared: shared.clone(),
         limits,
         protocol,
         closer,
     };
-    let receiver = OutboxReceiver {
-        frames: receiver,
-        progress,
-    };
-    (outbox, receiver)
+    (outbox, OutboxReceiver { shared })
 }
 
-/// What the two sides of a mailbox share: how much waits, and since when nothing was taken.
+/// What the two sides of a mailbox share. The queue is a plain deque that holds no memory
+/// while it is empty (a channel would keep a block of slots for every idle socket).
 #[derive(Default)]
-struct Progress {
+struct Shared {
+    frames: Mutex<VecDeque<Utf8Bytes>>,
+    /// Wakes the transport when a frame is queued (a wake-up given while it is not waiting
+    /// is kept for its next wait).
+    ready: Notify,
+    /// Set when the transport is gone: nothing more is queued.
+    receiver_gone: AtomicBool,
     /// Bytes of the frames queued and not yet taken by the transport.
     queued: AtomicUsize,
     /// When the transport last took a frame, or the queue last went from empty to not
@@ -148,8 +150,7 @@ impl Closer {
 /// The sending side of a connection's queue of frames.
 #[derive(Clone)]
 pub struct Outbox {
-    frames: mpsc::UnboundedSender<Utf8Bytes>,
-    progress: Arc<Progress>,
+    shared: Arc<Shared>,
     limits: OutboxLimits,
     protocol: u32,
     closer: Closer,
@@ -163,30 +164,30 @@ impl Outbox {
     /// limit with none taken.
     pub fn send(&self, frame: Utf8Bytes) -> bool {
         let len = frame.len();
-        let progress = &self.progress;
+        let shared = &self.shared;
+        if shared.receiver_gone.load(Ordering::Acquire) {
+            return false;
+        }
         let now = millis_now();
-        let before = progress.queued.fetch_add(len, Ordering::AcqRel);
+        let before = shared.queued.fetch_add(len, Ordering::AcqRel);
         if before == 0 {
-            progress.moved_at.store(now, Ordering::Relaxed);
-        } else if now - progress.moved_at.load(Ordering::Relaxed)
+            shared.moved_at.store(now, Ordering::Relaxed);
+        } else if now - shared.moved_at.load(Ordering::Relaxed)
             > self.limits.max_delay.as_millis() as i64
         {
-            progress.queued.fetch_sub(len, Ordering::AcqRel);
+            shared.queued.fetch_sub(len, Ordering::AcqRel);
             self.closer
                 .close(close::TOO_SLOW, "too slow: messages waited too long");
             return false;
         }
         if before + len > self.limits.bytes {
-            progress.queued.fetch_sub(len, Ordering::AcqRel);
+            shared.queued.fetch_sub(len, Ordering::AcqRel);
             self.closer
                 .close(close::TOO_SLOW, "too slow: too much was waiting to be sent");
             return false;
         }
-        if self.frames.send(frame).is_err() {
-            // The transport is gone: nothing to send to.
-            progress.queued.fetch_sub(len, Ordering::AcqRel);
-            return false;
-        }
+        shared.frames.lock().expect("outbox lock").push_back(frame);
+        shared.ready.notify_one();
         true
     }
 
@@ -203,26 +204,38 @@ impl Outbox {
 
 /// The writer's side of the queue: what it takes is no longer counted as waiting.
 pub struct OutboxReceiver {
-    frames: mpsc::UnboundedReceiver<Utf8Bytes>,
-    progress: Arc<Progress>,
+    shared: Arc<Shared>,
 }
 
 impl OutboxReceiver {
-    pub async fn recv(&mut self) -> Option<Utf8Bytes> {
-        let frame = self.frames.recv().await?;
-        self.taken(&frame);
-        Some(frame)
+    /// The next frame, once there is one. (The connection ends through its `Closer`.)
+    pub async fn recv(&mut self) -> Utf8Bytes {
+        loop {
+            if let Some(frame) = self.try_recv() {
+                return frame;
+            }
+            self.shared.ready.notified().await;
+        }
     }
 
     pub fn try_recv(&mut self) -> Option<Utf8Bytes> {
-        let frame = self.frames.try_recv().ok()?;
-        self.taken(&frame);
+        let shared = &self.shared;
+        let mut frames = shared.frames.lock().expect("outbox lock");
+        let Some(frame) = frames.pop_front() else {
+            // Empty: its room goes, so that an idle socket holds none.
+            *frames = VecDeque::new();
+            return None;
+        };
+        drop(frames);
+        shared.moved_at.store(millis_now(), Ordering::Relaxed);
+        shared.queued.fetch_sub(frame.len(), Ordering::AcqRel);
         Some(frame)
     }
+}
 
-    fn taken(&self, frame: &Utf8Bytes) {
-        let progress = &self.progress;
-        progress.moved_at.store(millis_now(), Ordering::Relaxed);
-        progress.queued.fetch_sub(frame.len(), Ordering::AcqRel);
+impl Drop for OutboxReceiver {
+    fn drop(&mut self) {
+        self.shared.receiver_gone.store(true, Ordering::Release);
+        self.shared.frames.lock().expect("outbox lock").clear();
     }
 }

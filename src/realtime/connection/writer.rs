@@ -31,7 +31,6 @@ pub async fn write_loop(
             biased;
             () = closer.closed() => break,
             frame = outbox.recv() => {
-                let Some(frame) = frame else { break };
                 // Everything already queued goes out in one write.
                 sink.feed(frame);
                 for _ in 1..WRITE_BATCH_FRAMES {
