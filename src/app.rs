@@ -298,6 +298,12 @@ impl App {
         tracing::info!(addr = %self.local_addr(), "listening");
         let retention = Duration::from_millis(self.state.config().stores.tombstone_retention_ms);
         let heartbeat = tokio::spawn(nodes::upkeep(engine.clone(), retention));
+        // On a database other nodes share, the room answers kept in memory follow the changes
+        // they commit (`rooms::reads`).
+        let room_changes = self.state.store().watch_rooms().map(|feed| {
+            let engine = engine.clone();
+            tokio::spawn(async move { engine.follow_room_changes(feed).await })
+        });
         // Objects without a row (a crash between deleting the two): however many there are,
         // in the background.
         let sweep = {
@@ -364,6 +370,9 @@ impl App {
         );
         heartbeat.abort();
         sweep.abort();
+        if let Some(room_changes) = room_changes {
+            room_changes.abort();
+        }
         let _ = deliveries.await;
         let _ = analytics.await;
         let _ = sessions.await;

@@ -10,7 +10,7 @@ use super::envelope::Reply;
 use super::extract::{JsonBody, PathParams, QueryParams};
 use super::validation::{self, Patch};
 use crate::auth::AccountAuth;
-use crate::domain::{Room, RoomId, Timestamp};
+use crate::domain::{AccountId, RoomId, Timestamp};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::{Entity, NewRoom, RoomChanges, RoomScope};
@@ -75,8 +75,7 @@ async fn get_room(
     query: QueryParams,
 ) -> Result<Reply, ApiError> {
     let room_id: RoomId = path.id("roomId", Entity::Room)?;
-    let room = state.store().get_room(auth.account_id, room_id).await?;
-    room_with_users(&state, room, &query).await
+    room_with_users(&state, auth.account_id, room_id, &query).await
 }
 
 async fn get_room_by_custom_id(
@@ -88,29 +87,30 @@ async fn get_room_by_custom_id(
     let room = state
         .store()
         .get_room_by_custom_id(auth.account_id, path.text("customId"))
-        .await?;
-    room_with_users(&state, room, &query).await
+        .await?
+        .ok_or(ApiError::not_found(Entity::Room))?;
+    room_with_users(&state, auth.account_id, room.id, &query).await
 }
 
-/// The documented get-room reply: the room and a page of its users (without tokens).
+/// The documented get-room reply: the room and a page of its users (without tokens), from
+/// the engine's room reads (memory when it holds them).
 async fn room_with_users(
     state: &AppState,
-    room: Option<Room>,
+    account_id: AccountId,
+    room_id: RoomId,
     query: &QueryParams,
 ) -> Result<Reply, ApiError> {
     let (filter, page) = (query.filter()?, query.page()?);
-    let room = room.ok_or(ApiError::not_found(Entity::Room))?;
-    let scope = RoomScope {
-        account_id: room.account_id,
-        room_id: room.id,
-    };
-    let users = state.store().list_users(scope, &filter, page).await?;
+    let answer = state
+        .engine()
+        .room_answer(account_id, room_id, &filter, page)
+        .await?;
     Ok(Reply::ok(
         "Room retrieved",
         json!({
-            "room": room,
-            "users": users.items,
-            "usersTotal": users.total,
+            "room": answer.room,
+            "users": answer.users.items,
+            "usersTotal": answer.users.total,
             "limit": page.limit,
             "offset": page.offset,
         }),
@@ -153,7 +153,7 @@ async fn update_room(
             .transpose()?,
     };
     let room = state
-        .store()
+        .engine()
         .update_room(auth.account_id, room_id, &changes)
         .await?;
     Ok(Reply::ok("Room updated", json!({ "room": room })))

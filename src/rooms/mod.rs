@@ -15,6 +15,7 @@ pub mod nodes;
 pub mod outbox;
 pub mod presence;
 pub mod publish;
+pub mod reads;
 pub mod users;
 
 use std::sync::Arc;
@@ -70,6 +71,7 @@ struct Parts {
     config: Config,
     files: Storage,
     analytics: Arc<Analytics>,
+    reads: reads::RoomReads,
 }
 
 impl Engine {
@@ -81,6 +83,9 @@ impl Engine {
         files: Storage,
     ) -> Self {
         let hub = Hub::new(store.clone(), config.realtime.clone(), node_id);
+        // On a database other nodes share, room answers are kept only once the feed of their
+        // changes is up (`follow_room_changes`).
+        let reads = reads::RoomReads::new(!store.shared());
         Self(Arc::new(Parts {
             store,
             hub,
@@ -88,6 +93,7 @@ impl Engine {
             config,
             files,
             analytics: Arc::default(),
+            reads,
         }))
     }
 
@@ -117,5 +123,10 @@ impl Engine {
 
     pub fn config(&self) -> &Config {
         &self.0.config
+    }
+
+    /// Room answers kept in memory (`reads`).
+    pub fn room_reads(&self) -> &reads::RoomReads {
+        &self.0.reads
     }
 }

@@ -1,5 +1,6 @@
-//! The one way a change is announced: the events it recorded go to the event bus (webhooks,
-//! workflows), and what the room's sockets must hear goes to the room's actor on this node.
+//! The one way a change is announced: the room's answers kept in memory go (`reads`), the
+//! events it recorded go to the event bus (webhooks, workflows), and what the room's sockets
+//! must hear goes to the room's actor on this node.
 //! Relaying to other nodes belongs here too, behind the same call.
 
 use std::future::Future;
@@ -36,6 +37,7 @@ impl Engine {
     /// the room is loaded on this node (nobody here to tell otherwise). A deleted user's or
     /// room's sockets, joined or not, are told and closed.
     pub async fn publish(&self, outcome: Outcome) {
+        self.room_reads().changed(outcome.room_id);
         self.bus().publish(outcome.events);
         let Some(notice) = outcome.notice else { return };
         match &notice {

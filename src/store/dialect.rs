@@ -3,9 +3,11 @@
 
 use sqlx::postgres::PgQueryResult;
 use sqlx::sqlite::SqliteQueryResult;
-use sqlx::{Database, Decode, Encode, IntoArguments, Postgres, Sqlite, Type};
+use sqlx::{Database, Decode, Encode, IntoArguments, Pool, Postgres, Sqlite, Type};
+use tokio::sync::mpsc;
 
 use super::migrations::{self, Migration};
+use super::RoomSignal;
 
 /// A database the store runs on. Its bounds on `Arguments` and `QueryResult` are what lets
 /// generic code run a statement and count what it changed; its items are the SQL that differs.
@@ -52,6 +54,9 @@ pub trait Dialect:
 
     /// `text` in lower case as the database's `LOWER()` puts it, for `LIKE` patterns.
     fn lower(text: &str) -> String;
+
+    /// The feed of committed changes to rooms and their users (`Store::watch_rooms`).
+    fn watch_rooms(pool: &Pool<Self>) -> Option<mpsc::Receiver<RoomSignal>>;
 }
 
 /// How a `SELECT` inside a write locks what it reads.
@@ -120,6 +125,11 @@ impl Dialect for Sqlite {
     fn lower(text: &str) -> String {
         text.to_ascii_lowercase()
     }
+
+    /// None: a SQLite file has one node, which sees its own changes.
+    fn watch_rooms(_: &Pool<Self>) -> Option<mpsc::Receiver<RoomSignal>> {
+        None
+    }
 }
 
 impl Dialect for Postgres {
@@ -145,6 +155,10 @@ impl Dialect for Postgres {
 
     fn lower(text: &str) -> String {
         text.to_lowercase()
+    }
+
+    fn watch_rooms(pool: &Pool<Self>) -> Option<mpsc::Receiver<RoomSignal>> {
+        Some(super::postgres::watch_rooms(pool.clone()))
     }
 }
 

@@ -51,6 +51,11 @@ pub(super) const SQLITE: &[Migration] = &[
         name: "0007_files",
         sql: include_str!("../../migrations/sqlite/0007_files.sql"),
     },
+    Migration {
+        version: 8,
+        name: "0008_room_changes",
+        sql: include_str!("../../migrations/sqlite/0008_room_changes.sql"),
+    },
 ];
 
 pub(super) const POSTGRES: &[Migration] = &[
@@ -88,6 +93,11 @@ pub(super) const POSTGRES: &[Migration] = &[
         version: 7,
         name: "0007_files",
         sql: include_str!("../../migrations/postgres/0007_files.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "0008_room_changes",
+        sql: include_str!("../../migrations/postgres/0008_room_changes.sql"),
     },
 ];
 

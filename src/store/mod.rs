@@ -122,7 +122,7 @@ pub use files::FileStore;
 pub use follows::FollowStore;
 pub use membership::{ConnectionRecord, Joined, Left, MembershipStore, NewConnection, Recounted};
 pub use nodes::NodeStore;
-pub use rooms::{NewRoom, RoomChanges, RoomStore};
+pub use rooms::{NewRoom, RoomChanges, RoomSignal, RoomStore};
 pub use users::{NewUser, UserChanges, UserCursor, UserPage, UserStore};
 pub use webhooks::WebhookStore;
 
@@ -152,6 +152,11 @@ pub trait Store:
 
     /// One cheap round trip, for readiness checks.
     async fn ping(&self) -> StoreResult<()>;
+
+    /// The changes to rooms and their users as they commit, on a database other nodes share
+    /// (`None` on SQLite, which this node alone writes). The feed runs until the receiver is
+    /// dropped.
+    fn watch_rooms(&self) -> Option<tokio::sync::mpsc::Receiver<RoomSignal>>;
 }
 
 pub type DynStore = Arc<dyn Store>;

@@ -1,13 +1,25 @@
 //! The PostgreSQL backend, for production and for several server nodes on one database.
 
 use std::str::FromStr;
+use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::Postgres;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use sqlx::{Pool, Postgres};
+use tokio::sync::mpsc;
 
 use super::sealing::Sealer;
 use super::sql::SqlStore;
-use super::{StoreOptions, StoreResult};
+use super::{RoomSignal, StoreOptions, StoreResult};
+use crate::domain::RoomId;
+
+/// The channel on which the database reports changes to rooms and their users: a trigger on
+/// `rooms` and `users` (migration 0008) notifies it with the room's ID when they commit.
+const ROOM_CHANNEL: &str = "collabkit_rooms";
+/// Signals waiting for the engine before the listener waits for it.
+const SIGNALS_QUEUED: usize = 1024;
+/// First wait before listening again after the feed broke; it doubles, up to the most.
+const RELISTEN_DELAY: Duration = Duration::from_millis(100);
+const RELISTEN_DELAY_MAX: Duration = Duration::from_secs(5);
 
 pub type PostgresStore = SqlStore<Postgres>;
 
@@ -25,5 +37,62 @@ impl SqlStore<Postgres> {
             .connect_with(connect)
             .await?;
         SqlStore::open(pool.clone(), pool, sealer).await
+    }
+}
+
+/// Listens for the room changes that commit, on a connection of its own, until the receiver
+/// is dropped: `Listening` once subscribed, `Changed` for each change, `Lost` when the
+/// connection broke (notifications sent meanwhile are gone), then `Listening` again.
+pub(super) fn watch_rooms(pool: Pool<Postgres>) -> mpsc::Receiver<RoomSignal> {
+    let (signals, receiver) = mpsc::channel(SIGNALS_QUEUED);
+    tokio::spawn(async move {
+        let mut delay = RELISTEN_DELAY;
+        while !signals.is_closed() && !pool.is_closed() {
+            tokio::select! {
+                () = signals.closed() => return,
+                () = listen(&pool, &signals, &mut delay) => {}
+            }
+            let _ = signals.send(RoomSignal::Lost).await;
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(RELISTEN_DELAY_MAX);
+        }
+    });
+    receiver
+}
+
+/// One subscription, until it breaks.
+async fn listen(pool: &Pool<Postgres>, signals: &mpsc::Sender<RoomSignal>, delay: &mut Duration) {
+    let mut listener = match PgListener::connect_with(pool).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::warn!(%error, "listening for room changes: cannot connect");
+            return;
+        }
+    };
+    if let Err(error) = listener.listen(ROOM_CHANNEL).await {
+        tracing::warn!(%error, "listening for room changes failed");
+        return;
+    }
+    if signals.send(RoomSignal::Listening).await.is_err() {
+        return;
+    }
+    *delay = RELISTEN_DELAY;
+    loop {
+        match listener.try_recv().await {
+            Ok(Some(notification)) => {
+                let Ok(room_id) = notification.payload().parse::<RoomId>() else {
+                    continue;
+                };
+                if signals.send(RoomSignal::Changed(room_id)).await.is_err() {
+                    return;
+                }
+            }
+            // The connection was lost: what was notified meanwhile is gone.
+            Ok(None) => return,
+            Err(error) => {
+                tracing::warn!(%error, "listening for room changes failed");
+                return;
+            }
+        }
     }
 }

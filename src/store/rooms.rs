@@ -28,6 +28,18 @@ pub struct RoomChanges {
     pub custom_id: Option<Option<String>>,
 }
 
+/// What the database says of the changes to rooms and their users that commit (on any
+/// node): `Store::watch_rooms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomSignal {
+    /// The feed is up: from now on every change is reported.
+    Listening,
+    /// This room, or one of its users, changed.
+    Changed(RoomId),
+    /// The feed is down: changes may go unreported until the next `Listening`.
+    Lost,
+}
+
 #[async_trait]
 pub trait RoomStore: Send + Sync {
     async fn create_room(&self, room: &NewRoom) -> StoreResult<Room>;

@@ -70,6 +70,10 @@ where
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+
+    fn watch_rooms(&self) -> Option<tokio::sync::mpsc::Receiver<super::RoomSignal>> {
+        DB::watch_rooms(&self.pool)
+    }
 }
 
 /// Maps a unique-constraint violation to `Conflict(entity)`, anything else to `Database`.

@@ -21,6 +21,7 @@ mod presence_batches;
 mod realtime;
 mod receiver;
 mod robustness;
+mod room_reads;
 mod rooms;
 mod router;
 mod secrets;
