@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::error::ApiError;
@@ -15,8 +16,17 @@ use crate::error::ApiError;
 #[derive(Debug, Clone)]
 pub struct EnvelopeParts {
     description: Cow<'static, str>,
-    data: Value,
+    data: Data,
     error: Option<ErrorParts>,
+}
+
+/// A reply's `data`: a JSON value, or JSON already encoded (an answer served often, encoded
+/// once).
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+enum Data {
+    Value(Value),
+    Encoded(Box<RawValue>),
 }
 
 #[derive(Debug, Clone)]
@@ -33,7 +43,7 @@ impl EnvelopeParts {
     pub fn success(description: impl Into<Cow<'static, str>>, data: Value) -> Self {
         Self {
             description: description.into(),
-            data,
+            data: Data::Value(data),
             error: None,
         }
     }
@@ -41,7 +51,7 @@ impl EnvelopeParts {
     pub fn failure(error: ErrorParts) -> Self {
         Self {
             description: Cow::Borrowed(""),
-            data: Value::Object(Default::default()),
+            data: Data::Value(Value::Object(Default::default())),
             error: Some(error),
         }
     }
@@ -56,7 +66,7 @@ impl EnvelopeParts {
             kind: &'static str,
             success: bool,
             description: &'a str,
-            data: &'a Value,
+            data: &'a Data,
             error: Option<ErrorBody<'a>>,
             request_id: &'a str,
         }
@@ -110,6 +120,18 @@ impl Reply {
         Self {
             status: StatusCode::OK,
             parts: EnvelopeParts::success(description, data),
+        }
+    }
+
+    /// `ok`, with `data` encoded already.
+    pub fn ok_encoded(description: &'static str, data: Box<RawValue>) -> Self {
+        Self {
+            status: StatusCode::OK,
+            parts: EnvelopeParts {
+                description: description.into(),
+                data: Data::Encoded(data),
+                error: None,
+            },
         }
     }
 

@@ -3,14 +3,15 @@
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::Router;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use serde_json::value::RawValue;
 
 use super::envelope::Reply;
 use super::extract::{JsonBody, PathParams, QueryParams};
 use super::validation::{self, Patch};
 use crate::auth::AccountAuth;
-use crate::domain::{AccountId, RoomId, Timestamp};
+use crate::domain::{AccountId, Room, RoomId, Timestamp};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::{Entity, NewRoom, RoomChanges, RoomScope};
@@ -105,16 +106,24 @@ async fn room_with_users(
         .engine()
         .room_answer(account_id, room_id, &filter, page)
         .await?;
-    Ok(Reply::ok(
-        "Room retrieved",
-        json!({
-            "room": answer.room,
-            "users": answer.users.items,
-            "usersTotal": answer.users.total,
-            "limit": page.limit,
-            "offset": page.offset,
-        }),
-    ))
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct RoomReply<'a> {
+        room: &'a Room,
+        users: &'a RawValue,
+        users_total: i64,
+        limit: i64,
+        offset: i64,
+    }
+    let reply = RoomReply {
+        room: &answer.room,
+        users: &answer.users,
+        users_total: answer.users_total,
+        limit: page.limit,
+        offset: page.offset,
+    };
+    let data = serde_json::value::to_raw_value(&reply).map_err(|e| ApiError::Internal(e.into()))?;
+    Ok(Reply::ok_encoded("Room retrieved", data))
 }
 
 #[derive(Deserialize)]

@@ -16,9 +16,11 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 use super::Engine;
-use crate::domain::{AccountId, Room, RoomId, User};
+use serde_json::value::RawValue;
+
+use crate::domain::{AccountId, Room, RoomId};
 use crate::error::ApiError;
-use crate::store::{Entity, ListFilter, Listed, Page, RoomChanges, RoomScope, RoomSignal};
+use crate::store::{Entity, ListFilter, Page, RoomChanges, RoomScope, RoomSignal};
 
 /// Rooms whose answers are kept at most; past it, everything kept is dropped (a bound, not
 /// a policy: an answer costs one read to get back).
@@ -26,10 +28,14 @@ const MAX_ROOMS: usize = 10_000;
 /// Different pages (filters, offsets) kept per room at most.
 const MAX_PAGES_PER_ROOM: usize = 8;
 
-/// The room and one page of its users.
+/// The room and one page of its users, encoded (a user's JSON does not change until the
+/// user does; the room's holds the time it has been in use, so it is encoded at each read).
 pub struct RoomAnswer {
     pub room: Room,
-    pub users: Listed<User>,
+    /// The page's users, a JSON array.
+    pub users: Box<RawValue>,
+    /// Users across all pages.
+    pub users_total: i64,
 }
 
 /// Room answers kept in memory.
@@ -161,7 +167,12 @@ impl Engine {
             room_id,
         };
         let users = self.store().list_users(scope, filter, page).await?;
-        let answer = Arc::new(RoomAnswer { room, users });
+        let answer = Arc::new(RoomAnswer {
+            room,
+            users: serde_json::value::to_raw_value(&users.items)
+                .map_err(|error| ApiError::Internal(error.into()))?,
+            users_total: users.total,
+        });
         if let Some(ticket) = ticket {
             reads.keep(ticket, filter.clone(), page, answer.clone());
         }
@@ -218,10 +229,8 @@ mod tests {
                 session_started_at: None,
                 total_users_created: 0,
             },
-            users: Listed {
-                items: Vec::new(),
-                total: 0,
-            },
+            users: serde_json::value::to_raw_value(&[0; 0]).unwrap(),
+            users_total: 0,
         })
     }
 
