@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde_json::Value;
 
+use crate::process::rss_kib;
 use crate::server::{Db, Server};
 use crate::stats;
 
@@ -264,16 +265,6 @@ async fn run_on(db: Db, storage: Storage, options: &FilesOptions) -> anyhow::Res
     server.stop().await;
     drop(moto);
     Ok(())
-}
-
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .with_context(|| format!("reading /proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmRSS in /proc/<pid>/status")
 }
 
 /// A `moto` S3 server on loopback (`pip install 'moto[server]'`), stopped when dropped.

@@ -125,6 +125,19 @@ impl SetupFailures {
     pub fn total(&self) -> usize {
         self.auth + self.other
     }
+
+    /// The set-ups that succeeded, and the failures of the others.
+    pub fn sort<T>(results: Vec<Result<T, SetupError>>) -> (Vec<T>, Self) {
+        let mut failures = Self::default();
+        let mut done = Vec::new();
+        for result in results {
+            match result {
+                Ok(value) => done.push(value),
+                Err(error) => failures.add(&error),
+            }
+        }
+        (done, failures)
+    }
 }
 
 /// The process the clients talk to, whose CPU time and memory the report shows.

@@ -114,14 +114,7 @@ pub async fn presence(load: &Load) -> anyhow::Result<()> {
         .buffer_unordered(SETUP_CONCURRENCY)
         .collect()
         .await;
-    let mut failures = SetupFailures::default();
-    let mut live = Vec::new();
-    for result in results {
-        match result {
-            Ok(client) => live.push(client),
-            Err(error) => failures.add(&error),
-        }
-    }
+    let (live, failures) = SetupFailures::sort(results);
     println!(
         "set-up: {} sockets connected and joined in {:.1} s (no users, no auth: the relay has neither)",
         live.len(),

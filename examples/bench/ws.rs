@@ -156,14 +156,7 @@ async fn presence(db: Db, load: &Load) -> anyhow::Result<()> {
         .buffer_unordered(SETUP_CONCURRENCY)
         .collect()
         .await;
-    let mut failures = SetupFailures::default();
-    let mut live = Vec::new();
-    for result in results {
-        match result {
-            Ok(client) => live.push(client),
-            Err(error) => failures.add(&error),
-        }
-    }
+    let (live, failures) = SetupFailures::sort(results);
     println!(
         "set-up: {} rooms and {} users in {:.1} s; {} sockets authenticated, joined and synced in {:.1} s",
         rooms.len(),

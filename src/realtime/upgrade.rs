@@ -104,20 +104,20 @@ fn accept_key(headers: &HeaderMap) -> Result<HeaderValue, ApiError> {
 
 /// Whether a comma-separated header holds `token` (case-insensitive).
 fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    items(headers, name).any(|item| item.eq_ignore_ascii_case(token))
+}
+
+/// Whether the client offers the subprotocol `name` (case-sensitive, as RFC 6455 has it).
+fn offers(headers: &HeaderMap, name: &str) -> bool {
+    items(headers, header::SEC_WEBSOCKET_PROTOCOL).any(|item| item == name)
+}
+
+/// The items of a comma-separated header, however many times it is given.
+fn items(headers: &HeaderMap, name: header::HeaderName) -> impl Iterator<Item = &str> {
     headers
         .get_all(name)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
-        .any(|item| item.trim().eq_ignore_ascii_case(token))
-}
-
-/// Whether the client offers the subprotocol `name` (case-sensitive, as RFC 6455 has it).
-fn offers(headers: &HeaderMap, name: &str) -> bool {
-    headers
-        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .any(|item| item.trim() == name)
+        .map(str::trim)
 }

@@ -234,17 +234,19 @@ mod tests {
         })
     }
 
+    fn first_page() -> (ListFilter, Page) {
+        let page = Page {
+            limit: 50,
+            offset: 0,
+        };
+        (ListFilter::default(), page)
+    }
+
     #[test]
     fn an_answer_is_kept_until_its_room_changes() {
         let reads = RoomReads::new(true);
         let (account, room) = (AccountId::new(), RoomId::new());
-        let (filter, page) = (
-            ListFilter::default(),
-            Page {
-                limit: 50,
-                offset: 0,
-            },
-        );
+        let (filter, page) = first_page();
         assert!(reads.get(account, room, &filter, page).is_none());
         let ticket = reads.ticket(room).unwrap();
         reads.keep(ticket, filter.clone(), page, answer(account, room, "a"));
@@ -262,13 +264,7 @@ mod tests {
     fn a_read_that_raced_a_change_is_not_kept() {
         let reads = RoomReads::new(true);
         let (account, room) = (AccountId::new(), RoomId::new());
-        let (filter, page) = (
-            ListFilter::default(),
-            Page {
-                limit: 50,
-                offset: 0,
-            },
-        );
+        let (filter, page) = first_page();
         let ticket = reads.ticket(room).unwrap();
         // The database read happens here, then a change commits and is announced.
         reads.changed(room);
