@@ -28,6 +28,10 @@ pub enum Activity {
 #[derive(Default)]
 pub struct Analytics {
     pending: Mutex<HashMap<(RoomId, i64), RoomMinute>>,
+    /// One flush at a time: a flush that finds nothing pending while another is still
+    /// writing waits for it, so that whoever flushes before reading (the analytics page)
+    /// reads what was counted.
+    flushing: tokio::sync::Mutex<()>,
 }
 
 impl Analytics {
@@ -70,6 +74,7 @@ impl Analytics {
     /// Writes what was counted since the last flush, in one batch. Counters a failed write
     /// held are put back for the next one.
     pub async fn flush(&self, store: &DynStore) {
+        let _turn = self.flushing.lock().await;
         let batch: Vec<RoomMinute> = self.lock().drain().map(|(_, minute)| minute).collect();
         if batch.is_empty() {
             return;

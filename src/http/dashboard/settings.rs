@@ -528,7 +528,7 @@ async fn delete_organization(
         .await?;
     // Its files' keys are read before their rows go with the rooms; the objects after.
     let mut files = Vec::new();
-    for room in rooms.items {
+    for room in &rooms.items {
         state.engine().hub().close_room_sockets(room.id);
         let scope = crate::store::RoomScope {
             account_id: session.account.id,
@@ -538,6 +538,9 @@ async fn delete_organization(
     }
     let keys = state.store().list_api_keys(session.account.id).await?;
     state.store().delete_account(session.account.id).await?;
+    for room in &rooms.items {
+        state.engine().room_reads().changed(room.id);
+    }
     state
         .engine()
         .delete_room_objects(session.account.id, files)
