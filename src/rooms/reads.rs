@@ -20,7 +20,7 @@ use serde_json::value::RawValue;
 
 use crate::domain::{AccountId, Room, RoomId};
 use crate::error::ApiError;
-use crate::store::{Entity, ListFilter, Page, RoomChanges, RoomScope, RoomSignal};
+use crate::store::{Entity, ListFilter, Page, RoomScope, RoomSignal};
 
 /// Rooms whose answers are kept at most; past it, everything kept is dropped (a bound, not
 /// a policy: an answer costs one read to get back).
@@ -177,21 +177,6 @@ impl Engine {
             reads.keep(ticket, filter.clone(), page, answer.clone());
         }
         Ok(answer)
-    }
-
-    /// Renames a room or changes its custom ID.
-    pub async fn update_room(
-        &self,
-        account_id: AccountId,
-        room_id: RoomId,
-        changes: &RoomChanges,
-    ) -> Result<Room, ApiError> {
-        let room = self
-            .store()
-            .update_room(account_id, room_id, changes)
-            .await?;
-        self.room_reads().changed(room_id);
-        Ok(room)
     }
 
     /// Follows the changes other nodes commit to rooms and their users, for as long as the

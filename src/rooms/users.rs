@@ -6,9 +6,11 @@ use super::actor::RoomCommand;
 use super::following::{FollowGraph, UserView};
 use super::publish::Outcome;
 use super::Engine;
-use crate::domain::{AccountId, RoomId, User, UserId};
+use crate::domain::{AccountId, Room, RoomId, User, UserId};
 use crate::error::ApiError;
-use crate::store::{Entity, NewUser, PageSize, Recounted, RoomScope, UserChanges, UserCursor};
+use crate::store::{
+    Entity, NewUser, PageSize, Recounted, RoomChanges, RoomScope, UserChanges, UserCursor,
+};
 
 /// A follow starts or ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +66,22 @@ impl Engine {
         })
         .await;
         Ok(user)
+    }
+
+    /// Renames a room or changes its custom ID, and announces it (its answers kept in memory
+    /// go).
+    pub async fn update_room(
+        &self,
+        account_id: AccountId,
+        room_id: RoomId,
+        changes: &RoomChanges,
+    ) -> Result<Room, ApiError> {
+        let room = self
+            .store()
+            .update_room(account_id, room_id, changes)
+            .await?;
+        self.publish(Outcome::recorded(room_id, Vec::new())).await;
+        Ok(room)
     }
 
     /// Deletes a room and all it holds, its files included; its sockets hear of it and are

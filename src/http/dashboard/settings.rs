@@ -539,7 +539,8 @@ async fn delete_organization(
     let keys = state.store().list_api_keys(session.account.id).await?;
     state.store().delete_account(session.account.id).await?;
     for room in &rooms.items {
-        state.engine().room_reads().changed(room.id);
+        let gone = crate::rooms::Outcome::recorded(room.id, Vec::new());
+        state.engine().publish(gone).await;
     }
     state
         .engine()
