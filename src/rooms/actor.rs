@@ -3,19 +3,22 @@
 //! `try_send` into the client's bounded outbox, and a client that cannot keep up is closed.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{sleep_until, Instant};
 
 use super::events::{PresenceBatch, ServerEvent};
+use super::first_page::{FirstPage, KeptPage, Lookup};
 use super::following::FollowGraph;
 use super::hub::RoomMap;
 use super::outbox::{Outbox, Utf8Bytes};
 use super::presence::{self, NewState, PresenceBoard, RoomPresenceFull, SyncTarget};
 use crate::config::RealtimeConfig;
 use crate::domain::{ConnectionId, User, UserId};
-use crate::store::{DynStore, Joined, Left, RoomScope};
+use crate::error::ApiError;
+use crate::store::{DynStore, Joined, Left, PageSize, RoomScope, UserPage};
 
 /// Commands queued for a room before senders wait.
 pub const INBOX_CAPACITY: usize = 1024;
@@ -72,6 +75,20 @@ pub enum RoomCommand {
     UserUpdated(User),
     UserDeleted(User),
     RoomDeleted,
+    /// The room's first page of users, for a batch of joins (`first_page`).
+    FirstPage {
+        reply: oneshot::Sender<Lookup>,
+    },
+    /// The first page, read from the database under `epoch`: to keep if still current, and
+    /// to encode for the joins that read it.
+    KeepPage {
+        epoch: u64,
+        page: UserPage,
+        reply: oneshot::Sender<Result<Arc<FirstPage>, ApiError>>,
+    },
+    /// Another node changed the room or its users (or this node may have missed such news):
+    /// what is kept of its users is dropped.
+    Forget,
     /// Events for every joined socket but `except` (the one that caused them).
     Publish {
         except: Option<ConnectionId>,
@@ -93,11 +110,20 @@ pub struct RoomActor {
     config: RealtimeConfig,
     members: HashMap<ConnectionId, Member>,
     presence: PresenceBoard,
-    follows: FollowGraph,
+    follows: Arc<FollowGraph>,
+    /// Whether `follows` holds the room's graph (it failed to load otherwise).
+    follows_loaded: bool,
+    first_page: KeptPage,
 }
 
 impl RoomActor {
-    pub fn new(scope: RoomScope, rooms: RoomMap, store: DynStore, config: RealtimeConfig) -> Self {
+    pub fn new(
+        scope: RoomScope,
+        rooms: RoomMap,
+        store: DynStore,
+        config: RealtimeConfig,
+        first_page: PageSize,
+    ) -> Self {
         Self {
             scope,
             rooms,
@@ -105,7 +131,9 @@ impl RoomActor {
             config,
             members: HashMap::new(),
             presence: PresenceBoard::default(),
-            follows: FollowGraph::default(),
+            follows: Arc::default(),
+            follows_loaded: false,
+            first_page: KeptPage::new(first_page),
         }
     }
 
@@ -151,7 +179,8 @@ impl RoomActor {
         for attempt in 1..=FOLLOW_LOAD_ATTEMPTS {
             match self.store.list_follows(self.scope).await {
                 Ok(pairs) => {
-                    self.follows = FollowGraph::from_pairs(pairs);
+                    self.follows = Arc::new(FollowGraph::from_pairs(pairs));
+                    self.follows_loaded = true;
                     return;
                 }
                 Err(error) => {
@@ -180,6 +209,7 @@ impl RoomActor {
                         sync: None,
                     },
                 );
+                self.first_page.patch(&joined.user);
                 if joined.came_online {
                     let user = self.follows.socket_user(joined.user.clone());
                     self.send_to_others(user_id, &ServerEvent::UserJoined { user: &user }.encode());
@@ -196,6 +226,9 @@ impl RoomActor {
                 self.members.remove(&connection);
             }
             RoomCommand::Left { user_id, left } => {
+                if let Some(user) = &left.user {
+                    self.first_page.patch(user);
+                }
                 if !left.went_offline {
                     return;
                 }
@@ -289,17 +322,20 @@ impl RoomActor {
                 follows,
                 users,
             } => {
-                self.follows.set(follower, followee, follows);
+                Arc::make_mut(&mut self.follows).set(follower, followee, follows);
+                self.first_page.regraph();
                 for user in users {
                     let user = self.follows.socket_user(user);
                     self.send_to_all(&ServerEvent::UserUpdated { user: &user }.encode());
                 }
             }
             RoomCommand::UserCreated(user) => {
+                self.first_page.forget();
                 let user = self.follows.socket_user(user);
                 self.send_to_all(&ServerEvent::UserCreated { user: &user }.encode());
             }
             RoomCommand::UserUpdated(user) => {
+                self.first_page.patch(&user);
                 let user = self.follows.socket_user(user);
                 self.send_to_all(&ServerEvent::UserUpdated { user: &user }.encode());
             }
@@ -308,8 +344,9 @@ impl RoomActor {
                 // reaches them joined or not.
                 let user_id = user.id;
                 self.members.retain(|_, member| member.user_id != user_id);
+                self.first_page.forget();
                 let user = self.follows.socket_user(user);
-                self.follows.remove_user(user_id);
+                Arc::make_mut(&mut self.follows).remove_user(user_id);
                 self.send_to_all(&ServerEvent::UserDeleted { user: &user }.encode());
                 self.clear_presence(user_id);
             }
@@ -326,7 +363,20 @@ impl RoomActor {
                 // Every socket of the room (joined or not) hears of it and closes through the
                 // hub; here there is nobody left to serve.
                 self.members.clear();
+                self.first_page.forget();
             }
+            RoomCommand::FirstPage { reply } => {
+                let lookup = if self.follows_loaded {
+                    self.first_page.get(&self.follows)
+                } else {
+                    Lookup::Unavailable
+                };
+                let _ = reply.send(lookup);
+            }
+            RoomCommand::KeepPage { epoch, page, reply } => {
+                let _ = reply.send(self.first_page.keep(epoch, page, &self.follows));
+            }
+            RoomCommand::Forget => self.first_page.forget(),
         }
     }
 

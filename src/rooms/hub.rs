@@ -17,7 +17,7 @@ use super::membership::Change;
 use super::outbox::{close, Outbox};
 use crate::config::RealtimeConfig;
 use crate::domain::{ConnectionId, NodeId, RoomId, UserId};
-use crate::store::{DynStore, RoomScope};
+use crate::store::{DynStore, PageSize, RoomScope};
 
 /// A handle on a room's actor. Holding one keeps the room loaded.
 pub struct RoomHandle {
@@ -122,19 +122,27 @@ struct HubInner {
     /// For the actors, which load a room's follow graph.
     store: DynStore,
     config: RealtimeConfig,
+    /// The size of the first page of users a join answers with.
+    first_page: PageSize,
     node_id: NodeId,
     shutdown: CancellationToken,
     connections: TaskTracker,
 }
 
 impl Hub {
-    pub fn new(store: DynStore, config: RealtimeConfig, node_id: NodeId) -> Self {
+    pub fn new(
+        store: DynStore,
+        config: RealtimeConfig,
+        first_page: PageSize,
+        node_id: NodeId,
+    ) -> Self {
         Self(Arc::new(HubInner {
             rooms: RoomMap::default(),
             sockets: Mutex::new(Sockets::default()),
             joined: Mutex::new(HashSet::new()),
             store,
             config,
+            first_page,
             node_id,
             shutdown: CancellationToken::new(),
             connections: TaskTracker::new(),
@@ -215,10 +223,16 @@ impl Hub {
             self.0.rooms.clone(),
             self.0.store.clone(),
             self.0.config.clone(),
+            self.0.first_page,
         );
         let span = tracing::info_span!("room", room = %scope.room_id);
         tokio::spawn(tracing::Instrument::instrument(actor.run(inbox), span));
         handle
+    }
+
+    /// The rooms whose actors run on this node.
+    pub fn loaded_rooms(&self) -> Vec<Arc<RoomHandle>> {
+        self.0.rooms.lock().values().cloned().collect()
     }
 
     /// The room's handle if its actor runs on this node.

@@ -6,12 +6,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::value::RawValue;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::actor::RoomCommand;
-use super::following::{FollowGraph, UserView};
+use super::first_page::{FirstPage, Lookup};
+use super::following::UserView;
 use super::hub::RoomHandle;
 use super::outbox::Outbox;
 use super::publish::Outcome;
@@ -20,7 +20,7 @@ use crate::analytics::Activity;
 use crate::domain::{ConnectionId, Room, RoomId, Timestamp, User, UserId};
 use crate::error::ApiError;
 use crate::store::{
-    self, ConnectionRecord, Left, NewConnection, RoomScope, StoreError, StoreResult,
+    self, ConnectionRecord, Left, NewConnection, PageSize, RoomScope, StoreError, StoreResult,
 };
 
 /// Attempts at recording a leave before giving up to the reaper.
@@ -63,16 +63,6 @@ pub struct PendingJoin {
     /// For the actor: everyone else's presence, for the join's answer.
     presence: oneshot::Sender<Vec<Value>>,
     done: oneshot::Sender<Result<(store::Joined, Arc<FirstPage>), ApiError>>,
-}
-
-/// What every join of a batch answers with besides its own socket's part: the room's first
-/// page of users (and the follow graph they are shown with), read once for the batch.
-pub struct FirstPage {
-    graph: FollowGraph,
-    /// The users (`UserView`s), JSON encoded once: every join of the batch sends the same.
-    pub users: Box<RawValue>,
-    /// Where the rest of the room's users start, if there are more.
-    pub cursor: Option<String>,
 }
 
 pub struct PendingLeave {
@@ -129,7 +119,7 @@ impl Engine {
         );
         Ok(Joined {
             room: joined.room,
-            user: page.graph.socket_user(joined.user),
+            user: page.socket_user(joined.user),
             page,
             presence,
             handle: room,
@@ -241,21 +231,8 @@ impl Engine {
         if announced.is_empty() {
             return;
         }
-        let page =
-            self.users_page_and_graph(scope, None)
-                .await
-                .and_then(|(users, cursor, graph)| {
-                    let users = serde_json::value::to_raw_value(&users)
-                        .map_err(|error| ApiError::Internal(error.into()))?;
-                    Ok((users, cursor, graph))
-                });
-        match page {
-            Ok((users, cursor, graph)) => {
-                let page = Arc::new(FirstPage {
-                    graph,
-                    users,
-                    cursor,
-                });
+        match self.first_page(room).await {
+            Ok(page) => {
                 for (_, done, joined) in announced {
                     let _ = done.send(Ok((joined, page.clone())));
                 }
@@ -281,6 +258,37 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// The room's first page of users, as it is after the joins just announced: kept by the
+    /// room's actor (`first_page`), else read and handed to it to keep.
+    async fn first_page(&self, room: &RoomHandle) -> Result<Arc<FirstPage>, ApiError> {
+        let scope = room.scope;
+        // While the feed of other nodes' changes is down, nothing is kept (`reads`).
+        if self.room_reads().keeps() {
+            let (reply, lookup) = oneshot::channel();
+            room.send(RoomCommand::FirstPage { reply }).await;
+            match lookup.await {
+                Ok(Lookup::Kept(page)) => return Ok(page),
+                Ok(Lookup::Missing { epoch }) => {
+                    let size = PageSize {
+                        items: self.config().realtime.page_users,
+                        bytes: self.config().page_bytes(),
+                    };
+                    let page = self.store().list_room_users(scope, None, size).await?;
+                    let (reply, kept) = oneshot::channel();
+                    room.send(RoomCommand::KeepPage { epoch, page, reply })
+                        .await;
+                    if let Ok(page) = kept.await {
+                        return page;
+                    }
+                }
+                Ok(Lookup::Unavailable) | Err(_) => {}
+            }
+        }
+        let (users, cursor, graph) = self.users_page_and_graph(scope, None).await?;
+        let users: Vec<User> = users.into_iter().map(|view| view.user).collect();
+        Ok(Arc::new(FirstPage::new(&users, cursor, Arc::new(graph))?))
     }
 
     /// Records leaves of one room in one transaction (users left without a socket go

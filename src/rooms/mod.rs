@@ -8,6 +8,7 @@ pub mod comments;
 pub mod entries;
 pub mod events;
 pub mod files;
+pub mod first_page;
 pub mod following;
 pub mod hub;
 pub mod membership;
@@ -25,7 +26,7 @@ use crate::config::Config;
 use crate::domain::{ConnectionId, NodeId, UserId};
 use crate::events::EventBus;
 use crate::files::Storage;
-use crate::store::DynStore;
+use crate::store::{DynStore, PageSize};
 
 pub use hub::Hub;
 pub use publish::Outcome;
@@ -82,7 +83,11 @@ impl Engine {
         node_id: NodeId,
         files: Storage,
     ) -> Self {
-        let hub = Hub::new(store.clone(), config.realtime.clone(), node_id);
+        let first_page = PageSize {
+            items: config.realtime.page_users,
+            bytes: config.page_bytes(),
+        };
+        let hub = Hub::new(store.clone(), config.realtime.clone(), first_page, node_id);
         // On a database other nodes share, room answers are kept only once the feed of their
         // changes is up (`follow_room_changes`).
         let reads = reads::RoomReads::new(!store.shared());

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 
+use super::actor::RoomCommand;
 use super::Engine;
 use serde_json::value::RawValue;
 
@@ -132,6 +133,11 @@ impl RoomReads {
         }
     }
 
+    /// Whether answers may be kept now (the room actors' first pages follow the same rule).
+    pub fn keeps(&self) -> bool {
+        self.enabled.load(Ordering::Acquire)
+    }
+
     /// Starts or stops keeping answers; either way, what was kept goes (changes may have
     /// been missed while the feed was down).
     pub fn set_enabled(&self, enabled: bool) {
@@ -180,17 +186,35 @@ impl Engine {
     }
 
     /// Follows the changes other nodes commit to rooms and their users, for as long as the
-    /// store reports them (`Store::watch_rooms`): answers are kept only while it does.
+    /// store reports them (`Store::watch_rooms`): answers are kept only while it does. The
+    /// room actors' first pages of users (`first_page`) go with them.
     pub async fn follow_room_changes(&self, mut feed: mpsc::Receiver<RoomSignal>) {
         while let Some(signal) = feed.recv().await {
             match signal {
-                RoomSignal::Changed(room_id) => self.room_reads().changed(room_id),
-                RoomSignal::Listening => self.room_reads().set_enabled(true),
+                RoomSignal::Changed(room_id) => {
+                    self.room_reads().changed(room_id);
+                    if let Some(room) = self.hub().existing_room(room_id) {
+                        room.send(RoomCommand::Forget).await;
+                    }
+                }
+                RoomSignal::Listening => {
+                    // Changes missed while the feed was down are forgotten before anything is
+                    // kept again.
+                    self.forget_first_pages().await;
+                    self.room_reads().set_enabled(true);
+                }
                 RoomSignal::Lost => {
                     tracing::warn!("lost the database's feed of room changes: room reads go to the database until it is back");
                     self.room_reads().set_enabled(false);
+                    self.forget_first_pages().await;
                 }
             }
+        }
+    }
+
+    async fn forget_first_pages(&self) {
+        for room in self.hub().loaded_rooms() {
+            room.send(RoomCommand::Forget).await;
         }
     }
 }

@@ -14,6 +14,7 @@ mod files;
 mod fuzz_rest;
 mod fuzz_socket;
 mod hardening;
+mod join_pages;
 mod jwt_attacks;
 mod keys;
 mod presence;
