@@ -2,6 +2,7 @@
 //! presence and sync targets, and the follow graph. It never awaits a client: every send is a
 //! `try_send` into the client's bounded outbox, and a client that cannot keep up is closed.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -22,6 +23,8 @@ use crate::store::{DynStore, Joined, Left, PageSize, RoomScope, UserPage};
 
 /// Commands queued for a room before senders wait.
 pub const INBOX_CAPACITY: usize = 1024;
+/// Commands handled at most before the writers of the frames they queued are woken.
+const BURST: usize = 64;
 /// Tries at loading the follow graph before the room runs without it.
 const FOLLOW_LOAD_ATTEMPTS: u32 = 3;
 
@@ -114,6 +117,8 @@ pub struct RoomActor {
     /// Whether `follows` holds the room's graph (it failed to load otherwise).
     follows_loaded: bool,
     first_page: KeptPage,
+    /// Outboxes with frames queued since the writers were last woken (`deliver`).
+    to_wake: RefCell<Vec<Outbox>>,
 }
 
 impl RoomActor {
@@ -134,6 +139,7 @@ impl RoomActor {
             follows: Arc::default(),
             follows_loaded: false,
             first_page: KeptPage::new(first_page),
+            to_wake: RefCell::default(),
         }
     }
 
@@ -149,7 +155,15 @@ impl RoomActor {
                 .then(|| idle_since + self.config.room_idle());
             tokio::select! {
                 command = inbox.recv() => match command {
-                    Some(command) => self.handle(command),
+                    Some(command) => {
+                        self.handle(command);
+                        // Commands already waiting go before the writers are woken: each
+                        // socket then takes their frames in one write.
+                        for _ in 1..BURST {
+                            let Ok(command) = inbox.try_recv() else { break };
+                            self.handle(command);
+                        }
+                    }
                     None => break,
                 },
                 () = sleep_until(flush_at.unwrap_or_else(Instant::now)), if flush_at.is_some() => {
@@ -162,6 +176,7 @@ impl RoomActor {
                     idle_since = Instant::now();
                 }
             }
+            self.wake_writers();
             if !self.members.is_empty() {
                 idle_since = Instant::now();
             }
@@ -172,6 +187,7 @@ impl RoomActor {
         while let Ok(command) = inbox.try_recv() {
             self.handle(command);
         }
+        self.wake_writers();
         tracing::debug!(room = %self.scope.room_id, "room unloaded");
     }
 
@@ -310,7 +326,7 @@ impl RoomActor {
                     let wanted = user_ids
                         .as_ref()
                         .is_none_or(|ids| ids.contains(&member.user_id));
-                    if member.user_id != sender && wanted && member.outbox.send(frame.clone()) {
+                    if member.user_id != sender && wanted && self.deliver(&member.outbox, &frame) {
                         recipients += 1;
                     }
                 }
@@ -354,7 +370,7 @@ impl RoomActor {
                 for (connection, member) in &self.members {
                     if Some(*connection) != except {
                         for frame in &frames {
-                            member.outbox.send(frame.clone());
+                            self.deliver(&member.outbox, frame);
                         }
                     }
                 }
@@ -402,7 +418,7 @@ impl RoomActor {
             let viewer = member.user_id;
             let shown = |subject| subject != viewer && self.matches(target, viewer, subject);
             for frame in batch.frames_for(member.outbox.protocol(), shown) {
-                member.outbox.send(frame);
+                self.deliver(&member.outbox, &frame);
             }
         }
     }
@@ -414,13 +430,33 @@ impl RoomActor {
 
     fn send_to_others(&self, user_id: UserId, frame: &Utf8Bytes) {
         for member in self.members.values().filter(|m| m.user_id != user_id) {
-            member.outbox.send(frame.clone());
+            self.deliver(&member.outbox, frame);
         }
     }
 
     fn send_to_all(&self, frame: &Utf8Bytes) {
         for member in self.members.values() {
-            member.outbox.send(frame.clone());
+            self.deliver(&member.outbox, frame);
+        }
+    }
+
+    /// Queues a frame for a socket; its writer is woken once the commands at hand are
+    /// handled (`wake_writers`). False if the socket refused it.
+    fn deliver(&self, outbox: &Outbox, frame: &Utf8Bytes) -> bool {
+        match outbox.queue_unwoken(frame.clone()) {
+            None => false,
+            Some(first) => {
+                if first {
+                    self.to_wake.borrow_mut().push(outbox.clone());
+                }
+                true
+            }
+        }
+    }
+
+    fn wake_writers(&self) {
+        for outbox in self.to_wake.borrow_mut().drain(..) {
+            outbox.wake();
         }
     }
 }

@@ -2,6 +2,7 @@
 //! (starting its actor when needed), the sockets of a user or a room, and shutdown.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -19,19 +20,20 @@ use crate::config::RealtimeConfig;
 use crate::domain::{ConnectionId, NodeId, RoomId, UserId};
 use crate::store::{DynStore, PageSize, RoomScope};
 
+/// Lanes of joins and leaves on a database that takes several writers at once.
+const MEMBERSHIP_LANES: usize = 4;
+
 /// A handle on a room's actor. Holding one keeps the room loaded.
 pub struct RoomHandle {
     pub scope: RoomScope,
     commands: mpsc::Sender<RoomCommand>,
-    /// Serializes this node's joins and leaves of the room, so that the actor hears of them in
-    /// the order the database applied them.
-    membership: tokio::sync::Mutex<()>,
     /// Serializes this node's writes to the room's stores and comments, so that their events
     /// go out in the order the database applied them.
     writes: tokio::sync::Mutex<()>,
     /// Sockets joined to the room through this node.
     joined: AtomicUsize,
-    /// Joins and leaves waiting to be recorded, in order (see `Engine::commit_membership`).
+    /// Joins and leaves waiting to be recorded, in order (see `Engine::commit_membership`);
+    /// while there are some, the room is in the hub's `pending` list.
     queued: Mutex<Vec<Change>>,
 }
 
@@ -47,18 +49,6 @@ impl RoomHandle {
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
-    }
-
-    pub async fn membership(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.membership.lock().await
-    }
-
-    /// Queues a join or a leave for the next membership commit.
-    pub fn queue(&self, change: Change) {
-        self.queued
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(change);
     }
 
     /// Everything queued, in order; the queue is left empty.
@@ -83,6 +73,29 @@ impl RoomHandle {
 impl RoomHandle {
     pub async fn writes(&self) -> tokio::sync::MutexGuard<'_, ()> {
         self.writes.lock().await
+    }
+}
+
+/// Joins and leaves of a share of the rooms: recorded one commit at a time, so that each
+/// room's actor hears of them in the order the database applied them
+/// (`Engine::commit_membership`), and rooms of different lanes in parallel.
+#[derive(Default)]
+pub struct Lane {
+    membership: tokio::sync::Mutex<()>,
+    /// Rooms with joins or leaves queued.
+    pending: Mutex<Vec<Arc<RoomHandle>>>,
+}
+
+impl Lane {
+    /// Held while the lane's joins and leaves are recorded and announced.
+    pub async fn membership(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.membership.lock().await
+    }
+
+    /// The rooms with changes queued; the list is left empty (their queues are taken next,
+    /// `RoomHandle::take_queued`).
+    pub fn take_pending(&self) -> Vec<Arc<RoomHandle>> {
+        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }
 
@@ -119,6 +132,8 @@ struct HubInner {
     sockets: Mutex<Sockets>,
     /// Connections joined through this node, to tell live database rows from leaked ones.
     joined: Mutex<HashSet<ConnectionId>>,
+    /// Where this node's joins and leaves are recorded: a room's always in the same lane.
+    lanes: Vec<Lane>,
     /// For the actors, which load a room's follow graph.
     store: DynStore,
     config: RealtimeConfig,
@@ -136,10 +151,13 @@ impl Hub {
         first_page: PageSize,
         node_id: NodeId,
     ) -> Self {
+        // SQLite writes through one connection: a lane. PostgreSQL takes several writers.
+        let lanes = if store.shared() { MEMBERSHIP_LANES } else { 1 };
         Self(Arc::new(HubInner {
             rooms: RoomMap::default(),
             sockets: Mutex::new(Sockets::default()),
             joined: Mutex::new(HashSet::new()),
+            lanes: (0..lanes).map(|_| Lane::default()).collect(),
             store,
             config,
             first_page,
@@ -212,7 +230,6 @@ impl Hub {
         let handle = Arc::new(RoomHandle {
             scope,
             commands,
-            membership: tokio::sync::Mutex::new(()),
             writes: tokio::sync::Mutex::new(()),
             joined: AtomicUsize::new(0),
             queued: Mutex::new(Vec::new()),
@@ -228,6 +245,27 @@ impl Hub {
         let span = tracing::info_span!("room", room = %scope.room_id);
         tokio::spawn(tracing::Instrument::instrument(actor.run(inbox), span));
         handle
+    }
+
+    /// The lane of the room's joins and leaves.
+    pub fn lane(&self, room_id: RoomId) -> &Lane {
+        let mut hasher = std::hash::DefaultHasher::new();
+        room_id.hash(&mut hasher);
+        let lanes = self.0.lanes.len() as u64;
+        &self.0.lanes[(hasher.finish() % lanes) as usize]
+    }
+
+    /// Queues a join or a leave of the room for its lane's next membership commit.
+    pub fn queue(&self, room: &Arc<RoomHandle>, change: Change) {
+        let mut queued = room.queued.lock().unwrap_or_else(|p| p.into_inner());
+        if queued.is_empty() {
+            let lane = self.lane(room.scope.room_id);
+            lane.pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(room.clone());
+        }
+        queued.push(change);
     }
 
     /// The rooms whose actors run on this node.

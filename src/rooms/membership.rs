@@ -20,7 +20,8 @@ use crate::analytics::Activity;
 use crate::domain::{ConnectionId, Room, RoomId, Timestamp, User, UserId};
 use crate::error::ApiError;
 use crate::store::{
-    self, ConnectionRecord, Left, NewConnection, PageSize, RoomScope, StoreError, StoreResult,
+    self, ConnectionRecord, Left, NewConnection, PageSize, RoomJoins, RoomScope, StoreError,
+    StoreResult,
 };
 
 /// Attempts at recording a leave before giving up to the reaper.
@@ -87,19 +88,22 @@ impl Engine {
         hub.mark_joined(member.connection);
         let (presence_reply, presence) = oneshot::channel();
         let (done, joined) = oneshot::channel();
-        room.queue(Change::Join(PendingJoin {
-            new: NewConnection {
-                id: member.connection,
-                node_id: hub.node_id().clone(),
-                scope: member.scope,
-                user_id: member.user_id,
-                opened_at: Timestamp::now(),
-            },
-            outbox: member.outbox.clone(),
-            presence: presence_reply,
-            done,
-        }));
-        self.commit_membership(&room).await;
+        hub.queue(
+            &room,
+            Change::Join(PendingJoin {
+                new: NewConnection {
+                    id: member.connection,
+                    node_id: hub.node_id().clone(),
+                    scope: member.scope,
+                    user_id: member.user_id,
+                    opened_at: Timestamp::now(),
+                },
+                outbox: member.outbox.clone(),
+                presence: presence_reply,
+                done,
+            }),
+        );
+        self.commit_membership(member.scope.room_id).await;
         // No answer means whoever recorded the batch was stopped: the row, if any, is left
         // to the reaper.
         let (joined, page) = match joined.await.unwrap_or(Err(ApiError::Unavailable)) {
@@ -136,39 +140,68 @@ impl Engine {
         if !self.hub().shutting_down() {
             self.hub().unmark_joined(member.connection);
             let (done, recorded) = oneshot::channel();
-            room.queue(Change::Leave(PendingLeave {
-                record: ConnectionRecord {
-                    id: member.connection,
-                    node_id: self.hub().node_id().clone(),
-                    scope: member.scope,
-                    user_id: member.user_id,
-                },
-                done,
-            }));
-            self.commit_membership(&room).await;
+            self.hub().queue(
+                &room,
+                Change::Leave(PendingLeave {
+                    record: ConnectionRecord {
+                        id: member.connection,
+                        node_id: self.hub().node_id().clone(),
+                        scope: member.scope,
+                        user_id: member.user_id,
+                    },
+                    done,
+                }),
+            );
+            self.commit_membership(member.scope.room_id).await;
             let _ = recorded.await;
         }
         room.release();
     }
 
-    /// Records the room's queued joins and leaves, in the order they were queued, and
-    /// announces them. Whoever holds the room's membership lock records everything queued so
-    /// far: when many sockets join at once, the first records the joins of all who queued
-    /// while it waited, in one transaction (group commit), and those find their work done.
-    async fn commit_membership(&self, room: &RoomHandle) {
-        let _order = room.membership().await;
-        let mut changes = room.take_queued().into_iter().peekable();
+    /// Records the queued joins and leaves of every room of the room's lane (`Lane`), each
+    /// room's in the order they were queued, and announces them. Whoever holds the lane's
+    /// lock records everything queued so far (group commit): when many sockets join at once,
+    /// the first records the joins of all who queued while it waited, across rooms, in one
+    /// transaction, and those find their work done. Each room's leading joins go together;
+    /// what follows its first leave is recorded after, room by room, in order.
+    async fn commit_membership(&self, room_id: RoomId) {
+        let lane = self.hub().lane(room_id);
+        let _order = lane.membership().await;
+        let mut leading = Vec::new();
+        let mut rest = Vec::new();
+        for room in lane.take_pending() {
+            let mut changes = room.take_queued().into_iter().peekable();
+            let mut joins = Vec::new();
+            while let Some(Change::Join(join)) = changes.next_if(|c| matches!(c, Change::Join(_))) {
+                joins.push(join);
+            }
+            if !joins.is_empty() {
+                leading.push((room.clone(), joins));
+            }
+            let changes: Vec<Change> = changes.collect();
+            if !changes.is_empty() {
+                rest.push((room, changes));
+            }
+        }
+        self.record_joins(leading).await;
+        for (room, changes) in rest {
+            self.record_changes(&room, changes).await;
+        }
+    }
+
+    /// Records one room's changes in order: each run of joins, each run of leaves, together.
+    async fn record_changes(&self, room: &Arc<RoomHandle>, changes: Vec<Change>) {
+        let mut changes = changes.into_iter().peekable();
         while let Some(change) = changes.next() {
             match change {
                 Change::Join(join) => {
                     let mut batch = vec![join];
-                    while batch.len() < MAX_BATCH {
-                        match changes.next_if(|c| matches!(c, Change::Join(_))) {
-                            Some(Change::Join(join)) => batch.push(join),
-                            _ => break,
-                        }
+                    while let Some(Change::Join(join)) =
+                        changes.next_if(|c| matches!(c, Change::Join(_)))
+                    {
+                        batch.push(join);
                     }
-                    self.record_joins(room, batch).await;
+                    self.record_joins(vec![(room.clone(), batch)]).await;
                 }
                 Change::Leave(leave) => {
                     let mut batch = vec![leave];
@@ -189,21 +222,71 @@ impl Engine {
         }
     }
 
-    /// Records joins in one transaction and announces each, in order.
-    async fn record_joins(&self, room: &RoomHandle, batch: Vec<PendingJoin>) {
-        let scope = room.scope;
-        let news: Vec<NewConnection> = batch.iter().map(|join| join.new.clone()).collect();
-        let results = match self.store().join_many(scope, &news).await {
+    /// Records joins of several rooms, at most `MAX_BATCH` a transaction (a room's joins in
+    /// order, across transactions if they are more), and announces each, in order.
+    async fn record_joins(&self, rooms: Vec<(Arc<RoomHandle>, Vec<PendingJoin>)>) {
+        let mut transaction: Vec<(Arc<RoomHandle>, Vec<PendingJoin>)> = Vec::new();
+        let mut size = 0;
+        for (room, joins) in rooms {
+            let mut joins = joins.into_iter().peekable();
+            while joins.peek().is_some() {
+                let part: Vec<PendingJoin> = joins.by_ref().take(MAX_BATCH - size).collect();
+                size += part.len();
+                transaction.push((room.clone(), part));
+                if size == MAX_BATCH {
+                    self.record_transaction(std::mem::take(&mut transaction))
+                        .await;
+                    size = 0;
+                }
+            }
+        }
+        if !transaction.is_empty() {
+            self.record_transaction(transaction).await;
+        }
+    }
+
+    /// Records the joins of one transaction, then announces each room's.
+    async fn record_transaction(&self, rooms: Vec<(Arc<RoomHandle>, Vec<PendingJoin>)>) {
+        let batches: Vec<RoomJoins> = rooms
+            .iter()
+            .map(|(room, joins)| RoomJoins {
+                scope: room.scope,
+                connections: joins.iter().map(|join| join.new.clone()).collect(),
+            })
+            .collect();
+        let results = match self.store().join_rooms(&batches).await {
             Ok(results) => results,
             Err(error) => {
-                // One failure, told to every join of the batch.
+                // One failure, told to every join of the transaction.
                 let error = ApiError::from(error);
-                for join in batch {
+                for join in rooms.into_iter().flat_map(|(_, joins)| joins) {
                     let _ = join.done.send(Err(copy_of(&error)));
                 }
                 return;
             }
         };
+        for ((room, joins), result) in rooms.into_iter().zip(results) {
+            match result {
+                Ok(results) => self.announce_joins(&room, joins, results).await,
+                Err(error) => {
+                    let error = ApiError::from(error);
+                    for join in joins {
+                        let _ = join.done.send(Err(copy_of(&error)));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Announces a room's recorded joins, each in order, then answers them with the room's
+    /// first page of users.
+    async fn announce_joins(
+        &self,
+        room: &RoomHandle,
+        batch: Vec<PendingJoin>,
+        results: Vec<StoreResult<store::Joined>>,
+    ) {
+        let scope = room.scope;
         let mut announced = Vec::new();
         for (join, result) in batch.into_iter().zip(results) {
             let joined = match result {
@@ -365,11 +448,7 @@ impl Engine {
                 .push(record);
         }
         for (scope, records) in by_room.into_values() {
-            let handle = self.hub().existing_room(scope.room_id);
-            let _order = match &handle {
-                Some(handle) => Some(handle.membership().await),
-                None => None,
-            };
+            let _order = self.hub().lane(scope.room_id).membership().await;
             for batch in records.chunks(MAX_BATCH) {
                 self.record_leaves(scope, batch).await;
             }

@@ -120,7 +120,10 @@ pub use entries::EntryStore;
 pub use events::EventStore;
 pub use files::FileStore;
 pub use follows::FollowStore;
-pub use membership::{ConnectionRecord, Joined, Left, MembershipStore, NewConnection, Recounted};
+pub use membership::{
+    ConnectionRecord, Joined, JoinedRooms, Left, MembershipStore, NewConnection, Recounted,
+    RoomJoins,
+};
 pub use nodes::NodeStore;
 pub use rooms::{NewRoom, RoomChanges, RoomSignal, RoomStore};
 pub use users::{NewUser, UserChanges, UserCursor, UserPage, UserStore};

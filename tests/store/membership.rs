@@ -1,7 +1,7 @@
 //! Membership: sockets joining and leaving rooms, who is online, sessions, follows.
 
 use collabkit::domain::{ConnectionId, EventKind, NodeId, Timestamp, User, UserStatus};
-use collabkit::store::{ConnectionRecord, Entity, NewConnection, RoomScope, StoreError};
+use collabkit::store::{ConnectionRecord, Entity, NewConnection, RoomJoins, RoomScope, StoreError};
 
 use crate::fixture::{contract, seen_by, Backend, Fixture};
 
@@ -15,6 +15,7 @@ contract!(
     follows_are_idempotent_and_scoped,
     concurrent_joins_count_everyone,
     joins_in_one_batch_are_many_joins,
+    joins_of_several_rooms_in_one_transaction_keep_to_their_rooms,
 );
 
 fn socket(scope: RoomScope, user: &User) -> ConnectionRecord {
@@ -320,4 +321,73 @@ async fn joins_in_one_batch_are_many_joins(backend: Backend) {
         .join_many(scope, &[opening(&socket(scope, &ada))])
         .await;
     assert!(matches!(late, Err(StoreError::NotFound(Entity::Room))));
+}
+
+/// Joins of several rooms recorded together (a storm across rooms): each room counts its
+/// own, opens its own session and records its own events, in the order the rooms were
+/// given; a room that is gone fails its own joins and nobody else's.
+async fn joins_of_several_rooms_in_one_transaction_keep_to_their_rooms(backend: Backend) {
+    let f = Fixture::new(backend).await;
+    let account = f.account().await;
+    let (first, gone, second) = (
+        f.room(account).await,
+        f.room(account).await,
+        f.room(account).await,
+    );
+    let (ada, grace) = (f.user(first, "Ada").await, f.user(first, "Grace").await);
+    let lost = f.user(gone, "Lost").await;
+    let alan = f.user(second, "Alan").await;
+    f.store.delete_room(account, gone.room_id).await.unwrap();
+    let batches = [
+        RoomJoins {
+            scope: second,
+            connections: vec![opening(&socket(second, &alan))],
+        },
+        RoomJoins {
+            scope: gone,
+            connections: vec![opening(&socket(gone, &lost))],
+        },
+        RoomJoins {
+            scope: first,
+            connections: vec![
+                opening(&socket(first, &ada)),
+                opening(&socket(first, &grace)),
+            ],
+        },
+    ];
+
+    let results = f.store.join_rooms(&batches).await.unwrap();
+    assert_eq!(results.len(), 3);
+    let alan_joined = results[0].as_ref().unwrap();
+    assert_eq!(alan_joined.len(), 1);
+    let alan_joined = alan_joined[0].as_ref().unwrap();
+    assert_eq!(alan_joined.room.id, second.room_id);
+    assert_eq!(alan_joined.room.active_participants, 1);
+    assert_eq!(
+        kinds(&alan_joined.events),
+        [EventKind::SessionStarted, EventKind::ParticipantJoined]
+    );
+    assert!(matches!(
+        results[1],
+        Err(StoreError::NotFound(Entity::Room))
+    ));
+    let firsts = results[2].as_ref().unwrap();
+    assert_eq!(firsts.len(), 2);
+    for joined in firsts {
+        let joined = joined.as_ref().unwrap();
+        assert_eq!(joined.room.id, first.room_id);
+        assert_eq!(joined.room.active_participants, 2);
+        assert_eq!(joined.user.status, UserStatus::Online);
+    }
+    assert_eq!(f.count("SELECT COUNT(*) FROM connections").await, 3);
+    assert_eq!(
+        f.count("SELECT COUNT(*) FROM events WHERE kind = 'session.started'")
+            .await,
+        2
+    );
+    assert_eq!(
+        f.count("SELECT COUNT(*) FROM events WHERE kind = 'participant.joined'")
+            .await,
+        3
+    );
 }

@@ -3,7 +3,8 @@
 //! implementation on either database is in `sql.rs`.
 //!
 //! Every transaction that changes who is online locks the room, then the user: nodes racing
-//! on one room serialize instead of deadlocking.
+//! on one room serialize instead of deadlocking. One that joins sockets to several rooms
+//! locks them in the order of their IDs, each room's users after it.
 
 mod sql;
 
@@ -21,6 +22,17 @@ pub struct NewConnection {
     pub user_id: UserId,
     pub opened_at: Timestamp,
 }
+
+/// Sockets joining one room, for `join_rooms`.
+#[derive(Debug, Clone)]
+pub struct RoomJoins {
+    pub scope: RoomScope,
+    pub connections: Vec<NewConnection>,
+}
+
+/// What each room's joins of a `join_rooms` did: per room, `NotFound(Room)` if the room is
+/// gone, else each join's result in its place.
+pub type JoinedRooms = Vec<StoreResult<Vec<StoreResult<Joined>>>>;
 
 /// A joined socket as the database records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,7 +100,19 @@ pub trait MembershipStore: Send + Sync {
         &self,
         scope: RoomScope,
         connections: &[NewConnection],
-    ) -> StoreResult<Vec<StoreResult<Joined>>>;
+    ) -> StoreResult<Vec<StoreResult<Joined>>> {
+        let batch = RoomJoins {
+            scope,
+            connections: connections.to_vec(),
+        };
+        self.join_rooms(std::slice::from_ref(&batch))
+            .await?
+            .pop()
+            .unwrap_or(Err(StoreError::NotFound(Entity::Room)))
+    }
+    /// `join_many` for several rooms in one transaction (a storm across rooms): one result
+    /// per room, in their order; a room that is gone fails its own joins only.
+    async fn join_rooms(&self, batches: &[RoomJoins]) -> StoreResult<JoinedRooms>;
     /// A socket leaves: the user goes offline if it was their last. Leaving twice, or after
     /// the user or room is gone, changes nothing.
     async fn leave_room(&self, connection: &ConnectionRecord, at: Timestamp) -> StoreResult<Left>;

@@ -6,7 +6,10 @@ use std::collections::{HashMap, HashSet};
 use async_trait::async_trait;
 use sqlx::{ColumnIndex, Executor};
 
-use super::{ConnectionRecord, Joined, Left, MembershipStore, NewConnection, Recount, Recounted};
+use super::{
+    ConnectionRecord, Joined, JoinedRooms, Left, MembershipStore, NewConnection, Recount,
+    Recounted, RoomJoins,
+};
 use crate::domain::{ConnectionId, Event, EventKind, Room, SessionId, Timestamp, User, UserId};
 use crate::store::dialect::{Column, Dialect, RowsAffected};
 use crate::store::query::Sql;
@@ -28,154 +31,26 @@ where
     Option<i64>: Column<DB>,
     bool: Column<DB>,
 {
-    async fn join_many(
-        &self,
-        scope: RoomScope,
-        connections: &[NewConnection],
-    ) -> StoreResult<Vec<StoreResult<Joined>>> {
-        if connections.is_empty() {
-            return Ok(Vec::new());
-        }
-        let now = connections
-            .iter()
-            .map(|c| c.opened_at)
-            .max()
-            .unwrap_or_else(Timestamp::now);
-        let mut tx = self.pool.begin().await?;
-        if !Self::lock_room(&mut tx, scope).await? {
-            return Err(StoreError::NotFound(Entity::Room));
-        }
-        let mut wanted: Vec<UserId> = Vec::new();
-        for connection in connections {
-            if !wanted.contains(&connection.user_id) {
-                wanted.push(connection.user_id);
-            }
-        }
-        let existing = Self::lock_users(&mut tx, scope, &wanted).await?;
-        let joining: Vec<&NewConnection> = connections
-            .iter()
-            .filter(|c| existing.contains(&c.user_id))
+    async fn join_rooms(&self, batches: &[RoomJoins]) -> StoreResult<JoinedRooms> {
+        let mut results: Vec<Option<StoreResult<Vec<StoreResult<Joined>>>>> =
+            batches.iter().map(|_| None).collect();
+        // Rooms are locked in the order of their IDs: transactions that lock several rooms
+        // never wait on each other in a circle.
+        let mut order: Vec<usize> = (0..batches.len())
+            .filter(|&i| !batches[i].connections.is_empty())
             .collect();
-        let users_joining: Vec<UserId> = wanted
-            .iter()
-            .copied()
-            .filter(|id| existing.contains(id))
-            .collect();
-        // Users with a socket before this batch are online already.
-        let came_online: Vec<UserId> = if users_joining.is_empty() {
-            Vec::new()
-        } else {
-            let mut online =
-                Sql::new("SELECT DISTINCT user_id FROM connections WHERE user_id IN (");
-            online
-                .bind_all(users_joining.iter().map(|id| id.to_string()))
-                .push(")");
-            let online: Vec<(String,)> = online.query_as::<DB, _>().fetch_all(&mut *tx).await?;
-            let online: HashSet<String> = online.into_iter().map(|(id,)| id).collect();
-            users_joining
-                .iter()
-                .copied()
-                .filter(|id| !online.contains(&id.to_string()))
-                .collect()
-        };
-        if !joining.is_empty() {
-            let mut insert = Sql::new(
-                "INSERT INTO connections (id, node_id, room_id, user_id, opened_at) VALUES ",
-            );
-            for (i, connection) in joining.iter().enumerate() {
-                insert.push(if i == 0 { "(" } else { ", (" });
-                insert
-                    .bind(connection.id.to_string())
-                    .push(", ")
-                    .bind(connection.node_id.as_str())
-                    .push(", ")
-                    .bind(scope.room_id.to_string())
-                    .push(", ")
-                    .bind(connection.user_id.to_string())
-                    .push(", ")
-                    .bind(connection.opened_at.as_millis())
-                    .push(")");
+        order.sort_by_cached_key(|&i| batches[i].scope.room_id.to_string());
+        if !order.is_empty() {
+            let mut tx = self.pool.begin().await?;
+            for i in order {
+                results[i] = Some(Self::join_in(&mut tx, &batches[i]).await?);
             }
-            insert.query::<DB>().execute(&mut *tx).await?;
+            tx.commit().await?;
         }
-        if !came_online.is_empty() {
-            let ids = || came_online.iter().map(|id| id.to_string());
-            let mut status = Sql::new("UPDATE users SET status = 'online', joined_at = ");
-            status
-                .bind(now.as_millis())
-                .push(" WHERE id IN (")
-                .bind_all(ids())
-                .push(")");
-            status.query::<DB>().execute(&mut *tx).await?;
-            // Sessions left open by a crash end where the new ones start.
-            let mut close = Sql::new("UPDATE user_sessions SET left_at = ");
-            close
-                .bind(now.as_millis())
-                .push(" WHERE left_at IS NULL AND user_id IN (")
-                .bind_all(ids())
-                .push(")");
-            close.query::<DB>().execute(&mut *tx).await?;
-            let mut open =
-                Sql::new("INSERT INTO user_sessions (id, user_id, room_id, joined_at) VALUES ");
-            for (i, user_id) in came_online.iter().enumerate() {
-                open.push(if i == 0 { "(" } else { ", (" });
-                open.bind(SessionId::new().to_string())
-                    .push(", ")
-                    .bind(user_id.to_string())
-                    .push(", ")
-                    .bind(scope.room_id.to_string())
-                    .push(", ")
-                    .bind(now.as_millis())
-                    .push(")");
-            }
-            open.query::<DB>().execute(&mut *tx).await?;
-        }
-        let recount = Self::recount(&mut tx, scope, now).await?;
-        let users = Self::fetch_users(&mut tx, scope, &users_joining).await?;
-        // Each join carries its own events: the batch's first joiner the session's start,
-        // each user coming online their `participant.joined`.
-        let mut results = Vec::with_capacity(connections.len());
-        let mut announced: HashSet<UserId> = HashSet::new();
-        let mut session_started = recount.started;
-        let mut all_events = Vec::new();
-        for connection in connections {
-            let Some(user) = users.get(&connection.user_id) else {
-                results.push(Err(StoreError::NotFound(Entity::User)));
-                continue;
-            };
-            let mut events = Vec::new();
-            let started = std::mem::take(&mut session_started);
-            if started {
-                events.push(Event::new(
-                    EventKind::SessionStarted,
-                    &recount.room,
-                    None,
-                    Vec::new(),
-                    now,
-                ));
-            }
-            let user_came_online = came_online.contains(&user.id) && announced.insert(user.id);
-            if user_came_online {
-                events.push(Event::new(
-                    EventKind::ParticipantJoined,
-                    &recount.room,
-                    Some(user),
-                    Vec::new(),
-                    now,
-                ));
-            }
-            all_events.extend(events.iter().cloned());
-            results.push(Ok(Joined {
-                user: user.clone(),
-                room: recount.room.clone(),
-                came_online: user_came_online,
-                session_started: started,
-                events,
-            }));
-        }
-        Self::record_events(&mut tx, &all_events).await?;
-        tx.commit().await?;
-        Ok(results)
+        Ok(results
+            .into_iter()
+            .map(|result| result.unwrap_or_else(|| Ok(Vec::new())))
+            .collect())
     }
 
     async fn leave_room(&self, connection: &ConnectionRecord, at: Timestamp) -> StoreResult<Left> {
@@ -319,6 +194,153 @@ where
     Option<i64>: Column<DB>,
     bool: Column<DB>,
 {
+    /// One room's joins of `join_rooms`, in its transaction: `NotFound(Room)` inside if the
+    /// room is gone (nothing written for it).
+    async fn join_in(
+        conn: &mut DB::Connection,
+        batch: &RoomJoins,
+    ) -> StoreResult<StoreResult<Vec<StoreResult<Joined>>>> {
+        let (scope, connections) = (batch.scope, &batch.connections);
+        let now = connections
+            .iter()
+            .map(|c| c.opened_at)
+            .max()
+            .unwrap_or_else(Timestamp::now);
+        if !Self::lock_room(&mut *conn, scope).await? {
+            return Ok(Err(StoreError::NotFound(Entity::Room)));
+        }
+        let mut wanted: Vec<UserId> = Vec::new();
+        for connection in connections {
+            if !wanted.contains(&connection.user_id) {
+                wanted.push(connection.user_id);
+            }
+        }
+        let existing = Self::lock_users(&mut *conn, scope, &wanted).await?;
+        let joining: Vec<&NewConnection> = connections
+            .iter()
+            .filter(|c| existing.contains(&c.user_id))
+            .collect();
+        let users_joining: Vec<UserId> = wanted
+            .iter()
+            .copied()
+            .filter(|id| existing.contains(id))
+            .collect();
+        // Users with a socket before this batch are online already.
+        let came_online: Vec<UserId> = if users_joining.is_empty() {
+            Vec::new()
+        } else {
+            let mut online =
+                Sql::new("SELECT DISTINCT user_id FROM connections WHERE user_id IN (");
+            online
+                .bind_all(users_joining.iter().map(|id| id.to_string()))
+                .push(")");
+            let online: Vec<(String,)> = online.query_as::<DB, _>().fetch_all(&mut *conn).await?;
+            let online: HashSet<String> = online.into_iter().map(|(id,)| id).collect();
+            users_joining
+                .iter()
+                .copied()
+                .filter(|id| !online.contains(&id.to_string()))
+                .collect()
+        };
+        if !joining.is_empty() {
+            let mut insert = Sql::new(
+                "INSERT INTO connections (id, node_id, room_id, user_id, opened_at) VALUES ",
+            );
+            for (i, connection) in joining.iter().enumerate() {
+                insert.push(if i == 0 { "(" } else { ", (" });
+                insert
+                    .bind(connection.id.to_string())
+                    .push(", ")
+                    .bind(connection.node_id.as_str())
+                    .push(", ")
+                    .bind(scope.room_id.to_string())
+                    .push(", ")
+                    .bind(connection.user_id.to_string())
+                    .push(", ")
+                    .bind(connection.opened_at.as_millis())
+                    .push(")");
+            }
+            insert.query::<DB>().execute(&mut *conn).await?;
+        }
+        if !came_online.is_empty() {
+            let ids = || came_online.iter().map(|id| id.to_string());
+            let mut status = Sql::new("UPDATE users SET status = 'online', joined_at = ");
+            status
+                .bind(now.as_millis())
+                .push(" WHERE id IN (")
+                .bind_all(ids())
+                .push(")");
+            status.query::<DB>().execute(&mut *conn).await?;
+            // Sessions left open by a crash end where the new ones start.
+            let mut close = Sql::new("UPDATE user_sessions SET left_at = ");
+            close
+                .bind(now.as_millis())
+                .push(" WHERE left_at IS NULL AND user_id IN (")
+                .bind_all(ids())
+                .push(")");
+            close.query::<DB>().execute(&mut *conn).await?;
+            let mut open =
+                Sql::new("INSERT INTO user_sessions (id, user_id, room_id, joined_at) VALUES ");
+            for (i, user_id) in came_online.iter().enumerate() {
+                open.push(if i == 0 { "(" } else { ", (" });
+                open.bind(SessionId::new().to_string())
+                    .push(", ")
+                    .bind(user_id.to_string())
+                    .push(", ")
+                    .bind(scope.room_id.to_string())
+                    .push(", ")
+                    .bind(now.as_millis())
+                    .push(")");
+            }
+            open.query::<DB>().execute(&mut *conn).await?;
+        }
+        let recount = Self::recount(&mut *conn, scope, now).await?;
+        let users = Self::fetch_users(&mut *conn, scope, &users_joining).await?;
+        // Each join carries its own events: the batch's first joiner the session's start,
+        // each user coming online their `participant.joined`.
+        let mut results = Vec::with_capacity(connections.len());
+        let mut announced: HashSet<UserId> = HashSet::new();
+        let mut session_started = recount.started;
+        let mut all_events = Vec::new();
+        for connection in connections {
+            let Some(user) = users.get(&connection.user_id) else {
+                results.push(Err(StoreError::NotFound(Entity::User)));
+                continue;
+            };
+            let mut events = Vec::new();
+            let started = std::mem::take(&mut session_started);
+            if started {
+                events.push(Event::new(
+                    EventKind::SessionStarted,
+                    &recount.room,
+                    None,
+                    Vec::new(),
+                    now,
+                ));
+            }
+            let user_came_online = came_online.contains(&user.id) && announced.insert(user.id);
+            if user_came_online {
+                events.push(Event::new(
+                    EventKind::ParticipantJoined,
+                    &recount.room,
+                    Some(user),
+                    Vec::new(),
+                    now,
+                ));
+            }
+            all_events.extend(events.iter().cloned());
+            results.push(Ok(Joined {
+                user: user.clone(),
+                room: recount.room.clone(),
+                came_online: user_came_online,
+                session_started: started,
+                events,
+            }));
+        }
+        Self::record_events(&mut *conn, &all_events).await?;
+        Ok(Ok(results))
+    }
+
     /// Locks the users of `ids` that are the room's, and returns those.
     async fn lock_users(
         conn: &mut DB::Connection,
