@@ -191,10 +191,14 @@ impl Engine {
     pub async fn follow_room_changes(&self, mut feed: mpsc::Receiver<RoomSignal>) {
         while let Some(signal) = feed.recv().await {
             match signal {
-                RoomSignal::Changed(room_id) => {
+                RoomSignal::Changed { room_id, own } => {
                     self.room_reads().changed(room_id);
-                    if let Some(room) = self.hub().existing_room(room_id) {
-                        room.send(RoomCommand::Forget).await;
+                    // This node's own changes reached its rooms' actors as notices already
+                    // (`publish`), and patched their first pages.
+                    if !own {
+                        if let Some(room) = self.hub().existing_room(room_id) {
+                            room.send(RoomCommand::Forget).await;
+                        }
                     }
                 }
                 RoomSignal::Listening => {

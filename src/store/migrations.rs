@@ -56,6 +56,11 @@ pub(super) const SQLITE: &[Migration] = &[
         name: "0008_room_changes",
         sql: include_str!("../../migrations/sqlite/0008_room_changes.sql"),
     },
+    Migration {
+        version: 9,
+        name: "0009_room_change_origins",
+        sql: include_str!("../../migrations/sqlite/0009_room_change_origins.sql"),
+    },
 ];
 
 pub(super) const POSTGRES: &[Migration] = &[
@@ -98,6 +103,11 @@ pub(super) const POSTGRES: &[Migration] = &[
         version: 8,
         name: "0008_room_changes",
         sql: include_str!("../../migrations/postgres/0008_room_changes.sql"),
+    },
+    Migration {
+        version: 9,
+        name: "0009_room_change_origins",
+        sql: include_str!("../../migrations/postgres/0009_room_change_origins.sql"),
     },
 ];
 

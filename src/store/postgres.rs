@@ -4,7 +4,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
-use sqlx::{Pool, Postgres};
+use sqlx::{Executor, Pool, Postgres};
 use tokio::sync::mpsc;
 
 use super::sealing::Sealer;
@@ -13,8 +13,9 @@ use super::{RoomSignal, StoreOptions, StoreResult};
 use crate::domain::RoomId;
 
 /// The channel on which the database reports changes to rooms and their users: a trigger on
-/// `rooms` and `users` (migration 0008) notifies it with the room's ID when they commit.
-const ROOM_CHANNEL: &str = "collabkit_rooms";
+/// `rooms` and `users` (migrations 0008 and 0009) notifies it when they commit, with the
+/// room's ID and the origin of the connection that made the change (`collabkit.origin`).
+const ROOM_CHANNEL: &str = "collabkit_room_changes";
 /// Signals waiting for the engine before the listener waits for it.
 const SIGNALS_QUEUED: usize = 1024;
 /// First wait before listening again after the feed broke; it doubles, up to the most.
@@ -27,6 +28,10 @@ impl SqlStore<Postgres> {
     /// Connects to the database the URL names, and migrates it.
     pub async fn connect(url: &str, options: &StoreOptions, sealer: Sealer) -> StoreResult<Self> {
         let connect = PgConnectOptions::from_str(url)?;
+        // Every connection of the pool carries this store's origin, with which the database
+        // tags the room changes it reports (`watch_rooms`): the node tells its own from
+        // other nodes'.
+        let origin = uuid::Uuid::new_v4().simple().to_string();
         // No test before each acquire: it is a round trip to the server, doubling a short
         // query's cost. A connection the server dropped fails its next query, and the pool
         // then closes it and opens another.
@@ -34,6 +39,10 @@ impl SqlStore<Postgres> {
             .max_connections(options.max_connections)
             .test_before_acquire(false)
             .acquire_timeout(options.acquire_timeout)
+            .after_connect(move |conn, _| {
+                let set = format!("SET collabkit.origin = '{origin}'");
+                Box::pin(async move { conn.execute(set.as_str()).await.map(|_| ()) })
+            })
             .connect_with(connect)
             .await?;
         SqlStore::open(pool.clone(), pool, sealer).await
@@ -73,6 +82,16 @@ async fn listen(pool: &Pool<Postgres>, signals: &mpsc::Sender<RoomSignal>, delay
         tracing::warn!(%error, "listening for room changes failed");
         return;
     }
+    let origin: String = match sqlx::query_scalar("SELECT current_setting('collabkit.origin')")
+        .fetch_one(pool)
+        .await
+    {
+        Ok(origin) => origin,
+        Err(error) => {
+            tracing::warn!(%error, "listening for room changes: cannot read this node's origin");
+            return;
+        }
+    };
     if signals.send(RoomSignal::Listening).await.is_err() {
         return;
     }
@@ -80,10 +99,18 @@ async fn listen(pool: &Pool<Postgres>, signals: &mpsc::Sender<RoomSignal>, delay
     loop {
         match listener.try_recv().await {
             Ok(Some(notification)) => {
-                let Ok(room_id) = notification.payload().parse::<RoomId>() else {
+                let (room_id, from) = notification
+                    .payload()
+                    .split_once(' ')
+                    .unwrap_or((notification.payload(), ""));
+                let Ok(room_id) = room_id.parse::<RoomId>() else {
                     continue;
                 };
-                if signals.send(RoomSignal::Changed(room_id)).await.is_err() {
+                let signal = RoomSignal::Changed {
+                    room_id,
+                    own: from == origin,
+                };
+                if signals.send(signal).await.is_err() {
                     return;
                 }
             }

@@ -34,8 +34,9 @@ pub struct RoomChanges {
 pub enum RoomSignal {
     /// The feed is up: from now on every change is reported.
     Listening,
-    /// This room, or one of its users, changed.
-    Changed(RoomId),
+    /// This room, or one of its users, changed; `own`: through this store (this node), which
+    /// announced it itself.
+    Changed { room_id: RoomId, own: bool },
     /// The feed is down: changes may go unreported until the next `Listening`.
     Lost,
 }
