@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, Timelike, Utc};
 use serde::{Serialize, Serializer};
 
 const MILLIS_PER_DAY: i64 = 86_400_000;
@@ -50,8 +50,33 @@ impl Timestamp {
 }
 
 impl fmt::Display for Timestamp {
+    /// `DISPLAY_FORMAT`'s text, written digit by digit for years 0 to 9999 (a timestamp is in
+    /// every user and event sent, and chrono parses the format string at each use).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.to_datetime().format(DISPLAY_FORMAT).fmt(f)
+        let at = self.to_datetime();
+        let Ok(year) = u32::try_from(at.year()) else {
+            return at.format(DISPLAY_FORMAT).fmt(f);
+        };
+        if year > 9999 {
+            return at.format(DISPLAY_FORMAT).fmt(f);
+        }
+        let mut text = *b"0000-00-00T00:00:00.000Z";
+        let fields = [
+            (0, 4, year),
+            (5, 2, at.month()),
+            (8, 2, at.day()),
+            (11, 2, at.hour()),
+            (14, 2, at.minute()),
+            (17, 2, at.second()),
+            (20, 3, at.timestamp_subsec_millis().min(999)),
+        ];
+        for (start, width, mut value) in fields {
+            for digit in text[start..start + width].iter_mut().rev() {
+                *digit = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+        }
+        f.pad(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -262,6 +287,27 @@ fn from_utc(datetime: NaiveDateTime) -> Option<Timestamp> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fast_text_is_the_formats() {
+        let samples = [
+            0,
+            1,
+            -1,
+            999,
+            -86_400_001,
+            1_780_048_800_123,
+            253_402_300_799_999,
+            253_402_300_800_000,
+            -62_167_219_200_000,
+            -62_167_219_200_001,
+        ];
+        for millis in samples {
+            let at = Timestamp::from_millis(millis);
+            let expected = at.to_datetime().format(DISPLAY_FORMAT).to_string();
+            assert_eq!(at.to_string(), expected, "{millis}");
+        }
+    }
 
     #[test]
     fn formats_iso_utc_with_milliseconds() {

@@ -74,10 +74,43 @@ pub struct KeptPage {
 }
 
 struct Kept {
-    users: Vec<User>,
+    users: Vec<KeptUser>,
     cursor: Option<String>,
     /// The page as joins get it, encoded at the first join after a change.
     encoded: Option<Arc<FirstPage>>,
+}
+
+/// A user of the kept page, and their JSON as the page shows it, until they or the graph
+/// change: a change re-encodes one user, not the page.
+struct KeptUser {
+    user: User,
+    json: Option<Box<RawValue>>,
+}
+
+impl Kept {
+    /// The page, encoding only the users whose JSON went with a change.
+    fn encode(&mut self, graph: &Arc<FollowGraph>) -> Result<FirstPage, ApiError> {
+        let mut text = String::from("[");
+        for (i, kept) in self.users.iter_mut().enumerate() {
+            if kept.json.is_none() {
+                let view = graph.socket_user(kept.user.clone());
+                let json = serde_json::value::to_raw_value(&view)
+                    .map_err(|e| ApiError::Internal(e.into()))?;
+                kept.json = Some(json);
+            }
+            if i > 0 {
+                text.push(',');
+            }
+            text.push_str(kept.json.as_deref().map_or("null", RawValue::get));
+        }
+        text.push(']');
+        let users = RawValue::from_string(text).map_err(|e| ApiError::Internal(e.into()))?;
+        Ok(FirstPage {
+            graph: graph.clone(),
+            users,
+            cursor: self.cursor.clone(),
+        })
+    }
 }
 
 impl KeptPage {
@@ -97,7 +130,7 @@ impl KeptPage {
         if let Some(page) = &kept.encoded {
             return Lookup::Kept(page.clone());
         }
-        match FirstPage::new(&kept.users, kept.cursor.clone(), graph.clone()) {
+        match kept.encode(graph) {
             Ok(page) if fits(self.size, &page) => {
                 let page = Arc::new(page);
                 kept.encoded = Some(page.clone());
@@ -118,15 +151,23 @@ impl KeptPage {
         page: UserPage,
         graph: &Arc<FollowGraph>,
     ) -> Result<Arc<FirstPage>, ApiError> {
-        let cursor = page.next.map(|cursor| cursor.to_string());
-        let encoded = Arc::new(FirstPage::new(&page.users, cursor.clone(), graph.clone())?);
         let cut_by_count = usize::try_from(self.size.items).is_ok_and(|n| page.users.len() == n);
-        if epoch == self.epoch && (cursor.is_none() || cut_by_count) && fits(self.size, &encoded) {
-            self.kept = Some(Kept {
-                users: page.users,
-                cursor,
-                encoded: Some(encoded.clone()),
-            });
+        let mut kept = Kept {
+            users: page
+                .users
+                .into_iter()
+                .map(|user| KeptUser { user, json: None })
+                .collect(),
+            cursor: page.next.map(|cursor| cursor.to_string()),
+            encoded: None,
+        };
+        let encoded = Arc::new(kept.encode(graph)?);
+        if epoch == self.epoch
+            && (kept.cursor.is_none() || cut_by_count)
+            && fits(self.size, &encoded)
+        {
+            kept.encoded = Some(encoded.clone());
+            self.kept = Some(kept);
         }
         Ok(encoded)
     }
@@ -134,8 +175,11 @@ impl KeptPage {
     /// A user changed (joined, left, updated): replaced in place if on the page.
     pub fn patch(&mut self, user: &User) {
         let Some(kept) = &mut self.kept else { return };
-        if let Some(slot) = kept.users.iter_mut().find(|u| u.id == user.id) {
-            *slot = user.clone();
+        if let Some(slot) = kept.users.iter_mut().find(|u| u.user.id == user.id) {
+            *slot = KeptUser {
+                user: user.clone(),
+                json: None,
+            };
             kept.encoded = None;
         }
     }
@@ -144,6 +188,9 @@ impl KeptPage {
     pub fn regraph(&mut self) {
         if let Some(kept) = &mut self.kept {
             kept.encoded = None;
+            for user in &mut kept.users {
+                user.json = None;
+            }
         }
     }
 

@@ -63,8 +63,16 @@ pub struct PendingJoin {
     outbox: Outbox,
     /// For the actor: everyone else's presence, for the join's answer.
     presence: oneshot::Sender<Vec<Value>>,
-    done: oneshot::Sender<Result<(store::Joined, Arc<FirstPage>), ApiError>>,
+    done: JoinReply,
 }
+
+/// A room's joins recorded and announced, to answer (`Engine::answer_joins`).
+struct Answer {
+    room: Arc<RoomHandle>,
+    announced: Vec<(NewConnection, JoinReply, store::Joined)>,
+}
+
+type JoinReply = oneshot::Sender<Result<(store::Joined, Arc<FirstPage>), ApiError>>;
 
 pub struct PendingLeave {
     record: ConnectionRecord,
@@ -165,8 +173,19 @@ impl Engine {
     /// transaction, and those find their work done. Each room's leading joins go together;
     /// what follows its first leave is recorded after, room by room, in order.
     async fn commit_membership(&self, room_id: RoomId) {
+        let answers = self.record_membership(room_id).await;
+        // Answered once the lane is free for the next commit: a join's answer (the room's
+        // first page) reflects at least its own batch, whose notices the actor has.
+        futures_util::future::join_all(answers.into_iter().map(|answer| self.answer_joins(answer)))
+            .await;
+    }
+
+    /// `commit_membership`'s records and announcements, under the lane's lock; returns the
+    /// joins to answer.
+    async fn record_membership(&self, room_id: RoomId) -> Vec<Answer> {
         let lane = self.hub().lane(room_id);
         let _order = lane.membership().await;
+        let mut answers = Vec::new();
         let mut leading = Vec::new();
         let mut rest = Vec::new();
         for room in lane.take_pending() {
@@ -183,14 +202,20 @@ impl Engine {
                 rest.push((room, changes));
             }
         }
-        self.record_joins(leading).await;
+        self.record_joins(leading, &mut answers).await;
         for (room, changes) in rest {
-            self.record_changes(&room, changes).await;
+            self.record_changes(&room, changes, &mut answers).await;
         }
+        answers
     }
 
     /// Records one room's changes in order: each run of joins, each run of leaves, together.
-    async fn record_changes(&self, room: &Arc<RoomHandle>, changes: Vec<Change>) {
+    async fn record_changes(
+        &self,
+        room: &Arc<RoomHandle>,
+        changes: Vec<Change>,
+        answers: &mut Vec<Answer>,
+    ) {
         let mut changes = changes.into_iter().peekable();
         while let Some(change) = changes.next() {
             match change {
@@ -201,7 +226,8 @@ impl Engine {
                     {
                         batch.push(join);
                     }
-                    self.record_joins(vec![(room.clone(), batch)]).await;
+                    self.record_joins(vec![(room.clone(), batch)], answers)
+                        .await;
                 }
                 Change::Leave(leave) => {
                     let mut batch = vec![leave];
@@ -224,7 +250,11 @@ impl Engine {
 
     /// Records joins of several rooms, at most `MAX_BATCH` a transaction (a room's joins in
     /// order, across transactions if they are more), and announces each, in order.
-    async fn record_joins(&self, rooms: Vec<(Arc<RoomHandle>, Vec<PendingJoin>)>) {
+    async fn record_joins(
+        &self,
+        rooms: Vec<(Arc<RoomHandle>, Vec<PendingJoin>)>,
+        answers: &mut Vec<Answer>,
+    ) {
         let mut transaction: Vec<(Arc<RoomHandle>, Vec<PendingJoin>)> = Vec::new();
         let mut size = 0;
         for (room, joins) in rooms {
@@ -234,19 +264,23 @@ impl Engine {
                 size += part.len();
                 transaction.push((room.clone(), part));
                 if size == MAX_BATCH {
-                    self.record_transaction(std::mem::take(&mut transaction))
+                    self.record_transaction(std::mem::take(&mut transaction), answers)
                         .await;
                     size = 0;
                 }
             }
         }
         if !transaction.is_empty() {
-            self.record_transaction(transaction).await;
+            self.record_transaction(transaction, answers).await;
         }
     }
 
     /// Records the joins of one transaction, then announces each room's.
-    async fn record_transaction(&self, rooms: Vec<(Arc<RoomHandle>, Vec<PendingJoin>)>) {
+    async fn record_transaction(
+        &self,
+        rooms: Vec<(Arc<RoomHandle>, Vec<PendingJoin>)>,
+        answers: &mut Vec<Answer>,
+    ) {
         let batches: Vec<RoomJoins> = rooms
             .iter()
             .map(|(room, joins)| RoomJoins {
@@ -267,7 +301,10 @@ impl Engine {
         };
         for ((room, joins), result) in rooms.into_iter().zip(results) {
             match result {
-                Ok(results) => self.announce_joins(&room, joins, results).await,
+                Ok(results) => {
+                    let answer = self.announce_joins(room, joins, results).await;
+                    answers.extend(answer);
+                }
                 Err(error) => {
                     let error = ApiError::from(error);
                     for join in joins {
@@ -278,14 +315,13 @@ impl Engine {
         }
     }
 
-    /// Announces a room's recorded joins, each in order, then answers them with the room's
-    /// first page of users.
+    /// Announces a room's recorded joins, each in order; returns those to answer.
     async fn announce_joins(
         &self,
-        room: &RoomHandle,
+        room: Arc<RoomHandle>,
         batch: Vec<PendingJoin>,
         results: Vec<StoreResult<store::Joined>>,
-    ) {
+    ) -> Option<Answer> {
         let scope = room.scope;
         let mut announced = Vec::new();
         for (join, result) in batch.into_iter().zip(results) {
@@ -311,10 +347,15 @@ impl Engine {
             .await;
             announced.push((join.new, join.done, joined));
         }
-        if announced.is_empty() {
-            return;
-        }
-        match self.first_page(room).await {
+        (!announced.is_empty()).then_some(Answer { room, announced })
+    }
+
+    /// Answers a room's announced joins with the room's first page of users; if it cannot
+    /// be had, they fail and their leaves are recorded.
+    async fn answer_joins(&self, answer: Answer) {
+        let Answer { room, announced } = answer;
+        let scope = room.scope;
+        match self.first_page(&room).await {
             Ok(page) => {
                 for (_, done, joined) in announced {
                     let _ = done.send(Ok((joined, page.clone())));
@@ -331,6 +372,7 @@ impl Engine {
                         user_id: new.user_id,
                     })
                     .collect();
+                let _order = self.hub().lane(scope.room_id).membership().await;
                 for (new, _, _) in &announced {
                     room.send(RoomCommand::Detach { connection: new.id }).await;
                     self.hub().unmark_joined(new.id);

@@ -98,6 +98,11 @@ impl EventRow {
             .room_id
             .parse()
             .map_err(|_| StoreError::Corrupt(format!("event room {}", self.room_id)))?;
+        let wanted: Vec<&Webhook> = webhooks.iter().filter(|w| w.wants(kind, room)).collect();
+        // Most events have no webhook waiting for them: their body is never built.
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
         let payload: EventPayload = serde_json::from_str(&self.payload)
             .map_err(|_| StoreError::Corrupt(format!("event payload {}", self.id)))?;
         let body = delivery_body(
@@ -106,9 +111,8 @@ impl EventRow {
             Timestamp::from_millis(self.created_at),
             &payload,
         );
-        Ok(webhooks
-            .iter()
-            .filter(|webhook| webhook.wants(kind, room))
+        Ok(wanted
+            .into_iter()
             .map(|webhook| (webhook.id.clone(), body.clone()))
             .collect())
     }
