@@ -421,6 +421,8 @@ impl RoomActor {
                 self.deliver(&member.outbox, &frame);
             }
         }
+        // The tick's frames leave at once: presence is what latency is measured on.
+        self.wake_writers();
     }
 
     /// A user went away: with the next tick, the others synced to them see `state: null`.
