@@ -89,6 +89,10 @@ pub enum RoomCommand {
         page: UserPage,
         reply: oneshot::Sender<Result<Arc<FirstPage>, ApiError>>,
     },
+    /// The room's follow graph as the actor keeps it (`None` if it did not load).
+    FollowGraph {
+        reply: oneshot::Sender<Option<Arc<FollowGraph>>>,
+    },
     /// Another node changed the room or its users (or this node may have missed such news):
     /// what is kept of its users is dropped.
     Forget,
@@ -393,6 +397,9 @@ impl RoomActor {
                 let _ = reply.send(self.first_page.keep(epoch, page, &self.follows));
             }
             RoomCommand::Forget => self.first_page.forget(),
+            RoomCommand::FollowGraph { reply } => {
+                let _ = reply.send(self.follows_loaded.then(|| self.follows.clone()));
+            }
         }
     }
 

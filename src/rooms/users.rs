@@ -2,6 +2,10 @@
 //! changing and deleting users and rooms, users following each other, and pages of a room's
 //! users with their follow graph.
 
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+
 use super::actor::RoomCommand;
 use super::following::{FollowGraph, UserView};
 use super::publish::Outcome;
@@ -178,6 +182,19 @@ impl Engine {
         Ok(FollowGraph::from_pairs(
             self.store().list_follows(scope).await?,
         ))
+    }
+
+    /// Who follows whom in a room: from its actor if the room is loaded on this node (a
+    /// storm of sockets opening reads it once), else from the database.
+    pub async fn kept_follow_graph(&self, scope: RoomScope) -> Result<Arc<FollowGraph>, ApiError> {
+        if let Some(room) = self.hub().existing_room(scope.room_id) {
+            let (reply, graph) = oneshot::channel();
+            room.send(RoomCommand::FollowGraph { reply }).await;
+            if let Ok(Some(graph)) = graph.await {
+                return Ok(graph);
+            }
+        }
+        Ok(Arc::new(self.follow_graph(scope).await?))
     }
 
     /// A user of the room as sockets see them.

@@ -79,7 +79,7 @@ impl Session {
     }
 
     pub async fn welcome(&mut self, user: User, room: &Room) {
-        let user = match self.engine.follow_graph(self.member.scope).await {
+        let user = match self.engine.kept_follow_graph(self.member.scope).await {
             Ok(graph) => graph.socket_user(user),
             Err(_) => UserView::alone(user),
         };
