@@ -5,34 +5,33 @@
 -- own (which it announced itself). `collabkit_rooms` keeps its payload, the room's ID alone,
 -- for nodes of the previous release during a rolling upgrade.
 
-CREATE OR REPLACE FUNCTION collabkit_room_row_changed() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    changed_room text;
+CREATE FUNCTION collabkit_notify_room_change(changed_room text) RETURNS void
+LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP = 'DELETE' THEN
-        changed_room := OLD.id;
-    ELSE
-        changed_room := NEW.id;
-    END IF;
     PERFORM pg_notify('collabkit_rooms', changed_room);
     PERFORM pg_notify('collabkit_room_changes',
         changed_room || ' ' || COALESCE(current_setting('collabkit.origin', true), ''));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION collabkit_room_row_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        PERFORM collabkit_notify_room_change(OLD.id);
+    ELSE
+        PERFORM collabkit_notify_room_change(NEW.id);
+    END IF;
     RETURN NULL;
 END
 $$;
 
 CREATE OR REPLACE FUNCTION collabkit_user_row_changed() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    changed_room text;
 BEGIN
     IF TG_OP = 'DELETE' THEN
-        changed_room := OLD.room_id;
+        PERFORM collabkit_notify_room_change(OLD.room_id);
     ELSE
-        changed_room := NEW.room_id;
+        PERFORM collabkit_notify_room_change(NEW.room_id);
     END IF;
-    PERFORM pg_notify('collabkit_rooms', changed_room);
-    PERFORM pg_notify('collabkit_room_changes',
-        changed_room || ' ' || COALESCE(current_setting('collabkit.origin', true), ''));
     RETURN NULL;
 END
 $$;
