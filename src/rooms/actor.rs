@@ -2,7 +2,6 @@
 //! presence and sync targets, and the follow graph. It never awaits a client: every send is a
 //! `try_send` into the client's bounded outbox, and a client that cannot keep up is closed.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -23,8 +22,6 @@ use crate::store::{DynStore, Joined, Left, PageSize, RoomScope, UserPage};
 
 /// Commands queued for a room before senders wait.
 pub const INBOX_CAPACITY: usize = 1024;
-/// Commands handled at most before the writers of the frames they queued are woken.
-const BURST: usize = 64;
 /// Tries at loading the follow graph before the room runs without it.
 const FOLLOW_LOAD_ATTEMPTS: u32 = 3;
 
@@ -121,8 +118,6 @@ pub struct RoomActor {
     /// Whether `follows` holds the room's graph (it failed to load otherwise).
     follows_loaded: bool,
     first_page: KeptPage,
-    /// Outboxes with frames queued since the writers were last woken (`deliver`).
-    to_wake: RefCell<Vec<Outbox>>,
 }
 
 impl RoomActor {
@@ -143,7 +138,6 @@ impl RoomActor {
             follows: Arc::default(),
             follows_loaded: false,
             first_page: KeptPage::new(first_page),
-            to_wake: RefCell::default(),
         }
     }
 
@@ -159,15 +153,7 @@ impl RoomActor {
                 .then(|| idle_since + self.config.room_idle());
             tokio::select! {
                 command = inbox.recv() => match command {
-                    Some(command) => {
-                        self.handle(command);
-                        // Commands already waiting go before the writers are woken: each
-                        // socket then takes their frames in one write.
-                        for _ in 1..BURST {
-                            let Ok(command) = inbox.try_recv() else { break };
-                            self.handle(command);
-                        }
-                    }
+                    Some(command) => self.handle(command),
                     None => break,
                 },
                 () = sleep_until(flush_at.unwrap_or_else(Instant::now)), if flush_at.is_some() => {
@@ -180,7 +166,6 @@ impl RoomActor {
                     idle_since = Instant::now();
                 }
             }
-            self.wake_writers();
             if !self.members.is_empty() {
                 idle_since = Instant::now();
             }
@@ -191,7 +176,6 @@ impl RoomActor {
         while let Ok(command) = inbox.try_recv() {
             self.handle(command);
         }
-        self.wake_writers();
         tracing::debug!(room = %self.scope.room_id, "room unloaded");
     }
 
@@ -330,7 +314,7 @@ impl RoomActor {
                     let wanted = user_ids
                         .as_ref()
                         .is_none_or(|ids| ids.contains(&member.user_id));
-                    if member.user_id != sender && wanted && self.deliver(&member.outbox, &frame) {
+                    if member.user_id != sender && wanted && member.outbox.send(frame.clone()) {
                         recipients += 1;
                     }
                 }
@@ -374,7 +358,7 @@ impl RoomActor {
                 for (connection, member) in &self.members {
                     if Some(*connection) != except {
                         for frame in &frames {
-                            self.deliver(&member.outbox, frame);
+                            member.outbox.send(frame.clone());
                         }
                     }
                 }
@@ -425,11 +409,9 @@ impl RoomActor {
             let viewer = member.user_id;
             let shown = |subject| subject != viewer && self.matches(target, viewer, subject);
             for frame in batch.frames_for(member.outbox.protocol(), shown) {
-                self.deliver(&member.outbox, &frame);
+                member.outbox.send(frame);
             }
         }
-        // The tick's frames leave at once: presence is what latency is measured on.
-        self.wake_writers();
     }
 
     /// A user went away: with the next tick, the others synced to them see `state: null`.
@@ -439,33 +421,13 @@ impl RoomActor {
 
     fn send_to_others(&self, user_id: UserId, frame: &Utf8Bytes) {
         for member in self.members.values().filter(|m| m.user_id != user_id) {
-            self.deliver(&member.outbox, frame);
+            member.outbox.send(frame.clone());
         }
     }
 
     fn send_to_all(&self, frame: &Utf8Bytes) {
         for member in self.members.values() {
-            self.deliver(&member.outbox, frame);
-        }
-    }
-
-    /// Queues a frame for a socket; its writer is woken once the commands at hand are
-    /// handled (`wake_writers`). False if the socket refused it.
-    fn deliver(&self, outbox: &Outbox, frame: &Utf8Bytes) -> bool {
-        match outbox.queue_unwoken(frame.clone()) {
-            None => false,
-            Some(first) => {
-                if first {
-                    self.to_wake.borrow_mut().push(outbox.clone());
-                }
-                true
-            }
-        }
-    }
-
-    fn wake_writers(&self) {
-        for outbox in self.to_wake.borrow_mut().drain(..) {
-            outbox.wake();
+            member.outbox.send(frame.clone());
         }
     }
 }

@@ -95,8 +95,6 @@ struct Shared {
     ready: Notify,
     /// Set when the transport is gone: nothing more is queued.
     receiver_gone: AtomicBool,
-    /// Set while frames queued by `queue_unwoken` wait for their `wake`.
-    unwoken: AtomicBool,
     /// Bytes of the frames queued and not yet taken by the transport.
     queued: AtomicUsize,
     /// When the transport last took a frame, or the queue last went from empty to not
@@ -165,30 +163,6 @@ impl Outbox {
     /// not make the server hold them all), or when frames have waited longer than the delay
     /// limit with none taken.
     pub fn send(&self, frame: Utf8Bytes) -> bool {
-        let queued = self.push(frame);
-        if queued {
-            self.shared.ready.notify_one();
-        }
-        queued
-    }
-
-    /// `send`, without waking the transport until `wake`: frames queued together (a room's
-    /// events of one moment) then leave in one write. `None` if refused, else whether this
-    /// frame is the first since the last wake (the caller must then make sure `wake` follows).
-    pub fn queue_unwoken(&self, frame: Utf8Bytes) -> Option<bool> {
-        self.push(frame)
-            .then(|| !self.shared.unwoken.swap(true, Ordering::AcqRel))
-    }
-
-    /// Wakes the transport for the frames `queue_unwoken` left waiting.
-    pub fn wake(&self) {
-        if self.shared.unwoken.swap(false, Ordering::AcqRel) {
-            self.shared.ready.notify_one();
-        }
-    }
-
-    /// Queues a frame (`send`) without waking the transport; false if refused.
-    fn push(&self, frame: Utf8Bytes) -> bool {
         let len = frame.len();
         let shared = &self.shared;
         if shared.receiver_gone.load(Ordering::Acquire) {
@@ -213,6 +187,7 @@ impl Outbox {
             return false;
         }
         shared.frames.lock().expect("outbox lock").push_back(frame);
+        shared.ready.notify_one();
         true
     }
 
