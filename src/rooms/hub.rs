@@ -268,6 +268,12 @@ impl Hub {
         queued.push(change);
     }
 
+    /// The size of a page of a room's users on sockets (`realtime.page_users`, bounded by
+    /// `limits.max_page_bytes`): the first, which joins answer with, and the next ones.
+    pub fn users_page_size(&self) -> PageSize {
+        self.0.first_page
+    }
+
     /// The rooms whose actors run on this node.
     pub fn loaded_rooms(&self) -> Vec<Arc<RoomHandle>> {
         self.0.rooms.lock().values().cloned().collect()

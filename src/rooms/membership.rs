@@ -20,8 +20,7 @@ use crate::analytics::Activity;
 use crate::domain::{ConnectionId, Room, RoomId, Timestamp, User, UserId};
 use crate::error::ApiError;
 use crate::store::{
-    self, ConnectionRecord, Left, NewConnection, PageSize, RoomJoins, RoomScope, StoreError,
-    StoreResult,
+    self, ConnectionRecord, Left, NewConnection, RoomJoins, RoomScope, StoreError, StoreResult,
 };
 
 /// Attempts at recording a leave before giving up to the reaper.
@@ -396,10 +395,7 @@ impl Engine {
             match lookup.await {
                 Ok(Lookup::Kept(page)) => return Ok(page),
                 Ok(Lookup::Missing { epoch }) => {
-                    let size = PageSize {
-                        items: self.config().realtime.page_users,
-                        bytes: self.config().page_bytes(),
-                    };
+                    let size = self.hub().users_page_size();
                     let page = self.store().list_room_users(scope, None, size).await?;
                     let (reply, kept) = oneshot::channel();
                     room.send(RoomCommand::KeepPage { epoch, page, reply })

@@ -12,9 +12,7 @@ use super::publish::Outcome;
 use super::Engine;
 use crate::domain::{AccountId, Room, RoomId, User, UserId};
 use crate::error::ApiError;
-use crate::store::{
-    Entity, NewUser, PageSize, Recounted, RoomChanges, RoomScope, UserChanges, UserCursor,
-};
+use crate::store::{Entity, NewUser, Recounted, RoomChanges, RoomScope, UserChanges, UserCursor};
 
 /// A follow starts or ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -231,10 +229,7 @@ impl Engine {
                 })
             })
             .transpose()?;
-        let size = PageSize {
-            items: self.config().realtime.page_users,
-            bytes: self.config().page_bytes(),
-        };
+        let size = self.hub().users_page_size();
         let (page, graph) = tokio::try_join!(
             async {
                 let page = self.store().list_room_users(scope, after.as_ref(), size);
