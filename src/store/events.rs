@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use sqlx::{ColumnIndex, Executor};
 
 use super::dialect::{Column, Dialect, RowsAffected};
+use super::query::{inserts, Value};
 use super::sql::SqlStore;
 use super::{StoreError, StoreResult};
 use crate::domain::{Event, Timestamp};
@@ -50,26 +51,30 @@ where
     Option<i64>: Column<DB>,
     bool: Column<DB>,
 {
-    /// Records events in the transaction of the change they describe.
+    /// Records events in the transaction of the change they describe, in one statement: their
+    /// `seq`s follow their order.
     pub(super) async fn record_events(
         conn: &mut DB::Connection,
         events: &[Event],
     ) -> StoreResult<()> {
-        for event in events {
-            let payload = serde_json::to_string(&event.payload())
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            sqlx::query(
-                "INSERT INTO events (id, account_id, room_id, kind, payload, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(&event.id)
-            .bind(event.account_id.to_string())
-            .bind(event.room.id.to_string())
-            .bind(event.kind.name().to_owned())
-            .bind(payload)
-            .bind(event.timestamp.as_millis())
-            .execute(&mut *conn)
-            .await?;
+        let rows = events
+            .iter()
+            .map(|event| {
+                let payload = serde_json::to_string(&event.payload())
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                Ok(vec![
+                    Value::from(event.id.as_str()),
+                    Value::from(event.account_id.to_string()),
+                    Value::from(event.room.id.to_string()),
+                    Value::from(event.kind.name()),
+                    Value::from(payload),
+                    Value::from(event.timestamp.as_millis()),
+                ])
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        let head = "INSERT INTO events (id, account_id, room_id, kind, payload, created_at) VALUES ";
+        for insert in inserts(head, &rows) {
+            insert.query::<DB>().execute(&mut *conn).await?;
         }
         Ok(())
     }

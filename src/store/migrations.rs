@@ -61,6 +61,11 @@ pub(super) const SQLITE: &[Migration] = &[
         name: "0009_room_change_origins",
         sql: include_str!("../../migrations/sqlite/0009_room_change_origins.sql"),
     },
+    Migration {
+        version: 10,
+        name: "0010_quiet_row_locks",
+        sql: include_str!("../../migrations/sqlite/0010_quiet_row_locks.sql"),
+    },
 ];
 
 pub(super) const POSTGRES: &[Migration] = &[
@@ -108,6 +113,11 @@ pub(super) const POSTGRES: &[Migration] = &[
         version: 9,
         name: "0009_room_change_origins",
         sql: include_str!("../../migrations/postgres/0009_room_change_origins.sql"),
+    },
+    Migration {
+        version: 10,
+        name: "0010_quiet_row_locks",
+        sql: include_str!("../../migrations/postgres/0010_quiet_row_locks.sql"),
     },
 ];
 

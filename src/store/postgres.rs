@@ -13,7 +13,7 @@ use super::{RoomSignal, StoreOptions, StoreResult};
 use crate::domain::RoomId;
 
 /// The channel on which the database reports changes to rooms and their users: a trigger on
-/// `rooms` and `users` (migrations 0008 and 0009) notifies it when they commit, with the
+/// `rooms` and `users` (migrations 0008 to 0010) notifies it when they change and commit, with the
 /// room's ID and the origin of the connection that made the change (`collabkit.origin`).
 const ROOM_CHANNEL: &str = "collabkit_room_changes";
 /// Signals waiting for the engine before the listener waits for it.

@@ -129,6 +129,27 @@ impl Sql {
     }
 }
 
+/// Most values one statement binds: under SQLite's limit (32,766) and PostgreSQL's (65,535).
+const MAX_BOUND_VALUES: usize = 30_000;
+
+/// `INSERT`s of `rows` (each a row's values, all of one width) after `head`
+/// (`INSERT INTO t (a, b) VALUES `): one statement, or as few as the limit on bound values
+/// allows. None for no rows.
+pub(super) fn inserts(head: &str, rows: &[Vec<Value>]) -> Vec<Sql> {
+    let width = rows.first().map_or(1, Vec::len).max(1);
+    rows.chunks((MAX_BOUND_VALUES / width).max(1))
+        .map(|chunk| {
+            let mut sql = Sql::new(head);
+            for (i, row) in chunk.iter().enumerate() {
+                sql.push(if i == 0 { "(" } else { ", (" })
+                    .bind_all(row.iter().cloned())
+                    .push(")");
+            }
+            sql
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,5 +175,22 @@ mod tests {
                 Value::Int(None)
             ]
         );
+    }
+
+    #[test]
+    fn inserts_split_where_the_bound_values_would_pass_the_limit() {
+        let row = |i: i64| vec![Value::from(i), Value::from(format!("r{i}"))];
+        let one = inserts("INSERT INTO t (a, b) VALUES ", &[row(1), row(2)]);
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].text, "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)");
+        assert_eq!(one[0].values, [row(1), row(2)].concat());
+
+        let rows: Vec<Vec<Value>> = (0..MAX_BOUND_VALUES as i64 / 2 + 1).map(row).collect();
+        let split = inserts("INSERT INTO t (a, b) VALUES ", &rows);
+        assert_eq!(split.len(), 2);
+        assert_eq!(split[0].values.len(), MAX_BOUND_VALUES);
+        assert_eq!(split[1].text, "INSERT INTO t (a, b) VALUES ($1, $2)");
+        assert_eq!(split[1].values, row(MAX_BOUND_VALUES as i64 / 2));
+        assert!(inserts("INSERT INTO t (a) VALUES ", &[]).is_empty());
     }
 }

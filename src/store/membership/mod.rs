@@ -1,11 +1,12 @@
 //! Membership: sockets joining and leaving rooms, and what follows from it (users online and
 //! offline, a room's sessions, its online counter). `MembershipStore` and its types; the
-//! implementation on either database is in `sql.rs`.
+//! implementation on either database is in `sql.rs`, its joins in `join.rs`.
 //!
 //! Every transaction that changes who is online locks the room, then the user: nodes racing
 //! on one room serialize instead of deadlocking. One that joins sockets to several rooms
-//! locks them in the order of their IDs, each room's users after it.
+//! locks them all in the order of their IDs, then their users.
 
+mod join;
 mod sql;
 
 use async_trait::async_trait;

@@ -1,16 +1,11 @@
 //! `MembershipStore` on either database, and the recount that joins, leaves and a user's
 //! deletion share.
 
-use std::collections::{HashMap, HashSet};
-
 use async_trait::async_trait;
 use sqlx::{ColumnIndex, Executor};
 
-use super::{
-    ConnectionRecord, Joined, JoinedRooms, Left, MembershipStore, NewConnection, Recount,
-    Recounted, RoomJoins,
-};
-use crate::domain::{ConnectionId, Event, EventKind, Room, SessionId, Timestamp, User, UserId};
+use super::{ConnectionRecord, JoinedRooms, Left, MembershipStore, Recount, Recounted, RoomJoins};
+use crate::domain::{ConnectionId, Event, EventKind, Room, Timestamp, User, UserId};
 use crate::store::dialect::{Column, Dialect, RowsAffected};
 use crate::store::query::Sql;
 use crate::store::rooms::{RoomRow, ROOM_COLUMNS};
@@ -32,25 +27,13 @@ where
     bool: Column<DB>,
 {
     async fn join_rooms(&self, batches: &[RoomJoins]) -> StoreResult<JoinedRooms> {
-        let mut results: Vec<Option<StoreResult<Vec<StoreResult<Joined>>>>> =
-            batches.iter().map(|_| None).collect();
-        // Rooms are locked in the order of their IDs: transactions that lock several rooms
-        // never wait on each other in a circle.
-        let mut order: Vec<usize> = (0..batches.len())
-            .filter(|&i| !batches[i].connections.is_empty())
-            .collect();
-        order.sort_by_cached_key(|&i| batches[i].scope.room_id.to_string());
-        if !order.is_empty() {
-            let mut tx = self.pool.begin().await?;
-            for i in order {
-                results[i] = Some(Self::join_in(&mut tx, &batches[i]).await?);
-            }
-            tx.commit().await?;
+        if batches.iter().all(|batch| batch.connections.is_empty()) {
+            return Ok(batches.iter().map(|_| Ok(Vec::new())).collect());
         }
-        Ok(results
-            .into_iter()
-            .map(|result| result.unwrap_or_else(|| Ok(Vec::new())))
-            .collect())
+        let mut tx = self.pool.begin().await?;
+        let joined = Self::join_in(&mut tx, batches).await?;
+        tx.commit().await?;
+        Ok(joined)
     }
 
     async fn leave_room(&self, connection: &ConnectionRecord, at: Timestamp) -> StoreResult<Left> {
@@ -194,198 +177,6 @@ where
     Option<i64>: Column<DB>,
     bool: Column<DB>,
 {
-    /// One room's joins of `join_rooms`, in its transaction: `NotFound(Room)` inside if the
-    /// room is gone (nothing written for it).
-    async fn join_in(
-        conn: &mut DB::Connection,
-        batch: &RoomJoins,
-    ) -> StoreResult<StoreResult<Vec<StoreResult<Joined>>>> {
-        let (scope, connections) = (batch.scope, &batch.connections);
-        let now = connections
-            .iter()
-            .map(|c| c.opened_at)
-            .max()
-            .unwrap_or_else(Timestamp::now);
-        if !Self::lock_room(&mut *conn, scope).await? {
-            return Ok(Err(StoreError::NotFound(Entity::Room)));
-        }
-        let mut wanted: Vec<UserId> = Vec::new();
-        for connection in connections {
-            if !wanted.contains(&connection.user_id) {
-                wanted.push(connection.user_id);
-            }
-        }
-        let existing = Self::lock_users(&mut *conn, scope, &wanted).await?;
-        let joining: Vec<&NewConnection> = connections
-            .iter()
-            .filter(|c| existing.contains(&c.user_id))
-            .collect();
-        let users_joining: Vec<UserId> = wanted
-            .iter()
-            .copied()
-            .filter(|id| existing.contains(id))
-            .collect();
-        // Users with a socket before this batch are online already.
-        let came_online: Vec<UserId> = if users_joining.is_empty() {
-            Vec::new()
-        } else {
-            let mut online =
-                Sql::new("SELECT DISTINCT user_id FROM connections WHERE user_id IN (");
-            online
-                .bind_all(users_joining.iter().map(|id| id.to_string()))
-                .push(")");
-            let online: Vec<(String,)> = online.query_as::<DB, _>().fetch_all(&mut *conn).await?;
-            let online: HashSet<String> = online.into_iter().map(|(id,)| id).collect();
-            users_joining
-                .iter()
-                .copied()
-                .filter(|id| !online.contains(&id.to_string()))
-                .collect()
-        };
-        if !joining.is_empty() {
-            let mut insert = Sql::new(
-                "INSERT INTO connections (id, node_id, room_id, user_id, opened_at) VALUES ",
-            );
-            for (i, connection) in joining.iter().enumerate() {
-                insert.push(if i == 0 { "(" } else { ", (" });
-                insert
-                    .bind(connection.id.to_string())
-                    .push(", ")
-                    .bind(connection.node_id.as_str())
-                    .push(", ")
-                    .bind(scope.room_id.to_string())
-                    .push(", ")
-                    .bind(connection.user_id.to_string())
-                    .push(", ")
-                    .bind(connection.opened_at.as_millis())
-                    .push(")");
-            }
-            insert.query::<DB>().execute(&mut *conn).await?;
-        }
-        if !came_online.is_empty() {
-            let ids = || came_online.iter().map(|id| id.to_string());
-            let mut status = Sql::new("UPDATE users SET status = 'online', joined_at = ");
-            status
-                .bind(now.as_millis())
-                .push(" WHERE id IN (")
-                .bind_all(ids())
-                .push(")");
-            status.query::<DB>().execute(&mut *conn).await?;
-            // Sessions left open by a crash end where the new ones start.
-            let mut close = Sql::new("UPDATE user_sessions SET left_at = ");
-            close
-                .bind(now.as_millis())
-                .push(" WHERE left_at IS NULL AND user_id IN (")
-                .bind_all(ids())
-                .push(")");
-            close.query::<DB>().execute(&mut *conn).await?;
-            let mut open =
-                Sql::new("INSERT INTO user_sessions (id, user_id, room_id, joined_at) VALUES ");
-            for (i, user_id) in came_online.iter().enumerate() {
-                open.push(if i == 0 { "(" } else { ", (" });
-                open.bind(SessionId::new().to_string())
-                    .push(", ")
-                    .bind(user_id.to_string())
-                    .push(", ")
-                    .bind(scope.room_id.to_string())
-                    .push(", ")
-                    .bind(now.as_millis())
-                    .push(")");
-            }
-            open.query::<DB>().execute(&mut *conn).await?;
-        }
-        let recount = Self::recount(&mut *conn, scope, now).await?;
-        let users = Self::fetch_users(&mut *conn, scope, &users_joining).await?;
-        // Each join carries its own events: the batch's first joiner the session's start,
-        // each user coming online their `participant.joined`.
-        let mut results = Vec::with_capacity(connections.len());
-        let mut announced: HashSet<UserId> = HashSet::new();
-        let mut session_started = recount.started;
-        let mut all_events = Vec::new();
-        for connection in connections {
-            let Some(user) = users.get(&connection.user_id) else {
-                results.push(Err(StoreError::NotFound(Entity::User)));
-                continue;
-            };
-            let mut events = Vec::new();
-            let started = std::mem::take(&mut session_started);
-            if started {
-                events.push(Event::new(
-                    EventKind::SessionStarted,
-                    &recount.room,
-                    None,
-                    Vec::new(),
-                    now,
-                ));
-            }
-            let user_came_online = came_online.contains(&user.id) && announced.insert(user.id);
-            if user_came_online {
-                events.push(Event::new(
-                    EventKind::ParticipantJoined,
-                    &recount.room,
-                    Some(user),
-                    Vec::new(),
-                    now,
-                ));
-            }
-            all_events.extend(events.iter().cloned());
-            results.push(Ok(Joined {
-                user: user.clone(),
-                room: recount.room.clone(),
-                came_online: user_came_online,
-                session_started: started,
-                events,
-            }));
-        }
-        Self::record_events(&mut *conn, &all_events).await?;
-        Ok(Ok(results))
-    }
-
-    /// Locks the users of `ids` that are the room's, and returns those.
-    async fn lock_users(
-        conn: &mut DB::Connection,
-        scope: RoomScope,
-        ids: &[UserId],
-    ) -> StoreResult<HashSet<UserId>> {
-        if ids.is_empty() {
-            return Ok(HashSet::new());
-        }
-        let mut lock = Sql::new("UPDATE users SET id = id WHERE room_id = ");
-        lock.bind(scope.room_id.to_string())
-            .push(" AND id IN (")
-            .bind_all(ids.iter().map(|id| id.to_string()))
-            .push(") RETURNING id");
-        let locked: Vec<(String,)> = lock.query_as::<DB, _>().fetch_all(conn).await?;
-        let locked: HashSet<String> = locked.into_iter().map(|(id,)| id).collect();
-        Ok(ids
-            .iter()
-            .copied()
-            .filter(|id| locked.contains(&id.to_string()))
-            .collect())
-    }
-
-    /// The room's users of `ids`, by id.
-    async fn fetch_users(
-        conn: &mut DB::Connection,
-        scope: RoomScope,
-        ids: &[UserId],
-    ) -> StoreResult<HashMap<UserId, User>> {
-        if ids.is_empty() {
-            return Ok(HashMap::new());
-        }
-        let mut select = Sql::new(format!("SELECT {USER_COLUMNS} FROM users WHERE room_id = "));
-        select
-            .bind(scope.room_id.to_string())
-            .push(" AND id IN (")
-            .bind_all(ids.iter().map(|id| id.to_string()))
-            .push(")");
-        let rows: Vec<UserRow> = select.query_as::<DB, _>().fetch_all(conn).await?;
-        Ok(users(rows)?
-            .into_iter()
-            .map(|user| (user.id, user))
-            .collect())
-    }
-
     async fn count_user_connections(
         conn: &mut DB::Connection,
         user_id: UserId,
@@ -411,31 +202,60 @@ where
         Ok(())
     }
 
-    /// Stores `count` as the room's online users, opening or closing its session.
+    /// Stores `count` as the room's online users, opening or closing its session to match.
     async fn set_room_count(
         conn: &mut DB::Connection,
         scope: RoomScope,
         count: i64,
         now: Timestamp,
     ) -> StoreResult<Room> {
-        let sql = format!(
-            "UPDATE rooms SET active_participants = $1, \
-               closed_sessions_ms = closed_sessions_ms + CASE \
-                 WHEN $1 = 0 AND session_started_at IS NOT NULL \
-                 THEN $2 - session_started_at ELSE 0 END, \
-               session_started_at = CASE WHEN $1 = 0 THEN NULL \
-                 ELSE COALESCE(session_started_at, $2) END \
-             WHERE id = $3 AND account_id = $4 RETURNING {ROOM_COLUMNS}"
-        );
-        let row: RoomRow = sqlx::query_as(&sql)
-            .bind(count)
-            .bind(now.as_millis())
-            .bind(scope.room_id.to_string())
-            .bind(scope.account_id.to_string())
-            .fetch_optional(conn)
+        Self::set_room_counts(conn, &[(scope, count)], now)
             .await?
-            .ok_or(StoreError::NotFound(Entity::Room))?;
-        row.try_into()
+            .pop()
+            .ok_or(StoreError::NotFound(Entity::Room))
+    }
+
+    /// `set_room_count` for several rooms in one statement; returns those that exist.
+    pub(super) async fn set_room_counts(
+        conn: &mut DB::Connection,
+        counts: &[(RoomScope, i64)],
+        now: Timestamp,
+    ) -> StoreResult<Vec<Room>> {
+        if counts.is_empty() {
+            return Ok(Vec::new());
+        }
+        // `n` holds each room's (ID, account, count) as `column1` to `column3`: the names
+        // both databases give the columns of a `VALUES` list.
+        let mut update = Sql::new(
+            "UPDATE rooms SET active_participants = n.column3, \
+               closed_sessions_ms = rooms.closed_sessions_ms + CASE \
+                 WHEN n.column3 = 0 AND rooms.session_started_at IS NOT NULL THEN ",
+        );
+        update
+            .bind(now.as_millis())
+            .push(
+                " - rooms.session_started_at ELSE 0 END, \
+                 session_started_at = CASE WHEN n.column3 = 0 THEN NULL \
+                   ELSE COALESCE(rooms.session_started_at, ",
+            )
+            .bind(now.as_millis())
+            .push(") END FROM (VALUES ");
+        for (i, (scope, count)) in counts.iter().enumerate() {
+            update
+                .push(if i == 0 { "(" } else { ", (" })
+                .bind(scope.room_id.to_string())
+                .push(", ")
+                .bind(scope.account_id.to_string())
+                .push(", ")
+                .bind(*count)
+                .push(")");
+        }
+        update.push(&format!(
+            ") AS n WHERE rooms.id = n.column1 AND rooms.account_id = n.column2 \
+             RETURNING {ROOM_COLUMNS}"
+        ));
+        let rows: Vec<RoomRow> = update.query_as::<DB, _>().fetch_all(conn).await?;
+        rows.into_iter().map(Room::try_from).collect()
     }
 
     /// Recounts a (locked) room's online users from its joined sockets.
@@ -453,8 +273,18 @@ where
         .fetch_one(&mut *conn)
         .await?;
         let room = Self::set_room_count(&mut *conn, scope, online, now).await?;
-        let closed = before.is_some() && room.session_started_at.is_none();
-        let session_users: Vec<User> = match before {
+        Self::recounted(conn, before, room).await
+    }
+
+    /// A room's recount, from when its session started before (`session_before`) and the
+    /// room after.
+    pub(super) async fn recounted(
+        conn: &mut DB::Connection,
+        session_before: Option<i64>,
+        room: Room,
+    ) -> StoreResult<Recount> {
+        let closed = session_before.is_some() && room.session_started_at.is_none();
+        let session_users: Vec<User> = match session_before {
             Some(started) if closed => {
                 let sql = format!(
                     "SELECT {USER_COLUMNS} FROM users WHERE room_id = $1 AND id IN \
@@ -462,7 +292,7 @@ where
                      ORDER BY created_at, id"
                 );
                 let rows: Vec<UserRow> = sqlx::query_as(&sql)
-                    .bind(scope.room_id.to_string())
+                    .bind(room.id.to_string())
                     .bind(started)
                     .fetch_all(&mut *conn)
                     .await?;
@@ -471,7 +301,7 @@ where
             _ => Vec::new(),
         };
         Ok(Recount {
-            started: before.is_none() && room.session_started_at.is_some(),
+            started: session_before.is_none() && room.session_started_at.is_some(),
             closed,
             room,
             session_users,
