@@ -1,5 +1,5 @@
-//! The command line: `serve` (the default), `migrate`, `accounts`, `keys`, `secrets` and
-//! `healthcheck`.
+//! The command line: `serve` (the default), `migrate`, `accounts`, `keys`, `secrets`, `db`
+//! and `healthcheck`.
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
@@ -16,6 +16,7 @@ use crate::auth::{passwords, GeneratedKey};
 use crate::config::{self, Config};
 use crate::domain::dashboard::password_problem;
 use crate::domain::{Account, AccountId, ApiKeyId, Email, LoginId, Role, Timestamp};
+use crate::store::copy::{self, Progress};
 use crate::store::webhooks::{reseal_all, Reseal};
 use crate::store::NewLogin;
 
@@ -48,6 +49,9 @@ pub enum Command {
     /// Manage the encryption of stored secrets.
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    /// Move the data to another database.
+    #[command(subcommand)]
+    Db(DbCommand),
     /// Exit 0 if the local server answers GET /healthz (for container health checks).
     Healthcheck {
         /// Address to probe; default: the configured bind address on loopback.
@@ -113,6 +117,18 @@ pub enum SecretsCommand {
     Rotate,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Copy every table of the configured SQLite database into an empty PostgreSQL database
+    /// (stop the server first; see docs/operations.md). Each table is verified by row count
+    /// and checksum; nothing is kept on the target unless all of it is.
+    Copy {
+        /// The PostgreSQL database to copy into: postgres://user@host:5432/name
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
+}
+
 impl Cli {
     /// The config file from `--config`, else from COLLABKIT_CONFIG.
     pub fn config_file(&self) -> Option<PathBuf> {
@@ -138,6 +154,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }) => create_login(&config, account, &email, &role).await,
         Command::Keys(command) => keys(&config, command).await,
         Command::Secrets(SecretsCommand::Rotate) => rotate_secrets(&config).await,
+        Command::Db(DbCommand::Copy { to }) => copy_database(&config, &to).await,
         Command::Healthcheck { addr } => healthcheck(&config, addr),
     }
 }
@@ -171,6 +188,34 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
         () = terminate => tracing::info!("SIGTERM received; shutting down"),
     }
     shutdown.cancel();
+}
+
+async fn copy_database(config: &Config, to: &str) -> anyhow::Result<()> {
+    let from = config.database_url();
+    if !from.starts_with("sqlite:") {
+        bail!("db copy copies a SQLite database (the configured one is {from})");
+    }
+    if !(to.starts_with("postgres://") || to.starts_with("postgresql://")) {
+        bail!("--to must be a PostgreSQL URL (postgres://...)");
+    }
+    eprintln!("copying {from} into the PostgreSQL database");
+    let live_within_ms = i64::try_from(config.realtime.node_timeout_ms).unwrap_or(i64::MAX);
+    let copied = copy::sqlite_to_postgres(&from, to, live_within_ms, |progress| match progress {
+        Progress::Rows { table, rows } => eprintln!("  {table}: {rows} rows..."),
+        Progress::Verified(table) => eprintln!(
+            "  {}: {} rows, checksum {} on both sides",
+            table.table, table.rows, table.checksum
+        ),
+    })
+    .await
+    .context("copying the database (nothing was copied)")?;
+    let rows: u64 = copied.iter().map(|table| table.rows).sum();
+    eprintln!(
+        "copied {} tables, {rows} rows. Start the server with COLLABKIT_DATABASE_URL set to the \
+         new database, the same data directory and the same secrets_key.",
+        copied.len()
+    );
+    Ok(())
 }
 
 async fn create_account(config: &Config, name: String, json: bool) -> anyhow::Result<()> {

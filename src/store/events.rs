@@ -72,7 +72,8 @@ where
                 ])
             })
             .collect::<StoreResult<Vec<_>>>()?;
-        let head = "INSERT INTO events (id, account_id, room_id, kind, payload, created_at) VALUES ";
+        let head =
+            "INSERT INTO events (id, account_id, room_id, kind, payload, created_at) VALUES ";
         for insert in inserts(head, &rows) {
             insert.query::<DB>().execute(&mut *conn).await?;
         }

@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod analytics;
 pub mod comments;
+pub mod copy;
 pub mod dashboard;
 pub mod dialect;
 pub mod entries;

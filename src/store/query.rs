@@ -182,7 +182,10 @@ mod tests {
         let row = |i: i64| vec![Value::from(i), Value::from(format!("r{i}"))];
         let one = inserts("INSERT INTO t (a, b) VALUES ", &[row(1), row(2)]);
         assert_eq!(one.len(), 1);
-        assert_eq!(one[0].text, "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)");
+        assert_eq!(
+            one[0].text,
+            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)"
+        );
         assert_eq!(one[0].values, [row(1), row(2)].concat());
 
         let rows: Vec<Vec<Value>> = (0..MAX_BOUND_VALUES as i64 / 2 + 1).map(row).collect();

@@ -153,9 +153,8 @@ where
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
-        let mut lock = Sql::new(
-            "UPDATE rooms SET id = id WHERE id IN (SELECT id FROM rooms WHERE id IN (",
-        );
+        let mut lock =
+            Sql::new("UPDATE rooms SET id = id WHERE id IN (SELECT id FROM rooms WHERE id IN (");
         lock.bind_all(ids).push(&format!(
             ") ORDER BY id{}) RETURNING id, account_id, session_started_at",
             DB::row_lock(RowLock::Update)
@@ -200,7 +199,9 @@ where
         let locked: HashMap<String, String> = locked.into_iter().collect();
         let mut homes = HashMap::new();
         for id in ids {
-            let home = locked.get(&id.to_string()).and_then(|room| room.parse().ok());
+            let home = locked
+                .get(&id.to_string())
+                .and_then(|room| room.parse().ok());
             if let Some(room_id) = home {
                 homes.insert(*id, room_id);
             }
@@ -298,9 +299,8 @@ where
         if rooms.is_empty() {
             return Ok(HashMap::new());
         }
-        let mut count = Sql::new(
-            "SELECT room_id, COUNT(DISTINCT user_id) FROM connections WHERE room_id IN (",
-        );
+        let mut count =
+            Sql::new("SELECT room_id, COUNT(DISTINCT user_id) FROM connections WHERE room_id IN (");
         count
             .bind_all(rooms.keys().map(|id| id.to_string()))
             .push(") GROUP BY room_id");
