@@ -20,10 +20,21 @@ pub async fn healthz() -> Reply {
 /// The process can do its work: the database answers.
 pub async fn readyz(State(state): State<AppState>) -> Result<Reply, ApiError> {
     match tokio::time::timeout(READINESS_TIMEOUT, state.store().ping()).await {
-        Ok(Ok(())) => Ok(Reply::ok(
-            "OK",
-            json!({ "status": "ready", "database": "ok" }),
-        )),
+        Ok(Ok(())) => {
+            // Ready either way: each node serves its own sockets. What the count tells an
+            // operator is that they do not hear each other (docs/operations.md).
+            let nodes = state.engine().hub().other_nodes() + 1;
+            let mut body = json!({ "status": "ready", "database": "ok", "nodes": nodes });
+            if nodes > 1 {
+                body["relay"] = json!("none");
+                body["warning"] = json!(format!(
+                    "{nodes} nodes share the database and nothing relays room traffic between \
+                     them: presence, broadcasts and room events reach only the sockets of the \
+                     node where they happen"
+                ));
+            }
+            Ok(Reply::ok("OK", body))
+        }
         Ok(Err(error)) => {
             tracing::warn!(error = %error, "readiness: database unreachable");
             Err(ApiError::Unavailable)

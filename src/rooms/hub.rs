@@ -140,6 +140,8 @@ struct HubInner {
     /// The size of the first page of users a join answers with.
     first_page: PageSize,
     node_id: NodeId,
+    /// Other nodes seen alive on the database at the last look (`nodes::upkeep`).
+    other_nodes: AtomicUsize,
     shutdown: CancellationToken,
     connections: TaskTracker,
 }
@@ -162,6 +164,7 @@ impl Hub {
             config,
             first_page,
             node_id,
+            other_nodes: AtomicUsize::new(0),
             shutdown: CancellationToken::new(),
             connections: TaskTracker::new(),
         }))
@@ -173,6 +176,16 @@ impl Hub {
 
     pub fn node_id(&self) -> &NodeId {
         &self.0.node_id
+    }
+
+    /// How many other nodes share the database, as last seen (`/readyz` reports it).
+    pub fn other_nodes(&self) -> usize {
+        self.0.other_nodes.load(Ordering::Relaxed)
+    }
+
+    /// Records how many other nodes share the database; returns the number before.
+    pub fn set_other_nodes(&self, count: usize) -> usize {
+        self.0.other_nodes.swap(count, Ordering::Relaxed)
     }
 
     /// Cancelled when the server shuts down: every connection closes with 1001.

@@ -39,7 +39,40 @@ pub async fn start(engine: &Engine) -> anyhow::Result<()> {
     if reaped > 0 {
         tracing::info!(reaped, "set users of dead connections offline");
     }
+    look_for_other_nodes(engine).await;
     Ok(())
+}
+
+/// Counts the other nodes alive on the database. Nothing relays room traffic between nodes
+/// yet: while others share the database, presence, broadcasts and room events reach only the
+/// sockets of the node where they happen. That is logged as an error when it begins (and
+/// `/readyz` reports the count).
+async fn look_for_other_nodes(engine: &Engine) {
+    let hub = engine.hub();
+    if !engine.store().shared() {
+        return;
+    }
+    let timeout = hub.config().node_timeout().as_millis() as i64;
+    let seen_after = Timestamp::now().plus_millis(-timeout);
+    let others: Vec<NodeId> = match engine.store().live_nodes(seen_after).await {
+        Ok(nodes) => nodes.into_iter().filter(|id| id != hub.node_id()).collect(),
+        Err(error) => {
+            tracing::warn!(%error, "listing the live nodes failed");
+            return;
+        }
+    };
+    let before = hub.set_other_nodes(others.len());
+    if !others.is_empty() && before == 0 {
+        let others: Vec<&str> = others.iter().map(NodeId::as_str).collect();
+        tracing::error!(
+            ?others,
+            "other nodes share this database, and nothing relays room traffic between nodes \
+             yet: presence, broadcasts and room events reach only the sockets of the node \
+             where they happen (docs/operations.md, Several nodes)"
+        );
+    } else if others.is_empty() && before > 0 {
+        tracing::info!("no other node shares this database any more");
+    }
 }
 
 /// Until shutdown: every `node_heartbeat`, refresh this node's heartbeat (on a task of its
@@ -64,6 +97,7 @@ pub async fn upkeep(engine: Engine, tombstone_retention: std::time::Duration) {
             Ok(reaped) => tracing::info!(reaped, "set users of dead connections offline"),
             Err(error) => tracing::warn!(%error, "cleaning up dead connections failed"),
         }
+        look_for_other_nodes(&engine).await;
         let forget_before = now.plus_millis(-(tombstone_retention.as_millis() as i64));
         match engine.store().purge_tombstones(forget_before).await {
             Ok(0) => {}

@@ -15,6 +15,8 @@ pub trait NodeStore: Send + Sync {
     /// Records that a node is alive (creating its row at start-up).
     async fn heartbeat_node(&self, node_id: &NodeId, now: Timestamp) -> StoreResult<()>;
     async fn remove_node(&self, node_id: &NodeId) -> StoreResult<()>;
+    /// The nodes whose last heartbeat is at `seen_after` or later.
+    async fn live_nodes(&self, seen_after: Timestamp) -> StoreResult<Vec<NodeId>>;
     /// Joined sockets of nodes other than `live` whose heartbeat is older than
     /// `stale_before` or that have no node row at all.
     async fn orphaned_connections(
@@ -117,6 +119,15 @@ where
             .fetch_all(&self.reads)
             .await?;
         rows.into_iter().map(ConnectionRecord::try_from).collect()
+    }
+
+    async fn live_nodes(&self, seen_after: Timestamp) -> StoreResult<Vec<NodeId>> {
+        let ids: Vec<(String,)> =
+            sqlx::query_as("SELECT id FROM nodes WHERE heartbeat_at >= $1 ORDER BY id")
+                .bind(seen_after.as_millis())
+                .fetch_all(&self.reads)
+                .await?;
+        Ok(ids.into_iter().map(|(id,)| NodeId::new(id)).collect())
     }
 
     async fn remove_stale_nodes(&self, stale_before: Timestamp) -> StoreResult<()> {

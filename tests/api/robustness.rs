@@ -1,9 +1,11 @@
 //! The envelope on every answer, and bad input that never yields a 500.
 
+use std::time::Duration;
+
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::harness::{both_backends, Backend, Reply, TestApp};
+use crate::harness::{both_backends, eventually, test_config, Backend, Reply, TestApp};
 
 both_backends!(
     probes_answer,
@@ -21,6 +23,46 @@ async fn probes_answer(backend: Backend) {
     let reply = app.call(Method::GET, "/readyz", None).await;
     reply.expect(StatusCode::OK);
     assert_eq!(reply.data()["database"], "ok");
+    assert_eq!(reply.data()["nodes"], 1);
+    assert!(reply.data().get("warning").is_none());
+}
+
+/// Nothing relays room traffic between nodes yet: a node that shares the database with
+/// another says so on `/readyz` (and logs it), and stops saying so once the other is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_tells_of_other_nodes_that_nothing_relays_to() {
+    let fast = |config: &mut collabkit::config::Config| {
+        config.realtime.node_heartbeat_ms = 100;
+        config.realtime.node_timeout_ms = 2_000;
+    };
+    let a = TestApp::start_with(Backend::Postgres, fast).await;
+    let mut config = test_config(&a.db);
+    fast(&mut config);
+    config.realtime.node_id = "readyz-b".to_owned();
+    let b = TestApp::start_on(a.db.share(), config).await;
+
+    // B saw A as it started; A sees B at its next look.
+    let on_b = b.call(Method::GET, "/readyz", None).await;
+    on_b.expect(StatusCode::OK);
+    assert_eq!(on_b.data()["nodes"], 2);
+    assert_eq!(on_b.data()["relay"], "none");
+    assert!(on_b.data()["warning"]
+        .as_str()
+        .unwrap()
+        .contains("nothing relays"));
+    let a_sees_b = eventually(Duration::from_secs(5), || async {
+        a.call(Method::GET, "/readyz", None).await.data()["nodes"] == 2
+    })
+    .await;
+    assert!(a_sees_b, "node A never reported node B");
+
+    b.stop().await;
+    let a_alone = eventually(Duration::from_secs(5), || async {
+        let reply = a.call(Method::GET, "/readyz", None).await;
+        reply.data()["nodes"] == 1 && reply.data().get("warning").is_none()
+    })
+    .await;
+    assert!(a_alone, "node A still reports a stopped node");
 }
 
 async fn unknown_routes_and_methods_answer_in_the_envelope(backend: Backend) {

@@ -10,7 +10,25 @@ use crate::fixture::{contract, Backend, Fixture};
 contract!(
     sockets_of_silent_nodes_are_orphaned,
     stale_nodes_are_forgotten_once_empty,
+    live_nodes_are_those_seen_since,
 );
+
+async fn live_nodes_are_those_seen_since(backend: Backend) {
+    let f = Fixture::new(backend).await;
+    let now = Timestamp::now();
+    for (name, seen) in [("b-recent", 0), ("a-recent", -500), ("old", -60_000)] {
+        f.store
+            .heartbeat_node(&NodeId::new(name), now.plus_millis(seen))
+            .await
+            .unwrap();
+    }
+    let live = f.store.live_nodes(now.plus_millis(-1_000)).await.unwrap();
+    let names: Vec<&str> = live.iter().map(NodeId::as_str).collect();
+    assert_eq!(names, ["a-recent", "b-recent"]);
+    f.store.remove_node(&NodeId::new("a-recent")).await.unwrap();
+    let live = f.store.live_nodes(now.plus_millis(-1_000)).await.unwrap();
+    assert_eq!(live, [NodeId::new("b-recent")]);
+}
 
 async fn join(f: &Fixture, scope: RoomScope, node: &NodeId) -> ConnectionRecord {
     let user = f.user(scope, "Someone").await;
