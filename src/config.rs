@@ -67,6 +67,7 @@ pub struct Config {
     pub dashboard: DashboardConfig,
     pub analytics: AnalyticsConfig,
     pub shutdown: ShutdownConfig,
+    pub redis: RedisConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -347,6 +348,13 @@ pub struct ShutdownConfig {
     pub grace_ms: u64,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://...`: the relay of room traffic between nodes. Empty: one node, no relay.
+    pub url: String,
+}
+
 impl Config {
     /// Defaults, then `file` if given, then the process environment.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
@@ -380,6 +388,16 @@ impl Config {
 
     fn validate(&self) -> anyhow::Result<()> {
         self.bind_addr()?;
+        if !self.redis.url.is_empty() {
+            crate::relay::RedisUrl::parse(&self.redis.url).map_err(|e| anyhow::anyhow!(e))?;
+            if self.database_url().starts_with("sqlite:") {
+                bail!(
+                    "redis.url is set but the database is SQLite, which serves one node: \
+                     nothing to relay (use PostgreSQL for several nodes, or leave redis.url \
+                     empty)"
+                );
+            }
+        }
         if self.database.max_connections == 0 {
             bail!("database.max_connections must be at least 1");
         }
@@ -701,6 +719,26 @@ mod tests {
         assert_eq!(config.webhooks.retry_delays_ms, [10, 20, 30]);
         assert_eq!(config.secrets_previous_keys.len(), 2);
         assert!(config.secrets_previous_keys[1].starts_with("AQID"));
+    }
+
+    #[test]
+    fn redis_is_for_postgresql_and_its_url_must_parse() {
+        let env = |redis: &'static str, database: &'static str| {
+            move |name: &str| match name {
+                "COLLABKIT_REDIS_URL" => Some(redis.to_owned()),
+                "COLLABKIT_DATABASE_URL" => Some(database.to_owned()),
+                _ => None,
+            }
+        };
+        let err = Config::from_sources(None, env("redis://127.0.0.1", "")).unwrap_err();
+        assert!(format!("{err:#}").contains("SQLite"), "{err:#}");
+        let err = Config::from_sources(None, env("localhost:6379", "postgres://db/x")).unwrap_err();
+        assert!(format!("{err:#}").contains("redis://"), "{err:#}");
+        let config =
+            Config::from_sources(None, env("redis://cache:6380", "postgres://db/x")).unwrap();
+        assert_eq!(config.redis.url, "redis://cache:6380");
+        let config = Config::from_sources(None, env("", "")).unwrap();
+        assert!(config.redis.url.is_empty());
     }
 
     #[test]

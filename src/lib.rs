@@ -25,6 +25,8 @@ pub mod files;
 pub mod http;
 /// The socket transport: the wire protocol, the upgrade, one task per connection.
 pub mod realtime;
+/// The relay between nodes: room traffic over Redis pub/sub.
+pub mod relay;
 /// The engine: rooms, their actors, presence, following, joins and leaves, and the write
 /// paths of stores, comments and users that both transports call.
 pub mod rooms;

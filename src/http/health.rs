@@ -21,17 +21,29 @@ pub async fn healthz() -> Reply {
 pub async fn readyz(State(state): State<AppState>) -> Result<Reply, ApiError> {
     match tokio::time::timeout(READINESS_TIMEOUT, state.store().ping()).await {
         Ok(Ok(())) => {
-            // Ready either way: each node serves its own sockets. What the count tells an
-            // operator is that they do not hear each other (docs/operations.md).
-            let nodes = state.engine().hub().other_nodes() + 1;
+            // Ready either way: each node serves its own sockets. What these tell an operator
+            // is whether the nodes hear each other (docs/operations.md).
+            let hub = state.engine().hub();
+            let nodes = hub.other_nodes() + 1;
             let mut body = json!({ "status": "ready", "database": "ok", "nodes": nodes });
-            if nodes > 1 {
-                body["relay"] = json!("none");
-                body["warning"] = json!(format!(
-                    "{nodes} nodes share the database and nothing relays room traffic between \
-                     them: presence, broadcasts and room events reach only the sockets of the \
-                     node where they happen"
-                ));
+            match hub.relay() {
+                Some(relay) if relay.is_up() => body["relay"] = json!("redis"),
+                Some(_) => {
+                    body["relay"] = json!("redis");
+                    body["warning"] = json!(
+                        "Redis is unreachable: room traffic is not relayed between nodes until \
+                         it is back"
+                    );
+                }
+                None if nodes > 1 => {
+                    body["relay"] = json!("none");
+                    body["warning"] = json!(format!(
+                        "{nodes} nodes share the database and nothing relays room traffic \
+                         between them (redis.url is not set): presence, broadcasts and room \
+                         events reach only the sockets of the node where they happen"
+                    ));
+                }
+                None => {}
             }
             Ok(Reply::ok("OK", body))
         }

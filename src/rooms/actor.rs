@@ -15,6 +15,7 @@ use super::following::FollowGraph;
 use super::hub::RoomMap;
 use super::outbox::{Outbox, Utf8Bytes};
 use super::presence::{self, NewState, PresenceBoard, RoomPresenceFull, SyncTarget};
+use super::relay::Recipients;
 use crate::config::RealtimeConfig;
 use crate::domain::{ConnectionId, User, UserId};
 use crate::error::ApiError;
@@ -63,7 +64,7 @@ pub enum RoomCommand {
         event: String,
         data: Value,
         user_ids: Option<Vec<UserId>>,
-        reply: oneshot::Sender<usize>,
+        reply: oneshot::Sender<Broadcasted>,
     },
     FollowChanged {
         follower: UserId,
@@ -98,6 +99,19 @@ pub enum RoomCommand {
         except: Option<ConnectionId>,
         frames: Vec<Utf8Bytes>,
     },
+    /// Frames another node relayed, for the sockets `to` names.
+    Deliver {
+        frames: Vec<Utf8Bytes>,
+        to: Recipients,
+    },
+}
+
+/// A broadcast sent: to how many sockets of this node, and (unless the sender had left) the
+/// frame and its sender, for the other nodes.
+#[derive(Debug, Default)]
+pub struct Broadcasted {
+    pub recipients: usize,
+    pub sent: Option<(UserId, Utf8Bytes)>,
 }
 
 struct Member {
@@ -300,7 +314,7 @@ impl RoomActor {
                 reply,
             } => {
                 let Some(sender) = self.members.get(&connection).map(|m| m.user_id) else {
-                    let _ = reply.send(0);
+                    let _ = reply.send(Broadcasted::default());
                     return;
                 };
                 let frame = ServerEvent::Broadcast {
@@ -318,7 +332,10 @@ impl RoomActor {
                         recipients += 1;
                     }
                 }
-                let _ = reply.send(recipients);
+                let _ = reply.send(Broadcasted {
+                    recipients,
+                    sent: Some((sender, frame)),
+                });
             }
             RoomCommand::FollowChanged {
                 follower,
@@ -357,6 +374,15 @@ impl RoomActor {
             RoomCommand::Publish { except, frames } => {
                 for (connection, member) in &self.members {
                     if Some(*connection) != except {
+                        for frame in &frames {
+                            member.outbox.send(frame.clone());
+                        }
+                    }
+                }
+            }
+            RoomCommand::Deliver { frames, to } => {
+                for member in self.members.values() {
+                    if to.includes(member.user_id) {
                         for frame in &frames {
                             member.outbox.send(frame.clone());
                         }

@@ -18,6 +18,7 @@ use super::membership::Change;
 use super::outbox::{close, Outbox};
 use crate::config::RealtimeConfig;
 use crate::domain::{ConnectionId, NodeId, RoomId, UserId};
+use crate::relay::Relay;
 use crate::store::{DynStore, PageSize, RoomScope};
 
 /// Lanes of joins and leaves on a database that takes several writers at once.
@@ -99,13 +100,17 @@ impl Lane {
     }
 }
 
-/// This node's loaded rooms, which the actors take themselves out of when they go idle.
-#[derive(Clone, Default)]
-pub struct RoomMap(Arc<Mutex<HashMap<RoomId, Arc<RoomHandle>>>>);
+/// This node's loaded rooms, which the actors take themselves out of when they go idle; with
+/// the relay, the rooms this node receives other nodes' traffic for.
+#[derive(Clone)]
+pub struct RoomMap {
+    rooms: Arc<Mutex<HashMap<RoomId, Arc<RoomHandle>>>>,
+    relay: Option<Relay>,
+}
 
 impl RoomMap {
     fn lock(&self) -> MutexGuard<'_, HashMap<RoomId, Arc<RoomHandle>>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.rooms.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Removes an idle room: one nobody else holds a handle on. Called by the room's actor.
@@ -114,6 +119,9 @@ impl RoomMap {
         match rooms.get(&room_id) {
             Some(handle) if Arc::strong_count(handle) == 1 => {
                 rooms.remove(&room_id);
+                if let Some(relay) = &self.relay {
+                    relay.unsubscribe(room_id);
+                }
                 true
             }
             Some(_) => false,
@@ -152,11 +160,16 @@ impl Hub {
         config: RealtimeConfig,
         first_page: PageSize,
         node_id: NodeId,
+        relay: Option<Relay>,
+        shutdown: CancellationToken,
     ) -> Self {
         // SQLite writes through one connection: a lane. PostgreSQL takes several writers.
         let lanes = if store.shared() { MEMBERSHIP_LANES } else { 1 };
         Self(Arc::new(HubInner {
-            rooms: RoomMap::default(),
+            rooms: RoomMap {
+                rooms: Arc::default(),
+                relay,
+            },
             sockets: Mutex::new(Sockets::default()),
             joined: Mutex::new(HashSet::new()),
             lanes: (0..lanes).map(|_| Lane::default()).collect(),
@@ -165,7 +178,7 @@ impl Hub {
             first_page,
             node_id,
             other_nodes: AtomicUsize::new(0),
-            shutdown: CancellationToken::new(),
+            shutdown,
             connections: TaskTracker::new(),
         }))
     }
@@ -176,6 +189,11 @@ impl Hub {
 
     pub fn node_id(&self) -> &NodeId {
         &self.0.node_id
+    }
+
+    /// The relay to and from other nodes, if configured.
+    pub fn relay(&self) -> Option<&Relay> {
+        self.0.rooms.relay.as_ref()
     }
 
     /// How many other nodes share the database, as last seen (`/readyz` reports it).
@@ -248,6 +266,9 @@ impl Hub {
             queued: Mutex::new(Vec::new()),
         });
         rooms.insert(scope.room_id, handle.clone());
+        if let Some(relay) = &self.0.rooms.relay {
+            relay.subscribe(scope.room_id);
+        }
         let actor = RoomActor::new(
             scope,
             self.0.rooms.clone(),

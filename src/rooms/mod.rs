@@ -17,15 +17,19 @@ pub mod outbox;
 pub mod presence;
 pub mod publish;
 pub mod reads;
+pub mod relay;
 pub mod users;
 
 use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
 
 use crate::analytics::Analytics;
 use crate::config::Config;
 use crate::domain::{ConnectionId, NodeId, UserId};
 use crate::events::EventBus;
 use crate::files::Storage;
+use crate::relay::{RedisUrl, Relay};
 use crate::store::{DynStore, PageSize};
 
 pub use hub::Hub;
@@ -87,11 +91,27 @@ impl Engine {
             items: config.realtime.page_users,
             bytes: config.page_bytes(),
         };
-        let hub = Hub::new(store.clone(), config.realtime.clone(), first_page, node_id);
+        let shutdown = CancellationToken::new();
+        // The configuration was validated: a URL that does not parse never gets here.
+        let relay = match config.redis.url.as_str() {
+            "" => None,
+            url => RedisUrl::parse(url)
+                .ok()
+                .map(|url| Relay::start(url, shutdown.clone())),
+        };
+        let (relay, incoming) = relay.unzip();
+        let hub = Hub::new(
+            store.clone(),
+            config.realtime.clone(),
+            first_page,
+            node_id,
+            relay,
+            shutdown,
+        );
         // On a database other nodes share, room answers are kept only once the feed of their
         // changes is up (`follow_room_changes`).
         let reads = reads::RoomReads::new(!store.shared());
-        Self(Arc::new(Parts {
+        let engine = Self(Arc::new(Parts {
             store,
             hub,
             bus,
@@ -99,7 +119,11 @@ impl Engine {
             files,
             analytics: Arc::default(),
             reads,
-        }))
+        }));
+        if let Some(incoming) = incoming {
+            tokio::spawn(engine.clone().receive_relayed(incoming));
+        }
+        engine
     }
 
     /// The activity counters the dashboard's charts are drawn from.

@@ -43,10 +43,9 @@ pub async fn start(engine: &Engine) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Counts the other nodes alive on the database. Nothing relays room traffic between nodes
-/// yet: while others share the database, presence, broadcasts and room events reach only the
-/// sockets of the node where they happen. That is logged as an error when it begins (and
-/// `/readyz` reports the count).
+/// Counts the other nodes alive on the database (`/readyz` reports it). Without a relay,
+/// presence, broadcasts and room events reach only the sockets of the node where they happen
+/// while others share the database: that is logged as an error when it begins.
 async fn look_for_other_nodes(engine: &Engine) {
     let hub = engine.hub();
     if !engine.store().shared() {
@@ -62,13 +61,20 @@ async fn look_for_other_nodes(engine: &Engine) {
         }
     };
     let before = hub.set_other_nodes(others.len());
-    if !others.is_empty() && before == 0 {
+    if hub.relay().is_some() {
+        if others.len() != before {
+            tracing::info!(
+                other_nodes = others.len(),
+                "nodes sharing the database changed"
+            );
+        }
+    } else if !others.is_empty() && before == 0 {
         let others: Vec<&str> = others.iter().map(NodeId::as_str).collect();
         tracing::error!(
             ?others,
             "other nodes share this database, and nothing relays room traffic between nodes \
-             yet: presence, broadcasts and room events reach only the sockets of the node \
-             where they happen (docs/operations.md, Several nodes)"
+             (redis.url is not set): presence, broadcasts and room events reach only the \
+             sockets of the node where they happen (docs/operations.md, Several nodes)"
         );
     } else if others.is_empty() && before > 0 {
         tracing::info!("no other node shares this database any more");

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 
 use super::actor::RoomCommand;
 use super::hub::RoomHandle;
+use super::relay::Recipients;
 use super::Engine;
 use crate::analytics::Activity;
 use crate::domain::{ConnectionId, UserId};
@@ -264,7 +265,8 @@ impl Engine {
         if broadcast.data.to_string().len() > limit {
             return Err(ApiError::PayloadTooLarge { limit });
         }
-        let (reply, recipients) = oneshot::channel();
+        let (reply, sent) = oneshot::channel();
+        let only = broadcast.user_ids.clone();
         room.send(RoomCommand::Broadcast {
             connection,
             event: broadcast.event,
@@ -274,7 +276,15 @@ impl Engine {
         })
         .await;
         self.count(room.scope, Activity::Broadcast);
-        Ok(recipients.await.unwrap_or(0))
+        let sent = sent.await.unwrap_or_default();
+        if let Some((sender, frame)) = sent.sent {
+            let to = Recipients {
+                except_user: Some(sender),
+                only,
+            };
+            self.relay_frames(room.scope.room_id, &[frame], to);
+        }
+        Ok(sent.recipients)
     }
 }
 

@@ -22,6 +22,7 @@ mod presence;
 mod presence_batches;
 mod realtime;
 mod receiver;
+mod relay;
 mod robustness;
 mod room_reads;
 mod rooms;

@@ -1,0 +1,487 @@
+//! The relay between nodes over Redis pub/sub: a room's traffic is published on the room's
+//! channel by the node where it happens and received by every node subscribed to the room
+//! (those with the room loaded). Two connections per node, one publishing and one subscribed,
+//! each reconnecting with backoff. Best effort, as Redis pub/sub is: what is published while
+//! a connection is down is lost (docs/scaling.md says what repairs it).
+
+pub mod resp;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::RoomId;
+use resp::Reply;
+
+/// Messages waiting to be published; past this they are dropped (and counted): a relay that
+/// cannot keep up must not hold memory for it.
+const PUBLISH_QUEUE: usize = 16_384;
+/// Messages received and not yet handed to the rooms; past this they are dropped.
+const RECEIVE_QUEUE: usize = 16_384;
+/// Messages published in one write (pipelined).
+const PUBLISH_BATCH: usize = 256;
+/// Channels named in one `SUBSCRIBE` when a connection starts over.
+const SUBSCRIBE_BATCH: usize = 512;
+/// How long connecting (and authenticating) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Waits between attempts to reconnect: doubling from the first to the last.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Prefix of the rooms' channels.
+const CHANNEL_PREFIX: &str = "collabkit:room:";
+
+/// Where Redis is: `redis://[[user]:password@]host[:port][/db]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisUrl {
+    host: String,
+    port: u16,
+    user: Option<String>,
+    password: Option<String>,
+    db: u32,
+}
+
+impl RedisUrl {
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let rest = url
+            .strip_prefix("redis://")
+            .ok_or_else(|| "redis.url must start with redis://".to_owned())?;
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let (credentials, address) = match authority.rsplit_once('@') {
+            Some((credentials, address)) => (Some(credentials), address),
+            None => (None, authority),
+        };
+        let (user, password) = match credentials {
+            None => (None, None),
+            Some(credentials) => match credentials.split_once(':') {
+                Some((user, password)) => (
+                    (!user.is_empty()).then(|| user.to_owned()),
+                    Some(password.to_owned()),
+                ),
+                None => (None, Some(credentials.to_owned())),
+            },
+        };
+        let port_of = |port: &str| {
+            port.parse::<u16>()
+                .map_err(|_| format!("redis.url: bad port {port:?}"))
+        };
+        let (host, port) = if let Some(bracketed) = address.strip_prefix('[') {
+            let (host, after) = bracketed
+                .split_once(']')
+                .ok_or_else(|| "redis.url: unclosed [".to_owned())?;
+            match after.strip_prefix(':') {
+                Some(port) => (host, port_of(port)?),
+                None if after.is_empty() => (host, 6379),
+                None => return Err("redis.url: bad address".to_owned()),
+            }
+        } else {
+            match address.rsplit_once(':') {
+                Some((host, port)) => (host, port_of(port)?),
+                None => (address, 6379),
+            }
+        };
+        if host.is_empty() {
+            return Err("redis.url names no host".to_owned());
+        }
+        let db = if path.is_empty() {
+            0
+        } else {
+            path.parse()
+                .map_err(|_| format!("redis.url: bad database number {path:?}"))?
+        };
+        Ok(Self {
+            host: host.to_owned(),
+            port,
+            user,
+            password,
+            db,
+        })
+    }
+}
+
+/// A message received on a room's channel.
+#[derive(Debug)]
+pub struct Received {
+    pub room_id: RoomId,
+    pub payload: Bytes,
+}
+
+enum Subscription {
+    Subscribe(RoomId),
+    Unsubscribe(RoomId),
+}
+
+/// The node's side of the relay; cheap to clone.
+#[derive(Clone)]
+pub struct Relay(Arc<Inner>);
+
+struct Inner {
+    publish: mpsc::Sender<(RoomId, Bytes)>,
+    subscriptions: mpsc::UnboundedSender<Subscription>,
+    publisher_up: AtomicBool,
+    subscriber_up: AtomicBool,
+    dropped: AtomicU64,
+}
+
+impl Relay {
+    /// Starts the connections; what arrives on subscribed rooms goes to the returned
+    /// receiver. They stop with `shutdown`.
+    pub fn start(url: RedisUrl, shutdown: CancellationToken) -> (Self, mpsc::Receiver<Received>) {
+        let (publish, to_publish) = mpsc::channel(PUBLISH_QUEUE);
+        let (subscriptions, wanted) = mpsc::unbounded_channel();
+        let (received, incoming) = mpsc::channel(RECEIVE_QUEUE);
+        let relay = Self(Arc::new(Inner {
+            publish,
+            subscriptions,
+            publisher_up: AtomicBool::new(false),
+            subscriber_up: AtomicBool::new(false),
+            dropped: AtomicU64::new(0),
+        }));
+        tokio::spawn(
+            relay
+                .clone()
+                .publisher(url.clone(), to_publish, shutdown.clone()),
+        );
+        tokio::spawn(relay.clone().subscriber(url, wanted, received, shutdown));
+        (relay, incoming)
+    }
+
+    /// Publishes on the room's channel, without waiting (dropped if the queue is full).
+    pub fn publish(&self, room_id: RoomId, payload: Bytes) {
+        if self.0.publish.try_send((room_id, payload)).is_err() {
+            let dropped = self.0.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if dropped.is_power_of_two() {
+                tracing::warn!(
+                    dropped,
+                    "relay: the publish queue is full; messages dropped"
+                );
+            }
+        }
+    }
+
+    /// Receives the room's messages from now on (the room was loaded on this node).
+    pub fn subscribe(&self, room_id: RoomId) {
+        let _ = self.0.subscriptions.send(Subscription::Subscribe(room_id));
+    }
+
+    /// Stops receiving the room's messages (the room was unloaded).
+    pub fn unsubscribe(&self, room_id: RoomId) {
+        let _ = self
+            .0
+            .subscriptions
+            .send(Subscription::Unsubscribe(room_id));
+    }
+
+    /// Whether both connections to Redis are up.
+    pub fn is_up(&self) -> bool {
+        self.0.publisher_up.load(Ordering::Relaxed) && self.0.subscriber_up.load(Ordering::Relaxed)
+    }
+
+    async fn publisher(
+        self,
+        url: RedisUrl,
+        mut queue: mpsc::Receiver<(RoomId, Bytes)>,
+        shutdown: CancellationToken,
+    ) {
+        let mut backoff = FIRST_BACKOFF;
+        while !shutdown.is_cancelled() {
+            let mut conn = match connect(&url).await {
+                Ok(conn) => conn,
+                Err(error) => {
+                    tracing::warn!(%error, "relay: cannot connect to Redis to publish");
+                    // What waits is dropped rather than sent late, after the moment it was for.
+                    let mut stale = 0;
+                    while queue.try_recv().is_ok() {
+                        stale += 1;
+                    }
+                    self.0.dropped.fetch_add(stale, Ordering::Relaxed);
+                    sleep_or_stop(&mut backoff, &shutdown).await;
+                    continue;
+                }
+            };
+            backoff = FIRST_BACKOFF;
+            self.0.publisher_up.store(true, Ordering::Relaxed);
+            let outcome = publish_until_error(&mut conn, &mut queue, &shutdown).await;
+            self.0.publisher_up.store(false, Ordering::Relaxed);
+            if let Err(error) = outcome {
+                tracing::warn!(%error, "relay: lost the Redis connection that publishes");
+            }
+        }
+    }
+
+    async fn subscriber(
+        self,
+        url: RedisUrl,
+        mut wanted: mpsc::UnboundedReceiver<Subscription>,
+        received: mpsc::Sender<Received>,
+        shutdown: CancellationToken,
+    ) {
+        let mut rooms: HashSet<RoomId> = HashSet::new();
+        let mut backoff = FIRST_BACKOFF;
+        while !shutdown.is_cancelled() {
+            let mut conn = match connect(&url).await {
+                Ok(conn) => conn,
+                Err(error) => {
+                    tracing::warn!(%error, "relay: cannot connect to Redis to subscribe");
+                    // Meanwhile, keep track of the rooms wanted.
+                    while let Ok(change) = wanted.try_recv() {
+                        apply(&mut rooms, change);
+                    }
+                    sleep_or_stop(&mut backoff, &shutdown).await;
+                    continue;
+                }
+            };
+            backoff = FIRST_BACKOFF;
+            let outcome = receive_until_error(
+                &self,
+                &mut conn,
+                &mut rooms,
+                &mut wanted,
+                &received,
+                &shutdown,
+            )
+            .await;
+            self.0.subscriber_up.store(false, Ordering::Relaxed);
+            if let Err(error) = outcome {
+                tracing::warn!(%error, "relay: lost the Redis connection that receives");
+            }
+        }
+    }
+}
+
+/// Adds or removes a room; whether that changed anything.
+fn apply(rooms: &mut HashSet<RoomId>, change: Subscription) -> Option<(&'static [u8], RoomId)> {
+    match change {
+        Subscription::Subscribe(room) => rooms.insert(room).then_some((b"SUBSCRIBE", room)),
+        Subscription::Unsubscribe(room) => rooms.remove(&room).then_some((b"UNSUBSCRIBE", room)),
+    }
+}
+
+fn channel(room_id: RoomId) -> String {
+    format!("{CHANNEL_PREFIX}{room_id}")
+}
+
+async fn sleep_or_stop(backoff: &mut Duration, shutdown: &CancellationToken) {
+    tokio::select! {
+        () = tokio::time::sleep(*backoff) => {}
+        () = shutdown.cancelled() => {}
+    }
+    *backoff = (*backoff * 2).min(MAX_BACKOFF);
+}
+
+/// A connection, authenticated and on its database.
+struct Connection {
+    stream: TcpStream,
+    buf: BytesMut,
+}
+
+impl Connection {
+    async fn send(&mut self, out: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(out).await
+    }
+
+    /// The next reply (or push).
+    async fn reply(&mut self) -> std::io::Result<Reply> {
+        loop {
+            if let Some(reply) = resp::take(&mut self.buf).map_err(std::io::Error::other)? {
+                return Ok(reply);
+            }
+            if self.stream.read_buf(&mut self.buf).await? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+    }
+
+    /// Sends one command and wants `+OK`.
+    async fn ok(&mut self, args: &[&[u8]]) -> std::io::Result<()> {
+        let mut out = Vec::new();
+        resp::command(&mut out, args);
+        self.send(&out).await?;
+        match self.reply().await? {
+            Reply::Simple(_) => Ok(()),
+            Reply::Error(error) => Err(std::io::Error::other(error)),
+            _ => Err(std::io::Error::other("unexpected reply")),
+        }
+    }
+}
+
+async fn connect(url: &RedisUrl) -> std::io::Result<Connection> {
+    let attempt = async {
+        let stream = TcpStream::connect((url.host.as_str(), url.port)).await?;
+        stream.set_nodelay(true)?;
+        let mut conn = Connection {
+            stream,
+            buf: BytesMut::with_capacity(4096),
+        };
+        match (&url.user, &url.password) {
+            (Some(user), Some(password)) => {
+                conn.ok(&[b"AUTH", user.as_bytes(), password.as_bytes()])
+                    .await?;
+            }
+            (None, Some(password)) => conn.ok(&[b"AUTH", password.as_bytes()]).await?,
+            _ => {}
+        }
+        if url.db != 0 {
+            conn.ok(&[b"SELECT", url.db.to_string().as_bytes()]).await?;
+        }
+        conn.ok(&[b"CLIENT", b"SETNAME", b"collabkit-relay"])
+            .await?;
+        Ok(conn)
+    };
+    tokio::time::timeout(CONNECT_TIMEOUT, attempt)
+        .await
+        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+}
+
+/// Publishes what is queued, in pipelined batches, until the connection fails.
+async fn publish_until_error(
+    conn: &mut Connection,
+    queue: &mut mpsc::Receiver<(RoomId, Bytes)>,
+    shutdown: &CancellationToken,
+) -> std::io::Result<()> {
+    let mut out = Vec::new();
+    loop {
+        let first = tokio::select! {
+            message = queue.recv() => match message {
+                Some(message) => message,
+                None => return Ok(()),
+            },
+            () = shutdown.cancelled() => return Ok(()),
+        };
+        out.clear();
+        let mut count = 0;
+        let mut next = Some(first);
+        while let Some((room_id, payload)) = next.take() {
+            resp::command(
+                &mut out,
+                &[b"PUBLISH", channel(room_id).as_bytes(), &payload],
+            );
+            count += 1;
+            if count < PUBLISH_BATCH {
+                next = queue.try_recv().ok();
+            }
+        }
+        conn.send(&out).await?;
+        for _ in 0..count {
+            if let Reply::Error(error) = conn.reply().await? {
+                tracing::warn!(%error, "relay: Redis refused a publish");
+            }
+        }
+    }
+}
+
+/// Keeps the subscriptions as wanted and hands over what arrives, until the connection fails.
+async fn receive_until_error(
+    relay: &Relay,
+    conn: &mut Connection,
+    rooms: &mut HashSet<RoomId>,
+    wanted: &mut mpsc::UnboundedReceiver<Subscription>,
+    received: &mpsc::Sender<Received>,
+    shutdown: &CancellationToken,
+) -> std::io::Result<()> {
+    // Start over with every room wanted, those asked for meanwhile included.
+    while let Ok(change) = wanted.try_recv() {
+        apply(rooms, change);
+    }
+    let all: Vec<String> = rooms.iter().map(|room| channel(*room)).collect();
+    for batch in all.chunks(SUBSCRIBE_BATCH) {
+        let mut args: Vec<&[u8]> = vec![b"SUBSCRIBE"];
+        args.extend(batch.iter().map(String::as_bytes));
+        let mut out = Vec::new();
+        resp::command(&mut out, &args);
+        conn.send(&out).await?;
+    }
+    relay.0.subscriber_up.store(true, Ordering::Relaxed);
+    loop {
+        if let Some(reply) = resp::take(&mut conn.buf).map_err(std::io::Error::other)? {
+            hand_over(reply, received, &relay.0.dropped);
+            continue;
+        }
+        tokio::select! {
+            change = wanted.recv() => {
+                let Some(change) = change else { return Ok(()) };
+                if let Some((verb, room)) = apply(rooms, change) {
+                    let mut out = Vec::new();
+                    resp::command(&mut out, &[verb, channel(room).as_bytes()]);
+                    conn.send(&out).await?;
+                }
+            }
+            read = conn.stream.read_buf(&mut conn.buf) => {
+                if read? == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+            }
+            () = shutdown.cancelled() => return Ok(()),
+        }
+    }
+}
+
+/// A `message` push goes to the rooms; confirmations of (un)subscribing are nothing to do.
+fn hand_over(reply: Reply, received: &mpsc::Sender<Received>, dropped: &AtomicU64) {
+    let Reply::Array(Some(parts)) = reply else {
+        if let Reply::Error(error) = reply {
+            tracing::warn!(%error, "relay: Redis refused a subscription");
+        }
+        return;
+    };
+    let [Reply::Bulk(Some(kind)), Reply::Bulk(Some(channel)), Reply::Bulk(Some(payload))] =
+        parts.as_slice()
+    else {
+        return;
+    };
+    if kind.as_slice() != b"message" {
+        return;
+    }
+    let room_id = std::str::from_utf8(channel)
+        .ok()
+        .and_then(|channel| channel.strip_prefix(CHANNEL_PREFIX))
+        .and_then(|id| id.parse().ok());
+    let Some(room_id) = room_id else { return };
+    let message = Received {
+        room_id,
+        payload: Bytes::copy_from_slice(payload),
+    };
+    if received.try_send(message).is_err() {
+        let dropped = dropped.fetch_add(1, Ordering::Relaxed) + 1;
+        if dropped.is_power_of_two() {
+            tracing::warn!(dropped, "relay: the rooms do not keep up; messages dropped");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_host_port_credentials_and_database() {
+        let url = RedisUrl::parse("redis://127.0.0.1:6380/2").unwrap();
+        assert_eq!(
+            (url.host.as_str(), url.port, url.db),
+            ("127.0.0.1", 6380, 2)
+        );
+        assert_eq!((url.user, url.password), (None, None));
+        let url = RedisUrl::parse("redis://:secret@cache").unwrap();
+        assert_eq!((url.host.as_str(), url.port), ("cache", 6379));
+        assert_eq!((url.user, url.password.as_deref()), (None, Some("secret")));
+        let url = RedisUrl::parse("redis://app:pw@[::1]:7000").unwrap();
+        assert_eq!((url.host.as_str(), url.port), ("::1", 7000));
+        assert_eq!(url.user.as_deref(), Some("app"));
+        assert_eq!(RedisUrl::parse("redis://[::1]").unwrap().port, 6379);
+        for bad in [
+            "http://x",
+            "redis://",
+            "redis://h:port",
+            "redis://h/x",
+            "redis://[::1",
+        ] {
+            assert!(RedisUrl::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
