@@ -154,7 +154,9 @@ impl Relay {
 
     /// Publishes on the room's channel, without waiting (dropped if the queue is full).
     pub fn publish(&self, room_id: RoomId, payload: Bytes) {
-        if self.0.publish.try_send((room_id, payload)).is_err() {
+        // Closed: the node is shutting down, nothing more goes out.
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.0.publish.try_send((room_id, payload))
+        {
             let dropped = self.0.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if dropped.is_power_of_two() {
                 tracing::warn!(
@@ -447,7 +449,7 @@ fn hand_over(reply: Reply, received: &mpsc::Sender<Received>, dropped: &AtomicU6
         room_id,
         payload: Bytes::copy_from_slice(payload),
     };
-    if received.try_send(message).is_err() {
+    if let Err(mpsc::error::TrySendError::Full(_)) = received.try_send(message) {
         let dropped = dropped.fetch_add(1, Ordering::Relaxed) + 1;
         if dropped.is_power_of_two() {
             tracing::warn!(dropped, "relay: the rooms do not keep up; messages dropped");

@@ -99,6 +99,8 @@ pub enum RoomCommand {
         except: Option<ConnectionId>,
         frames: Vec<Utf8Bytes>,
     },
+    /// A user came online through another node (their first socket anywhere is there).
+    CameOnline(User),
     /// Frames another node relayed, for the sockets `to` names.
     Deliver {
         frames: Vec<Utf8Bytes>,
@@ -227,10 +229,10 @@ impl RoomActor {
                         sync: None,
                     },
                 );
-                self.first_page.patch(&joined.user);
                 if joined.came_online {
-                    let user = self.follows.socket_user(joined.user.clone());
-                    self.send_to_others(user_id, &ServerEvent::UserJoined { user: &user }.encode());
+                    self.came_online(joined.user.clone());
+                } else {
+                    self.first_page.patch(&joined.user);
                 }
                 let states = self
                     .presence
@@ -380,6 +382,7 @@ impl RoomActor {
                     }
                 }
             }
+            RoomCommand::CameOnline(user) => self.came_online(user),
             RoomCommand::Deliver { frames, to } => {
                 for member in self.members.values() {
                     if to.includes(member.user_id) {
@@ -443,6 +446,14 @@ impl RoomActor {
     /// A user went away: with the next tick, the others synced to them see `state: null`.
     fn clear_presence(&mut self, user_id: UserId) {
         self.presence.remove(user_id);
+    }
+
+    /// A user came online: the others hear of it.
+    fn came_online(&mut self, user: User) {
+        self.first_page.patch(&user);
+        let user_id = user.id;
+        let user = self.follows.socket_user(user);
+        self.send_to_others(user_id, &ServerEvent::UserJoined { user: &user }.encode());
     }
 
     fn send_to_others(&self, user_id: UserId, frame: &Utf8Bytes) {

@@ -1,7 +1,7 @@
 //! The one way a change is announced: the room's answers kept in memory go (`reads`), the
 //! events it recorded go to the event bus (webhooks, workflows), and what the room's sockets
 //! must hear goes to the room's actor on this node.
-//! Frames for the room's sockets are relayed to the other nodes here too (`relay`), behind
+//! What the room's sockets on other nodes must hear is relayed here too (`relay`), behind
 //! the same call.
 
 use std::future::Future;
@@ -9,7 +9,6 @@ use std::future::Future;
 use super::actor::RoomCommand;
 use super::following::UserView;
 use super::outbox::Utf8Bytes;
-use super::relay::Recipients;
 use super::{Engine, Origin};
 use crate::domain::{Event, RoomId};
 use crate::store::RoomScope;
@@ -42,9 +41,7 @@ impl Engine {
         self.room_reads().changed(outcome.room_id);
         self.bus().publish(outcome.events);
         let Some(notice) = outcome.notice else { return };
-        if let RoomCommand::Publish { frames, .. } = &notice {
-            self.relay_frames(outcome.room_id, frames, Recipients::default());
-        }
+        self.relay_notice(outcome.room_id, &notice);
         match &notice {
             RoomCommand::UserDeleted(user) => {
                 self.hub()

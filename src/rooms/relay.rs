@@ -6,25 +6,117 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::actor::RoomCommand;
+use super::following::UserView;
 use super::outbox::Utf8Bytes;
 use super::Engine;
-use crate::domain::{RoomId, UserId};
+use crate::domain::{AccountId, RoomId, Timestamp, User, UserId, UserStatus};
 use crate::relay::Received;
+use crate::store::Left;
 
-/// A message on a room's channel.
+/// A message on a room's channel, naming the node that sent it.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Relayed {
-    /// The node that sent it.
     origin: String,
-    /// For every socket of the room but those below, in order.
-    frames: Vec<String>,
-    /// A broadcast's sender: none of their sockets gets it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    except_user: Option<UserId>,
-    /// A broadcast's recipients, when it named them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    only: Option<Vec<UserId>>,
+    #[serde(flatten)]
+    what: What,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+enum What {
+    /// Frames for every socket of the room but those `to` leaves out, in order.
+    #[serde(rename_all = "camelCase")]
+    Frames {
+        frames: Vec<String>,
+        /// A broadcast's sender: none of their sockets gets it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        except_user: Option<UserId>,
+        /// A broadcast's recipients, when it named them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        only: Option<Vec<UserId>>,
+    },
+    /// A user came online (their first socket anywhere).
+    CameOnline {
+        user: RelayedUser,
+    },
+    /// A user went offline (their last socket anywhere left).
+    WentOffline {
+        user: RelayedUser,
+    },
+    UserCreated {
+        user: RelayedUser,
+    },
+    UserUpdated {
+        user: RelayedUser,
+    },
+    /// Its sockets close on every node.
+    UserDeleted {
+        user: RelayedUser,
+    },
+    /// A follow was made or undone; `users` are the two users as they now are.
+    #[serde(rename_all = "camelCase")]
+    FollowChanged {
+        follower: UserId,
+        followee: UserId,
+        follows: bool,
+        users: Vec<RelayedUser>,
+    },
+    /// Its sockets close on every node.
+    RoomDeleted,
+}
+
+/// A user as relayed: every field, times in milliseconds.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RelayedUser {
+    id: UserId,
+    account_id: AccountId,
+    room_id: RoomId,
+    name: String,
+    profile_picture: Option<String>,
+    custom_id: Option<String>,
+    status: String,
+    created_at: i64,
+    joined_at: Option<i64>,
+    left_at: Option<i64>,
+    token_issued_at: i64,
+}
+
+impl From<&User> for RelayedUser {
+    fn from(user: &User) -> Self {
+        Self {
+            id: user.id,
+            account_id: user.account_id,
+            room_id: user.room_id,
+            name: user.name.clone(),
+            profile_picture: user.profile_picture.clone(),
+            custom_id: user.custom_id.clone(),
+            status: user.status.as_str().to_owned(),
+            created_at: user.created_at.as_millis(),
+            joined_at: user.joined_at.map(Timestamp::as_millis),
+            left_at: user.left_at.map(Timestamp::as_millis),
+            token_issued_at: user.token_issued_at.as_millis(),
+        }
+    }
+}
+
+impl RelayedUser {
+    fn into_user(self) -> Option<User> {
+        Some(User {
+            id: self.id,
+            account_id: self.account_id,
+            room_id: self.room_id,
+            name: self.name,
+            profile_picture: self.profile_picture,
+            custom_id: self.custom_id,
+            status: UserStatus::parse(&self.status)?,
+            created_at: Timestamp::from_millis(self.created_at),
+            joined_at: self.joined_at.map(Timestamp::from_millis),
+            left_at: self.left_at.map(Timestamp::from_millis),
+            token_issued_at: Timestamp::from_millis(self.token_issued_at),
+        })
+    }
 }
 
 /// Who of a room's sockets get relayed frames.
@@ -49,14 +141,56 @@ impl Recipients {
 impl Engine {
     /// Sends frames to the room's sockets on the other nodes (nothing without a relay).
     pub(super) fn relay_frames(&self, room_id: RoomId, frames: &[Utf8Bytes], to: Recipients) {
+        self.relay(
+            room_id,
+            What::Frames {
+                frames: frames.iter().map(|f| f.as_str().to_owned()).collect(),
+                except_user: to.except_user,
+                only: to.only,
+            },
+        );
+    }
+
+    /// Tells the other nodes of a notice to the room that their sockets must hear of too.
+    pub(super) fn relay_notice(&self, room_id: RoomId, notice: &RoomCommand) {
+        let what = match notice {
+            RoomCommand::Joined { joined, .. } if joined.came_online => What::CameOnline {
+                user: (&joined.user).into(),
+            },
+            RoomCommand::Left { left, .. } if left.went_offline => match &left.user {
+                Some(user) => What::WentOffline { user: user.into() },
+                None => return,
+            },
+            RoomCommand::UserCreated(user) => What::UserCreated { user: user.into() },
+            RoomCommand::UserUpdated(user) => What::UserUpdated { user: user.into() },
+            RoomCommand::UserDeleted(user) => What::UserDeleted { user: user.into() },
+            RoomCommand::FollowChanged {
+                follower,
+                followee,
+                follows,
+                users,
+            } => What::FollowChanged {
+                follower: *follower,
+                followee: *followee,
+                follows: *follows,
+                users: users.iter().map(RelayedUser::from).collect(),
+            },
+            RoomCommand::RoomDeleted => What::RoomDeleted,
+            RoomCommand::Publish { frames, .. } => {
+                return self.relay_frames(room_id, frames, Recipients::default())
+            }
+            _ => return,
+        };
+        self.relay(room_id, what);
+    }
+
+    fn relay(&self, room_id: RoomId, what: What) {
         let Some(relay) = self.hub().relay() else {
             return;
         };
         let message = Relayed {
             origin: self.hub().node_id().as_str().to_owned(),
-            frames: frames.iter().map(|f| f.as_str().to_owned()).collect(),
-            except_user: to.except_user,
-            only: to.only,
+            what,
         };
         match serde_json::to_vec(&message) {
             Ok(payload) => relay.publish(room_id, payload.into()),
@@ -64,7 +198,8 @@ impl Engine {
         }
     }
 
-    /// Hands what other nodes relayed to the rooms' actors, until the relay stops.
+    /// Hands what other nodes relayed to the rooms' actors (and closes the sockets of a user
+    /// or room deleted elsewhere), until the relay stops.
     pub(super) async fn receive_relayed(self, mut incoming: mpsc::Receiver<Received>) {
         while let Some(Received { room_id, payload }) = incoming.recv().await {
             let message: Relayed = match serde_json::from_slice(&payload) {
@@ -77,18 +212,66 @@ impl Engine {
             if message.origin == self.hub().node_id().as_str() {
                 continue;
             }
-            let Some(room) = self.hub().existing_room(room_id) else {
+            let Some(command) = self.command_for(room_id, message.what) else {
+                tracing::warn!(room = %room_id, "relay: a message naming a user that does not parse");
                 continue;
             };
-            room.send(RoomCommand::Deliver {
-                frames: message.frames.into_iter().map(Utf8Bytes::from).collect(),
-                to: Recipients {
-                    except_user: message.except_user,
-                    only: message.only,
-                },
-            })
-            .await;
+            if let Some(room) = self.hub().existing_room(room_id) {
+                room.send(command).await;
+            }
         }
+    }
+
+    /// What the room's actor does with a relayed message; None if it does not make sense.
+    fn command_for(&self, room_id: RoomId, what: What) -> Option<RoomCommand> {
+        Some(match what {
+            What::Frames {
+                frames,
+                except_user,
+                only,
+            } => RoomCommand::Deliver {
+                frames: frames.into_iter().map(Utf8Bytes::from).collect(),
+                to: Recipients { except_user, only },
+            },
+            What::CameOnline { user } => RoomCommand::CameOnline(user.into_user()?),
+            What::WentOffline { user } => {
+                let user = user.into_user()?;
+                RoomCommand::Left {
+                    user_id: user.id,
+                    left: Box::new(Left {
+                        user: Some(user),
+                        went_offline: true,
+                        ..Left::default()
+                    }),
+                }
+            }
+            What::UserCreated { user } => RoomCommand::UserCreated(user.into_user()?),
+            What::UserUpdated { user } => RoomCommand::UserUpdated(user.into_user()?),
+            What::UserDeleted { user } => {
+                let user = user.into_user()?;
+                self.hub()
+                    .close_user_sockets(&UserView::alone(user.clone()));
+                RoomCommand::UserDeleted(user)
+            }
+            What::FollowChanged {
+                follower,
+                followee,
+                follows,
+                users,
+            } => RoomCommand::FollowChanged {
+                follower,
+                followee,
+                follows,
+                users: users
+                    .into_iter()
+                    .map(RelayedUser::into_user)
+                    .collect::<Option<_>>()?,
+            },
+            What::RoomDeleted => {
+                self.hub().close_room_sockets(room_id);
+                RoomCommand::RoomDeleted
+            }
+        })
     }
 }
 
@@ -113,13 +296,38 @@ mod tests {
     fn messages_name_their_origin_and_leave_out_what_is_unset() {
         let message = Relayed {
             origin: "node-a".into(),
-            frames: vec!["{}".into()],
-            except_user: None,
-            only: None,
+            what: What::Frames {
+                frames: vec!["{}".into()],
+                except_user: None,
+                only: None,
+            },
         };
         let text = serde_json::to_string(&message).unwrap();
-        assert_eq!(text, r#"{"origin":"node-a","frames":["{}"]}"#);
+        assert_eq!(
+            text,
+            r#"{"origin":"node-a","kind":"frames","frames":["{}"]}"#
+        );
         let back: Relayed = serde_json::from_str(&text).unwrap();
-        assert_eq!(back.frames, ["{}"]);
+        assert!(matches!(back.what, What::Frames { frames, .. } if frames == ["{}"]));
+    }
+
+    #[test]
+    fn users_cross_whole() {
+        let user = User {
+            id: UserId::new(),
+            account_id: AccountId::new(),
+            room_id: RoomId::new(),
+            name: "Ada".into(),
+            profile_picture: Some("https://example.com/a.png".into()),
+            custom_id: None,
+            status: UserStatus::Online,
+            created_at: Timestamp::from_millis(1_000),
+            joined_at: Some(Timestamp::from_millis(2_000)),
+            left_at: None,
+            token_issued_at: Timestamp::from_millis(1_000),
+        };
+        let text = serde_json::to_string(&RelayedUser::from(&user)).unwrap();
+        let back: RelayedUser = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.into_user(), Some(user));
     }
 }

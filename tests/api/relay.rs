@@ -1,6 +1,6 @@
 //! Nodes on one PostgreSQL database and one Redis: what happens in a room on one node reaches
-//! the room's sockets on the others (docs/scaling.md). What is relayed so far: store and
-//! comment events, and broadcasts.
+//! the room's sockets on the others (docs/scaling.md): store, comment and user events,
+//! broadcasts, and the closing of a deleted user's sockets; and a node without Redis.
 
 use std::time::Duration;
 
@@ -226,4 +226,74 @@ async fn a_node_serves_without_redis_and_the_relay_reconnects_when_it_is_back() 
         .await
         .unwrap();
     assert_eq!(bob.event("broadcast").await["event"], "still");
+}
+
+/// Users coming online and going offline on one node, and users created, changed, followed
+/// and deleted through another, reach the sockets of every node; a user deleted through one
+/// node has their sockets on the others closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_events_reach_the_sockets_of_other_nodes() {
+    let (a, b) = two_nodes().await;
+    let account = a.account().await;
+    let on_b = crate::harness::TestAccount::rebase(&account, &b);
+    let (room_id, users) = room_with_users(&account, &["Alice", "Zed", "Bob"]).await;
+    let (mut alice, _) = Socket::join(&a.base, token(&users[0])).await;
+    let (mut zed, _) = Socket::join(&b.base, token(&users[1])).await;
+    until_relayed(&mut alice, &mut zed).await;
+    until_relayed(&mut zed, &mut alice).await;
+    alice
+        .drain_events("userJoined", Duration::from_millis(300))
+        .await;
+
+    // Bob comes online on B; then follows Alice there.
+    let (mut bob, _) = Socket::join(&b.base, token(&users[2])).await;
+    let joined = alice.event("userJoined").await;
+    assert_eq!(joined["user"]["id"], user_id(&users[2]));
+    assert_eq!(joined["user"]["status"], "online");
+    bob.request("users.follow", json!({ "userId": user_id(&users[0]) }))
+        .await
+        .unwrap();
+    let mut updated: Vec<Value> = Vec::new();
+    for _ in 0..2 {
+        updated.push(alice.event("userUpdated").await["user"].clone());
+    }
+    let bob_seen = updated
+        .iter()
+        .find(|user| user["id"] == user_id(&users[2]))
+        .expect("Bob updated");
+    assert_eq!(bob_seen["following"], json!([user_id(&users[0])]));
+
+    // Created, renamed through B: heard on A.
+    let carol = on_b.user(&room_id, "Carol").await;
+    assert_eq!(
+        alice.event("userCreated").await["user"]["id"],
+        user_id(&carol)
+    );
+    on_b.patch(
+        &format!("/users/{}?roomId={room_id}", user_id(&carol)),
+        json!({ "name": "Caroline" }),
+    )
+    .await
+    .expect(StatusCode::OK);
+    assert_eq!(alice.event("userUpdated").await["user"]["name"], "Caroline");
+
+    // Zed leaves B: A hears Zed go offline.
+    zed.close().await;
+    let left = alice.event("userLeft").await;
+    assert_eq!(left["user"]["id"], user_id(&users[1]));
+
+    // Bob deleted through A: A's sockets hear it, Bob's socket on B is closed.
+    account
+        .delete(&format!("/users/{}?roomId={room_id}", user_id(&users[2])))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(
+        alice.event("userDeleted").await["user"]["id"],
+        user_id(&users[2])
+    );
+    assert_eq!(
+        bob.event("userDeleted").await["user"]["id"],
+        user_id(&users[2])
+    );
+    assert_eq!(bob.closed_with().await, 4404);
 }
