@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::RoomId;
+use crate::domain::{NodeId, RoomId};
 use resp::Reply;
 
 /// Messages waiting to be published; past this they are dropped (and counted): a relay that
@@ -122,6 +122,8 @@ enum Subscription {
 pub struct Relay(Arc<Inner>);
 
 struct Inner {
+    /// The node this relay is of: what it sends is marked as its own.
+    node: NodeId,
     publish: mpsc::Sender<(RoomId, Bytes)>,
     subscriptions: mpsc::UnboundedSender<Subscription>,
     publisher_up: AtomicBool,
@@ -132,11 +134,16 @@ struct Inner {
 impl Relay {
     /// Starts the connections; what arrives on subscribed rooms goes to the returned
     /// receiver. They stop with `shutdown`.
-    pub fn start(url: RedisUrl, shutdown: CancellationToken) -> (Self, mpsc::Receiver<Received>) {
+    pub fn start(
+        url: RedisUrl,
+        node: NodeId,
+        shutdown: CancellationToken,
+    ) -> (Self, mpsc::Receiver<Received>) {
         let (publish, to_publish) = mpsc::channel(PUBLISH_QUEUE);
         let (subscriptions, wanted) = mpsc::unbounded_channel();
         let (received, incoming) = mpsc::channel(RECEIVE_QUEUE);
         let relay = Self(Arc::new(Inner {
+            node,
             publish,
             subscriptions,
             publisher_up: AtomicBool::new(false),
@@ -150,6 +157,11 @@ impl Relay {
         );
         tokio::spawn(relay.clone().subscriber(url, wanted, received, shutdown));
         (relay, incoming)
+    }
+
+    /// The node this relay is of.
+    pub fn node(&self) -> &NodeId {
+        &self.0.node
     }
 
     /// Publishes on the room's channel, without waiting (dropped if the queue is full).
@@ -193,7 +205,7 @@ impl Relay {
     ) {
         let mut backoff = FIRST_BACKOFF;
         while !shutdown.is_cancelled() {
-            let mut conn = match connect(&url).await {
+            let mut conn = match connect(&url, &self.0.node).await {
                 Ok(conn) => conn,
                 Err(error) => {
                     tracing::warn!(%error, "relay: cannot connect to Redis to publish");
@@ -227,7 +239,7 @@ impl Relay {
         let mut rooms: HashSet<RoomId> = HashSet::new();
         let mut backoff = FIRST_BACKOFF;
         while !shutdown.is_cancelled() {
-            let mut conn = match connect(&url).await {
+            let mut conn = match connect(&url, &self.0.node).await {
                 Ok(conn) => conn,
                 Err(error) => {
                     tracing::warn!(%error, "relay: cannot connect to Redis to subscribe");
@@ -313,7 +325,7 @@ impl Connection {
     }
 }
 
-async fn connect(url: &RedisUrl) -> std::io::Result<Connection> {
+async fn connect(url: &RedisUrl, node: &NodeId) -> std::io::Result<Connection> {
     let attempt = async {
         let stream = TcpStream::connect((url.host.as_str(), url.port)).await?;
         stream.set_nodelay(true)?;
@@ -332,8 +344,12 @@ async fn connect(url: &RedisUrl) -> std::io::Result<Connection> {
         if url.db != 0 {
             conn.ok(&[b"SELECT", url.db.to_string().as_bytes()]).await?;
         }
-        conn.ok(&[b"CLIENT", b"SETNAME", b"collabkit-relay"])
-            .await?;
+        // Named for `CLIENT LIST`: which node holds which connection.
+        let name: String = format!("collabkit-relay:{node}")
+            .chars()
+            .map(|c| if c.is_ascii_graphic() { c } else { '_' })
+            .collect();
+        conn.ok(&[b"CLIENT", b"SETNAME", name.as_bytes()]).await?;
         Ok(conn)
     };
     tokio::time::timeout(CONNECT_TIMEOUT, attempt)

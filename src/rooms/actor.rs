@@ -2,7 +2,7 @@
 //! presence and sync targets, and the follow graph. It never awaits a client: every send is a
 //! `try_send` into the client's bounded outbox, and a client that cannot keep up is closed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -15,7 +15,7 @@ use super::following::FollowGraph;
 use super::hub::RoomMap;
 use super::outbox::{Outbox, Utf8Bytes};
 use super::presence::{self, NewState, PresenceBoard, RoomPresenceFull, SyncTarget};
-use super::relay::Recipients;
+use super::relay::{self, Recipients};
 use crate::config::RealtimeConfig;
 use crate::domain::{ConnectionId, User, UserId};
 use crate::error::ApiError;
@@ -101,6 +101,8 @@ pub enum RoomCommand {
     },
     /// A user came online through another node (their first socket anywhere is there).
     CameOnline(User),
+    /// Another node's tick: its users' states (`null`: cleared).
+    RemotePresence(Vec<(UserId, Value)>),
     /// Frames another node relayed, for the sockets `to` names.
     Deliver {
         frames: Vec<Utf8Bytes>,
@@ -134,6 +136,9 @@ pub struct RoomActor {
     /// Whether `follows` holds the room's graph (it failed to load otherwise).
     follows_loaded: bool,
     first_page: KeptPage,
+    /// Users whose state on the board came from another node: this node's ticks do not
+    /// relay them back.
+    relayed: HashSet<UserId>,
 }
 
 impl RoomActor {
@@ -154,6 +159,7 @@ impl RoomActor {
             follows: Arc::default(),
             follows_loaded: false,
             first_page: KeptPage::new(first_page),
+            relayed: HashSet::new(),
         }
     }
 
@@ -268,22 +274,30 @@ impl RoomActor {
                     return;
                 };
                 let user_id = member.user_id;
+                self.relayed.remove(&user_id);
                 if let Value::Object(fields) = &mut state.state {
                     fields.insert("color".to_owned(), presence::color(user_id).into());
                 }
                 let budget = self.config.max_room_presence_bytes;
                 let taken = self.presence.update(user_id, state, budget);
                 let _ = reply.send(taken != Err(RoomPresenceFull));
-                // A room that has not sent presence for an interval sends it at once; else
-                // the change waits for the tick (`run`).
-                let now = Instant::now();
-                if self
-                    .presence
-                    .due(now, self.config.presence_interval())
-                    .is_some_and(|due| due <= now)
-                {
-                    self.send_presence(now);
+                self.send_presence_if_due();
+            }
+            RoomCommand::RemotePresence(states) => {
+                let budget = self.config.max_room_presence_bytes;
+                for (user_id, state) in states {
+                    self.relayed.insert(user_id);
+                    if state.is_null() {
+                        self.presence.remove(user_id);
+                    } else {
+                        let bytes = state.to_string().len();
+                        // Over the room's budget here: dropped, as a local one would be.
+                        let _ = self
+                            .presence
+                            .update(user_id, NewState { state, bytes }, budget);
+                    }
                 }
+                self.send_presence_if_due();
             }
             RoomCommand::Sync {
                 connection,
@@ -425,12 +439,41 @@ impl RoomActor {
         }
     }
 
+    /// A room that has not sent presence for an interval sends a change at once; else the
+    /// change waits for the tick (`run`).
+    fn send_presence_if_due(&mut self) {
+        let now = Instant::now();
+        if self
+            .presence
+            .due(now, self.config.presence_interval())
+            .is_some_and(|due| due <= now)
+        {
+            self.send_presence(now);
+        }
+    }
+
     /// The tick: every state that changed since the last goes to the sockets synced to it,
-    /// one frame per socket (version 1 clients: one per state).
+    /// one frame per socket (version 1 clients: one per state); the states of this node's
+    /// users go to the other nodes in one message.
     fn send_presence(&mut self, now: Instant) {
         let changed = self.presence.take_changed(now);
         if changed.is_empty() {
             return;
+        }
+        if let Some(relay) = self.rooms.relay() {
+            let own: Vec<(UserId, &Value)> = changed
+                .iter()
+                .filter(|(user, _)| !self.relayed.contains(user))
+                .map(|(user, state)| (*user, state))
+                .collect();
+            if !own.is_empty() {
+                relay::relay_presence(relay, self.scope.room_id, &own);
+            }
+        }
+        for (user, state) in &changed {
+            if state.is_null() {
+                self.relayed.remove(user);
+            }
         }
         let batch = PresenceBatch::new(&changed);
         for member in self.members.values() {

@@ -109,6 +109,11 @@ pub struct RoomMap {
 }
 
 impl RoomMap {
+    /// The relay to and from other nodes, if configured.
+    pub fn relay(&self) -> Option<&Relay> {
+        self.relay.as_ref()
+    }
+
     fn lock(&self) -> MutexGuard<'_, HashMap<RoomId, Arc<RoomHandle>>> {
         self.rooms.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -193,7 +198,7 @@ impl Hub {
 
     /// The relay to and from other nodes, if configured.
     pub fn relay(&self) -> Option<&Relay> {
-        self.0.rooms.relay.as_ref()
+        self.0.rooms.relay()
     }
 
     /// How many other nodes share the database, as last seen (`/readyz` reports it).

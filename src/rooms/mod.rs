@@ -97,7 +97,7 @@ impl Engine {
             "" => None,
             url => RedisUrl::parse(url)
                 .ok()
-                .map(|url| Relay::start(url, shutdown.clone())),
+                .map(|url| Relay::start(url, node_id.clone(), shutdown.clone())),
         };
         let (relay, incoming) = relay.unzip();
         let hub = Hub::new(

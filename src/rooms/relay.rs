@@ -3,14 +3,16 @@
 //! events) and broadcasts. Each message names the node it comes from, which ignores it.
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::actor::RoomCommand;
 use super::following::UserView;
 use super::outbox::Utf8Bytes;
+use super::presence;
 use super::Engine;
 use crate::domain::{AccountId, RoomId, Timestamp, User, UserId, UserStatus};
-use crate::relay::Received;
+use crate::relay::{Received, Relay};
 use crate::store::Left;
 
 /// A message on a room's channel, naming the node that sent it.
@@ -64,6 +66,11 @@ enum What {
     },
     /// Its sockets close on every node.
     RoomDeleted,
+    /// A tick's presence of the node's own users: `{ userId, state }`, `null` for a cleared
+    /// state.
+    Presence {
+        states: Vec<Value>,
+    },
 }
 
 /// A user as relayed: every field, times in milliseconds.
@@ -185,16 +192,8 @@ impl Engine {
     }
 
     fn relay(&self, room_id: RoomId, what: What) {
-        let Some(relay) = self.hub().relay() else {
-            return;
-        };
-        let message = Relayed {
-            origin: self.hub().node_id().as_str().to_owned(),
-            what,
-        };
-        match serde_json::to_vec(&message) {
-            Ok(payload) => relay.publish(room_id, payload.into()),
-            Err(error) => tracing::error!(%error, "relay: cannot encode a message"),
+        if let Some(relay) = self.hub().relay() {
+            send(relay, room_id, what);
         }
     }
 
@@ -271,7 +270,36 @@ impl Engine {
                 self.hub().close_room_sockets(room_id);
                 RoomCommand::RoomDeleted
             }
+            What::Presence { states } => RoomCommand::RemotePresence(
+                states
+                    .into_iter()
+                    .map(|entry| {
+                        let user = entry.get("userId")?.as_str()?.parse().ok()?;
+                        Some((user, entry.get("state")?.clone()))
+                    })
+                    .collect::<Option<_>>()?,
+            ),
         })
+    }
+}
+
+/// Tells the other nodes of a tick's presence of this node's users (a room's actor does).
+pub(super) fn relay_presence(relay: &Relay, room_id: RoomId, states: &[(UserId, &Value)]) {
+    let states = states
+        .iter()
+        .map(|(user, state)| presence::entry(*user, state))
+        .collect();
+    send(relay, room_id, What::Presence { states });
+}
+
+fn send(relay: &Relay, room_id: RoomId, what: What) {
+    let message = Relayed {
+        origin: relay.node().as_str().to_owned(),
+        what,
+    };
+    match serde_json::to_vec(&message) {
+        Ok(payload) => relay.publish(room_id, payload.into()),
+        Err(error) => tracing::error!(%error, "relay: cannot encode a message"),
     }
 }
 

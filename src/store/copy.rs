@@ -5,10 +5,11 @@
 
 use futures_util::TryStreamExt;
 use sha2::{Digest, Sha256};
-use sqlx::postgres::{PgPoolOptions, PgRow};
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions, SqliteRow};
-use sqlx::{Connection, Postgres, Row, Sqlite};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+use sqlx::{ColumnIndex, Connection, Database, Postgres, Row, Sqlite};
 
+use super::dialect::Column;
 use super::query::{inserts, Value};
 use super::sql::SqlStore;
 use crate::domain::Timestamp;
@@ -176,7 +177,7 @@ pub async fn sqlite_to_postgres(
         let mut batch: Vec<Vec<Value>> = Vec::with_capacity(ROWS_PER_INSERT);
         let mut rows = sqlx::query(&select).fetch(&mut *snapshot);
         while let Some(row) = rows.try_next().await? {
-            let values = sqlite_values(&row, &columns)?;
+            let values = values::<Sqlite>(&row, &columns)?;
             source_sum.add(&values);
             batch.push(values);
             if batch.len() == ROWS_PER_INSERT {
@@ -197,7 +198,7 @@ pub async fn sqlite_to_postgres(
         let mut target_sum = Checksum::default();
         let mut rows = sqlx::query(&select).fetch(&mut *tx);
         while let Some(row) = rows.try_next().await? {
-            target_sum.add(&postgres_values(&row, &columns)?);
+            target_sum.add(&values::<Postgres>(&row, &columns)?);
         }
         drop(rows);
         let (source_rows, source_sum) = source_sum.finish();
@@ -251,19 +252,15 @@ async fn columns(
         .collect()
 }
 
-fn sqlite_values(row: &SqliteRow, columns: &[(String, Kind)]) -> Result<Vec<Value>, CopyError> {
-    let mut values = Vec::with_capacity(columns.len());
-    for (i, (_, kind)) in columns.iter().enumerate() {
-        values.push(match kind {
-            Kind::Text => Value::Text(row.try_get(i)?),
-            Kind::Int => Value::Int(row.try_get(i)?),
-            Kind::Bool => Value::Bool(row.try_get(i)?),
-        });
-    }
-    Ok(values)
-}
-
-fn postgres_values(row: &PgRow, columns: &[(String, Kind)]) -> Result<Vec<Value>, CopyError> {
+/// A row's values, read as the target's columns say (the same on either database).
+fn values<DB>(row: &DB::Row, columns: &[(String, Kind)]) -> Result<Vec<Value>, CopyError>
+where
+    DB: Database,
+    usize: ColumnIndex<DB::Row>,
+    Option<String>: Column<DB>,
+    Option<i64>: Column<DB>,
+    bool: Column<DB>,
+{
     let mut values = Vec::with_capacity(columns.len());
     for (i, (_, kind)) in columns.iter().enumerate() {
         values.push(match kind {

@@ -19,7 +19,7 @@ both_backends!(
 
 /// The presence events a socket receives until `done` holds for the states seen so far (each
 /// user's latest), within a deadline: the batches, and the latest state per user.
-async fn batches_until(
+pub(crate) async fn batches_until(
     socket: &mut Socket,
     done: impl Fn(&BTreeMap<String, Value>) -> bool,
 ) -> (Vec<Vec<Value>>, BTreeMap<String, Value>) {

@@ -1,6 +1,6 @@
 //! Nodes on one PostgreSQL database and one Redis: what happens in a room on one node reaches
-//! the room's sockets on the others (docs/scaling.md): store, comment and user events,
-//! broadcasts, and the closing of a deleted user's sockets; and a node without Redis.
+//! the room's sockets on the others (docs/scaling.md): presence, store, comment and user
+//! events, broadcasts, and the closing of a deleted user's sockets; and a node without Redis.
 
 use std::time::Duration;
 
@@ -296,4 +296,60 @@ async fn user_events_reach_the_sockets_of_other_nodes() {
         user_id(&users[2])
     );
     assert_eq!(bob.closed_with().await, 4404);
+}
+
+/// Presence crosses nodes in each node's ticks: states both ways (never one's own back), the
+/// join snapshot holds the other node's users, and a user leaving is `null` everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_reaches_the_sockets_of_other_nodes() {
+    use crate::presence_batches::batches_until;
+
+    let (a, b) = two_nodes().await;
+    let account = a.account().await;
+    let (_, users) = room_with_users(&account, &["Alice", "Bob", "Carol"]).await;
+    let (alice_id, bob_id) = (user_id(&users[0]).to_owned(), user_id(&users[1]).to_owned());
+    let (mut alice, _) = Socket::join_speaking(&a.base, token(&users[0]), 2).await;
+    let (mut bob, _) = Socket::join_speaking(&b.base, token(&users[1]), 2).await;
+    until_relayed(&mut alice, &mut bob).await;
+    until_relayed(&mut bob, &mut alice).await;
+    for socket in [&mut alice, &mut bob] {
+        socket
+            .request("presence.sync", json!({ "target": "*" }))
+            .await
+            .unwrap();
+    }
+
+    bob.notify("presence.update", json!({ "state": { "x": 1 } }))
+        .await;
+    let (_, seen) = batches_until(&mut alice, |latest| latest.contains_key(&bob_id)).await;
+    assert_eq!(seen[&bob_id]["x"], 1);
+    assert!(seen[&bob_id]["color"].is_string());
+    alice
+        .notify("presence.update", json!({ "state": { "x": 2 } }))
+        .await;
+    let (batches, seen) = batches_until(&mut bob, |latest| latest.contains_key(&alice_id)).await;
+    assert_eq!(seen[&alice_id]["x"], 2);
+    assert!(
+        batches
+            .iter()
+            .flatten()
+            .all(|entry| entry["userId"] != bob_id.as_str()),
+        "Bob's own state came back to him: {batches:?}"
+    );
+
+    // A late joiner on A gets Bob's state (from B) in its join answer.
+    let (_, joined) = Socket::join_speaking(&a.base, token(&users[2]), 2).await;
+    let snapshot = joined["presence"].as_array().unwrap();
+    let bob_there = snapshot
+        .iter()
+        .find(|entry| entry["userId"] == bob_id.as_str())
+        .unwrap_or_else(|| panic!("no Bob in {snapshot:?}"));
+    assert_eq!(bob_there["state"]["x"], 1);
+
+    bob.close().await;
+    let (_, seen) = batches_until(&mut alice, |latest| {
+        latest.get(&bob_id).is_some_and(Value::is_null)
+    })
+    .await;
+    assert!(seen[&bob_id].is_null());
 }
