@@ -317,7 +317,7 @@ async fn the_server_logs_json_without_secrets_and_stops_on_sigterm(backend: Back
 }
 
 /// Starts `collabkit serve` on `port`, with extra environment, and waits until it is ready.
-async fn spawn_server(
+pub(crate) async fn spawn_server(
     db: &TestDatabase,
     port: u16,
     env: &[(String, String)],

@@ -19,17 +19,21 @@ fn redis_url() -> String {
         .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
 
-/// Two nodes relaying through Redis, each ready (its relay up).
-async fn two_nodes() -> (TestApp, TestApp) {
-    let a = TestApp::start_with(Backend::Postgres, |config| {
+/// Nodes relaying through Redis on one database, each ready (its relay up).
+async fn nodes(count: usize) -> Vec<TestApp> {
+    let first = TestApp::start_with(Backend::Postgres, |config| {
         config.redis.url = redis_url();
     })
     .await;
-    let mut config = test_config(&a.db);
-    config.redis.url = redis_url();
-    config.realtime.node_id = format!("relay-b-{}", uuid::Uuid::new_v4().simple());
-    let b = TestApp::start_on(a.db.share(), config).await;
-    for node in [&a, &b] {
+    let mut nodes = vec![first];
+    for _ in 1..count {
+        let mut config = test_config(&nodes[0].db);
+        config.redis.url = redis_url();
+        config.realtime.node_id = format!("relay-{}", uuid::Uuid::new_v4().simple());
+        let db = nodes[0].db.share();
+        nodes.push(TestApp::start_on(db, config).await);
+    }
+    for node in &nodes {
         let up = eventually(Duration::from_secs(10), || async {
             let reply = node.call(Method::GET, "/readyz", None).await;
             reply.data()["relay"] == "redis" && reply.data().get("warning").is_none()
@@ -37,7 +41,13 @@ async fn two_nodes() -> (TestApp, TestApp) {
         .await;
         assert!(up, "the relay never came up (is Redis at {}?)", redis_url());
     }
-    (a, b)
+    nodes
+}
+
+async fn two_nodes() -> (TestApp, TestApp) {
+    let mut nodes = nodes(2).await;
+    let b = nodes.pop().unwrap();
+    (nodes.pop().unwrap(), b)
 }
 
 /// Broadcasts from `from` until one reaches `to`: the other node subscribes to the room's
@@ -352,4 +362,143 @@ async fn presence_reaches_the_sockets_of_other_nodes() {
     })
     .await;
     assert!(seen[&bob_id].is_null());
+}
+
+/// A node killed with `kill -9`: once its heartbeat is stale, a surviving node reaps its
+/// sockets, and the survivors' sockets see its users leave (and their presence go `null`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_users_of_a_killed_node_leave_for_the_other_nodes() {
+    let fast = |config: &mut collabkit::config::Config| {
+        config.redis.url = redis_url();
+        config.realtime.node_heartbeat_ms = 200;
+        config.realtime.node_timeout_ms = 1_500;
+    };
+    let a = TestApp::start_with(Backend::Postgres, fast).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .unwrap();
+    let env: Vec<(String, String)> = [
+        ("COLLABKIT_REDIS_URL", redis_url()),
+        ("COLLABKIT_REALTIME_NODE_HEARTBEAT_MS", "200".to_owned()),
+        ("COLLABKIT_REALTIME_NODE_TIMEOUT_MS", "1500".to_owned()),
+        (
+            "COLLABKIT_JWT_SECRET",
+            crate::harness::TEST_JWT_SECRET.to_owned(),
+        ),
+        (
+            "COLLABKIT_SECRETS_KEY",
+            crate::harness::TEST_SECRETS_KEY.to_owned(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let b_db = a.db.share();
+    let mut b = crate::cli::spawn_server(&b_db, port, &env).await;
+    let b_base = format!("http://127.0.0.1:{port}");
+
+    let account = a.account().await;
+    let (_, users) = room_with_users(&account, &["Alice", "Bob"]).await;
+    let bob_id = user_id(&users[1]).to_owned();
+    let (mut alice, _) = Socket::join_speaking(&a.base, token(&users[0]), 2).await;
+    let (mut bob, _) = Socket::join_speaking(&b_base, token(&users[1]), 2).await;
+    until_relayed(&mut alice, &mut bob).await;
+    until_relayed(&mut bob, &mut alice).await;
+    alice
+        .request("presence.sync", json!({ "target": "*" }))
+        .await
+        .unwrap();
+    bob.notify("presence.update", json!({ "state": { "here": true } }))
+        .await;
+    crate::presence_batches::batches_until(&mut alice, |latest| latest.contains_key(&bob_id)).await;
+
+    b.kill().unwrap(); // SIGKILL: B records nothing on the way out
+    b.wait().unwrap();
+    bob.kill();
+    let left = alice
+        .event_within("userLeft", Duration::from_secs(15))
+        .await
+        .expect("Alice never saw Bob leave");
+    assert_eq!(left["user"]["id"], bob_id.as_str());
+    assert_eq!(left["user"]["status"], "offline");
+    crate::presence_batches::batches_until(&mut alice, |latest| {
+        latest.get(&bob_id).is_some_and(Value::is_null)
+    })
+    .await;
+}
+
+/// Three nodes, a socket on each: a broadcast, a store write and presence from any one
+/// reach the two others, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_hear_each_other() {
+    use crate::presence_batches::batches_until;
+
+    let nodes = nodes(3).await;
+    let account = nodes[0].account().await;
+    let (_, users) = room_with_users(&account, &["Ann", "Ben", "Cy"]).await;
+    let mut sockets = Vec::new();
+    for (node, user) in nodes.iter().zip(&users) {
+        sockets.push(Socket::join_speaking(&node.base, token(user), 2).await.0);
+    }
+    let (first, rest) = sockets.split_at_mut(1);
+    for other in rest.iter_mut() {
+        until_relayed(&mut first[0], other).await;
+        until_relayed(other, &mut first[0]).await;
+    }
+    let (second, third) = rest.split_at_mut(1);
+    until_relayed(&mut second[0], &mut third[0]).await;
+    until_relayed(&mut third[0], &mut second[0]).await;
+    first[0]
+        .drain_events("broadcast", Duration::from_millis(300))
+        .await;
+
+    sockets[0]
+        .request("broadcast", json!({ "event": "hello", "data": 3 }))
+        .await
+        .unwrap();
+    for socket in &mut sockets[1..] {
+        assert_eq!(socket.event("broadcast").await["event"], "hello");
+        socket
+            .expect_no_event("broadcast", Duration::from_millis(200))
+            .await;
+    }
+
+    sockets[1]
+        .request(
+            "stores.declare",
+            json!({ "schemas": { "tasks": crate::stores::tasks_schema() } }),
+        )
+        .await
+        .unwrap();
+    let set = sockets[1]
+        .request(
+            "stores.set",
+            json!({ "store": "tasks", "key": "k", "value": { "title": "three" } }),
+        )
+        .await
+        .unwrap();
+    for i in [0, 2] {
+        let changed = sockets[i].event("changed").await;
+        assert_eq!(changed["version"], set["version"]);
+    }
+
+    for socket in &mut sockets {
+        socket
+            .request("presence.sync", json!({ "target": "*" }))
+            .await
+            .unwrap();
+    }
+    sockets[2]
+        .notify("presence.update", json!({ "state": { "from": "third" } }))
+        .await;
+    let cy = user_id(&users[2]).to_owned();
+    for socket in &mut sockets[..2] {
+        let (_, seen) = batches_until(socket, |latest| latest.contains_key(&cy)).await;
+        assert_eq!(seen[&cy]["from"], "third");
+    }
+    // The first node owns the database: it stops last.
+    for node in nodes.into_iter().rev() {
+        node.stop().await;
+    }
 }
