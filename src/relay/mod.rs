@@ -105,11 +105,17 @@ impl RedisUrl {
     }
 }
 
-/// A message received on a room's channel.
+/// What the relay hands to the node.
 #[derive(Debug)]
-pub struct Received {
-    pub room_id: RoomId,
-    pub payload: Bytes,
+pub enum Received {
+    /// A message on a room's channel.
+    Message { room_id: RoomId, payload: Bytes },
+    /// The subscribed connection is back after a failure: what was published meanwhile on
+    /// the node's rooms is lost.
+    Resumed,
+    /// The publishing connection is back: messages of these rooms were dropped meanwhile (or
+    /// the queue overflowed), so the other nodes missed them.
+    Lost(Vec<RoomId>),
 }
 
 enum Subscription {
@@ -129,6 +135,10 @@ struct Inner {
     publisher_up: AtomicBool,
     subscriber_up: AtomicBool,
     dropped: AtomicU64,
+    /// Rooms whose messages were dropped since the publisher last reported them.
+    lost: std::sync::Mutex<HashSet<RoomId>>,
+    /// Rooms whose received messages were dropped (the node did not keep up).
+    missed: std::sync::Mutex<HashSet<RoomId>>,
 }
 
 impl Relay {
@@ -149,12 +159,15 @@ impl Relay {
             publisher_up: AtomicBool::new(false),
             subscriber_up: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
+            lost: std::sync::Mutex::default(),
+            missed: std::sync::Mutex::default(),
         }));
-        tokio::spawn(
-            relay
-                .clone()
-                .publisher(url.clone(), to_publish, shutdown.clone()),
-        );
+        tokio::spawn(relay.clone().publisher(
+            url.clone(),
+            to_publish,
+            received.clone(),
+            shutdown.clone(),
+        ));
         tokio::spawn(relay.clone().subscriber(url, wanted, received, shutdown));
         (relay, incoming)
     }
@@ -169,6 +182,7 @@ impl Relay {
         // Closed: the node is shutting down, nothing more goes out.
         if let Err(mpsc::error::TrySendError::Full(_)) = self.0.publish.try_send((room_id, payload))
         {
+            self.lose(room_id);
             let dropped = self.0.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if dropped.is_power_of_two() {
                 tracing::warn!(
@@ -177,6 +191,27 @@ impl Relay {
                 );
             }
         }
+    }
+
+    fn lock_missed(&self) -> std::sync::MutexGuard<'_, HashSet<RoomId>> {
+        self.0.missed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The rooms whose received messages were dropped since the last call: their sockets
+    /// must be resynchronized.
+    pub fn take_missed(&self) -> Vec<RoomId> {
+        std::mem::take(&mut *self.lock_missed())
+            .into_iter()
+            .collect()
+    }
+
+    /// Notes that a message of the room was dropped.
+    fn lose(&self, room_id: RoomId) {
+        self.0
+            .lost
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(room_id);
     }
 
     /// Receives the room's messages from now on (the room was loaded on this node).
@@ -201,6 +236,7 @@ impl Relay {
         self,
         url: RedisUrl,
         mut queue: mpsc::Receiver<(RoomId, Bytes)>,
+        received: mpsc::Sender<Received>,
         shutdown: CancellationToken,
     ) {
         let mut backoff = FIRST_BACKOFF;
@@ -211,7 +247,8 @@ impl Relay {
                     tracing::warn!(%error, "relay: cannot connect to Redis to publish");
                     // What waits is dropped rather than sent late, after the moment it was for.
                     let mut stale = 0;
-                    while queue.try_recv().is_ok() {
+                    while let Ok((room_id, _)) = queue.try_recv() {
+                        self.lose(room_id);
                         stale += 1;
                     }
                     self.0.dropped.fetch_add(stale, Ordering::Relaxed);
@@ -221,6 +258,13 @@ impl Relay {
             };
             backoff = FIRST_BACKOFF;
             self.0.publisher_up.store(true, Ordering::Relaxed);
+            let lost: Vec<RoomId> =
+                std::mem::take(&mut *self.0.lost.lock().unwrap_or_else(|p| p.into_inner()))
+                    .into_iter()
+                    .collect();
+            if !lost.is_empty() {
+                let _ = received.send(Received::Lost(lost)).await;
+            }
             let outcome = publish_until_error(&mut conn, &mut queue, &shutdown).await;
             self.0.publisher_up.store(false, Ordering::Relaxed);
             if let Err(error) = outcome {
@@ -238,6 +282,9 @@ impl Relay {
     ) {
         let mut rooms: HashSet<RoomId> = HashSet::new();
         let mut backoff = FIRST_BACKOFF;
+        // Whether a connection failed (or never came) since the last one: its rooms' messages
+        // published meanwhile are lost.
+        let mut failed = false;
         while !shutdown.is_cancelled() {
             let mut conn = match connect(&url, &self.0.node).await {
                 Ok(conn) => conn,
@@ -247,11 +294,15 @@ impl Relay {
                     while let Ok(change) = wanted.try_recv() {
                         apply(&mut rooms, change);
                     }
+                    failed = true;
                     sleep_or_stop(&mut backoff, &shutdown).await;
                     continue;
                 }
             };
             backoff = FIRST_BACKOFF;
+            if std::mem::take(&mut failed) {
+                let _ = received.send(Received::Resumed).await;
+            }
             let outcome = receive_until_error(
                 &self,
                 &mut conn,
@@ -264,6 +315,7 @@ impl Relay {
             self.0.subscriber_up.store(false, Ordering::Relaxed);
             if let Err(error) = outcome {
                 tracing::warn!(%error, "relay: lost the Redis connection that receives");
+                failed = true;
             }
         }
     }
@@ -418,7 +470,7 @@ async fn receive_until_error(
     relay.0.subscriber_up.store(true, Ordering::Relaxed);
     loop {
         if let Some(reply) = resp::take(&mut conn.buf).map_err(std::io::Error::other)? {
-            hand_over(reply, received, &relay.0.dropped);
+            hand_over(relay, reply, received);
             continue;
         }
         tokio::select! {
@@ -441,7 +493,7 @@ async fn receive_until_error(
 }
 
 /// A `message` push goes to the rooms; confirmations of (un)subscribing are nothing to do.
-fn hand_over(reply: Reply, received: &mpsc::Sender<Received>, dropped: &AtomicU64) {
+fn hand_over(relay: &Relay, reply: Reply, received: &mpsc::Sender<Received>) {
     let Reply::Array(Some(parts)) = reply else {
         if let Reply::Error(error) = reply {
             tracing::warn!(%error, "relay: Redis refused a subscription");
@@ -461,12 +513,13 @@ fn hand_over(reply: Reply, received: &mpsc::Sender<Received>, dropped: &AtomicU6
         .and_then(|channel| channel.strip_prefix(CHANNEL_PREFIX))
         .and_then(|id| id.parse().ok());
     let Some(room_id) = room_id else { return };
-    let message = Received {
+    let message = Received::Message {
         room_id,
         payload: Bytes::copy_from_slice(payload),
     };
     if let Err(mpsc::error::TrySendError::Full(_)) = received.try_send(message) {
-        let dropped = dropped.fetch_add(1, Ordering::Relaxed) + 1;
+        relay.lock_missed().insert(room_id);
+        let dropped = relay.0.dropped.fetch_add(1, Ordering::Relaxed) + 1;
         if dropped.is_power_of_two() {
             tracing::warn!(dropped, "relay: the rooms do not keep up; messages dropped");
         }

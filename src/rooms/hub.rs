@@ -368,6 +368,19 @@ impl Hub {
     }
 
     /// Tells every socket of a deleted room on this node, and closes it (4404).
+    /// Closes the room's sockets with 4000 (the SDK reconnects and reads the room again):
+    /// they may have missed what other nodes relayed.
+    pub fn resync_room_sockets(&self, room_id: RoomId) {
+        for (scope, _, outbox) in self.sockets().by_id.values() {
+            if scope.room_id == room_id {
+                outbox.close(
+                    close::TOO_SLOW,
+                    "resync: messages from other nodes were lost",
+                );
+            }
+        }
+    }
+
     pub fn close_room_sockets(&self, room_id: RoomId) {
         let frame = ServerEvent::RoomDeleted { room_id }.encode();
         for (scope, _, outbox) in self.sockets().by_id.values() {

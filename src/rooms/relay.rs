@@ -71,6 +71,8 @@ enum What {
     Presence {
         states: Vec<Value>,
     },
+    /// The sender dropped messages of the room: the others resynchronize its sockets.
+    Resync,
 }
 
 /// A user as relayed: every field, times in milliseconds.
@@ -198,30 +200,64 @@ impl Engine {
     }
 
     /// Hands what other nodes relayed to the rooms' actors (and closes the sockets of a user
-    /// or room deleted elsewhere), until the relay stops.
+    /// or room deleted elsewhere), until the relay stops. Where messages were lost, the
+    /// room's sockets are closed to resynchronize (4000: the SDK reconnects and reads the
+    /// room again from the database), so that clients end as if nothing had been lost.
     pub(super) async fn receive_relayed(self, mut incoming: mpsc::Receiver<Received>) {
-        while let Some(Received { room_id, payload }) = incoming.recv().await {
-            let message: Relayed = match serde_json::from_slice(&payload) {
-                Ok(message) => message,
-                Err(error) => {
-                    tracing::warn!(%error, room = %room_id, "relay: a message that does not parse");
-                    continue;
+        while let Some(received) = incoming.recv().await {
+            match received {
+                Received::Message { room_id, payload } => {
+                    self.take_relayed(room_id, &payload).await;
+                    let missed = self.hub().relay().map(Relay::take_missed);
+                    for room_id in missed.into_iter().flatten() {
+                        self.hub().resync_room_sockets(room_id);
+                    }
                 }
-            };
-            if message.origin == self.hub().node_id().as_str() {
-                continue;
-            }
-            let Some(command) = self.command_for(room_id, message.what) else {
-                tracing::warn!(room = %room_id, "relay: a message naming a user that does not parse");
-                continue;
-            };
-            if let Some(room) = self.hub().existing_room(room_id) {
-                room.send(command).await;
+                Received::Resumed => {
+                    let rooms = self.hub().loaded_rooms();
+                    tracing::warn!(
+                        rooms = rooms.len(),
+                        "relay: back after missing messages; resynchronizing the sockets of \
+                         every loaded room"
+                    );
+                    for room in rooms {
+                        self.hub().resync_room_sockets(room.scope.room_id);
+                    }
+                }
+                Received::Lost(rooms) => {
+                    tracing::warn!(
+                        rooms = rooms.len(),
+                        "relay: messages were dropped; the other nodes resynchronize those rooms"
+                    );
+                    for room_id in rooms {
+                        self.relay(room_id, What::Resync);
+                    }
+                }
             }
         }
     }
 
-    /// What the room's actor does with a relayed message; None if it does not make sense.
+    async fn take_relayed(&self, room_id: RoomId, payload: &[u8]) {
+        let message: Relayed = match serde_json::from_slice(payload) {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::warn!(%error, room = %room_id, "relay: a message that does not parse");
+                return;
+            }
+        };
+        if message.origin == self.hub().node_id().as_str() {
+            return;
+        }
+        let Some(command) = self.command_for(room_id, message.what) else {
+            return;
+        };
+        if let Some(room) = self.hub().existing_room(room_id) {
+            room.send(command).await;
+        }
+    }
+
+    /// What the room's actor does with a relayed message; None if it does not make sense or
+    /// is done here.
     fn command_for(&self, room_id: RoomId, what: What) -> Option<RoomCommand> {
         Some(match what {
             What::Frames {
@@ -269,6 +305,10 @@ impl Engine {
             What::RoomDeleted => {
                 self.hub().close_room_sockets(room_id);
                 RoomCommand::RoomDeleted
+            }
+            What::Resync => {
+                self.hub().resync_room_sockets(room_id);
+                return None;
             }
             What::Presence { states } => RoomCommand::RemotePresence(
                 states

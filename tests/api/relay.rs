@@ -21,14 +21,18 @@ fn redis_url() -> String {
 
 /// Nodes relaying through Redis on one database, each ready (its relay up).
 async fn nodes(count: usize) -> Vec<TestApp> {
+    nodes_on(count, &redis_url()).await
+}
+
+async fn nodes_on(count: usize, redis: &str) -> Vec<TestApp> {
     let first = TestApp::start_with(Backend::Postgres, |config| {
-        config.redis.url = redis_url();
+        config.redis.url = redis.to_owned();
     })
     .await;
     let mut nodes = vec![first];
     for _ in 1..count {
         let mut config = test_config(&nodes[0].db);
-        config.redis.url = redis_url();
+        config.redis.url = redis.to_owned();
         config.realtime.node_id = format!("relay-{}", uuid::Uuid::new_v4().simple());
         let db = nodes[0].db.share();
         nodes.push(TestApp::start_on(db, config).await);
@@ -199,7 +203,8 @@ async fn relay_state(app: &TestApp) -> (Value, bool) {
 }
 
 /// Redis away: the node serves its own sockets, `/readyz` says the relay is down; Redis
-/// back: the relay reconnects by itself; away again: said again.
+/// back: the relay reconnects by itself (and resynchronizes the sockets of its rooms); away
+/// again: said again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_serves_without_redis_and_the_relay_reconnects_when_it_is_back() {
     let port = free_port();
@@ -224,6 +229,11 @@ async fn a_node_serves_without_redis_and_the_relay_reconnects_when_it_is_back() 
     })
     .await;
     assert!(up, "the relay never connected to Redis once it was up");
+    // Its rooms' sockets may have missed other nodes' messages meanwhile: resynchronized.
+    assert_eq!(alice.closed_with().await, 4000);
+    assert_eq!(bob.closed_with().await, 4000);
+    let (mut alice, _) = Socket::join(&app.base, token(&users[0])).await;
+    let (mut bob, _) = Socket::join(&app.base, token(&users[1])).await;
 
     drop(redis);
     let down = eventually(Duration::from_secs(15), || async {
@@ -501,4 +511,89 @@ async fn three_nodes_hear_each_other() {
     for node in nodes.into_iter().rev() {
         node.stop().await;
     }
+}
+
+/// Redis restarted while a node writes: the nodes notice they missed messages and close the
+/// room's sockets to resynchronize (4000); reconnected, the clients read every write made
+/// during the outage, and what follows arrives once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_made_while_redis_was_away_reach_every_client_after_it() {
+    let port = free_port();
+    let redis = OwnRedis::start(port);
+    let url = format!("redis://127.0.0.1:{port}");
+    let nodes = nodes_on(2, &url).await;
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let account = a.account().await;
+    let (_, users) = room_with_users(&account, &["Alice", "Bob"]).await;
+    let (mut alice, _) = Socket::join(&a.base, token(&users[0])).await;
+    let (mut bob, _) = Socket::join(&b.base, token(&users[1])).await;
+    until_relayed(&mut alice, &mut bob).await;
+    until_relayed(&mut bob, &mut alice).await;
+    bob.request(
+        "stores.declare",
+        json!({ "schemas": { "tasks": crate::stores::tasks_schema() } }),
+    )
+    .await
+    .unwrap();
+
+    drop(redis);
+    for node in [a, b] {
+        let down = eventually(Duration::from_secs(10), || async {
+            relay_state(node).await.1
+        })
+        .await;
+        assert!(down, "/readyz never said Redis went away");
+    }
+    let mut written = Vec::new();
+    for i in 0..3 {
+        let set = bob
+            .request(
+                "stores.set",
+                json!({ "store": "tasks", "key": format!("during-{i}"), "value": { "title": "x" } }),
+            )
+            .await
+            .unwrap();
+        written.push(set["version"].as_i64().unwrap());
+    }
+
+    let _redis = OwnRedis::start(port);
+    assert_eq!(
+        alice.closed_with().await,
+        4000,
+        "A resynchronizes its sockets"
+    );
+    assert_eq!(bob.closed_with().await, 4000, "so does B");
+    for node in [a, b] {
+        let up = eventually(Duration::from_secs(15), || async {
+            relay_state(node).await == (json!("redis"), false)
+        })
+        .await;
+        assert!(up, "the relay never came back");
+    }
+    let (mut alice, _) = Socket::join(&a.base, token(&users[0])).await;
+    let synced = alice
+        .request("stores.sync", json!({ "store": "tasks" }))
+        .await
+        .unwrap();
+    let versions: Vec<i64> = synced["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|change| change["version"].as_i64().unwrap())
+        .collect();
+    assert_eq!(versions, written, "every write made during the outage");
+
+    let (mut bob, _) = Socket::join(&b.base, token(&users[1])).await;
+    until_relayed(&mut bob, &mut alice).await;
+    let set = bob
+        .request(
+            "stores.set",
+            json!({ "store": "tasks", "key": "after", "value": { "title": "y" } }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(alice.event("changed").await["version"], set["version"]);
+    alice
+        .expect_no_event("changed", Duration::from_millis(300))
+        .await;
 }
