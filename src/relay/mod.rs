@@ -14,7 +14,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::{NodeId, RoomId};
@@ -139,6 +139,10 @@ struct Inner {
     lost: std::sync::Mutex<HashSet<RoomId>>,
     /// Rooms whose received messages were dropped (the node did not keep up).
     missed: std::sync::Mutex<HashSet<RoomId>>,
+    /// Rooms whose subscription Redis confirmed on the current connection.
+    confirmed: std::sync::Mutex<HashSet<RoomId>>,
+    /// Woken when `confirmed` grows or the subscribed connection goes.
+    confirmations: Notify,
 }
 
 impl Relay {
@@ -161,6 +165,8 @@ impl Relay {
             dropped: AtomicU64::new(0),
             lost: std::sync::Mutex::default(),
             missed: std::sync::Mutex::default(),
+            confirmed: std::sync::Mutex::default(),
+            confirmations: Notify::new(),
         }));
         tokio::spawn(relay.clone().publisher(
             url.clone(),
@@ -205,6 +211,37 @@ impl Relay {
             .collect()
     }
 
+    fn lock_confirmed(&self) -> std::sync::MutexGuard<'_, HashSet<RoomId>> {
+        self.0.confirmed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits until Redis confirms the room's subscription (asked for as the room loaded), so
+    /// that what other nodes publish from then on arrives: a join reads the room after it.
+    /// Returns at once while the subscribed connection is down (nothing would arrive anyway;
+    /// its return resynchronizes the room), and after `within` at the latest.
+    pub async fn subscribed(&self, room_id: RoomId, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let notified = self.0.confirmations.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if !self.0.subscriber_up.load(Ordering::Relaxed)
+                || self.lock_confirmed().contains(&room_id)
+            {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                tracing::warn!(room = %room_id, "relay: Redis did not confirm a subscription in time");
+                return;
+            }
+        }
+    }
+
+    /// Whether Redis confirmed the room's subscription on the current connection.
+    pub fn is_subscribed(&self, room_id: RoomId) -> bool {
+        self.lock_confirmed().contains(&room_id)
+    }
+
     /// Notes that a message of the room was dropped.
     fn lose(&self, room_id: RoomId) {
         self.0
@@ -216,11 +253,13 @@ impl Relay {
 
     /// Receives the room's messages from now on (the room was loaded on this node).
     pub fn subscribe(&self, room_id: RoomId) {
+        self.lock_confirmed().remove(&room_id);
         let _ = self.0.subscriptions.send(Subscription::Subscribe(room_id));
     }
 
     /// Stops receiving the room's messages (the room was unloaded).
     pub fn unsubscribe(&self, room_id: RoomId) {
+        self.lock_confirmed().remove(&room_id);
         let _ = self
             .0
             .subscriptions
@@ -313,6 +352,8 @@ impl Relay {
             )
             .await;
             self.0.subscriber_up.store(false, Ordering::Relaxed);
+            self.lock_confirmed().clear();
+            self.0.confirmations.notify_waiters();
             if let Err(error) = outcome {
                 tracing::warn!(%error, "relay: lost the Redis connection that receives");
                 failed = true;
@@ -500,19 +541,28 @@ fn hand_over(relay: &Relay, reply: Reply, received: &mpsc::Sender<Received>) {
         }
         return;
     };
-    let [Reply::Bulk(Some(kind)), Reply::Bulk(Some(channel)), Reply::Bulk(Some(payload))] =
-        parts.as_slice()
-    else {
+    // `message`, channel, payload; or `subscribe`/`unsubscribe`, channel, count.
+    let [Reply::Bulk(Some(kind)), Reply::Bulk(Some(channel)), third] = parts.as_slice() else {
         return;
     };
-    if kind.as_slice() != b"message" {
-        return;
-    }
     let room_id = std::str::from_utf8(channel)
         .ok()
         .and_then(|channel| channel.strip_prefix(CHANNEL_PREFIX))
         .and_then(|id| id.parse().ok());
     let Some(room_id) = room_id else { return };
+    let payload = match (kind.as_slice(), third) {
+        (b"message", Reply::Bulk(Some(payload))) => payload,
+        (b"subscribe", _) => {
+            relay.lock_confirmed().insert(room_id);
+            relay.0.confirmations.notify_waiters();
+            return;
+        }
+        (b"unsubscribe", _) => {
+            relay.lock_confirmed().remove(&room_id);
+            return;
+        }
+        _ => return,
+    };
     let message = Received::Message {
         room_id,
         payload: Bytes::copy_from_slice(payload),

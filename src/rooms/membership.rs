@@ -48,6 +48,8 @@ pub struct Joined {
     pub handle: Arc<RoomHandle>,
 }
 
+/// Longest wait for Redis to confirm a room's subscription before its first join here goes on.
+const SUBSCRIBE_WAIT: Duration = Duration::from_secs(1);
 /// Joins and leaves recorded in one transaction at most: bounds a statement's parameters.
 const MAX_BATCH: usize = 200;
 
@@ -89,6 +91,11 @@ impl Engine {
             return Err(ApiError::RateLimited {
                 retry_after_secs: 5,
             });
+        }
+        // The room is read (first page, presence) after other nodes' traffic for it arrives
+        // here: nothing they publish falls between the two.
+        if let Some(relay) = hub.relay() {
+            relay.subscribed(member.scope.room_id, SUBSCRIBE_WAIT).await;
         }
         // Marked live before the row exists, so that a concurrent reap never takes it for a
         // leaked one.

@@ -597,3 +597,72 @@ async fn writes_made_while_redis_was_away_reach_every_client_after_it() {
         .expect_no_event("changed", Duration::from_millis(300))
         .await;
 }
+
+/// A room's first socket on a node hears what another node publishes right after its join:
+/// the join waits for the room's subscription, so nothing falls between the two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_join_hears_the_next_message_from_another_node() {
+    let (a, b) = two_nodes().await;
+    let account = a.account().await;
+    for round in 0..10 {
+        let (_, users) = room_with_users(&account, &["Here", "There"]).await;
+        let (mut here, _) = Socket::join(&a.base, token(&users[0])).await;
+        let (mut there, _) = Socket::join(&b.base, token(&users[1])).await;
+        here.request("broadcast", json!({ "event": "now", "data": round }))
+            .await
+            .unwrap();
+        let got = there
+            .event_within("broadcast", Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|| panic!("round {round}: the first broadcast was lost"));
+        assert_eq!(got["data"], round);
+        here.close().await;
+        there.close().await;
+    }
+}
+
+/// `Relay::subscribed` waits for Redis to confirm a subscription: with Redis paused (SIGSTOP)
+/// it waits, and once Redis goes on the confirmation ends the wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_is_waited_for_until_redis_confirms_it() {
+    use collabkit::domain::{NodeId, RoomId};
+    use collabkit::relay::{RedisUrl, Relay};
+
+    let port = free_port();
+    let redis = OwnRedis::start(port);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let url = RedisUrl::parse(&format!("redis://127.0.0.1:{port}")).unwrap();
+    let (relay, _incoming) = Relay::start(url, NodeId::new("waiter"), shutdown.clone());
+    let up = eventually(Duration::from_secs(10), || async { relay.is_up() }).await;
+    assert!(up, "the relay never connected");
+
+    let room = RoomId::new();
+    relay.subscribe(room);
+    relay.subscribed(room, Duration::from_secs(5)).await;
+    assert!(
+        relay.is_subscribed(room),
+        "confirmed once subscribed() returns"
+    );
+
+    let pid = redis.process.id().to_string();
+    let signal = |name: &str| {
+        std::process::Command::new("kill")
+            .args([name, &pid])
+            .status()
+            .expect("kill runs")
+    };
+    signal("-STOP");
+    let other = RoomId::new();
+    relay.subscribe(other);
+    let started = tokio::time::Instant::now();
+    relay.subscribed(other, Duration::from_millis(300)).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "it waited for Redis"
+    );
+    assert!(!relay.is_subscribed(other));
+    signal("-CONT");
+    relay.subscribed(other, Duration::from_secs(5)).await;
+    assert!(relay.is_subscribed(other), "confirmed once Redis went on");
+    shutdown.cancel();
+}
