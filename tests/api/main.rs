@@ -23,6 +23,7 @@ mod presence_batches;
 mod realtime;
 mod receiver;
 mod relay;
+mod relay_faults;
 mod robustness;
 mod room_reads;
 mod rooms;
