@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, Context};
+use anyhow::{anyhow, bail, Context};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -122,6 +122,39 @@ pub fn load_sealer(config: &Config, missing: MissingKey) -> anyhow::Result<Seale
         ),
     }
     Ok(Sealer::new(&current, &previous))
+}
+
+/// On SQLite, takes the lock of the database file (`<file>.lock`), or refuses to start: a
+/// SQLite file serves one node, and a second server on it would take the first one's sockets
+/// for dead ones. Held until the server stops (a killed one's goes with its process). The
+/// command-line tools (`accounts create`, ...) do not take it: they run beside the server.
+fn lock_sqlite(config: &Config) -> anyhow::Result<Option<std::fs::File>> {
+    let Some(file) = sqlite_file(&config.database_url()) else {
+        return Ok(None);
+    };
+    if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
+        data_dir::create(parent)?;
+    }
+    let path = PathBuf::from(format!("{}.lock", file.display()));
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let lock = options
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match lock.try_lock() {
+        Ok(()) => Ok(Some(lock)),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "another server runs on {} (it holds {}): a SQLite database serves one node; stop \
+             it, or use PostgreSQL (and redis.url) for several",
+            file.display(),
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(error)) => {
+            Err(error).with_context(|| format!("locking {}", path.display()))
+        }
+    }
 }
 
 /// The database file a `sqlite:` URL names, unless the database is in memory or read-only.
@@ -264,6 +297,8 @@ pub fn router(state: AppState) -> axum::Router {
 pub struct App {
     state: AppState,
     listener: TcpListener,
+    /// On SQLite, the file's lock, held while the server runs (`lock_sqlite`).
+    _sqlite_lock: Option<std::fs::File>,
 }
 
 impl App {
@@ -273,8 +308,13 @@ impl App {
             .await
             .with_context(|| format!("binding {addr}"))?;
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+        let sqlite_lock = lock_sqlite(&config)?;
         let state = build_state(config, port).await?;
-        Ok(Self { state, listener })
+        Ok(Self {
+            state,
+            listener,
+            _sqlite_lock: sqlite_lock,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {

@@ -20,6 +20,26 @@ both_backends!(
     an_acknowledged_store_write_survives_kill_9,
 );
 
+/// A SQLite file serves one node: a second server on it is refused at start, with the reason,
+/// and touches nothing; once the first stops, a server starts on it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_on_one_sqlite_file_is_refused() {
+    let mut first = ServerProcess::start(Backend::Sqlite).await;
+    let second = collabkit(&first.db)
+        .env("COLLABKIT_BIND", "127.0.0.1:0")
+        .arg("serve")
+        .output()
+        .expect("collabkit runs");
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("another server runs on"), "{stderr}");
+    // The first one still serves; killed, it leaves the file to the next.
+    let rooms = first.get("/rooms").await;
+    assert_eq!(rooms["success"], true);
+    first.crash_and_restart().await;
+    assert_eq!(first.get("/rooms").await["success"], true);
+}
+
 pub(crate) fn collabkit(db: &TestDatabase) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_collabkit"));
     command

@@ -22,8 +22,13 @@ both_backends!(
     a_webhook_that_keeps_failing_is_disabled,
     test_deliveries_and_secret_rotation,
     the_address_guard_refuses_private_targets,
-    two_nodes_deliver_each_event_once,
 );
+
+/// Several nodes share a database on PostgreSQL only (a SQLite file serves one node).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_deliver_each_event_once_on_postgres() {
+    two_nodes_deliver_each_event_once(Backend::Postgres).await;
+}
 
 /// Quick retries and loopback receivers, for tests.
 pub(crate) fn fast(config: &mut Config) {
