@@ -42,15 +42,22 @@ impl Engine {
         self.bus().publish(outcome.events);
         let Some(notice) = outcome.notice else { return };
         self.relay_notice(outcome.room_id, &notice);
+        self.tell_room(outcome.room_id, notice).await;
+    }
+
+    /// Hands a notice to the room's actor, if the room is loaded on this node (nobody here to
+    /// tell otherwise), after closing a deleted user's or room's sockets, joined or not. The
+    /// same for this node's changes and for those other nodes relay.
+    pub(super) async fn tell_room(&self, room_id: RoomId, notice: RoomCommand) {
         match &notice {
             RoomCommand::UserDeleted(user) => {
                 self.hub()
                     .close_user_sockets(&UserView::alone(user.clone()));
             }
-            RoomCommand::RoomDeleted => self.hub().close_room_sockets(outcome.room_id),
+            RoomCommand::RoomDeleted => self.hub().close_room_sockets(room_id),
             _ => {}
         }
-        if let Some(room) = self.hub().existing_room(outcome.room_id) {
+        if let Some(room) = self.hub().existing_room(room_id) {
             room.send(notice).await;
         }
     }

@@ -7,7 +7,6 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::actor::RoomCommand;
-use super::following::UserView;
 use super::outbox::Utf8Bytes;
 use super::presence;
 use super::Engine;
@@ -199,8 +198,8 @@ impl Engine {
         }
     }
 
-    /// Hands what other nodes relayed to the rooms' actors (and closes the sockets of a user
-    /// or room deleted elsewhere), until the relay stops. Where messages were lost, the
+    /// Hands what other nodes relayed to the rooms (`tell_room`, as this node's own changes),
+    /// until the relay stops. Where messages were lost, the
     /// room's sockets are closed to resynchronize (4000: the SDK reconnects and reads the
     /// room again from the database), so that clients end as if nothing had been lost.
     pub(super) async fn receive_relayed(self, mut incoming: mpsc::Receiver<Received>) {
@@ -248,11 +247,8 @@ impl Engine {
         if message.origin == self.hub().node_id().as_str() {
             return;
         }
-        let Some(command) = self.command_for(room_id, message.what) else {
-            return;
-        };
-        if let Some(room) = self.hub().existing_room(room_id) {
-            room.send(command).await;
+        if let Some(command) = self.command_for(room_id, message.what) {
+            self.tell_room(room_id, command).await;
         }
     }
 
@@ -282,12 +278,7 @@ impl Engine {
             }
             What::UserCreated { user } => RoomCommand::UserCreated(user.into_user()?),
             What::UserUpdated { user } => RoomCommand::UserUpdated(user.into_user()?),
-            What::UserDeleted { user } => {
-                let user = user.into_user()?;
-                self.hub()
-                    .close_user_sockets(&UserView::alone(user.clone()));
-                RoomCommand::UserDeleted(user)
-            }
+            What::UserDeleted { user } => RoomCommand::UserDeleted(user.into_user()?),
             What::FollowChanged {
                 follower,
                 followee,
@@ -302,10 +293,7 @@ impl Engine {
                     .map(RelayedUser::into_user)
                     .collect::<Option<_>>()?,
             },
-            What::RoomDeleted => {
-                self.hub().close_room_sockets(room_id);
-                RoomCommand::RoomDeleted
-            }
+            What::RoomDeleted => RoomCommand::RoomDeleted,
             What::Resync => {
                 self.hub().resync_room_sockets(room_id);
                 return None;
