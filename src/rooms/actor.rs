@@ -13,7 +13,9 @@ use super::events::{PresenceBatch, ServerEvent};
 use super::first_page::{FirstPage, KeptPage, Lookup};
 use super::following::FollowGraph;
 use super::hub::RoomMap;
-use super::outbox::{Outbox, Utf8Bytes};
+use super::membership::SUBSCRIBE_WAIT;
+use super::order::{Arrival, VersionOrder};
+use super::outbox::{close, Outbox, Utf8Bytes};
 use super::presence::{self, NewState, PresenceBoard, RoomPresenceFull, SyncTarget};
 use super::relay::{self, Recipients};
 use crate::config::RealtimeConfig;
@@ -94,19 +96,26 @@ pub enum RoomCommand {
     /// Another node changed the room or its users (or this node may have missed such news):
     /// what is kept of its users is dropped.
     Forget,
-    /// Events for every joined socket but `except` (the one that caused them).
+    /// Events for every joined socket but `except` (the one that caused them); a store
+    /// write's carry the room's store version it took.
     Publish {
         except: Option<ConnectionId>,
         frames: Vec<Utf8Bytes>,
+        version: Option<i64>,
     },
     /// A user came online through another node (their first socket anywhere is there).
     CameOnline(User),
     /// Another node's tick: its users' states (`null`: cleared).
     RemotePresence(Vec<(UserId, Value)>),
-    /// Frames another node relayed, for the sockets `to` names.
+    /// The room's sockets were closed to resynchronize (they read the room again from the
+    /// database): the order of store events starts over from there.
+    Resync,
+    /// Frames another node relayed, for the sockets `to` names (with its store version, as
+    /// `Publish`).
     Deliver {
         frames: Vec<Utf8Bytes>,
         to: Recipients,
+        version: Option<i64>,
     },
 }
 
@@ -116,6 +125,19 @@ pub enum RoomCommand {
 pub struct Broadcasted {
     pub recipients: usize,
     pub sent: Option<(UserId, Utf8Bytes)>,
+}
+
+/// Frames for some of the room's joined sockets.
+struct Handout {
+    frames: Vec<Utf8Bytes>,
+    to: Audience,
+}
+
+enum Audience {
+    /// Every joined socket but this one (this node's change).
+    AllBut(Option<ConnectionId>),
+    /// Those another node's change is for.
+    Relayed(Recipients),
 }
 
 struct Member {
@@ -139,6 +161,10 @@ pub struct RoomActor {
     /// Users whose state on the board came from another node: this node's ticks do not
     /// relay them back.
     relayed: HashSet<UserId>,
+    /// Store events by version (`order`), where other nodes' interleave with this node's.
+    store_events: VersionOrder<Handout>,
+    /// The room's sockets must resynchronize (a store event was lost), or did.
+    resync: bool,
 }
 
 impl RoomActor {
@@ -160,11 +186,18 @@ impl RoomActor {
             follows_loaded: false,
             first_page: KeptPage::new(first_page),
             relayed: HashSet::new(),
+            store_events: VersionOrder::unordered(),
+            resync: false,
         }
     }
 
     pub async fn run(mut self, mut inbox: mpsc::Receiver<RoomCommand>) {
         self.load_follows().await;
+        if let Some(relay) = self.rooms.relay() {
+            // From the version read after the subscription, every store event arrives.
+            relay.subscribed(self.scope.room_id, SUBSCRIBE_WAIT).await;
+            self.store_events = VersionOrder::ordered(self.store_version().await);
+        }
         let interval = self.config.presence_interval();
         let mut idle_since = Instant::now();
         loop {
@@ -173,6 +206,7 @@ impl RoomActor {
                 .members
                 .is_empty()
                 .then(|| idle_since + self.config.room_idle());
+            let gap_until = self.store_events.deadline();
             tokio::select! {
                 command = inbox.recv() => match command {
                     Some(command) => self.handle(command),
@@ -187,6 +221,12 @@ impl RoomActor {
                     }
                     idle_since = Instant::now();
                 }
+                () = sleep_until(gap_until.unwrap_or_else(Instant::now)), if gap_until.is_some() => {
+                    self.lose_store_event("a store event from another node never arrived");
+                }
+            }
+            if self.resync {
+                self.resynchronize().await;
             }
             if !self.members.is_empty() {
                 idle_since = Instant::now();
@@ -199,6 +239,42 @@ impl RoomActor {
             self.handle(command);
         }
         tracing::debug!(room = %self.scope.room_id, "room unloaded");
+    }
+
+    /// The room's store version now; `None` if it cannot be read (the next store event
+    /// then sets where the order starts).
+    async fn store_version(&self) -> Option<i64> {
+        match self.store.store_version(self.scope).await {
+            Ok(version) => Some(version),
+            Err(error) => {
+                tracing::warn!(room = %self.scope.room_id, %error, "reading the store version failed");
+                None
+            }
+        }
+    }
+
+    fn lose_store_event(&mut self, why: &'static str) {
+        tracing::warn!(
+            room = %self.scope.room_id,
+            sockets = self.members.len(),
+            "{why}; resynchronizing the room's sockets"
+        );
+        self.resync = true;
+    }
+
+    /// The joined sockets close with 4000 (if they have not yet) and read the room again
+    /// from the database (the SDK reconnects), and the order of store events starts over
+    /// from there.
+    async fn resynchronize(&mut self) {
+        self.resync = false;
+        for member in self.members.values() {
+            member.outbox.close(
+                close::TOO_SLOW,
+                "resync: messages from other nodes were lost",
+            );
+        }
+        let version = self.store_version().await;
+        self.store_events.restart(version);
     }
 
     async fn load_follows(&mut self) {
@@ -387,25 +463,29 @@ impl RoomActor {
                 self.send_to_all(&ServerEvent::UserDeleted { user: &user }.encode());
                 self.clear_presence(user_id);
             }
-            RoomCommand::Publish { except, frames } => {
-                for (connection, member) in &self.members {
-                    if Some(*connection) != except {
-                        for frame in &frames {
-                            member.outbox.send(frame.clone());
-                        }
-                    }
-                }
-            }
+            RoomCommand::Publish {
+                except,
+                frames,
+                version,
+            } => self.hand_out(
+                version,
+                Handout {
+                    frames,
+                    to: Audience::AllBut(except),
+                },
+            ),
             RoomCommand::CameOnline(user) => self.came_online(user),
-            RoomCommand::Deliver { frames, to } => {
-                for member in self.members.values() {
-                    if to.includes(member.user_id) {
-                        for frame in &frames {
-                            member.outbox.send(frame.clone());
-                        }
-                    }
-                }
-            }
+            RoomCommand::Deliver {
+                frames,
+                to,
+                version,
+            } => self.hand_out(
+                version,
+                Handout {
+                    frames,
+                    to: Audience::Relayed(to),
+                },
+            ),
             RoomCommand::RoomDeleted => {
                 // Every socket of the room (joined or not) hears of it and closes through the
                 // hub; here there is nobody left to serve.
@@ -424,8 +504,39 @@ impl RoomActor {
                 let _ = reply.send(self.first_page.keep(epoch, page, &self.follows));
             }
             RoomCommand::Forget => self.first_page.forget(),
+            RoomCommand::Resync => self.resync = true,
             RoomCommand::FollowGraph { reply } => {
                 let _ = reply.send(self.follows_loaded.then(|| self.follows.clone()));
+            }
+        }
+    }
+
+    /// Sends frames to their sockets; a store event's in version order.
+    fn hand_out(&mut self, version: Option<i64>, handout: Handout) {
+        let Some(version) = version else {
+            return self.send_handout(&handout);
+        };
+        match self.store_events.arrive(version, handout, Instant::now()) {
+            Arrival::Ready(handouts) => {
+                for handout in &handouts {
+                    self.send_handout(handout);
+                }
+            }
+            Arrival::Held | Arrival::Stale => {}
+            Arrival::Overflow => self.lose_store_event("too many store events wait for a missing one"),
+        }
+    }
+
+    fn send_handout(&self, handout: &Handout) {
+        for (connection, member) in &self.members {
+            let wanted = match &handout.to {
+                Audience::AllBut(except) => Some(*connection) != *except,
+                Audience::Relayed(to) => to.includes(member.user_id),
+            };
+            if wanted {
+                for frame in &handout.frames {
+                    member.outbox.send(frame.clone());
+                }
             }
         }
     }

@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::events::{ChangedData, ServerEvent};
+use super::publish::Told;
 use super::{Engine, Origin};
 use crate::analytics::Activity;
 use crate::domain::schema::{check_key, StoreName, StoreSchema};
@@ -102,11 +103,14 @@ impl Engine {
                 .write_entry(scope, store, key, &write, limits, by)
                 .await?;
             self.count(scope, Activity::StoreWrite);
-            let frames = change
-                .iter()
-                .map(|c| ServerEvent::Changed(ChangedData::new(c, by)).encode())
-                .collect();
-            Ok::<_, ApiError>((change, frames))
+            let told = Told {
+                frames: change
+                    .iter()
+                    .map(|c| ServerEvent::Changed(ChangedData::new(c, by)).encode())
+                    .collect(),
+                version: change.as_ref().map(|c| c.version),
+            };
+            Ok::<_, ApiError>((change, told))
         })
         .await
     }

@@ -209,6 +209,7 @@ impl Engine {
             notice: Some(RoomCommand::Publish {
                 except: None,
                 frames: vec![frame],
+                version: None,
             }),
         })
         .await;

@@ -13,6 +13,7 @@ pub mod following;
 pub mod hub;
 pub mod membership;
 pub mod nodes;
+pub mod order;
 pub mod outbox;
 pub mod presence;
 pub mod publish;

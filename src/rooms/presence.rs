@@ -282,7 +282,7 @@ impl Engine {
                 except_user: Some(sender),
                 only,
             };
-            self.relay_frames(room.scope.room_id, &[frame], to);
+            self.relay_frames(room.scope.room_id, &[frame], to, None);
         }
         Ok(sent.recipients)
     }

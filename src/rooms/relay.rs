@@ -30,6 +30,10 @@ enum What {
     #[serde(rename_all = "camelCase")]
     Frames {
         frames: Vec<String>,
+        /// A store write's: the room's store version it took (the receiving nodes hand
+        /// store events to their sockets in version order).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<i64>,
         /// A broadcast's sender: none of their sockets gets it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         except_user: Option<UserId>,
@@ -147,12 +151,20 @@ impl Recipients {
 }
 
 impl Engine {
-    /// Sends frames to the room's sockets on the other nodes (nothing without a relay).
-    pub(super) fn relay_frames(&self, room_id: RoomId, frames: &[Utf8Bytes], to: Recipients) {
+    /// Sends frames to the room's sockets on the other nodes (nothing without a relay); a
+    /// store write's with the store version it took.
+    pub(super) fn relay_frames(
+        &self,
+        room_id: RoomId,
+        frames: &[Utf8Bytes],
+        to: Recipients,
+        version: Option<i64>,
+    ) {
         self.relay(
             room_id,
             What::Frames {
                 frames: frames.iter().map(|f| f.as_str().to_owned()).collect(),
+                version,
                 except_user: to.except_user,
                 only: to.only,
             },
@@ -184,9 +196,9 @@ impl Engine {
                 users: users.iter().map(RelayedUser::from).collect(),
             },
             RoomCommand::RoomDeleted => What::RoomDeleted,
-            RoomCommand::Publish { frames, .. } => {
-                return self.relay_frames(room_id, frames, Recipients::default())
-            }
+            RoomCommand::Publish {
+                frames, version, ..
+            } => return self.relay_frames(room_id, frames, Recipients::default(), *version),
             _ => return,
         };
         self.relay(room_id, what);
@@ -209,7 +221,7 @@ impl Engine {
                     self.take_relayed(room_id, &payload).await;
                     let missed = self.hub().relay().map(Relay::take_missed);
                     for room_id in missed.into_iter().flatten() {
-                        self.hub().resync_room_sockets(room_id);
+                        self.tell_room(room_id, RoomCommand::Resync).await;
                     }
                 }
                 Received::Resumed => {
@@ -220,7 +232,7 @@ impl Engine {
                          every loaded room"
                     );
                     for room in rooms {
-                        self.hub().resync_room_sockets(room.scope.room_id);
+                        self.tell_room(room.scope.room_id, RoomCommand::Resync).await;
                     }
                 }
                 Received::Lost(rooms) => {
@@ -247,22 +259,23 @@ impl Engine {
         if message.origin == self.hub().node_id().as_str() {
             return;
         }
-        if let Some(command) = self.command_for(room_id, message.what) {
+        if let Some(command) = Self::command_for(message.what) {
             self.tell_room(room_id, command).await;
         }
     }
 
-    /// What the room's actor does with a relayed message; None if it does not make sense or
-    /// is done here.
-    fn command_for(&self, room_id: RoomId, what: What) -> Option<RoomCommand> {
+    /// What the room's actor does with a relayed message; None if it does not make sense.
+    fn command_for(what: What) -> Option<RoomCommand> {
         Some(match what {
             What::Frames {
                 frames,
+                version,
                 except_user,
                 only,
             } => RoomCommand::Deliver {
                 frames: frames.into_iter().map(Utf8Bytes::from).collect(),
                 to: Recipients { except_user, only },
+                version,
             },
             What::CameOnline { user } => RoomCommand::CameOnline(user.into_user()?),
             What::WentOffline { user } => {
@@ -294,10 +307,7 @@ impl Engine {
                     .collect::<Option<_>>()?,
             },
             What::RoomDeleted => RoomCommand::RoomDeleted,
-            What::Resync => {
-                self.hub().resync_room_sockets(room_id);
-                return None;
-            }
+            What::Resync => RoomCommand::Resync,
             What::Presence { states } => RoomCommand::RemotePresence(
                 states
                     .into_iter()
@@ -354,6 +364,7 @@ mod tests {
             origin: "node-a".into(),
             what: What::Frames {
                 frames: vec!["{}".into()],
+                version: None,
                 except_user: None,
                 only: None,
             },
@@ -365,6 +376,9 @@ mod tests {
         );
         let back: Relayed = serde_json::from_str(&text).unwrap();
         assert!(matches!(back.what, What::Frames { frames, .. } if frames == ["{}"]));
+        let store_write = r#"{"origin":"node-b","kind":"frames","frames":["{}"],"version":7}"#;
+        let back: Relayed = serde_json::from_str(store_write).unwrap();
+        assert!(matches!(back.what, What::Frames { version: Some(7), .. }));
     }
 
     #[test]

@@ -385,3 +385,79 @@ async fn a_first_join_hears_the_next_message_from_another_node() {
         there.close().await;
     }
 }
+
+/// Two nodes writing to one room's stores at once: every socket, on either node, gets every
+/// `changed` event once and in version order (this node's own writes wait for the other
+/// node's earlier ones to arrive).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_on_two_nodes_reach_every_socket_in_version_order() {
+    const WRITES: usize = 40;
+    let (a, b) = two_nodes().await;
+    let account = a.account().await;
+    let (_, users) =
+        room_with_users(&account, &["Writer A", "Writer B", "Reader A", "Reader B"]).await;
+    let (mut writer_a, _) = Socket::join(&a.base, token(&users[0])).await;
+    let (mut writer_b, _) = Socket::join(&b.base, token(&users[1])).await;
+    let (mut reader_a, _) = Socket::join(&a.base, token(&users[2])).await;
+    let (mut reader_b, _) = Socket::join(&b.base, token(&users[3])).await;
+    until_relayed(&mut writer_a, &mut reader_b).await;
+    until_relayed(&mut writer_b, &mut reader_a).await;
+    for socket in [&mut writer_a, &mut writer_b, &mut reader_a, &mut reader_b] {
+        socket
+            .drain_events("broadcast", Duration::from_millis(300))
+            .await;
+    }
+    writer_a
+        .request(
+            "stores.declare",
+            json!({ "schemas": { "tasks": crate::stores::tasks_schema() } }),
+        )
+        .await
+        .unwrap();
+
+    let write = |mut socket: Socket, name: &'static str| {
+        tokio::spawn(async move {
+            let mut versions = Vec::new();
+            for i in 0..WRITES {
+                let set = socket
+                    .request(
+                        "stores.set",
+                        json!({ "store": "tasks", "key": format!("{name}-{i}"), "value": { "title": name } }),
+                    )
+                    .await
+                    .unwrap();
+                versions.push(set["version"].as_i64().unwrap());
+            }
+            (socket, versions)
+        })
+    };
+    let (on_a, on_b) = (write(writer_a, "a"), write(writer_b, "b"));
+    let (_writer_a, from_a) = on_a.await.unwrap();
+    let (_writer_b, from_b) = on_b.await.unwrap();
+    let mut written: Vec<i64> = from_a.iter().chain(&from_b).copied().collect();
+    written.sort_unstable();
+
+    for (reader, node) in [(&mut reader_a, "A"), (&mut reader_b, "B")] {
+        let mut seen = Vec::new();
+        while seen.len() < written.len() {
+            let Some(changed) = reader
+                .event_within("changed", Duration::from_secs(10))
+                .await
+            else {
+                panic!(
+                    "the reader on {node} got {} of {} changes",
+                    seen.len(),
+                    written.len()
+                );
+            };
+            seen.push(changed["version"].as_i64().unwrap());
+        }
+        assert_eq!(
+            seen, written,
+            "the reader on {node}: every change, in version order"
+        );
+        reader
+            .expect_no_event("changed", Duration::from_millis(300))
+            .await;
+    }
+}

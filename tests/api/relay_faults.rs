@@ -6,7 +6,9 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::harness::{eventually, Backend, TestApp};
+use collabkit::rooms::order::GAP_WAIT;
+
+use crate::harness::{eventually, test_config, Backend, TestApp};
 use crate::realtime::{room_with_users, token, user_id};
 use crate::relay::{nodes_on, redis_url, until_relayed};
 use crate::socket::Socket;
@@ -244,6 +246,98 @@ async fn writes_made_while_redis_was_away_reach_every_client_after_it() {
     alice
         .expect_no_event("changed", Duration::from_millis(300))
         .await;
+}
+
+/// A store write whose event never crosses (made on a node that relays nothing, as a node
+/// that dies between its commit and its publish): the other nodes' sockets wait for it at most
+/// `GAP_WAIT` (the write after it is held meanwhile), then resynchronize (4000); reconnected,
+/// a client reads both writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_event_that_never_arrives_resynchronizes_the_room() {
+    let nodes = nodes_on(2, &redis_url()).await;
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let mut config = test_config(&a.db);
+    config.realtime.node_id = format!("silent-{}", uuid::Uuid::new_v4().simple());
+    let silent = TestApp::start_on(a.db.share(), config).await;
+    let account = a.account().await;
+    let (_, users) = room_with_users(&account, &["Alice", "Bob", "Carol"]).await;
+    let (mut alice, _) = Socket::join(&a.base, token(&users[0])).await;
+    let (mut bob, _) = Socket::join(&b.base, token(&users[1])).await;
+    let (mut carol, _) = Socket::join(&silent.base, token(&users[2])).await;
+    until_relayed(&mut alice, &mut bob).await;
+    until_relayed(&mut bob, &mut alice).await;
+    bob.request(
+        "stores.declare",
+        json!({ "schemas": { "tasks": crate::stores::tasks_schema() } }),
+    )
+    .await
+    .unwrap();
+    bob.request(
+        "stores.set",
+        json!({ "store": "tasks", "key": "probe", "value": { "title": "p" } }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        alice.event("changed").await["key"],
+        "probe",
+        "a write crosses"
+    );
+
+    let lost = carol
+        .request(
+            "stores.set",
+            json!({ "store": "tasks", "key": "lost", "value": { "title": "x" } }),
+        )
+        .await
+        .unwrap();
+    let began = tokio::time::Instant::now();
+    let after = bob
+        .request(
+            "stores.set",
+            json!({ "store": "tasks", "key": "after", "value": { "title": "y" } }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        after["version"].as_i64(),
+        lost["version"].as_i64().map(|v| v + 1)
+    );
+    assert_eq!(
+        alice.closed_with().await,
+        4000,
+        "A waited, then resynchronized"
+    );
+    assert!(
+        began.elapsed() >= GAP_WAIT - Duration::from_millis(200),
+        "A waited for the missing version first ({:?})",
+        began.elapsed()
+    );
+    assert!(
+        !alice
+            .drain_pending()
+            .iter()
+            .any(|frame| frame["event"] == "changed"),
+        "the write after the gap was held, not sent out of order"
+    );
+    assert_eq!(bob.closed_with().await, 4000, "so did B");
+
+    let (mut alice, _) = Socket::join(&a.base, token(&users[0])).await;
+    let synced = alice
+        .request(
+            "stores.sync",
+            json!({ "store": "tasks", "since": lost["version"].as_i64().unwrap() - 1 }),
+        )
+        .await
+        .unwrap();
+    let keys: Vec<&str> = synced["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|change| change["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["lost", "after"]);
+    silent.stop().await;
 }
 
 /// `Relay::subscribed` waits for Redis to confirm a subscription: with Redis paused (SIGSTOP)

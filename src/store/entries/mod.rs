@@ -150,6 +150,8 @@ pub trait EntryStore: Send + Sync {
         max_stores: i64,
     ) -> StoreResult<SchemaSaved>;
 
+    /// The room's store version: that of its latest write (0: none yet).
+    async fn store_version(&self, scope: RoomScope) -> StoreResult<i64>;
     /// Each store of the room with its number of live entries, and the room's version.
     async fn count_entries(&self, scope: RoomScope) -> StoreResult<(Vec<(StoreName, i64)>, i64)>;
     async fn get_entry(

@@ -135,6 +135,11 @@ where
         })
     }
 
+    async fn store_version(&self, scope: RoomScope) -> StoreResult<i64> {
+        let mut conn = self.reads.acquire().await?;
+        Ok(Self::room_versions(&mut conn, scope).await?.store_version)
+    }
+
     async fn count_entries(&self, scope: RoomScope) -> StoreResult<(Vec<(StoreName, i64)>, i64)> {
         let mut conn = self.reads.acquire().await?;
         let versions = Self::room_versions(&mut conn, scope).await?;
