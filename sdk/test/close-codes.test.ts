@@ -21,6 +21,9 @@ describe('close 1013 and 1009 from the real server', () => {
   const fx = new Fixture();
   const proxies: TcpProxy[] = [];
   before(() => fx.start({ COLLABKIT_REALTIME_MAX_CONNECTIONS_PER_USER: '2' }));
+  // realtime.max_connections_per_user counts a user's sockets on one node
+  // (docs/configuration.md): in cluster mode, the sockets these tests count are all on node 1.
+  const onOneNode = (token: string) => fx.client(token, { serverUrl: fx.server.url });
   after(async () => {
     for (const proxy of proxies) await proxy.stop();
     await fx.stop();
@@ -29,11 +32,11 @@ describe('close 1013 and 1009 from the real server', () => {
   it('connect() over the per-user socket cap rejects CONNECTION_FAILED caused by RATE_LIMITED', async () => {
     const room = await fx.server.createRoom();
     const { token } = await fx.server.createUser(room.id);
-    const first = fx.client(token);
-    const second = fx.client(token);
+    const first = onOneNode(token);
+    const second = onOneNode(token);
     await first.connect();
     await second.connect();
-    const third = fx.client(token);
+    const third = onOneNode(token);
     await assert.rejects(third.connect(), refusedWith('RATE_LIMITED'));
     assert.equal(third.socket.state, 'idle');
     // Once one closes, the server lets another in (it notices the close on its own time).
@@ -60,7 +63,7 @@ describe('close 1013 and 1009 from the real server', () => {
     });
     await a.connect();
     await a.join();
-    const other = fx.client(token);
+    const other = onOneNode(token);
     await other.connect();
 
     // A is cut off; while it cannot reach the server, two other sockets of its user take the
@@ -68,7 +71,7 @@ describe('close 1013 and 1009 from the real server', () => {
     link.refuse(true);
     link.cut();
     await next((cb) => a.socket.on('reconnecting', cb), 'reconnecting');
-    const taker = fx.client(token);
+    const taker = onOneNode(token);
     await eventually(() => taker.connect().then(() => true, () => false), 'a second socket in place of A');
 
     const errors = new Recorder<[CollabKitError]>((cb) => a.socket.on('error', cb));

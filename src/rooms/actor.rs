@@ -523,7 +523,9 @@ impl RoomActor {
                 }
             }
             Arrival::Held | Arrival::Stale => {}
-            Arrival::Overflow => self.lose_store_event("too many store events wait for a missing one"),
+            Arrival::Overflow => {
+                self.lose_store_event("too many store events wait for a missing one")
+            }
         }
     }
 

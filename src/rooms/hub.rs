@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 use super::actor::{RoomActor, RoomCommand, INBOX_CAPACITY};
 use super::events::ServerEvent;
 use super::following::UserView;
-use super::membership::Change;
+use super::membership::{Change, SUBSCRIBE_WAIT};
 use super::outbox::{close, Outbox};
 use crate::config::RealtimeConfig;
 use crate::domain::{ConnectionId, NodeId, RoomId, UserId};
@@ -325,7 +325,9 @@ impl Hub {
 
     /// Records an authenticated socket until the returned guard drops, unless its user holds
     /// `max_connections_per_user` sockets on this node already: one user's tabs (or one
-    /// leaked token) must not take the places of a room's other users.
+    /// leaked token) must not take the places of a room's other users. The guard keeps the
+    /// socket's room loaded, joined or not, so that with the relay this node hears what other
+    /// nodes tell the room's sockets (a deleted user's or room's are closed wherever they are).
     pub fn register_socket(
         &self,
         connection: ConnectionId,
@@ -340,10 +342,20 @@ impl Hub {
         }
         *held += 1;
         sockets.by_id.insert(connection, (scope, user_id, outbox));
+        drop(sockets);
         Ok(SocketRegistration {
             hub: self.clone(),
             connection,
+            _room: self.room(scope),
         })
+    }
+
+    /// Waits (up to `SUBSCRIBE_WAIT`) until what other nodes tell the room reaches this node:
+    /// Redis confirmed the room's subscription (at once without a relay).
+    pub async fn listening(&self, room_id: RoomId) {
+        if let Some(relay) = self.relay() {
+            relay.subscribed(room_id, SUBSCRIBE_WAIT).await;
+        }
     }
 
     /// Authenticated sockets open on this node.
@@ -407,6 +419,8 @@ pub struct TooManyConnections;
 pub struct SocketRegistration {
     hub: Hub,
     connection: ConnectionId,
+    /// Keeps the room loaded while the socket is open.
+    _room: Arc<RoomHandle>,
 }
 
 impl Drop for SocketRegistration {

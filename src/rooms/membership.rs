@@ -49,7 +49,7 @@ pub struct Joined {
 }
 
 /// Longest wait for Redis to confirm a room's subscription before its first join here goes on.
-pub(super) const SUBSCRIBE_WAIT: Duration = Duration::from_secs(1);
+pub const SUBSCRIBE_WAIT: Duration = Duration::from_secs(1);
 /// Joins and leaves recorded in one transaction at most: bounds a statement's parameters.
 const MAX_BATCH: usize = 200;
 

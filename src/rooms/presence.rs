@@ -14,7 +14,7 @@ use super::hub::RoomHandle;
 use super::relay::Recipients;
 use super::Engine;
 use crate::analytics::Activity;
-use crate::domain::{ConnectionId, UserId};
+use crate::domain::{ConnectionId, RoomId, UserId};
 use crate::error::ApiError;
 
 /// Twelve colours far enough apart to tell cursors apart.
@@ -247,7 +247,8 @@ impl Engine {
     }
 
     /// Sends an event of the client's to the room's other users (or some of them), never back
-    /// to the sender; returns how many sockets it reached.
+    /// to the sender; returns how many sockets it is for: this node's it reached, and with
+    /// other nodes, theirs as the database records them.
     pub async fn broadcast(
         &self,
         room: &RoomHandle,
@@ -277,14 +278,31 @@ impl Engine {
         .await;
         self.count(room.scope, Activity::Broadcast);
         let sent = sent.await.unwrap_or_default();
-        if let Some((sender, frame)) = sent.sent {
-            let to = Recipients {
-                except_user: Some(sender),
-                only,
-            };
-            self.relay_frames(room.scope.room_id, &[frame], to, None);
+        let Some((sender, frame)) = sent.sent else {
+            return Ok(sent.recipients);
+        };
+        let to = Recipients {
+            except_user: Some(sender),
+            only,
+        };
+        self.relay_frames(room.scope.room_id, &[frame], to.clone(), None);
+        Ok(sent.recipients + self.recipients_elsewhere(room.scope.room_id, &to).await)
+    }
+
+    /// How many of the room's joined sockets on other nodes `to` takes in (0 without a relay;
+    /// a failed read counts none).
+    async fn recipients_elsewhere(&self, room_id: RoomId, to: &Recipients) -> usize {
+        let hub = self.hub();
+        if hub.relay().is_none() {
+            return 0;
         }
-        Ok(sent.recipients)
+        match self.store().room_sockets_elsewhere(room_id, hub.node_id()).await {
+            Ok(users) => users.into_iter().filter(|user| to.includes(*user)).count(),
+            Err(error) => {
+                tracing::warn!(%error, room = %room_id, "counting a broadcast's recipients on other nodes failed");
+                0
+            }
+        }
     }
 }
 

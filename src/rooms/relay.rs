@@ -232,7 +232,8 @@ impl Engine {
                          every loaded room"
                     );
                     for room in rooms {
-                        self.tell_room(room.scope.room_id, RoomCommand::Resync).await;
+                        self.tell_room(room.scope.room_id, RoomCommand::Resync)
+                            .await;
                     }
                 }
                 Received::Lost(rooms) => {
@@ -378,7 +379,13 @@ mod tests {
         assert!(matches!(back.what, What::Frames { frames, .. } if frames == ["{}"]));
         let store_write = r#"{"origin":"node-b","kind":"frames","frames":["{}"],"version":7}"#;
         let back: Relayed = serde_json::from_str(store_write).unwrap();
-        assert!(matches!(back.what, What::Frames { version: Some(7), .. }));
+        assert!(matches!(
+            back.what,
+            What::Frames {
+                version: Some(7),
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use super::dialect::{Column, Dialect};
 use super::membership::ConnectionRecord;
 use super::sql::{parse, SqlStore};
 use super::{RoomScope, StoreError, StoreResult};
-use crate::domain::{NodeId, Timestamp};
+use crate::domain::{NodeId, RoomId, Timestamp, UserId};
 
 #[async_trait]
 pub trait NodeStore: Send + Sync {
@@ -28,6 +28,9 @@ pub trait NodeStore: Send + Sync {
     async fn node_connections(&self, node_id: &NodeId) -> StoreResult<Vec<ConnectionRecord>>;
     /// Forgets nodes whose heartbeat is older than `stale_before` and that hold no sockets.
     async fn remove_stale_nodes(&self, stale_before: Timestamp) -> StoreResult<()>;
+    /// The users of the room's joined sockets on nodes other than `node`, one per socket.
+    async fn room_sockets_elsewhere(&self, room_id: RoomId, node: &NodeId)
+        -> StoreResult<Vec<UserId>>;
 }
 
 /// The columns of a joined socket, its room's account included.
@@ -128,6 +131,20 @@ where
                 .fetch_all(&self.reads)
                 .await?;
         Ok(ids.into_iter().map(|(id,)| NodeId::new(id)).collect())
+    }
+
+    async fn room_sockets_elsewhere(
+        &self,
+        room_id: RoomId,
+        node: &NodeId,
+    ) -> StoreResult<Vec<UserId>> {
+        let ids: Vec<(String,)> =
+            sqlx::query_as("SELECT user_id FROM connections WHERE room_id = $1 AND node_id <> $2")
+                .bind(room_id.to_string())
+                .bind(node.as_str().to_owned())
+                .fetch_all(&self.reads)
+                .await?;
+        ids.iter().map(|(id,)| parse(id, "user id")).collect()
     }
 
     async fn remove_stale_nodes(&self, stale_before: Timestamp) -> StoreResult<()> {

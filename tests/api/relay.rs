@@ -91,14 +91,16 @@ async fn store_events_and_broadcasts_reach_the_sockets_of_other_nodes() {
         .drain_events("broadcast", Duration::from_millis(300))
         .await;
 
-    // A broadcast from A: both sockets on B get it, once; never back to the sender.
-    alice
+    // A broadcast from A: both sockets on B get it, once; never back to the sender. It
+    // counts them.
+    let sent = alice
         .request(
             "broadcast",
             json!({ "event": "wave", "data": { "hi": true } }),
         )
         .await
         .unwrap();
+    assert_eq!(sent["recipients"], 2);
     let expected = json!({ "event": "wave", "data": { "hi": true }, "userId": user_id(&users[0]) });
     for socket in [&mut bob, &mut carol] {
         assert_eq!(socket.event("broadcast").await, expected);
@@ -111,13 +113,14 @@ async fn store_events_and_broadcasts_reach_the_sockets_of_other_nodes() {
         .await;
 
     // Named recipients: only Carol, on B.
-    alice
+    let sent = alice
         .request(
             "broadcast",
             json!({ "event": "psst", "data": 1, "userIds": [user_id(&users[2])] }),
         )
         .await
         .unwrap();
+    assert_eq!(sent["recipients"], 1);
     assert_eq!(carol.event("broadcast").await["event"], "psst");
     bob.expect_no_event("broadcast", Duration::from_millis(200))
         .await;
@@ -230,6 +233,35 @@ async fn user_events_reach_the_sockets_of_other_nodes() {
         user_id(&users[2])
     );
     assert_eq!(bob.closed_with().await, 4404);
+}
+
+/// A deleted user's and a deleted room's sockets that never joined, on a node where nobody
+/// else is in the room, are closed too: an authenticated socket keeps its room's channel
+/// subscribed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sockets_that_never_joined_close_on_other_nodes_when_their_user_or_room_goes() {
+    let (a, b) = two_nodes().await;
+    let account = a.account().await;
+    let (room_id, users) = room_with_users(&account, &["Dana", "Eli"]).await;
+    let (mut dana, _) = Socket::connect(&b.base, token(&users[0])).await;
+    let (mut eli, _) = Socket::connect(&b.base, token(&users[1])).await;
+
+    account
+        .delete(&format!("/users/{}?roomId={room_id}", user_id(&users[0])))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(
+        dana.event("userDeleted").await["user"]["id"],
+        user_id(&users[0])
+    );
+    assert_eq!(dana.closed_with().await, 4404);
+
+    account
+        .delete(&format!("/rooms/{room_id}"))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(eli.event("roomDeleted").await["roomId"], room_id);
+    assert_eq!(eli.closed_with().await, 4404);
 }
 
 /// Presence crosses nodes in each node's ticks: states both ways (never one's own back), the

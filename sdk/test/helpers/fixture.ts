@@ -1,13 +1,29 @@
 // A server per test file, rooms and users per test, and clients that are always disconnected.
+// In cluster mode (COLLABKIT_SDK_NODES=2) the server is several nodes, and a test's clients
+// take them in turn: its first on node 1, its second on node 2, and so on.
 
+import { beforeEach } from 'node:test';
 import CollabKitClient, { type CollabKitClientOptions } from '@collab-kit/client';
 import type { StoresDefinition } from '@collab-kit/utils';
-import { startServer, type TestServer } from './server.js';
+import { NODES, startServer, type TestServer } from './server.js';
 import { eventually } from './wait.js';
 
 export class Fixture {
   server!: TestServer;
   private readonly clients: CollabKitClient<any>[] = [];
+  /** Clients of the running test placed on a node so far. */
+  private placed = 0;
+
+  /** Construct it where tests are declared (a file's top level or a describe()). */
+  constructor() {
+    // Each test starts again from node 1: a test's clients land on the same nodes whether it
+    // runs alone (--test-name-pattern) or after others.
+    if (NODES > 1) {
+      beforeEach(() => {
+        this.placed = 0;
+      });
+    }
+  }
 
   async start(env: Record<string, string> = {}): Promise<void> {
     this.server = await startServer(env);
@@ -18,14 +34,15 @@ export class Fixture {
     await this.server?.stop();
   }
 
-  /** A new client (not connected) for `token`, against the server or `serverUrl`. */
+  /** A new client (not connected) for `token`, against the next node or `serverUrl`. */
   // biome-ignore lint/complexity/noBannedTypes: `{}` is the stores definition with no store, the default
   client<D extends StoresDefinition = {}>(
     token: string,
     options: Partial<CollabKitClientOptions<D>> = {},
   ): CollabKitClient<D> {
+    const urls = this.server.urls;
     const client = new CollabKitClient<D>({
-      serverUrl: this.server.url,
+      serverUrl: options.serverUrl ?? urls[this.placed++ % urls.length],
       authToken: token,
       requestTimeoutMs: 5_000,
       connectTimeoutMs: 5_000,

@@ -141,6 +141,9 @@ async fn serve(
 
     let bucket = TokenBucket::full(f64::from(config.message_burst), Instant::now());
     let mut session = Session::new(engine, member, bucket);
+    // Once the socket is told it is in, what other nodes tell its room's sockets (its user or
+    // room deleted) reaches it.
+    hub.listening(identity.scope.room_id).await;
     Box::pin(session.welcome(identity.user, &identity.room)).await;
     tracing::debug!("socket authenticated");
     loop {
