@@ -5,11 +5,14 @@
 //!   scripts/bench ws [--db sqlite|postgres|both] [--clients 200[,500,...]] [--moving N]
 //!                    [--rooms 4] [--seconds 10] [--hz 20] [--idle 10000] [--concurrency 1000]
 //!                    [--compare socketio]
+//!   scripts/bench cluster [--nodes 1,2,3] [--clients 200[,...]] [--moving N] [--rooms 1]
+//!                    [--seconds 10] [--hz 20]   (PostgreSQL and Redis; see cluster.rs)
 //!   scripts/bench stores [--db sqlite|postgres|both] [--writers 1,50] [--seconds 5]
 //!   scripts/bench webhooks [--db sqlite|postgres|both] [--events 2000] [--rate 200]
 //!   scripts/bench files [--db ...] [--storage local|s3|both] [--mb 1024] (see files.rs)
 //!   scripts/bench dashboard [--db sqlite|postgres|both] [--seconds 5]
 
+mod cluster;
 mod dashboard;
 mod files;
 mod presence;
@@ -40,6 +43,8 @@ struct Options {
     rooms: usize,
     hz: f64,
     idle: usize,
+    /// Node counts of `cluster`, one run each.
+    nodes: Vec<usize>,
     /// What `ws` also runs each presence load on, after CollabKit.
     compare: Option<Compare>,
     /// Writer counts of `stores`, one row each.
@@ -62,6 +67,8 @@ fn usage() -> ! {
          \x20      bench ws [--db sqlite|postgres|both] [--clients N,N,...] [--moving N]\n\
          \x20               [--rooms N] [--seconds N] [--hz N] [--idle N] [--concurrency N]\n\
          \x20               [--compare socketio]\n\
+         \x20      bench cluster [--nodes N,N,...] [--clients N,N,...] [--moving N] [--rooms N]\n\
+         \x20               [--seconds N] [--hz N]\n\
          \x20      bench stores [--db sqlite|postgres|both] [--writers N,N,...] [--seconds N]\n\
          \x20      bench webhooks [--db sqlite|postgres|both] [--events N] [--rate N]\n\
          \x20      bench dashboard [--db sqlite|postgres|both] [--seconds N]\n\
@@ -71,16 +78,18 @@ fn usage() -> ! {
     std::process::exit(2)
 }
 
-fn parse(args: &[String]) -> Options {
+/// The options of `mode` (whose defaults differ: `cluster` measures one room).
+fn parse(mode: &str, args: &[String]) -> Options {
     let mut options = Options {
         dbs: vec![Db::Sqlite, Db::Postgres],
         seconds: None,
         concurrency: None,
         clients: vec![200],
         moving: None,
-        rooms: 4,
+        rooms: if mode == "cluster" { 1 } else { 4 },
         hz: 20.0,
         idle: 10_000,
+        nodes: vec![1, 2, 3],
         compare: None,
         writers: vec![1, 50],
         events: 2000,
@@ -119,6 +128,13 @@ fn parse(args: &[String]) -> Options {
                     _ => usage(),
                 }
             }
+            "--nodes" => {
+                options.nodes = value()
+                    .split(',')
+                    .map(|n| n.trim().parse().ok().filter(|n| (1..=255).contains(n)))
+                    .collect::<Option<_>>()
+                    .unwrap_or_else(|| usage())
+            }
             "--writers" => {
                 options.writers = value()
                     .split(',')
@@ -151,7 +167,7 @@ async fn main() -> anyhow::Result<()> {
     if mode == "files" {
         return files::main(rest).await;
     }
-    let options = parse(rest);
+    let options = parse(mode, rest);
     match mode.as_str() {
         "http" => {
             for db in &options.dbs {
@@ -163,6 +179,7 @@ async fn main() -> anyhow::Result<()> {
                 ws::run(*db, &options).await?;
             }
         }
+        "cluster" => cluster::run(&options).await?,
         "stores" => {
             for db in &options.dbs {
                 stores::run(*db, &options.writers, options.seconds.unwrap_or(5)).await?;

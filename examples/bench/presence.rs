@@ -65,6 +65,15 @@ impl Load {
     }
 }
 
+/// A presence state from the bench as a reader read it: when and from which node its sender
+/// sent it (`node` is the index of the sender's server in a cluster run, else 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    /// The sender's clock, in microseconds since the Unix epoch (`wsclient::now_micros`).
+    pub sent_at: u64,
+    pub node: u8,
+}
+
 /// The wire format of the updates and of the frames the readers look at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
@@ -87,20 +96,19 @@ pub enum Incoming {
 }
 
 impl Protocol {
-    /// The text of the sender's `count`th presence update, sent at `sent_at` (microseconds
-    /// since the epoch, `wsclient::now_micros`).
-    fn update(self, sent_at: u64, count: u64) -> String {
+    /// The text of the sender's `count`th presence update, stamped `stamp`.
+    fn update(self, stamp: Stamp, count: u64) -> String {
         match self {
-            Self::CollabKit => wsclient::presence_update(sent_at, count),
-            Self::SocketIo => socketio::presence_update(sent_at, count),
+            Self::CollabKit => wsclient::presence_update(stamp, count),
+            Self::SocketIo => socketio::presence_update(stamp.sent_at, count),
         }
     }
 
-    /// Reads a text frame, appending the send time of each bench presence state it carries.
-    fn read(self, text: &str, sent_at: &mut Vec<u64>) -> Incoming {
+    /// Reads a text frame, appending the stamp of each bench presence state it carries.
+    fn read(self, text: &str, stamps: &mut Vec<Stamp>) -> Incoming {
         match self {
-            Self::CollabKit => wsclient::read_frame(text, sent_at),
-            Self::SocketIo => socketio::read_frame(text, sent_at),
+            Self::CollabKit => wsclient::read_frame(text, stamps),
+            Self::SocketIo => socketio::read_frame(text, stamps),
         }
     }
 }
@@ -140,18 +148,21 @@ impl SetupFailures {
     }
 }
 
-/// The process the clients talk to, whose CPU time and memory the report shows.
-#[derive(Debug, Clone, Copy)]
+/// A process the clients' traffic goes through (a server node, the relay, Redis), whose CPU
+/// time and memory the report shows.
+#[derive(Debug, Clone)]
 pub struct Target {
     pub pid: u32,
-    /// How the report names it: `server`, `relay`.
-    pub name: &'static str,
+    /// How the report names it: `server`, `node 2`, `relay`, `redis`.
+    pub name: String,
 }
 
 /// What one client's reader saw during the measurement.
 #[derive(Default)]
 struct Tally {
-    latencies_us: Vec<u64>,
+    /// Latencies of states sent through the reader's own node, and through another node.
+    same_node_us: Vec<u64>,
+    cross_node_us: Vec<u64>,
     /// `error` frames by code (for example `RATE_LIMITED`).
     errors: BTreeMap<String, u64>,
     /// Set if the socket closed before the bench stopped reading: the close code, if any.
@@ -161,6 +172,8 @@ struct Tally {
 /// One set-up client whose frames are being read.
 pub struct Live {
     room: usize,
+    /// The index of the node the client is connected to (0 but in cluster runs).
+    node: u8,
     sink: SplitSink<Socket, Message>,
     reader: JoinHandle<Tally>,
     /// What the reader asks the writer to send back.
@@ -184,13 +197,15 @@ impl Measurement {
         }
     }
 
-    /// Starts reading a set-up socket of a client in room `room` (an index below `Load::rooms`).
-    pub fn start_reading(&self, room: usize, socket: Socket) -> Live {
+    /// Starts reading a set-up socket of a client in room `room` (an index below `Load::rooms`)
+    /// connected to node `node`.
+    pub fn start_reading(&self, room: usize, node: u8, socket: Socket) -> Live {
         let (sink, stream) = socket.split();
         let (answer, answers) = mpsc::channel(ANSWERS_CAPACITY);
         let reader = tokio::spawn(read_presence(
             self.protocol,
             stream,
+            node,
             Readers {
                 stop: self.stop.clone(),
                 delivered: self.delivered.clone(),
@@ -199,6 +214,7 @@ impl Measurement {
         ));
         Live {
             room,
+            node,
             sink,
             reader,
             answers,
@@ -209,7 +225,7 @@ impl Measurement {
     pub async fn finish(
         self,
         load: &Load,
-        target: Target,
+        targets: &[Target],
         live: Vec<Live>,
         failures: &SetupFailures,
     ) -> anyhow::Result<()> {
@@ -224,6 +240,7 @@ impl Measurement {
             let sends = i < load.moving;
             let writer = Writer {
                 protocol: self.protocol,
+                node: client.node,
                 sink: client.sink,
                 answers: client.answers,
             };
@@ -231,7 +248,14 @@ impl Measurement {
             writers.push((client.room, tokio::spawn(task)));
             readers.push(client.reader);
         }
-        let cpu_before = (cpu_ticks(target.pid)?, cpu_ticks(std::process::id())?);
+        let cpu = || -> anyhow::Result<Vec<u64>> {
+            let mut ticks = vec![cpu_ticks(std::process::id())?];
+            for target in targets {
+                ticks.push(cpu_ticks(target.pid)?);
+            }
+            Ok(ticks)
+        };
+        let cpu_before = cpu()?;
         let mut sent_per_room = vec![0_u64; load.rooms];
         let mut clients_per_room = vec![0_u64; load.rooms];
         let mut sinks = Vec::new();
@@ -244,12 +268,15 @@ impl Measurement {
                 sinks.push(sent.sink);
             }
         }
-        let cpu_after = (cpu_ticks(target.pid)?, cpu_ticks(std::process::id())?);
-        let rss = rss_kib(target.pid)?;
+        let cpu_after = cpu()?;
+        let mut rss = Vec::new();
+        for target in targets {
+            rss.push(rss_kib(target.pid)?);
+        }
         drain(&self.delivered).await;
         self.stop.cancel();
 
-        let mut latencies = Vec::new();
+        let (mut same_node, mut cross_node) = (Vec::new(), Vec::new());
         let mut errors: BTreeMap<String, u64> = BTreeMap::new();
         let mut closes: BTreeMap<String, u64> = BTreeMap::new();
         for reader in readers {
@@ -257,7 +284,8 @@ impl Measurement {
                 *closes.entry("reader lost".to_owned()).or_default() += 1;
                 continue;
             };
-            latencies.extend(tally.latencies_us);
+            same_node.extend(tally.same_node_us);
+            cross_node.extend(tally.cross_node_us);
             for (code, n) in tally.errors {
                 *errors.entry(code).or_default() += n;
             }
@@ -276,15 +304,22 @@ impl Measurement {
         let busy = |before: u64, after: u64| {
             100.0 * after.saturating_sub(before) as f64 / ticks_per_second() / window.as_secs_f64()
         };
-        let target_cpu = busy(cpu_before.0, cpu_after.0);
-        let generator_cpu = busy(cpu_before.1, cpu_after.1);
+        let cpu: Vec<f64> = (cpu_before.iter().zip(&cpu_after))
+            .map(|(before, after)| busy(*before, *after))
+            .collect();
         let sent: u64 = sent_per_room.iter().sum();
         let expected: u64 = sent_per_room
             .iter()
             .zip(&clients_per_room)
             .map(|(sent, clients)| sent * clients.saturating_sub(1))
             .sum();
-        let summary = Summary::from_samples(latencies, 0, window);
+        let crossed = !cross_node.is_empty();
+        let paths = [
+            ("same node", Summary::from_samples(same_node, 0, window)),
+            ("cross node", Summary::from_samples(cross_node, 0, window)),
+        ];
+        let all = paths.iter().flat_map(|(_, path)| &path.latencies_us);
+        let summary = Summary::from_samples(all.copied().collect(), 0, window);
         let per_second = |n: u64| n as f64 / window.as_secs_f64();
         let max_ms = summary
             .latencies_us
@@ -310,6 +345,15 @@ impl Measurement {
             max_ms,
             summary.completed
         );
+        for (path, summary) in paths.iter().filter(|_| crossed) {
+            println!(
+                "{:<28} p50 {:.2}  p99 {:.2}   ({} deliveries)",
+                format!("  {path}"),
+                summary.percentile_ms(50.0),
+                summary.percentile_ms(99.0),
+                summary.completed
+            );
+        }
         let error_frames: u64 = errors.values().sum();
         let close_count: u64 = closes.values().sum();
         println!(
@@ -324,11 +368,20 @@ impl Measurement {
             errors,
             write_failures
         );
+        let targets_cpu: Vec<String> = (targets.iter().zip(&cpu[1..]).zip(&rss))
+            .map(|((target, cpu), rss)| {
+                format!(
+                    "{} {cpu:.0} % (RSS {:.1} MiB)",
+                    target.name,
+                    *rss as f64 / 1024.0
+                )
+            })
+            .collect();
         println!(
-            "{:<28} {name} {target_cpu:.0} %, load generator {generator_cpu:.0} % (of one core; {name} RSS {:.1} MiB)",
+            "{:<28} {}, load generator {:.0} % (of one core)",
             "cpu",
-            rss as f64 / 1024.0,
-            name = target.name
+            targets_cpu.join(", "),
+            cpu[0]
         );
         if let Some(first) = &failures.first {
             println!("first set-up failure: {first}");
@@ -358,6 +411,8 @@ impl Schedule {
 /// One client's sending half.
 struct Writer {
     protocol: Protocol,
+    /// The node the client is connected to, which its updates carry.
+    node: u8,
     sink: SplitSink<Socket, Message>,
     answers: mpsc::Receiver<&'static str>,
 }
@@ -391,7 +446,11 @@ impl Writer {
                     if at >= deadline {
                         break;
                     }
-                    (self.protocol.update(wsclient::now_micros(), count), true)
+                    let stamp = Stamp {
+                        sent_at: wsclient::now_micros(),
+                        node: self.node,
+                    };
+                    (self.protocol.update(stamp, count), true)
                 }
                 () = tokio::time::sleep_until(deadline), if !sends => break,
             };
@@ -417,15 +476,16 @@ struct Readers {
     answer: mpsc::Sender<&'static str>,
 }
 
-/// Reads until told to stop: the latency of every presence state from the bench, the error
-/// frames, and an early close.
+/// Reads until told to stop: the latency of every presence state from the bench (sent through
+/// this reader's `node` or through another), the error frames, and an early close.
 async fn read_presence(
     protocol: Protocol,
     mut stream: SplitStream<Socket>,
+    node: u8,
     readers: Readers,
 ) -> Tally {
     let mut tally = Tally::default();
-    let mut sent_at = Vec::new();
+    let mut stamps = Vec::new();
     loop {
         let message = tokio::select! {
             biased;
@@ -435,14 +495,20 @@ async fn read_presence(
         match message {
             Some(Ok(Message::Text(text))) => {
                 let received = wsclient::now_micros();
-                sent_at.clear();
-                match protocol.read(text.as_str(), &mut sent_at) {
+                stamps.clear();
+                match protocol.read(text.as_str(), &mut stamps) {
                     Incoming::Presence => {
-                        let latencies = sent_at.iter().map(|t| received.saturating_sub(*t));
-                        tally.latencies_us.extend(latencies);
+                        for stamp in &stamps {
+                            let latency = received.saturating_sub(stamp.sent_at);
+                            if stamp.node == node {
+                                tally.same_node_us.push(latency);
+                            } else {
+                                tally.cross_node_us.push(latency);
+                            }
+                        }
                         readers
                             .delivered
-                            .fetch_add(sent_at.len() as u64, Ordering::Relaxed);
+                            .fetch_add(stamps.len() as u64, Ordering::Relaxed);
                     }
                     Incoming::Error(code) => *tally.errors.entry(code).or_default() += 1,
                     // A full channel means answers are already waiting: one more adds nothing.

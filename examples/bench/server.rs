@@ -4,6 +4,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 use serde_json::Value;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +50,20 @@ fn postgres_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
 }
 
+/// Runs `accounts create --json`, giving its output.
+fn create_account(mut command: Command) -> anyhow::Result<Value> {
+    let output = command
+        .output()
+        .with_context(|| format!("running {} (build it with cargo build --release)", binary()))?;
+    if !output.status.success() {
+        bail!(
+            "accounts create: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(serde_json::from_slice(&output.stdout)?)
+}
+
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -57,12 +73,21 @@ fn free_port() -> anyhow::Result<u16> {
 impl Server {
     /// Starts the server with extra environment variables.
     pub async fn start(db: Db, env: &[(&str, &str)]) -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let (url, schema) = match db {
-            Db::Sqlite => (
-                format!("sqlite://{}", dir.path().join("bench.db").display()),
-                None,
-            ),
+        let mut nodes = Self::start_nodes(db, 1, None, env).await?;
+        Ok(nodes.remove(0))
+    }
+
+    /// Starts `count` nodes on one fresh database (with `redis`, they relay room traffic
+    /// through it), sharing the secrets a cluster shares. The first node owns the database:
+    /// stop it last.
+    pub async fn start_nodes(
+        db: Db,
+        count: usize,
+        redis: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Vec<Self>> {
+        let (url, mut schema) = match db {
+            Db::Sqlite => (String::new(), None),
             Db::Postgres => {
                 let schema = format!("bench_{}", uuid::Uuid::new_v4().simple());
                 let admin = sqlx::PgPool::connect(&postgres_url())
@@ -78,54 +103,77 @@ impl Server {
                 )
             }
         };
-        let command = |args: &[&str]| {
-            let mut command = Command::new(binary());
-            command
-                .args(args)
-                .env("COLLABKIT_DATABASE_URL", &url)
-                .env("COLLABKIT_DATA_DIR", dir.path())
-                .env("COLLABKIT_LOG_LEVEL", "warn")
-                .envs(env.iter().copied());
-            command
-        };
-        let output = command(&["accounts", "create", "--name", "bench", "--json"])
-            .output()
-            .with_context(|| {
-                format!("running {} (build it with cargo build --release)", binary())
-            })?;
-        if !output.status.success() {
-            bail!(
-                "accounts create: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
+        let run = uuid::Uuid::new_v4().simple().to_string();
+        let jwt_secret = format!("bench-jwt-{run}");
+        let secrets_key = BASE64.encode(uuid::Uuid::new_v4().as_bytes().repeat(2));
+        let mut shared: Vec<(&str, &str)> = vec![
+            ("COLLABKIT_LOG_LEVEL", "warn"),
+            ("COLLABKIT_JWT_SECRET", &jwt_secret),
+            ("COLLABKIT_SECRETS_KEY", &secrets_key),
+        ];
+        if let Some(redis) = redis {
+            shared.push(("COLLABKIT_REDIS_URL", redis));
         }
-        let account: Value = serde_json::from_slice(&output.stdout)?;
-        let port = free_port()?;
-        let child = command(&["serve"])
-            .env("COLLABKIT_BIND", format!("127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let base = format!("http://127.0.0.1:{port}");
-        let server = Self {
-            base,
-            account_id: account["accountId"].as_str().unwrap_or_default().to_owned(),
-            token: account["token"].as_str().unwrap_or_default().to_owned(),
-            database_url: url.clone(),
-            child,
-            _dir: dir,
-            schema,
-        };
-        server.wait_ready().await?;
-        Ok(server)
+        shared.extend_from_slice(env);
+
+        let mut nodes = Vec::with_capacity(count);
+        let mut account = None;
+        for node in 0..count {
+            let dir = tempfile::tempdir()?;
+            let url = match db {
+                Db::Sqlite => format!("sqlite://{}", dir.path().join("bench.db").display()),
+                Db::Postgres => url.clone(),
+            };
+            let node_id = format!("bench-{run}-{}", node + 1);
+            let command = |args: &[&str]| {
+                let mut command = Command::new(binary());
+                command
+                    .args(args)
+                    .env("COLLABKIT_DATABASE_URL", &url)
+                    .env("COLLABKIT_DATA_DIR", dir.path())
+                    .env("COLLABKIT_REALTIME_NODE_ID", &node_id)
+                    .envs(shared.iter().copied());
+                command
+            };
+            let account: &Value = match &account {
+                Some(account) => account,
+                None => account.insert(create_account(command(&[
+                    "accounts", "create", "--name", "bench", "--json",
+                ]))?),
+            };
+            let port = free_port()?;
+            let child = command(&["serve"])
+                .env("COLLABKIT_BIND", format!("127.0.0.1:{port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()?;
+            let server = Self {
+                base: format!("http://127.0.0.1:{port}"),
+                account_id: account["accountId"].as_str().unwrap_or_default().to_owned(),
+                token: account["token"].as_str().unwrap_or_default().to_owned(),
+                database_url: url,
+                child,
+                _dir: dir,
+                schema: schema.take(),
+            };
+            server.wait_ready(redis.is_some()).await?;
+            nodes.push(server);
+        }
+        Ok(nodes)
     }
 
-    async fn wait_ready(&self) -> anyhow::Result<()> {
+    /// Waits until /readyz answers 200 and, if `relayed`, reports Redis relaying without a
+    /// warning.
+    async fn wait_ready(&self, relayed: bool) -> anyhow::Result<()> {
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(30) {
             if let Ok(response) = reqwest::get(format!("{}/readyz", self.base)).await {
                 if response.status().is_success() {
-                    return Ok(());
+                    let ready: Value = response.json().await.unwrap_or_default();
+                    let data = &ready["data"];
+                    if !relayed || (data["relay"] == "redis" && data.get("warning").is_none()) {
+                        return Ok(());
+                    }
                 }
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

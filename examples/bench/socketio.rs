@@ -13,7 +13,7 @@ use futures_util::StreamExt as _;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use crate::presence::{Incoming, Live, Load, Measurement, Protocol, SetupFailures, Target};
+use crate::presence::{Incoming, Live, Load, Measurement, Protocol, SetupFailures, Stamp, Target};
 use crate::ws::SETUP_CONCURRENCY;
 use crate::wsclient::{self, PresenceState, SetupError, Socket};
 
@@ -108,7 +108,7 @@ pub async fn presence(load: &Load) -> anyhow::Result<()> {
             let (room, port, measurement) = (i % load.rooms, relay.port, &measurement);
             async move {
                 let socket = open(port, &format!("bench room {room}")).await?;
-                Ok(measurement.start_reading(room, socket))
+                Ok(measurement.start_reading(room, 0, socket))
             }
         })
         .buffer_unordered(SETUP_CONCURRENCY)
@@ -122,9 +122,9 @@ pub async fn presence(load: &Load) -> anyhow::Result<()> {
     );
     let target = Target {
         pid: relay.pid(),
-        name: "relay",
+        name: "relay".to_owned(),
     };
-    measurement.finish(load, target, live, &failures).await
+    measurement.finish(load, &[target], live, &failures).await
 }
 
 /// Connects to the relay over the WebSocket transport alone (no HTTP long-polling first) and
@@ -165,8 +165,8 @@ pub fn presence_update(sent_at: u64, count: u64) -> String {
 }
 
 /// What the measurement makes of a relay frame: an EVENT `presence` relayed from another
-/// client (its `t` goes onto `sent_at`), the ping to answer, or the relay ending the session.
-pub fn read_frame(text: &str, sent_at: &mut Vec<u64>) -> Incoming {
+/// client (its `t` goes onto `stamps`), the ping to answer, or the relay ending the session.
+pub fn read_frame(text: &str, stamps: &mut Vec<Stamp>) -> Incoming {
     if text == PING {
         return Incoming::Answer(PONG);
     }
@@ -177,7 +177,7 @@ pub fn read_frame(text: &str, sent_at: &mut Vec<u64>) -> Incoming {
         if name != "presence" {
             return Incoming::Other;
         }
-        sent_at.extend(state.t);
+        stamps.extend(state.t.map(|sent_at| Stamp { sent_at, node: 0 }));
         return Incoming::Presence;
     }
     match text.get(..2) {
@@ -195,22 +195,26 @@ mod tests {
 
     #[test]
     fn reads_a_relayed_presence_event_and_answers_pings() {
-        let mut sent_at = Vec::new();
+        let mut stamps = Vec::new();
         let update = presence_update(1_700_000_000_000_000, 7);
         assert!(matches!(
-            read_frame(&update, &mut sent_at),
+            read_frame(&update, &mut stamps),
             Incoming::Presence
         ));
-        assert_eq!(sent_at, [1_700_000_000_000_000]);
+        let sent_at = Stamp {
+            sent_at: 1_700_000_000_000_000,
+            node: 0,
+        };
+        assert_eq!(stamps, [sent_at]);
         assert!(matches!(
-            read_frame("2", &mut sent_at),
+            read_frame("2", &mut stamps),
             Incoming::Answer("3")
         ));
         assert!(matches!(
-            read_frame(r#"42["other",{}]"#, &mut sent_at),
+            read_frame(r#"42["other",{}]"#, &mut stamps),
             Incoming::Other
         ));
-        assert!(matches!(read_frame("41", &mut sent_at), Incoming::Error(_)));
-        assert_eq!(sent_at.len(), 1);
+        assert!(matches!(read_frame("41", &mut stamps), Incoming::Error(_)));
+        assert_eq!(stamps.len(), 1);
     }
 }

@@ -23,7 +23,7 @@ use crate::{Compare, Options};
 
 /// Limits raised so that the bench measures fan-out, not the per-connection rate limit, the
 /// room cap or the REST rate limit used during set-up.
-const SERVER_ENV: [(&str, &str); 4] = [
+pub const SERVER_ENV: [(&str, &str); 4] = [
     ("COLLABKIT_REALTIME_MESSAGES_PER_SECOND", "1000"),
     ("COLLABKIT_REALTIME_MESSAGE_BURST", "1000"),
     ("COLLABKIT_REALTIME_MAX_CONNECTIONS_PER_ROOM", "100000"),
@@ -62,14 +62,14 @@ pub async fn run(db: Db, options: &Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn realtime_url(server: &Server) -> String {
+pub fn realtime_url(server: &Server) -> String {
     format!(
         "{}/v1/realtime",
         server.base.replacen("http://", "ws://", 1)
     )
 }
 
-fn rest_client() -> anyhow::Result<reqwest::Client> {
+pub fn rest_client() -> anyhow::Result<reqwest::Client> {
     Ok(reqwest::Client::builder()
         .timeout(REST_TIMEOUT)
         .pool_max_idle_per_host(SETUP_CONCURRENCY)
@@ -77,12 +77,12 @@ fn rest_client() -> anyhow::Result<reqwest::Client> {
 }
 
 /// A user created for the bench, with the room they belong to.
-struct BenchUser {
-    token: String,
-    room: usize,
+pub struct BenchUser {
+    pub token: String,
+    pub room: usize,
 }
 
-async fn create_rooms(
+pub async fn create_rooms(
     server: &Server,
     client: &reqwest::Client,
     count: usize,
@@ -97,7 +97,7 @@ async fn create_rooms(
 }
 
 /// Creates `count` users, user `i` in room `i % rooms.len()`.
-async fn create_users(
+pub async fn create_users(
     server: &Server,
     client: &reqwest::Client,
     rooms: &[String],
@@ -150,7 +150,7 @@ async fn presence(db: Db, load: &Load) -> anyhow::Result<()> {
             async move {
                 let config = WebSocketConfig::default();
                 let socket = wsclient::open(url, &user.token, After::SyncEveryone, config).await?;
-                Ok(measurement.start_reading(user.room, socket))
+                Ok(measurement.start_reading(user.room, 0, socket))
             }
         })
         .buffer_unordered(SETUP_CONCURRENCY)
@@ -167,9 +167,9 @@ async fn presence(db: Db, load: &Load) -> anyhow::Result<()> {
     );
     let target = Target {
         pid: server.pid(),
-        name: "server",
+        name: "server".to_owned(),
     };
-    let measured = measurement.finish(load, target, live, &failures).await;
+    let measured = measurement.finish(load, &[target], live, &failures).await;
     server.stop().await;
     measured
 }

@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::presence::Incoming;
+use crate::presence::{Incoming, Stamp};
 
 pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -91,6 +91,17 @@ pub struct PresenceEntry {
 pub struct PresenceState {
     /// The sender's clock when it sent the update, in microseconds since the Unix epoch.
     pub t: Option<u64>,
+    /// The sender's node (cluster runs).
+    pub o: Option<u8>,
+}
+
+impl PresenceState {
+    fn stamp(&self) -> Option<Stamp> {
+        Some(Stamp {
+            sent_at: self.t?,
+            node: self.o.unwrap_or(0),
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -99,47 +110,47 @@ pub struct ErrorBody {
 }
 
 impl Frame<'_> {
-    /// The send times carried by a `presence` event from the bench: one per state it holds
-    /// (none when this frame is something else).
-    pub fn presence_sent_at(&self) -> impl Iterator<Item = u64> + '_ {
+    /// The stamps carried by a `presence` event from the bench: one per state it holds (none
+    /// when this frame is something else).
+    pub fn presence_stamps(&self) -> impl Iterator<Item = Stamp> + '_ {
         let presence = self.kind == "event" && self.event.as_deref() == Some("presence");
         let data = self.data.as_ref().filter(|_| presence);
-        let single = data.and_then(|data| data.state.as_ref()?.t);
+        let single = data.and_then(|data| data.state.as_ref()?.stamp());
         let batch = data
             .and_then(|data| data.states.as_deref())
             .unwrap_or_default();
-        let batch = batch.iter().filter_map(|entry| entry.state.as_ref()?.t);
+        let batch = batch
+            .iter()
+            .filter_map(|entry| entry.state.as_ref()?.stamp());
         single.into_iter().chain(batch)
     }
 }
 
-/// A presence update (a notification: no `id`, no answer) carrying its send time `t`.
-pub fn presence_update(sent_at: u64, count: u64) -> String {
+/// A presence update (a notification: no `id`, no answer) carrying its stamp: the send time
+/// `t` and the sender's node `o`.
+pub fn presence_update(stamp: Stamp, count: u64) -> String {
+    let Stamp { sent_at, node } = stamp;
     format!(
-        r#"{{"type":"req","method":"presence.update","params":{{"state":{{"t":{sent_at},"x":{count}}}}}}}"#
+        r#"{{"type":"req","method":"presence.update","params":{{"state":{{"t":{sent_at},"o":{node},"x":{count}}}}}}}"#
     )
 }
 
-/// What the measurement makes of a server frame; the send times of a `presence` event's
-/// states go onto `sent_at`.
-pub fn read_frame(text: &str, sent_at: &mut Vec<u64>) -> Incoming {
+/// What the measurement makes of a server frame; the stamps of a `presence` event's states go
+/// onto `stamps`.
+pub fn read_frame(text: &str, stamps: &mut Vec<Stamp>) -> Incoming {
     // Presence, the bulk of what the readers get, without parsing it whole: a batch of 500
     // states parsed into values would make the load generator the bottleneck. The server
-    // writes `type`, `event` and `data` in that order, and a bench state's send time is its
-    // only field named `t`.
+    // writes `type`, `event` and `data` in that order, and a bench state's send time and node
+    // are its only fields named `t` and `o`: each state has one of each, so the nth `o` is the
+    // nth `t`'s, whatever order the keys come in.
     const PRESENCE: &str = r#"{"type":"event","event":"presence","data":"#;
+    let before = stamps.len();
     if let Some(data) = text.strip_prefix(PRESENCE) {
-        let before = sent_at.len();
-        for (at, key) in data.match_indices(r#""t":"#) {
-            let digits = &data[at + key.len()..];
-            let end = digits
-                .find(|c: char| !c.is_ascii_digit())
-                .unwrap_or(digits.len());
-            if let Ok(time) = digits[..end].parse() {
-                sent_at.push(time);
-            }
+        let nodes = numbers(data, r#""o":"#).map(|node| node as u8);
+        for (sent_at, node) in numbers(data, r#""t":"#).zip(nodes) {
+            stamps.push(Stamp { sent_at, node });
         }
-        return if sent_at.len() > before {
+        return if stamps.len() > before {
             Incoming::Presence
         } else {
             Incoming::Other
@@ -148,14 +159,25 @@ pub fn read_frame(text: &str, sent_at: &mut Vec<u64>) -> Incoming {
     let Ok(frame) = serde_json::from_str::<Frame>(text) else {
         return Incoming::Error("unreadable".to_owned());
     };
-    sent_at.extend(frame.presence_sent_at());
-    if !sent_at.is_empty() {
+    stamps.extend(frame.presence_stamps());
+    if stamps.len() > before {
         Incoming::Presence
     } else if frame.kind == "error" {
         Incoming::Error(frame.error.map_or_else(String::new, |e| e.code))
     } else {
         Incoming::Other
     }
+}
+
+/// The unsigned integers that follow `key` in `text`, in order.
+fn numbers<'a>(text: &'a str, key: &'a str) -> impl Iterator<Item = u64> + 'a {
+    text.match_indices(key).filter_map(move |(at, _)| {
+        let digits = &text[at + key.len()..];
+        let end = digits
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(digits.len());
+        digits[..end].parse().ok()
+    })
 }
 
 /// Microseconds since the Unix epoch: sender and receiver share this machine's clock.
@@ -257,4 +279,37 @@ pub async fn next_text(socket: &mut Socket) -> Result<String, SetupError> {
 
 fn parse(text: &str) -> Result<Frame<'_>, SetupError> {
     serde_json::from_str(text).map_err(|e| SetupError::Refused(format!("unreadable frame: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stamp(sent_at: u64, node: u8) -> Stamp {
+        Stamp { sent_at, node }
+    }
+
+    #[test]
+    fn reads_the_stamps_of_a_presence_batch_whatever_the_order_of_their_keys() {
+        let batch = r#"{"type":"event","event":"presence","data":{"states":[{"userId":"u1","state":{"o":2,"t":17,"x":1}},{"userId":"u2","state":{"t":18,"x":4,"o":0}}]}}"#;
+        let mut stamps = Vec::new();
+        assert!(matches!(read_frame(batch, &mut stamps), Incoming::Presence));
+        assert_eq!(stamps, [stamp(17, 2), stamp(18, 0)]);
+    }
+
+    #[test]
+    fn reads_a_version_1_presence_event_and_ignores_other_frames() {
+        let single =
+            r#"{"type":"event","data":{"userId":"u1","state":{"t":5,"o":1}},"event":"presence"}"#;
+        let mut stamps = Vec::new();
+        assert!(matches!(
+            read_frame(single, &mut stamps),
+            Incoming::Presence
+        ));
+        assert_eq!(stamps, [stamp(5, 1)]);
+        let joined = r#"{"type":"event","event":"userJoined","data":{"user":{}}}"#;
+        assert!(matches!(read_frame(joined, &mut stamps), Incoming::Other));
+        let update = presence_update(stamp(9, 3), 0);
+        assert!(update.contains(r#""t":9,"o":3"#), "{update}");
+    }
 }

@@ -296,7 +296,11 @@ impl Engine {
         if hub.relay().is_none() {
             return 0;
         }
-        match self.store().room_sockets_elsewhere(room_id, hub.node_id()).await {
+        match self
+            .store()
+            .room_sockets_elsewhere(room_id, hub.node_id())
+            .await
+        {
             Ok(users) => users.into_iter().filter(|user| to.includes(*user)).count(),
             Err(error) => {
                 tracing::warn!(%error, room = %room_id, "counting a broadcast's recipients on other nodes failed");

@@ -29,8 +29,11 @@ pub trait NodeStore: Send + Sync {
     /// Forgets nodes whose heartbeat is older than `stale_before` and that hold no sockets.
     async fn remove_stale_nodes(&self, stale_before: Timestamp) -> StoreResult<()>;
     /// The users of the room's joined sockets on nodes other than `node`, one per socket.
-    async fn room_sockets_elsewhere(&self, room_id: RoomId, node: &NodeId)
-        -> StoreResult<Vec<UserId>>;
+    async fn room_sockets_elsewhere(
+        &self,
+        room_id: RoomId,
+        node: &NodeId,
+    ) -> StoreResult<Vec<UserId>>;
 }
 
 /// The columns of a joined socket, its room's account included.
