@@ -63,6 +63,7 @@ pub struct Config {
     pub stores: StoresConfig,
     pub comments: CommentsConfig,
     pub webhooks: WebhooksConfig,
+    pub workflows: WorkflowsConfig,
     pub files: FilesConfig,
     pub dashboard: DashboardConfig,
     pub analytics: AnalyticsConfig,
@@ -247,6 +248,14 @@ pub struct WebhooksConfig {
     pub poll_interval_ms: u64,
     pub event_retention_ms: u64,
     pub max_webhooks_per_account: i64,
+}
+
+/// Workflows: customer code run on room events (docs/workflows.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowsConfig {
+    pub max_code_bytes: usize,
+    pub max_workflows_per_account: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -466,6 +475,9 @@ impl Config {
             || hooks.disable_after_failures < 1
         {
             bail!("webhooks: attempt_timeout_ms, max_concurrent_deliveries, poll_interval_ms and disable_after_failures must be at least 1");
+        }
+        if self.workflows.max_code_bytes == 0 {
+            bail!("workflows.max_code_bytes must be at least 1");
         }
         let files = &self.files;
         if files.max_file_bytes == 0 || files.max_account_bytes < 1 || files.upload_timeout_ms == 0

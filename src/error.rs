@@ -124,6 +124,7 @@ impl ApiError {
             Entity::Thread => "Thread not found",
             Entity::Comment => "Comment not found",
             Entity::Webhook => "Webhook not found",
+            Entity::Workflow => "Workflow not found",
             Entity::File => "File not found",
             Entity::Login => "Login not found",
             Entity::Member => "Member not found",

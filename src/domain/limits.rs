@@ -18,6 +18,8 @@ pub enum Limit<'a> {
     Stores(i64),
     /// Webhooks of an account.
     Webhooks(i64),
+    /// Workflows of an account.
+    Workflows(i64),
     /// Comment threads of a room.
     Threads(i64),
     /// Comments of a thread, its first one included.
@@ -44,6 +46,11 @@ impl Limit<'_> {
                 "url",
                 max,
                 format!("an account can have at most {max} webhooks"),
+            ),
+            Self::Workflows(max) => (
+                "name",
+                max,
+                format!("an account can have at most {max} workflows"),
             ),
             Self::Threads(max) => (
                 "params",

@@ -15,6 +15,7 @@ pub mod text;
 pub mod time;
 pub mod user;
 pub mod webhook;
+pub mod workflow;
 
 pub use account::{Account, ApiKey};
 pub use comment::{Comment, CommentId, Metadata, Reaction, Thread, ThreadId};

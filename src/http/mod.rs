@@ -14,6 +14,7 @@ pub mod stores;
 pub mod users;
 pub mod validation;
 pub mod webhooks;
+pub mod workflows;
 
 use axum::routing::get;
 use axum::Router;
@@ -31,6 +32,7 @@ pub fn router(state: AppState, sockets: Router<AppState>) -> Router {
         .merge(comments::router())
         .merge(stores::router())
         .merge(webhooks::router())
+        .merge(workflows::router())
         .merge(files::router());
     let routes = Router::new()
         .route("/healthz", get(health::healthz))

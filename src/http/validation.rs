@@ -1,7 +1,10 @@
 //! Rules for the fields clients send, shared by the resources that take them.
 
 pub use crate::domain::patch::Patch;
+use crate::domain::{AccountId, EventKind, RoomId};
 use crate::error::ApiError;
+use crate::state::AppState;
+use crate::store::Entity;
 
 pub const MAX_NAME_CHARS: usize = 256;
 pub const MAX_CUSTOM_ID_CHARS: usize = 128;
@@ -77,6 +80,55 @@ pub fn at_least_one(fields: &[(&str, bool)]) -> Result<(), ApiError> {
         "body",
         format!("Provide at least one of: {}", names.join(", ")),
     ))
+}
+
+/// A non-empty list of known event names, without repeats.
+pub fn events(names: Vec<String>) -> Result<Vec<EventKind>, ApiError> {
+    if names.is_empty() {
+        return Err(ApiError::validation(
+            "events",
+            "events must name at least one event",
+        ));
+    }
+    let mut kinds = Vec::with_capacity(names.len());
+    for name in &names {
+        let kind = EventKind::parse(name).ok_or_else(|| {
+            let known: Vec<&str> = EventKind::ALL.iter().map(|k| k.name()).collect();
+            ApiError::validation(
+                "events",
+                format!("unknown event {name:?}; events are {}", known.join(", ")),
+            )
+        })?;
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
+        }
+    }
+    Ok(kinds)
+}
+
+/// A room of the account, by ID.
+pub async fn room(state: &AppState, account_id: AccountId, text: &str) -> Result<RoomId, ApiError> {
+    let room_id: RoomId = text
+        .parse()
+        .map_err(|_| ApiError::validation("roomId", "roomId must be a UUID"))?;
+    state
+        .store()
+        .get_room(account_id, room_id)
+        .await?
+        .ok_or(ApiError::not_found(Entity::Room))?;
+    Ok(room_id)
+}
+
+/// A field that may be absent but not null.
+pub fn not_null<T>(field: &str, patch: Patch<T>) -> Result<Option<T>, ApiError> {
+    match patch {
+        Patch::Absent => Ok(None),
+        Patch::Null => Err(ApiError::validation(
+            field,
+            format!("{field} must not be null"),
+        )),
+        Patch::Value(value) => Ok(Some(value)),
+    }
 }
 
 #[cfg(test)]

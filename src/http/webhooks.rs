@@ -11,7 +11,7 @@ use super::extract::{JsonBody, PathParams, QueryParams};
 use super::validation::{self, Patch};
 use crate::auth::AccountAuth;
 use crate::domain::webhook::{test_body, Webhook, TEST_EVENT};
-use crate::domain::{AccountId, EventKind, RoomId, Timestamp};
+use crate::domain::Timestamp;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::webhooks::{NewWebhook, WebhookChanges};
@@ -46,47 +46,6 @@ fn check_url(state: &AppState, url: String) -> Result<String, ApiError> {
     Ok(url)
 }
 
-/// A non-empty list of known event names, without repeats.
-fn check_events(names: Vec<String>) -> Result<Vec<EventKind>, ApiError> {
-    if names.is_empty() {
-        return Err(ApiError::validation(
-            "events",
-            "events must name at least one event",
-        ));
-    }
-    let mut kinds = Vec::with_capacity(names.len());
-    for name in &names {
-        let kind = EventKind::parse(name).ok_or_else(|| {
-            let known: Vec<&str> = EventKind::ALL.iter().map(|k| k.name()).collect();
-            ApiError::validation(
-                "events",
-                format!("unknown event {name:?}; events are {}", known.join(", ")),
-            )
-        })?;
-        if !kinds.contains(&kind) {
-            kinds.push(kind);
-        }
-    }
-    Ok(kinds)
-}
-
-/// A room of the account, by ID.
-async fn check_room(
-    state: &AppState,
-    account_id: AccountId,
-    text: &str,
-) -> Result<RoomId, ApiError> {
-    let room_id: RoomId = text
-        .parse()
-        .map_err(|_| ApiError::validation("roomId", "roomId must be a UUID"))?;
-    state
-        .store()
-        .get_room(account_id, room_id)
-        .await?
-        .ok_or(ApiError::not_found(Entity::Room))?;
-    Ok(room_id)
-}
-
 async fn create_webhook(
     auth: AccountAuth,
     State(state): State<AppState>,
@@ -96,12 +55,12 @@ async fn create_webhook(
         .url
         .ok_or_else(|| ApiError::validation("url", "url is required"))?;
     let url = check_url(&state, url)?;
-    let events = check_events(
+    let events = validation::events(
         body.events
             .ok_or_else(|| ApiError::validation("events", "events is required"))?,
     )?;
     let room_id = match body.room_id {
-        Some(text) => Some(check_room(&state, auth.account_id, &text).await?),
+        Some(text) => Some(validation::room(&state, auth.account_id, &text).await?),
         None => None,
     };
     let webhook = NewWebhook {
@@ -173,17 +132,6 @@ struct UpdateWebhookBody {
     enabled: Patch<bool>,
 }
 
-fn not_null<T>(field: &str, patch: Patch<T>) -> Result<Option<T>, ApiError> {
-    match patch {
-        Patch::Absent => Ok(None),
-        Patch::Null => Err(ApiError::validation(
-            field,
-            format!("{field} must not be null"),
-        )),
-        Patch::Value(value) => Ok(Some(value)),
-    }
-}
-
 async fn update_webhook(
     auth: AccountAuth,
     State(state): State<AppState>,
@@ -197,18 +145,20 @@ async fn update_webhook(
         ("enabled", !body.enabled.is_absent()),
     ])?;
     let changes = WebhookChanges {
-        url: not_null("url", body.url)?
+        url: validation::not_null("url", body.url)?
             .map(|url| check_url(&state, url))
             .transpose()?,
-        events: not_null("events", body.events)?
-            .map(check_events)
+        events: validation::not_null("events", body.events)?
+            .map(validation::events)
             .transpose()?,
         room_id: match body.room_id {
             Patch::Absent => None,
             Patch::Null => Some(None),
-            Patch::Value(text) => Some(Some(check_room(&state, auth.account_id, &text).await?)),
+            Patch::Value(text) => Some(Some(
+                validation::room(&state, auth.account_id, &text).await?,
+            )),
         },
-        enabled: not_null("enabled", body.enabled)?,
+        enabled: validation::not_null("enabled", body.enabled)?,
     };
     let webhook = state
         .store()

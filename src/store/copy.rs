@@ -39,6 +39,8 @@ const TABLES: &[&str] = &[
     "room_minutes",
     "room_hours",
     "files",
+    "workflows",
+    "workflow_executions",
 ];
 /// The migrations ledger: the one table of the target that may hold rows.
 const LEDGER: &str = "collabkit_migrations";

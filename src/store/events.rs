@@ -8,7 +8,23 @@ use super::dialect::{Column, Dialect, RowsAffected};
 use super::query::{inserts, Value};
 use super::sql::SqlStore;
 use super::{StoreError, StoreResult};
-use crate::domain::{Event, Timestamp};
+use crate::domain::{Event, EventKind, Timestamp};
+
+/// Event names as stored (what a webhook or a workflow runs on): a JSON array.
+pub(super) fn event_names_text(events: &[EventKind]) -> String {
+    let names: Vec<&str> = events.iter().map(|e| e.name()).collect();
+    serde_json::to_string(&names).expect("names serialize")
+}
+
+/// Event names as `event_names_text` stored them.
+pub(super) fn parse_event_names(text: &str) -> StoreResult<Vec<EventKind>> {
+    let names: Vec<String> = serde_json::from_str(text)
+        .map_err(|_| StoreError::Corrupt(format!("event names {text}")))?;
+    names
+        .iter()
+        .map(|n| EventKind::parse(n).ok_or_else(|| StoreError::Corrupt(format!("event {n}"))))
+        .collect()
+}
 
 #[async_trait]
 pub trait EventStore: Send + Sync {
@@ -78,5 +94,22 @@ where
             insert.query::<DB>().execute(&mut *conn).await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_names_round_trip() {
+        let events = [EventKind::UserCreated, EventKind::SessionClosed];
+        let text = event_names_text(&events);
+        assert_eq!(text, r#"["user.created","session.closed"]"#);
+        assert_eq!(parse_event_names(&text).unwrap(), events);
+        assert!(matches!(
+            parse_event_names(r#"["user.exploded"]"#),
+            Err(StoreError::Corrupt(_))
+        ));
     }
 }

@@ -66,6 +66,11 @@ pub(super) const SQLITE: &[Migration] = &[
         name: "0010_quiet_row_locks",
         sql: include_str!("../../migrations/sqlite/0010_quiet_row_locks.sql"),
     },
+    Migration {
+        version: 11,
+        name: "0011_workflows",
+        sql: include_str!("../../migrations/sqlite/0011_workflows.sql"),
+    },
 ];
 
 pub(super) const POSTGRES: &[Migration] = &[
@@ -118,6 +123,11 @@ pub(super) const POSTGRES: &[Migration] = &[
         version: 10,
         name: "0010_quiet_row_locks",
         sql: include_str!("../../migrations/postgres/0010_quiet_row_locks.sql"),
+    },
+    Migration {
+        version: 11,
+        name: "0011_workflows",
+        sql: include_str!("../../migrations/postgres/0011_workflows.sql"),
     },
 ];
 

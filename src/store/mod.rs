@@ -25,6 +25,7 @@ mod sql;
 pub mod sqlite;
 pub mod users;
 pub mod webhooks;
+pub mod workflows;
 
 use std::sync::Arc;
 
@@ -98,6 +99,7 @@ pub enum Entity {
     Thread,
     Comment,
     Webhook,
+    Workflow,
     File,
     Login,
     Member,
@@ -129,6 +131,7 @@ pub use nodes::NodeStore;
 pub use rooms::{NewRoom, RoomChanges, RoomSignal, RoomStore};
 pub use users::{NewUser, UserChanges, UserCursor, UserPage, UserStore};
 pub use webhooks::WebhookStore;
+pub use workflows::WorkflowStore;
 
 /// Everything the server keeps, one capability per supertrait.
 #[async_trait]
@@ -143,6 +146,7 @@ pub trait Store:
     + EntryStore
     + CommentStore
     + WebhookStore
+    + WorkflowStore
     + FileStore
     + DashboardStore
     + AnalyticsStore

@@ -100,6 +100,20 @@ fn webhook_patch(f: &Fixture) -> Value {
     json!({ "url": f.get("receiver"), "events": ["user.created"], "roomId": null, "enabled": true })
 }
 
+fn workflow_body(f: &Fixture) -> Value {
+    json!({
+        "name": "fuzz", "code": "export default async () => 1;",
+        "events": ["user.created"], "roomId": f.get("room")
+    })
+}
+
+fn workflow_patch(_: &Fixture) -> Value {
+    json!({
+        "name": "fuzz", "code": "export default async () => 2;",
+        "events": ["user.created"], "roomId": null, "enabled": true
+    })
+}
+
 fn empty_body(_: &Fixture) -> Value {
     json!({})
 }
@@ -309,6 +323,41 @@ const ROUTES: &[Route] = &[
         }],
     },
     Route {
+        path: "/workflows",
+        methods: &["GET", "POST"],
+        query: "",
+        mutating_query: &[],
+        bodies: &[BodySpec {
+            method: "POST",
+            base: workflow_body,
+            fields: &[
+                &["name"],
+                &["code"],
+                &["events"],
+                &["events", "0"],
+                &["roomId"],
+            ],
+        }],
+    },
+    Route {
+        path: "/workflows/{workflow}",
+        methods: &["GET", "PATCH", "DELETE"],
+        query: "",
+        mutating_query: &[],
+        bodies: &[BodySpec {
+            method: "PATCH",
+            base: workflow_patch,
+            fields: &[&["name"], &["code"], &["events"], &["roomId"], &["enabled"]],
+        }],
+    },
+    Route {
+        path: "/workflows/{workflow}/executions",
+        methods: &["GET"],
+        query: "",
+        mutating_query: &[],
+        bodies: NO_BODIES,
+    },
+    Route {
         path: "/webhooks/{webhook}/deliveries",
         methods: &["GET"],
         query: "",
@@ -448,6 +497,13 @@ async fn fixture(app: &TestApp, account: &TestAccount, receiver: &Receiver) -> F
         )
         .await;
     webhook.expect(StatusCode::CREATED);
+    let workflow = account
+        .post(
+            "/workflows",
+            json!({ "name": "fuzz", "code": "export default async () => 1;", "events": ["user.created"] }),
+        )
+        .await;
+    workflow.expect(StatusCode::CREATED);
     Fixture(HashMap::from([
         ("account", account.id.clone()),
         ("keyId", account.key_id.clone()),
@@ -462,6 +518,13 @@ async fn fixture(app: &TestApp, account: &TestAccount, receiver: &Receiver) -> F
         (
             "webhook",
             webhook.data()["webhook"]["id"].as_str().unwrap().to_owned(),
+        ),
+        (
+            "workflow",
+            workflow.data()["workflow"]["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
         ),
         ("receiver", receiver.url()),
     ]))

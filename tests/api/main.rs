@@ -32,3 +32,4 @@ mod secrets;
 mod stores;
 mod users;
 mod webhooks;
+mod workflows;

@@ -24,3 +24,4 @@ mod nodes;
 mod rooms;
 mod users;
 mod webhooks;
+mod workflows;

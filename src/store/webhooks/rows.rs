@@ -3,6 +3,7 @@
 use crate::domain::event::EventPayload;
 use crate::domain::webhook::{delivery_body, Delivery, DeliveryStatus, Webhook};
 use crate::domain::{EventKind, RoomId, Timestamp};
+use crate::store::events::parse_event_names;
 use crate::store::{StoreError, StoreResult};
 
 /// A webhook registration as stored, without its secret (`WEBHOOK_COLUMNS`).
@@ -31,7 +32,7 @@ impl TryFrom<WebhookRow> for Webhook {
                 .map(|room| room.parse().map_err(|_| corrupt("room")))
                 .transpose()?,
             url: row.url,
-            events: parse_events(&row.events)?,
+            events: parse_event_names(&row.events)?,
             enabled: row.enabled,
             created_at: Timestamp::from_millis(row.created_at),
             updated_at: Timestamp::from_millis(row.updated_at),
@@ -115,37 +116,5 @@ impl EventRow {
             .into_iter()
             .map(|webhook| (webhook.id.clone(), body.clone()))
             .collect())
-    }
-}
-
-fn parse_events(text: &str) -> StoreResult<Vec<EventKind>> {
-    let names: Vec<String> = serde_json::from_str(text)
-        .map_err(|_| StoreError::Corrupt(format!("webhook events {text}")))?;
-    names
-        .iter()
-        .map(|n| EventKind::parse(n).ok_or_else(|| StoreError::Corrupt(format!("event {n}"))))
-        .collect()
-}
-
-/// Event names as stored: a JSON array.
-pub(super) fn events_text(events: &[EventKind]) -> String {
-    let names: Vec<&str> = events.iter().map(|e| e.name()).collect();
-    serde_json::to_string(&names).expect("names serialize")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn event_names_round_trip() {
-        let events = [EventKind::UserCreated, EventKind::SessionClosed];
-        let text = events_text(&events);
-        assert_eq!(text, r#"["user.created","session.closed"]"#);
-        assert_eq!(parse_events(&text).unwrap(), events);
-        assert!(matches!(
-            parse_events(r#"["user.exploded"]"#),
-            Err(StoreError::Corrupt(_))
-        ));
     }
 }

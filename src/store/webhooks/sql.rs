@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use sqlx::{ColumnIndex, Executor};
 
-use super::rows::{events_text, DeliveryRow, WebhookRow};
+use super::rows::{DeliveryRow, WebhookRow};
 use super::{
     seal_secret, Attempt, DueDelivery, NewWebhook, Reseal, ResealBatch, WebhookChanges,
     WebhookStore, DELIVERY_COLUMNS, WEBHOOK_COLUMNS,
@@ -13,6 +13,7 @@ use crate::domain::limits::Limit;
 use crate::domain::webhook::{Delivery, Webhook};
 use crate::domain::{AccountId, NodeId, Timestamp};
 use crate::store::dialect::{Column, Dialect, RowsAffected};
+use crate::store::events::event_names_text;
 use crate::store::page::{fetch_fitted, like_pattern, page_bytes};
 use crate::store::query::Sql;
 use crate::store::sql::SqlStore;
@@ -61,7 +62,7 @@ where
             .bind(webhook.account_id.to_string())
             .bind(&webhook.url)
             .bind(seal_secret(&self.sealer, &webhook.id, &webhook.secret)?)
-            .bind(events_text(&webhook.events))
+            .bind(event_names_text(&webhook.events))
             .bind(webhook.room_id.map(|room| room.to_string()))
             .bind(true)
             .bind(webhook.created_at.as_millis())
@@ -132,7 +133,7 @@ where
             update.push(", url = ").bind(url.clone());
         }
         if let Some(events) = &changes.events {
-            update.push(", events = ").bind(events_text(events));
+            update.push(", events = ").bind(event_names_text(events));
         }
         if let Some(room_id) = &changes.room_id {
             update

@@ -1,0 +1,147 @@
+//! Workflows and the record of their runs: scoping, the per-account limit, paging, and one
+//! execution per (workflow, event).
+
+use collabkit::domain::workflow::{Execution, ExecutionStatus, Workflow};
+use collabkit::domain::{AccountId, EventKind, Timestamp};
+use collabkit::store::workflows::{NewWorkflow, WorkflowChanges};
+use collabkit::store::{Entity, Page, StoreError};
+
+use crate::fixture::{contract, Backend, Fixture};
+
+contract!(
+    workflows_are_scoped_and_limited,
+    an_event_runs_a_workflow_once
+);
+
+fn new_workflow(account: AccountId, name: &str) -> NewWorkflow {
+    NewWorkflow {
+        id: Workflow::new_id(),
+        account_id: account,
+        name: name.to_owned(),
+        code: "export default async function () { return 1; }".to_owned(),
+        events: vec![EventKind::ParticipantJoined],
+        room_id: None,
+        created_at: Timestamp::now(),
+    }
+}
+
+fn execution(workflow: &Workflow, result: &str) -> Execution {
+    Execution {
+        id: Execution::new_id(),
+        workflow_id: workflow.id.clone(),
+        event: "participant.joined".to_owned(),
+        status: ExecutionStatus::Success,
+        result: result.to_owned(),
+        duration_ms: 3,
+        logs: String::new(),
+        created_at: Timestamp::now(),
+    }
+}
+
+async fn workflows_are_scoped_and_limited(backend: Backend) {
+    let f = Fixture::new(backend).await;
+    let (a, b) = (f.account().await, f.account().await);
+    let first = f
+        .store
+        .create_workflow(&new_workflow(a, "Notify Slack"), 2)
+        .await
+        .unwrap();
+    assert!(first.enabled);
+    f.store
+        .create_workflow(&new_workflow(a, "Count joins"), 2)
+        .await
+        .unwrap();
+    let refused = f.store.create_workflow(&new_workflow(a, "third"), 2).await;
+    assert!(
+        matches!(&refused, Err(StoreError::Invalid { field, .. }) if field == "name"),
+        "{refused:?}"
+    );
+    // Another account sees none of them, and has its own places.
+    assert_eq!(f.store.get_workflow(b, &first.id).await.unwrap(), None);
+    f.store
+        .create_workflow(&new_workflow(b, "theirs"), 2)
+        .await
+        .unwrap();
+    let changes = WorkflowChanges {
+        enabled: Some(false),
+        ..WorkflowChanges::default()
+    };
+    assert!(matches!(
+        f.store.update_workflow(b, &first.id, &changes).await,
+        Err(StoreError::NotFound(Entity::Workflow))
+    ));
+    assert!(matches!(
+        f.store.delete_workflow(b, &first.id).await,
+        Err(StoreError::NotFound(Entity::Workflow))
+    ));
+
+    let page = Page {
+        limit: 1,
+        offset: 0,
+    };
+    let listed = f.store.list_workflows(a, None, page).await.unwrap();
+    assert_eq!((listed.total, listed.items.len()), (2, 1));
+    assert_eq!(listed.items[0].name, "Count joins", "newest first");
+    let found = f
+        .store
+        .list_workflows(a, Some("slack"), page)
+        .await
+        .unwrap();
+    assert_eq!(found.items[0].id, first.id);
+
+    let updated = f
+        .store
+        .update_workflow(a, &first.id, &changes)
+        .await
+        .unwrap();
+    assert!(!updated.enabled);
+    assert_eq!(updated.code, first.code);
+    f.store.delete_workflow(a, &first.id).await.unwrap();
+    assert_eq!(f.store.get_workflow(a, &first.id).await.unwrap(), None);
+}
+
+async fn an_event_runs_a_workflow_once(backend: Backend) {
+    let f = Fixture::new(backend).await;
+    let (a, b) = (f.account().await, f.account().await);
+    let workflow = f
+        .store
+        .create_workflow(&new_workflow(a, "once"), 10)
+        .await
+        .unwrap();
+    let first = execution(&workflow, "1");
+    assert!(f.store.record_execution("evt_1", &first).await.unwrap());
+    assert!(
+        !f.store
+            .record_execution("evt_1", &execution(&workflow, "again"))
+            .await
+            .unwrap(),
+        "a second run of the same event is not recorded"
+    );
+    assert!(f
+        .store
+        .record_execution("evt_2", &execution(&workflow, "2"))
+        .await
+        .unwrap());
+    let page = Page {
+        limit: 50,
+        offset: 0,
+    };
+    let listed = f
+        .store
+        .list_executions(a, &workflow.id, page)
+        .await
+        .unwrap();
+    assert_eq!(listed.total, 2);
+    let results: Vec<&str> = listed.items.iter().map(|e| e.result.as_str()).collect();
+    assert!(results.contains(&"1") && results.contains(&"2") && !results.contains(&"again"));
+    assert!(matches!(
+        f.store.list_executions(b, &workflow.id, page).await,
+        Err(StoreError::NotFound(Entity::Workflow))
+    ));
+    // The record goes with its workflow.
+    f.store.delete_workflow(a, &workflow.id).await.unwrap();
+    assert!(matches!(
+        f.store.list_executions(a, &workflow.id, page).await,
+        Err(StoreError::NotFound(Entity::Workflow))
+    ));
+}
