@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use sqlx::{ColumnIndex, Executor};
 
-use super::dialect::{Column, Dialect, RowsAffected};
+use super::dialect::{Column, Dialect, RowLock, RowsAffected};
 use super::events::{event_names_text, parse_event_names};
 use super::page::like_pattern;
 use super::query::Sql;
@@ -11,7 +11,7 @@ use super::sql::SqlStore;
 use super::{Entity, Listed, Page, StoreError, StoreResult};
 use crate::domain::limits::Limit;
 use crate::domain::workflow::{Execution, ExecutionStatus, Workflow};
-use crate::domain::{AccountId, EventKind, RoomId, Timestamp};
+use crate::domain::{AccountId, EventKind, NodeId, RoomId, Timestamp};
 
 #[derive(Debug, Clone)]
 pub struct NewWorkflow {
@@ -69,6 +69,32 @@ pub trait WorkflowStore: Send + Sync {
     /// Records a run of `workflow_id` on the recorded event `event_id`; false (nothing
     /// written) if that event's run is recorded already: one execution per (workflow, event).
     async fn record_execution(&self, event_id: &str, execution: &Execution) -> StoreResult<bool>;
+    /// Leases up to `limit` queued runs of enabled workflows to `node` until `lease_until`,
+    /// oldest first, each with its workflow as it is now.
+    async fn claim_runs(
+        &self,
+        node: &NodeId,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: i64,
+    ) -> StoreResult<Vec<DueRun>>;
+    /// Records the execution of a run and removes the run, in one transaction. False if the
+    /// event's execution was recorded already (by a node whose lease had run out).
+    async fn finish_run(&self, run: &DueRun, execution: &Execution) -> StoreResult<bool>;
+}
+
+/// A queued run leased to this node.
+#[derive(Debug, Clone)]
+pub struct DueRun {
+    pub workflow: Workflow,
+    /// The recorded event's ID: one execution per (workflow, event).
+    pub event_id: String,
+    /// Its name (`participant.joined`, ...).
+    pub event: String,
+    /// Its body, as a webhook delivery carries it: the workflow's `event`.
+    pub payload: String,
+    /// Leases taken so far, this one included.
+    pub attempts: i64,
 }
 
 const WORKFLOW_COLUMNS: &str =
@@ -322,22 +348,163 @@ where
     }
 
     async fn record_execution(&self, event_id: &str, execution: &Execution) -> StoreResult<bool> {
-        let done = sqlx::query(
-            "INSERT INTO workflow_executions (id, workflow_id, event_id, event, status, result, \
-               duration_ms, logs, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-             ON CONFLICT (workflow_id, event_id) DO NOTHING",
-        )
-        .bind(&execution.id)
-        .bind(&execution.workflow_id)
-        .bind(event_id.to_owned())
-        .bind(&execution.event)
-        .bind(execution.status.as_str().to_owned())
-        .bind(&execution.result)
-        .bind(execution.duration_ms)
-        .bind(&execution.logs)
-        .bind(execution.created_at.as_millis())
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        let mut conn = self.pool.acquire().await?;
+        insert_execution::<DB>(&mut conn, event_id, execution).await
+    }
+
+    async fn claim_runs(
+        &self,
+        node: &NodeId,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: i64,
+    ) -> StoreResult<Vec<DueRun>> {
+        let sql = format!(
+            "UPDATE workflow_runs SET locked_until = $1, locked_by = $2, attempts = attempts + 1 \
+             WHERE (workflow_id, event_id) IN ( \
+               SELECT r.workflow_id, r.event_id FROM workflow_runs r \
+               WHERE (r.locked_until IS NULL OR r.locked_until < $3) \
+                 AND EXISTS (SELECT 1 FROM workflows w \
+                             WHERE w.id = r.workflow_id AND w.enabled = $4) \
+               ORDER BY r.created_at LIMIT $5{}) \
+             RETURNING workflow_id, event_id, event, payload, attempts",
+            DB::row_lock(RowLock::UpdateSkipLocked)
+        );
+        let runs: Vec<(String, String, String, String, i64)> = sqlx::query_as(&sql)
+            .bind(lease_until.as_millis())
+            .bind(node.as_str().to_owned())
+            .bind(now.as_millis())
+            .bind(true)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        if runs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut workflows = Sql::new(&format!(
+            "SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE id IN ("
+        ));
+        workflows
+            .bind_all(runs.iter().map(|run| run.0.clone()))
+            .push(")");
+        let workflows: Vec<WorkflowRow> =
+            workflows.query_as::<DB, _>().fetch_all(&self.pool).await?;
+        let workflows = workflows
+            .into_iter()
+            .map(|row| Workflow::try_from(row).map(|w| (w.id.clone(), w)))
+            .collect::<StoreResult<std::collections::HashMap<_, _>>>()?;
+        Ok(runs
+            .into_iter()
+            .filter_map(|(workflow_id, event_id, event, payload, attempts)| {
+                Some(DueRun {
+                    workflow: workflows.get(&workflow_id)?.clone(),
+                    event_id,
+                    event,
+                    payload,
+                    attempts,
+                })
+            })
+            .collect())
+    }
+
+    async fn finish_run(&self, run: &DueRun, execution: &Execution) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let recorded = insert_execution::<DB>(&mut tx, &run.event_id, execution).await?;
+        sqlx::query("DELETE FROM workflow_runs WHERE workflow_id = $1 AND event_id = $2")
+            .bind(run.workflow.id.clone())
+            .bind(run.event_id.clone())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(recorded)
+    }
+}
+
+/// Inserts an execution unless the event's is recorded already; whether it was inserted.
+async fn insert_execution<DB>(
+    conn: &mut DB::Connection,
+    event_id: &str,
+    execution: &Execution,
+) -> StoreResult<bool>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    String: Column<DB>,
+    i64: Column<DB>,
+{
+    let done = sqlx::query(
+        "INSERT INTO workflow_executions (id, workflow_id, event_id, event, status, result, \
+           duration_ms, logs, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+         ON CONFLICT (workflow_id, event_id) DO NOTHING",
+    )
+    .bind(execution.id.clone())
+    .bind(execution.workflow_id.clone())
+    .bind(event_id.to_owned())
+    .bind(execution.event.clone())
+    .bind(execution.status.as_str().to_owned())
+    .bind(execution.result.clone())
+    .bind(execution.duration_ms)
+    .bind(execution.logs.clone())
+    .bind(execution.created_at.as_millis())
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// What the event dispatcher (the webhooks' outbox) does for workflows, in its transaction.
+impl<DB> SqlStore<DB>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'r> &'r str: ColumnIndex<DB::Row>,
+    usize: ColumnIndex<DB::Row>,
+    String: Column<DB>,
+    Option<String>: Column<DB>,
+    i64: Column<DB>,
+    Option<i64>: Column<DB>,
+    bool: Column<DB>,
+{
+    /// The account's enabled workflows.
+    pub(in crate::store) async fn enabled_workflows(
+        conn: &mut DB::Connection,
+        account_id: &str,
+    ) -> StoreResult<Vec<Workflow>> {
+        let sql = format!(
+            "SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE account_id = $1 AND enabled = $2"
+        );
+        let rows: Vec<WorkflowRow> = sqlx::query_as(&sql)
+            .bind(account_id.to_owned())
+            .bind(true)
+            .fetch_all(&mut *conn)
+            .await?;
+        rows.into_iter().map(Workflow::try_from).collect()
+    }
+
+    /// Queues a run of each workflow on the recorded event (a run already queued or done for
+    /// it is not queued again).
+    pub(in crate::store) async fn queue_runs(
+        conn: &mut DB::Connection,
+        workflows: &[&Workflow],
+        event_id: &str,
+        event: &str,
+        body: &str,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        for workflow in workflows {
+            sqlx::query(
+                "INSERT INTO workflow_runs (workflow_id, event_id, event, payload, created_at) \
+                 SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM workflow_executions \
+                   WHERE workflow_id = $1 AND event_id = $2) \
+                 ON CONFLICT (workflow_id, event_id) DO NOTHING",
+            )
+            .bind(workflow.id.clone())
+            .bind(event_id.to_owned())
+            .bind(event.to_owned())
+            .bind(body.to_owned())
+            .bind(now.as_millis())
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
     }
 }

@@ -2,7 +2,7 @@
 //! execution per (workflow, event).
 
 use collabkit::domain::workflow::{Execution, ExecutionStatus, Workflow};
-use collabkit::domain::{AccountId, EventKind, Timestamp};
+use collabkit::domain::{AccountId, EventKind, NodeId, Timestamp};
 use collabkit::store::workflows::{NewWorkflow, WorkflowChanges};
 use collabkit::store::{Entity, Page, StoreError};
 
@@ -10,7 +10,8 @@ use crate::fixture::{contract, Backend, Fixture};
 
 contract!(
     workflows_are_scoped_and_limited,
-    an_event_runs_a_workflow_once
+    an_event_runs_a_workflow_once,
+    dispatched_events_queue_runs_leased_to_one_node,
 );
 
 fn new_workflow(account: AccountId, name: &str) -> NewWorkflow {
@@ -144,4 +145,99 @@ async fn an_event_runs_a_workflow_once(backend: Backend) {
         f.store.list_executions(a, &workflow.id, page).await,
         Err(StoreError::NotFound(Entity::Workflow))
     ));
+}
+
+/// Recorded events become runs of the workflows that want them (room scope, enabled), each
+/// leased to one node at a time; finishing records the execution once and removes the run.
+async fn dispatched_events_queue_runs_leased_to_one_node(backend: Backend) {
+    let f = Fixture::new(backend).await;
+    let account = f.account().await;
+    let (scope, elsewhere) = (f.room(account).await, f.room(account).await);
+    let mut everywhere = new_workflow(account, "everywhere");
+    everywhere.events = vec![EventKind::UserCreated];
+    let everywhere = f.store.create_workflow(&everywhere, 10).await.unwrap();
+    let mut scoped = new_workflow(account, "scoped");
+    scoped.events = vec![EventKind::UserCreated];
+    scoped.room_id = Some(elsewhere.room_id);
+    f.store.create_workflow(&scoped, 10).await.unwrap();
+    let mut disabled = new_workflow(account, "disabled");
+    disabled.events = vec![EventKind::UserCreated];
+    let disabled = f.store.create_workflow(&disabled, 10).await.unwrap();
+    let off = WorkflowChanges {
+        enabled: Some(false),
+        ..WorkflowChanges::default()
+    };
+    f.store
+        .update_workflow(account, &disabled.id, &off)
+        .await
+        .unwrap();
+    let mut other_event = new_workflow(account, "deletions");
+    other_event.events = vec![EventKind::UserDeleted];
+    f.store.create_workflow(&other_event, 10).await.unwrap();
+
+    f.user(scope, "Ada").await;
+    assert_eq!(f.store.dispatch_events(100).await.unwrap(), 1);
+
+    let (a, b) = (NodeId::new("node-a"), NodeId::new("node-b"));
+    let now = Timestamp::now();
+    let until = Timestamp::from_millis(now.as_millis() + 30_000);
+    let runs = f.store.claim_runs(&a, now, until, 10).await.unwrap();
+    assert_eq!(
+        runs.len(),
+        1,
+        "only the workflow of every room that wants user.created"
+    );
+    let run = &runs[0];
+    assert_eq!(run.workflow.id, everywhere.id);
+    assert_eq!(run.event, "user.created");
+    assert_eq!(run.attempts, 1);
+    let body: serde_json::Value = serde_json::from_str(&run.payload).unwrap();
+    assert_eq!(body["event"], "user.created");
+    assert_eq!(body["id"], run.event_id.as_str());
+    assert_eq!(body["data"]["roomId"], scope.room_id.to_string());
+    assert!(
+        f.store
+            .claim_runs(&b, now, until, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "held"
+    );
+
+    // The lease runs out: another node takes the run over.
+    let after = Timestamp::from_millis(until.as_millis() + 1);
+    let later = Timestamp::from_millis(after.as_millis() + 30_000);
+    let taken = f.store.claim_runs(&b, after, later, 10).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].attempts, 2);
+    assert!(f
+        .store
+        .finish_run(&taken[0], &execution(&everywhere, "b"))
+        .await
+        .unwrap());
+    // The first node finishing late records nothing more: one execution per event.
+    assert!(!f
+        .store
+        .finish_run(run, &execution(&everywhere, "a"))
+        .await
+        .unwrap());
+    let page = Page {
+        limit: 50,
+        offset: 0,
+    };
+    let listed = f
+        .store
+        .list_executions(account, &everywhere.id, page)
+        .await
+        .unwrap();
+    assert_eq!(listed.total, 1);
+    assert_eq!(listed.items[0].result, "b");
+    assert!(f
+        .store
+        .claim_runs(&a, later, later, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    // Dispatching again queues nothing: the event's run is done.
+    assert_eq!(f.store.dispatch_events(100).await.unwrap(), 0);
 }

@@ -1,6 +1,7 @@
-//! The outbox: recorded events turned into deliveries, due deliveries leased to one node at a
-//! time, attempts recorded, secrets sealed again. Nodes racing for the same rows each take
-//! different ones (`RowLock::UpdateSkipLocked`; SQLite has one writer anyway).
+//! The outbox: recorded events turned into deliveries (and into workflow runs:
+//! `store/workflows.rs`), due deliveries leased to one node at a time, attempts recorded,
+//! secrets sealed again. Nodes racing for the same rows each take different ones
+//! (`RowLock::UpdateSkipLocked`; SQLite has one writer anyway).
 
 use std::collections::HashMap;
 
@@ -12,6 +13,7 @@ use super::{
     DELIVERY_COLUMNS, PLAINTEXT_PREFIX, WEBHOOK_COLUMNS,
 };
 use crate::domain::webhook::{Delivery, Webhook};
+use crate::domain::workflow::Workflow;
 use crate::domain::{NodeId, Timestamp};
 use crate::store::dialect::{Column, Dialect, RowLock, RowsAffected};
 use crate::store::page::escape_like;
@@ -50,6 +52,7 @@ where
             .await?;
         events.sort_by_key(|event| event.seq);
         let mut webhooks: HashMap<String, Vec<Webhook>> = HashMap::new();
+        let mut workflows: HashMap<String, Vec<Workflow>> = HashMap::new();
         let enabled = format!(
             "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE account_id = $1 AND enabled = $2"
         );
@@ -69,6 +72,20 @@ where
             for (webhook_id, body) in event.deliveries(&webhooks[&event.account_id])? {
                 Self::insert_delivery(&mut tx, &webhook_id, &event.kind, &event.id, &body, now)
                     .await?;
+            }
+            if !workflows.contains_key(&event.account_id) {
+                let enabled = Self::enabled_workflows(&mut tx, &event.account_id).await?;
+                workflows.insert(event.account_id.clone(), enabled);
+            }
+            if let Some((kind, room)) = event.kind_and_room()? {
+                let wanted: Vec<&Workflow> = workflows[&event.account_id]
+                    .iter()
+                    .filter(|workflow| workflow.wants(kind, room))
+                    .collect();
+                if !wanted.is_empty() {
+                    let body = event.body()?;
+                    Self::queue_runs(&mut tx, &wanted, &event.id, &event.kind, &body, now).await?;
+                }
             }
         }
         tx.commit().await?;

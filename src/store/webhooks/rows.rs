@@ -89,29 +89,42 @@ pub(super) struct EventRow {
 }
 
 impl EventRow {
-    /// The deliveries the event makes, `(webhook id, body)`: one per webhook of its account
-    /// that wants it.
-    pub fn deliveries(&self, webhooks: &[Webhook]) -> StoreResult<Vec<(String, String)>> {
+    /// The event's kind and room; `None` for a kind this version does not know.
+    pub fn kind_and_room(&self) -> StoreResult<Option<(EventKind, RoomId)>> {
         let Some(kind) = EventKind::parse(&self.kind) else {
-            return Ok(Vec::new());
+            return Ok(None);
         };
         let room: RoomId = self
             .room_id
             .parse()
             .map_err(|_| StoreError::Corrupt(format!("event room {}", self.room_id)))?;
+        Ok(Some((kind, room)))
+    }
+
+    /// The body a webhook delivery carries (and a workflow gets as its `event`).
+    pub fn body(&self) -> StoreResult<String> {
+        let payload: EventPayload = serde_json::from_str(&self.payload)
+            .map_err(|_| StoreError::Corrupt(format!("event payload {}", self.id)))?;
+        Ok(delivery_body(
+            &self.id,
+            &self.kind,
+            Timestamp::from_millis(self.created_at),
+            &payload,
+        ))
+    }
+
+    /// The deliveries the event makes, `(webhook id, body)`: one per webhook of its account
+    /// that wants it.
+    pub fn deliveries(&self, webhooks: &[Webhook]) -> StoreResult<Vec<(String, String)>> {
+        let Some((kind, room)) = self.kind_and_room()? else {
+            return Ok(Vec::new());
+        };
         let wanted: Vec<&Webhook> = webhooks.iter().filter(|w| w.wants(kind, room)).collect();
         // Most events have no webhook waiting for them: their body is never built.
         if wanted.is_empty() {
             return Ok(Vec::new());
         }
-        let payload: EventPayload = serde_json::from_str(&self.payload)
-            .map_err(|_| StoreError::Corrupt(format!("event payload {}", self.id)))?;
-        let body = delivery_body(
-            &self.id,
-            &self.kind,
-            Timestamp::from_millis(self.created_at),
-            &payload,
-        );
+        let body = self.body()?;
         Ok(wanted
             .into_iter()
             .map(|webhook| (webhook.id.clone(), body.clone()))
