@@ -381,7 +381,7 @@ where
         if runs.is_empty() {
             return Ok(Vec::new());
         }
-        let mut workflows = Sql::new(&format!(
+        let mut workflows = Sql::new(format!(
             "SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE id IN ("
         ));
         workflows
