@@ -9,8 +9,10 @@ use async_trait::async_trait;
 use sqlx::{ColumnIndex, Database, Executor, Pool};
 
 use super::dialect::{Column, Dialect};
+use super::page::{like_pattern, Page};
 use super::sealing::Sealer;
 use super::{Entity, Store, StoreError, StoreResult};
+use crate::domain::AccountId;
 
 /// The store, on either database.
 pub struct SqlStore<DB: Database> {
@@ -46,6 +48,43 @@ where
             reads,
             sealer,
         })
+    }
+
+    /// A page of an account's rows of `table` (their `columns`), newest first, those whose
+    /// `search_column` contains `search` (any case) if given, and how many there are in all.
+    pub(super) async fn list_owned<R>(
+        &self,
+        (table, columns, search_column): (&str, &str, &str),
+        account_id: AccountId,
+        search: Option<&str>,
+        page: Page,
+    ) -> StoreResult<(Vec<R>, i64)>
+    where
+        R: for<'r> sqlx::FromRow<'r, DB::Row> + Send + Unpin,
+    {
+        let pattern = search
+            .filter(|s| !s.is_empty())
+            .map(like_pattern::<DB>)
+            .unwrap_or_else(|| "%".to_owned());
+        let filter =
+            format!("WHERE account_id = $1 AND LOWER({search_column}) LIKE $2 ESCAPE '\\'");
+        let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table} {filter}"))
+            .bind(account_id.to_string())
+            .bind(&pattern)
+            .fetch_one(&self.reads)
+            .await?;
+        let sql = format!(
+            "SELECT {columns} FROM {table} {filter} \
+             ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
+        );
+        let rows: Vec<R> = sqlx::query_as(&sql)
+            .bind(account_id.to_string())
+            .bind(&pattern)
+            .bind(page.limit)
+            .bind(page.offset)
+            .fetch_all(&self.reads)
+            .await?;
+        Ok((rows, total))
     }
 }
 

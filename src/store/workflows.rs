@@ -5,7 +5,6 @@ use sqlx::{ColumnIndex, Executor};
 
 use super::dialect::{Column, Dialect, RowLock, RowsAffected};
 use super::events::{event_names_text, parse_event_names};
-use super::page::like_pattern;
 use super::query::Sql;
 use super::sql::SqlStore;
 use super::{Entity, Listed, Page, StoreError, StoreResult};
@@ -223,29 +222,13 @@ where
         search: Option<&str>,
         page: Page,
     ) -> StoreResult<Listed<Workflow>> {
-        let pattern = search
-            .filter(|s| !s.is_empty())
-            .map(like_pattern::<DB>)
-            .unwrap_or_else(|| "%".to_owned());
-        let total: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM workflows \
-             WHERE account_id = $1 AND LOWER(name) LIKE $2 ESCAPE '\\'",
-        )
-        .bind(account_id.to_string())
-        .bind(&pattern)
-        .fetch_one(&self.reads)
-        .await?;
-        let sql = format!(
-            "SELECT {WORKFLOW_COLUMNS} FROM workflows \
-             WHERE account_id = $1 AND LOWER(name) LIKE $2 ESCAPE '\\' \
-             ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
-        );
-        let rows: Vec<WorkflowRow> = sqlx::query_as(&sql)
-            .bind(account_id.to_string())
-            .bind(&pattern)
-            .bind(page.limit)
-            .bind(page.offset)
-            .fetch_all(&self.reads)
+        let (rows, total) = self
+            .list_owned::<WorkflowRow>(
+                ("workflows", WORKFLOW_COLUMNS, "name"),
+                account_id,
+                search,
+                page,
+            )
             .await?;
         let items = rows
             .into_iter()

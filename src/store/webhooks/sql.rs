@@ -14,7 +14,7 @@ use crate::domain::webhook::{Delivery, Webhook};
 use crate::domain::{AccountId, NodeId, Timestamp};
 use crate::store::dialect::{Column, Dialect, RowsAffected};
 use crate::store::events::event_names_text;
-use crate::store::page::{fetch_fitted, like_pattern, page_bytes};
+use crate::store::page::{fetch_fitted, page_bytes};
 use crate::store::query::Sql;
 use crate::store::sql::SqlStore;
 use crate::store::{Entity, Listed, Page, PageSize, StoreError, StoreResult};
@@ -79,29 +79,13 @@ where
         search: Option<&str>,
         page: Page,
     ) -> StoreResult<Listed<Webhook>> {
-        let pattern = search
-            .filter(|s| !s.is_empty())
-            .map(like_pattern::<DB>)
-            .unwrap_or_else(|| "%".to_owned());
-        let total: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM webhooks \
-             WHERE account_id = $1 AND LOWER(url) LIKE $2 ESCAPE '\\'",
-        )
-        .bind(account_id.to_string())
-        .bind(&pattern)
-        .fetch_one(&self.reads)
-        .await?;
-        let sql = format!(
-            "SELECT {WEBHOOK_COLUMNS} FROM webhooks \
-             WHERE account_id = $1 AND LOWER(url) LIKE $2 ESCAPE '\\' \
-             ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
-        );
-        let rows: Vec<WebhookRow> = sqlx::query_as(&sql)
-            .bind(account_id.to_string())
-            .bind(&pattern)
-            .bind(page.limit)
-            .bind(page.offset)
-            .fetch_all(&self.reads)
+        let (rows, total) = self
+            .list_owned::<WebhookRow>(
+                ("webhooks", WEBHOOK_COLUMNS, "url"),
+                account_id,
+                search,
+                page,
+            )
             .await?;
         let items = rows
             .into_iter()
