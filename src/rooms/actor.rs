@@ -1,6 +1,9 @@
 //! The room actor: one task per active room on this node owns who is joined here, their
 //! presence and sync targets, and the follow graph. It never awaits a client: every send is a
 //! `try_send` into the client's bounded outbox, and a client that cannot keep up is closed.
+//! (Over our usual 600 lines: `handle` is the one match over every command a room takes, and
+//! reads best whole; the parts with state of their own live beside it: presence, first_page,
+//! following, order.)
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
