@@ -40,6 +40,7 @@ const TABLES: &[&str] = &[
     "room_hours",
     "files",
     "workflows",
+    "workflow_runs",
     "workflow_executions",
 ];
 /// The migrations ledger: the one table of the target that may hold rows.
