@@ -24,6 +24,7 @@ use crate::state::{AppState, Shared};
 use crate::store::sealing::{Sealer, SecretsKey};
 use crate::store::webhooks::{reseal_all, Reseal};
 use crate::store::{self, DynStore, StoreOptions};
+use crate::workflows::runner::Runner;
 
 /// Where a generated secrets key is kept, in the data directory (like `jwt-secret`).
 const SECRETS_KEY_FILE: &str = "secrets-key";
@@ -250,7 +251,9 @@ pub async fn build_state(config: Config, port: u16) -> anyhow::Result<AppState> 
              bounded by realtime.outbox_bytes and realtime.outbox_max_delay_ms"
         );
     }
+    let workflows = Arc::new(Runner::from_config(&config, store.clone())?);
     let state = AppState(Arc::new(Shared {
+        workflows,
         key_checks: KeyChecks {
             keys: Arc::new(keys),
             rate_limiter: Arc::new(rate_limiter),
@@ -367,6 +370,15 @@ impl App {
         )
         .context("building the webhook client")?;
         let deliveries = tokio::spawn(deliveries.run(shutdown.clone(), grace));
+        let runs = tokio::spawn(crate::workflows::runner::run(
+            self.state.workflows().clone(),
+            self.state.store().clone(),
+            self.state.bus().clone(),
+            hub.node_id().clone(),
+            Duration::from_millis(config.workflows.poll_interval_ms),
+            shutdown.clone(),
+            grace,
+        ));
         let sessions = tokio::spawn(crate::auth::sessions::prune(
             self.state.store().clone(),
             shutdown.clone(),
@@ -414,6 +426,7 @@ impl App {
             room_changes.abort();
         }
         let _ = deliveries.await;
+        let _ = runs.await;
         let _ = analytics.await;
         let _ = sessions.await;
         nodes::stop(&engine).await;

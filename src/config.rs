@@ -256,6 +256,21 @@ pub struct WebhooksConfig {
 pub struct WorkflowsConfig {
     pub max_code_bytes: usize,
     pub max_workflows_per_account: i64,
+    pub workers: usize,
+    pub worker_program: String,
+    pub time_limit_ms: u64,
+    pub cpu_limit_ms: u64,
+    pub memory_limit_bytes: usize,
+    pub stack_limit_bytes: usize,
+    pub max_log_bytes: usize,
+    pub max_result_bytes: usize,
+    pub max_binding_calls: usize,
+    pub max_fetches_per_run: usize,
+    pub fetch_timeout_ms: u64,
+    pub max_fetch_response_bytes: usize,
+    pub max_concurrent_runs_per_account: usize,
+    pub max_runs_per_minute_per_account: u32,
+    pub poll_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -476,8 +491,23 @@ impl Config {
         {
             bail!("webhooks: attempt_timeout_ms, max_concurrent_deliveries, poll_interval_ms and disable_after_failures must be at least 1");
         }
-        if self.workflows.max_code_bytes == 0 {
-            bail!("workflows.max_code_bytes must be at least 1");
+        let flows = &self.workflows;
+        if [
+            flows.max_code_bytes,
+            flows.workers,
+            flows.time_limit_ms as usize,
+            flows.cpu_limit_ms as usize,
+            flows.memory_limit_bytes,
+            flows.stack_limit_bytes,
+            flows.max_result_bytes,
+            flows.fetch_timeout_ms as usize,
+            flows.max_concurrent_runs_per_account,
+            flows.max_runs_per_minute_per_account as usize,
+            flows.poll_interval_ms as usize,
+        ]
+        .contains(&0)
+        {
+            bail!("workflows: max_code_bytes, workers, time_limit_ms, cpu_limit_ms, memory_limit_bytes, stack_limit_bytes, max_result_bytes, fetch_timeout_ms, max_concurrent_runs_per_account, max_runs_per_minute_per_account and poll_interval_ms must be at least 1");
         }
         let files = &self.files;
         if files.max_file_bytes == 0 || files.max_account_bytes < 1 || files.upload_timeout_ms == 0

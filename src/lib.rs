@@ -40,3 +40,6 @@ pub mod store;
 pub mod telemetry;
 /// Webhook delivery: the outbox worker, signatures, the address guard.
 pub mod webhooks;
+/// Workflows: customer code run on room events, in worker processes (the engine, its
+/// sandbox, the pool, the runner).
+pub mod workflows;

@@ -15,6 +15,7 @@ use crate::events::EventBus;
 use crate::rooms::Engine;
 use crate::server::ConnectionStats;
 use crate::store::DynStore;
+use crate::workflows::runner::Runner;
 
 /// What every handler may use. Cheap to clone.
 #[derive(Clone)]
@@ -29,6 +30,7 @@ pub(crate) struct Shared {
     pub(crate) connections: Arc<ConnectionStats>,
     pub(crate) sessions: SessionChecks,
     pub(crate) login_limiter: LoginLimiter,
+    pub(crate) workflows: Arc<Runner>,
 }
 
 impl AppState {
@@ -59,6 +61,11 @@ impl AppState {
     /// The engine: rooms, sockets, and the write paths both transports share.
     pub fn engine(&self) -> &Engine {
         &self.0.engine
+    }
+
+    /// What runs workflows' code: `POST /workflows/:id/test` and the runner (`app`).
+    pub fn workflows(&self) -> &Arc<Runner> {
+        &self.0.workflows
     }
 
     /// The HTTP connection loop's counters (open connections, cap reached, accept errors).

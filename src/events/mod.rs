@@ -16,6 +16,8 @@ pub struct EventBus {
     sender: broadcast::Sender<Arc<Event>>,
     /// Wakes the webhook worker for work that is not an event (a test delivery).
     wake: Arc<Notify>,
+    /// Wakes the workflow runner: recorded events were dispatched (and runs queued).
+    dispatched: Arc<Notify>,
 }
 
 impl Default for EventBus {
@@ -29,6 +31,7 @@ impl EventBus {
         Self {
             sender: broadcast::channel(BUS_CAPACITY).0,
             wake: Arc::new(Notify::new()),
+            dispatched: Arc::new(Notify::new()),
         }
     }
 
@@ -43,6 +46,15 @@ impl EventBus {
 
     pub async fn woken(&self) {
         self.wake.notified().await;
+    }
+
+    /// Says that recorded events were dispatched: workflow runs may wait.
+    pub fn dispatched(&self) {
+        self.dispatched.notify_one();
+    }
+
+    pub async fn runs_queued(&self) {
+        self.dispatched.notified().await;
     }
 
     /// Announces recorded events, in order.

@@ -4,14 +4,14 @@ use axum::extract::State;
 use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::envelope::Reply;
 use super::extract::{JsonBody, PathParams, QueryParams};
 use super::validation::{self, Patch};
 use crate::auth::AccountAuth;
 use crate::domain::workflow::Workflow;
-use crate::domain::Timestamp;
+use crate::domain::{AccountId, RoomId, Timestamp};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::workflows::{NewWorkflow, WorkflowChanges};
@@ -27,6 +27,7 @@ pub fn router() -> Router<AppState> {
                 .delete(delete_workflow),
         )
         .route("/workflows/{id}/executions", get(list_executions))
+        .route("/workflows/{id}/test", post(test_workflow))
 }
 
 #[derive(Deserialize)]
@@ -38,8 +39,9 @@ struct CreateWorkflowBody {
     room_id: Option<String>,
 }
 
-/// Code that is not blank and not too long.
-fn check_code(state: &AppState, code: String) -> Result<String, ApiError> {
+/// Code that is not blank, not too long, and parses (JavaScript, or TypeScript once its types
+/// are stripped).
+async fn check_code(state: &AppState, code: String) -> Result<String, ApiError> {
     if code.trim().is_empty() {
         return Err(ApiError::validation("code", "code must not be empty"));
     }
@@ -48,6 +50,12 @@ fn check_code(state: &AppState, code: String) -> Result<String, ApiError> {
         return Err(ApiError::validation(
             "code",
             format!("code is {} bytes; at most {limit} are allowed", code.len()),
+        ));
+    }
+    if let Err(error) = state.workflows().compiler.compiled(&code).await {
+        return Err(ApiError::validation(
+            "code",
+            format!("code does not parse: {error}"),
         ));
     }
     Ok(code)
@@ -62,7 +70,7 @@ async fn create_workflow(
     let code = body
         .code
         .ok_or_else(|| ApiError::validation("code", "code is required"))?;
-    let code = check_code(&state, code)?;
+    let code = check_code(&state, code).await?;
     let events = validation::events(
         body.events
             .ok_or_else(|| ApiError::validation("events", "events is required"))?,
@@ -155,9 +163,10 @@ async fn update_workflow(
         name: validation::not_null("name", body.name)?
             .map(|name| validation::name("name", name))
             .transpose()?,
-        code: validation::not_null("code", body.code)?
-            .map(|code| check_code(&state, code))
-            .transpose()?,
+        code: match validation::not_null("code", body.code)? {
+            Some(code) => Some(check_code(&state, code).await?),
+            None => None,
+        },
         events: validation::not_null("events", body.events)?
             .map(validation::events)
             .transpose()?,
@@ -208,4 +217,78 @@ async fn list_executions(
             "limit": page.limit, "offset": page.offset,
         }),
     ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct TestWorkflowBody {
+    room_id: Option<String>,
+    event: Option<Value>,
+}
+
+/// Runs the workflow now, enabled or not, and answers with the execution, which is not
+/// recorded. In the workflow's room, or the one given (required for a workflow of every
+/// room); on the event given, else a sample `participant.joined`-shaped event of that room.
+async fn test_workflow(
+    auth: AccountAuth,
+    State(state): State<AppState>,
+    path: PathParams,
+    JsonBody(body): JsonBody<TestWorkflowBody>,
+) -> Result<Reply, ApiError> {
+    let workflow = state
+        .store()
+        .get_workflow(auth.account_id, path.text("id"))
+        .await?
+        .ok_or(ApiError::not_found(Entity::Workflow))?;
+    let room_id = match (&body.room_id, workflow.room_id) {
+        (Some(text), _) => validation::room(&state, auth.account_id, text).await?,
+        (None, Some(room)) => room,
+        (None, None) => {
+            return Err(ApiError::validation(
+                "roomId",
+                "roomId is required: the workflow runs in every room",
+            ))
+        }
+    };
+    let event = match body.event {
+        Some(event @ Value::Object(_)) => event,
+        Some(_) => return Err(ApiError::validation("event", "event must be an object")),
+        None => sample_event(&state, &workflow, auth.account_id, room_id).await?,
+    };
+    let name = event["event"]
+        .as_str()
+        .map_or_else(|| "test".to_owned(), str::to_owned);
+    let execution = state
+        .workflows()
+        .execute(&workflow, room_id, &name, event)
+        .await;
+    Ok(Reply::ok(
+        "Workflow test run",
+        json!({ "execution": execution }),
+    ))
+}
+
+/// An event as a delivery of the workflow's first event would carry it, in `room_id`.
+async fn sample_event(
+    state: &AppState,
+    workflow: &Workflow,
+    account_id: AccountId,
+    room_id: RoomId,
+) -> Result<Value, ApiError> {
+    let room = state
+        .store()
+        .get_room(account_id, room_id)
+        .await?
+        .ok_or(ApiError::not_found(Entity::Room))?;
+    let name = workflow
+        .events
+        .first()
+        .map_or("participant.joined", |kind| kind.name());
+    Ok(json!({
+        "id": format!("evt_test_{}", uuid::Uuid::new_v4().simple()),
+        "event": name,
+        "timestamp": Timestamp::now(),
+        "room": room,
+        "data": { "roomId": room_id },
+    }))
 }

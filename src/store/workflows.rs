@@ -80,6 +80,9 @@ pub trait WorkflowStore: Send + Sync {
     /// Records the execution of a run and removes the run, in one transaction. False if the
     /// event's execution was recorded already (by a node whose lease had run out).
     async fn finish_run(&self, run: &DueRun, execution: &Execution) -> StoreResult<bool>;
+    /// Ends the leases `node` holds (its previous life's, cut short by a crash or a stop): its
+    /// runs can be taken again at once. How many.
+    async fn release_runs(&self, node: &NodeId) -> StoreResult<u64>;
 }
 
 /// A queued run leased to this node.
@@ -400,6 +403,16 @@ where
             .await?;
         tx.commit().await?;
         Ok(recorded)
+    }
+
+    async fn release_runs(&self, node: &NodeId) -> StoreResult<u64> {
+        let released = sqlx::query(
+            "UPDATE workflow_runs SET locked_until = NULL, locked_by = NULL WHERE locked_by = $1",
+        )
+        .bind(node.as_str().to_owned())
+        .execute(&self.pool)
+        .await?;
+        Ok(released.rows_affected())
     }
 }
 

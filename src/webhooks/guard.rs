@@ -115,8 +115,9 @@ impl Resolve for PublicOnly {
     }
 }
 
-/// The HTTP client deliveries use, with the address guard in its resolver and redirects.
-pub fn client(allow_private: bool) -> reqwest::Result<reqwest::Client> {
+/// The HTTP client of webhook deliveries and workflows' `fetch`, with the address guard in
+/// its resolver and redirects; `agent` names which in the `User-Agent`.
+pub fn client(allow_private: bool, agent: &str) -> reqwest::Result<reqwest::Client> {
     let redirects = reqwest::redirect::Policy::custom(move |attempt| {
         // `previous()` holds the first URL too.
         if attempt.previous().len() > MAX_REDIRECTS {
@@ -135,12 +136,37 @@ pub fn client(allow_private: bool) -> reqwest::Result<reqwest::Client> {
     let mut builder = reqwest::Client::builder()
         .no_proxy()
         .redirect(redirects)
-        .user_agent(concat!("CollabKit-Webhooks/", env!("CARGO_PKG_VERSION")))
+        .user_agent(format!("{agent}/{}", env!("CARGO_PKG_VERSION")))
         .pool_max_idle_per_host(4);
     if !allow_private {
         builder = builder.dns_resolver(Arc::new(PublicOnly));
     }
     builder.build()
+}
+
+/// A failed request, for a log or a result: what went wrong and its innermost cause, never
+/// the URL (it may hold a secret).
+pub fn describe(error: reqwest::Error) -> String {
+    let kind = if error.is_connect() {
+        "could not connect"
+    } else if error.is_timeout() {
+        "timed out"
+    } else if error.is_redirect() {
+        "bad redirect"
+    } else {
+        "request failed"
+    };
+    let mut detail = String::new();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        detail = cause.to_string();
+        source = cause.source();
+    }
+    if detail.is_empty() {
+        kind.to_owned()
+    } else {
+        format!("{kind}: {detail}")
+    }
 }
 
 #[cfg(test)]

@@ -49,7 +49,7 @@ impl Worker {
         config: WebhooksConfig,
         node: NodeId,
     ) -> anyhow::Result<Self> {
-        let client = guard::client(config.allow_private_addresses)?;
+        let client = guard::client(config.allow_private_addresses, "CollabKit-Webhooks")?;
         Ok(Self {
             store,
             bus,
@@ -136,8 +136,9 @@ impl Worker {
     async fn dispatch(&self) {
         loop {
             match self.store.dispatch_events(DISPATCH_BATCH).await {
-                Ok(n) if n as i64 == DISPATCH_BATCH => continue,
-                Ok(_) => return,
+                Ok(n) if n as i64 == DISPATCH_BATCH => self.bus.dispatched(),
+                Ok(0) => return,
+                Ok(_) => return self.bus.dispatched(),
                 Err(error) => {
                     tracing::warn!(%error, "dispatching events to webhooks failed");
                     return;
@@ -295,7 +296,7 @@ impl Worker {
             .body(body);
         let cap = self.config.max_response_bytes;
         let exchange = async {
-            let mut response = request.send().await.map_err(describe)?;
+            let mut response = request.send().await.map_err(guard::describe)?;
             let status = response.status().as_u16();
             let mut read = 0usize;
             while read <= cap {
@@ -319,29 +320,5 @@ impl Worker {
                 self.config.attempt_timeout_ms
             )),
         }
-    }
-}
-
-/// A transport error in words, without the URL.
-fn describe(error: reqwest::Error) -> String {
-    let kind = if error.is_connect() {
-        "could not connect"
-    } else if error.is_timeout() {
-        "timed out"
-    } else if error.is_redirect() {
-        "bad redirect"
-    } else {
-        "request failed"
-    };
-    let mut detail = String::new();
-    let mut source = std::error::Error::source(&error);
-    while let Some(cause) = source {
-        detail = cause.to_string();
-        source = cause.source();
-    }
-    if detail.is_empty() {
-        kind.to_owned()
-    } else {
-        format!("{kind}: {detail}")
     }
 }

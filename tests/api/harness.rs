@@ -53,6 +53,8 @@ pub fn test_config(db: &TestDatabase) -> Config {
     config.secrets_key = TEST_SECRETS_KEY.to_owned();
     config.rate_limit.per_second = 0;
     config.log.level = "warn".to_owned();
+    // In-process servers: this test binary is no workflow worker, the server's binary is.
+    config.workflows.worker_program = env!("CARGO_BIN_EXE_collabkit").to_owned();
     config
 }
 

@@ -32,4 +32,5 @@ mod secrets;
 mod stores;
 mod users;
 mod webhooks;
+mod workflow_runs;
 mod workflows;
