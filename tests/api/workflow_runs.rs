@@ -8,6 +8,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
+use crate::cli::ServerProcess;
 use crate::harness::{both_backends, eventually, Backend, TestAccount, TestApp};
 use crate::receiver::Receiver;
 use crate::socket::Socket;
@@ -18,6 +19,8 @@ both_backends!(
     typescript_runs_and_code_that_does_not_parse_is_refused_with_its_position,
     fetch_reaches_a_local_receiver_only_where_private_addresses_are_allowed,
     hostile_code_ends_failed_with_the_limit_it_hit_and_the_server_keeps_serving,
+    a_crashed_worker_fails_its_run_and_the_next_run_gets_a_new_one,
+    every_event_gets_one_execution_across_kill_9,
 );
 
 /// The example of the contract (integrations.md, Workflows), verbatim.
@@ -504,4 +507,127 @@ async fn hostile_code_ends_failed_with_the_limit_it_hit_and_the_server_keeps_ser
     let execution = test_run(&account, &room_id, EXAMPLE).await;
     assert_eq!(execution["status"], "success", "{execution}");
     account.room("still here").await;
+}
+
+async fn a_crashed_worker_fails_its_run_and_the_next_run_gets_a_new_one(backend: Backend) {
+    // Workers under a name of this test's own, to find them among other tests' workers.
+    let dir = tempfile::tempdir().unwrap();
+    let program = dir.path().join("collabkit-crash-probe");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_collabkit"), &program).unwrap();
+    let app = TestApp::start_with(backend, |config| {
+        config.workflows.worker_program = program.to_str().unwrap().to_owned();
+        config.workflows.time_limit_ms = 20_000;
+        config.workflows.cpu_limit_ms = 20_000;
+    })
+    .await;
+    let account = app.account().await;
+    let room_id = account.room("crash").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let spinning = test_run(
+        &account,
+        &room_id,
+        "export default async function () { while (true) {} }",
+    );
+    let crash = async {
+        let mut worker = None;
+        let found = eventually(Duration::from_secs(10), || {
+            let output = std::process::Command::new("pgrep")
+                .args(["-f", program.to_str().unwrap()])
+                .output()
+                .unwrap();
+            worker = String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .next()
+                .map(str::to_owned);
+            let found = worker.is_some();
+            async move { found }
+        })
+        .await;
+        assert!(found, "a worker runs");
+        // As if the engine had run into a bad instruction. (A SIGSEGV sent from outside is
+        // taken for a possible stack overflow by Rust's handler, and survived once.)
+        let killed = std::process::Command::new("kill")
+            .args(["-ILL", worker.as_deref().unwrap()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+    };
+    let (execution, ()) = tokio::join!(spinning, crash);
+    assert_eq!(execution["status"], "failed", "{execution}");
+    assert_eq!(
+        execution["result"],
+        "the workflow engine crashed (signal 4)"
+    );
+    let execution = test_run(&account, &room_id, EXAMPLE).await;
+    assert_eq!(execution["status"], "success", "{execution}");
+    app.client
+        .get(format!("{}/healthz", app.base))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+}
+
+async fn recorded(server: &ServerProcess, id: &str) -> Vec<Value> {
+    let reply = server
+        .get(&format!("/workflows/{id}/executions?limit=100"))
+        .await;
+    reply["data"]["executions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// A server killed while runs are queued and in flight: after its restart, every event has
+/// run, and has exactly one execution record.
+async fn every_event_gets_one_execution_across_kill_9(backend: Backend) {
+    let mut server = ServerProcess::start(backend).await;
+    let room = server.post("/rooms", json!({ "name": "durable" })).await;
+    let room_id = room["data"]["room"]["id"].as_str().unwrap().to_owned();
+    let slow = "export default async function (event) { const end = Date.now() + 150; while (Date.now() < end) {} return event.id; }";
+    let created = server
+        .post(
+            "/workflows",
+            json!({ "name": "slow", "code": slow, "events": ["user.created"], "roomId": room_id }),
+        )
+        .await;
+    let id = created["data"]["workflow"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let users = 12;
+    for i in 0..users {
+        server
+            .post(
+                "/users",
+                json!({ "name": format!("u{i}"), "roomId": room_id }),
+            )
+            .await;
+    }
+    let started = eventually(Duration::from_secs(20), || async {
+        !recorded(&server, &id).await.is_empty()
+    })
+    .await;
+    assert!(started, "runs started");
+    server.crash_and_restart().await;
+    let all = eventually(Duration::from_secs(60), || async {
+        recorded(&server, &id).await.len() >= users
+    })
+    .await;
+    let executions = recorded(&server, &id).await;
+    assert!(all, "{} of {users} executions", executions.len());
+    assert_eq!(executions.len(), users, "one execution per event");
+    let mut events: Vec<&str> = executions
+        .iter()
+        .map(|execution| {
+            assert_eq!(execution["status"], "success", "{execution}");
+            execution["result"].as_str().unwrap()
+        })
+        .collect();
+    events.sort_unstable();
+    events.dedup();
+    assert_eq!(events.len(), users, "each event ran once in the record");
 }
