@@ -9,6 +9,8 @@
 //!                    [--seconds 10] [--hz 20]   (PostgreSQL and Redis; see cluster.rs)
 //!   scripts/bench stores [--db sqlite|postgres|both] [--writers 1,50] [--seconds 5]
 //!   scripts/bench webhooks [--db sqlite|postgres|both] [--events 2000] [--rate 200]
+//!   scripts/bench workflows [--db sqlite|postgres|both] [--events 500] [--rate 0]
+//!                    [--clients 50] [--seconds 10] [--hz 20]   (see workflows.rs)
 //!   scripts/bench files [--db ...] [--storage local|s3|both] [--mb 1024] (see files.rs)
 //!   scripts/bench dashboard [--db sqlite|postgres|both] [--seconds 5]
 
@@ -22,6 +24,7 @@ mod socketio;
 mod stats;
 mod stores;
 mod webhooks;
+mod workflows;
 mod ws;
 mod wsclient;
 
@@ -71,6 +74,8 @@ fn usage() -> ! {
          \x20               [--seconds N] [--hz N]\n\
          \x20      bench stores [--db sqlite|postgres|both] [--writers N,N,...] [--seconds N]\n\
          \x20      bench webhooks [--db sqlite|postgres|both] [--events N] [--rate N]\n\
+         \x20      bench workflows [--db sqlite|postgres|both] [--events N] [--rate N]\n\
+         \x20               [--clients N] [--seconds N] [--hz N]\n\
          \x20      bench dashboard [--db sqlite|postgres|both] [--seconds N]\n\
          environment: COLLABKIT_BIN (default target/release/collabkit),\n\
          COLLABKIT_BENCH_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/test)"
@@ -84,7 +89,7 @@ fn parse(mode: &str, args: &[String]) -> Options {
         dbs: vec![Db::Sqlite, Db::Postgres],
         seconds: None,
         concurrency: None,
-        clients: vec![200],
+        clients: vec![if mode == "workflows" { 50 } else { 200 }],
         moving: None,
         rooms: if mode == "cluster" { 1 } else { 4 },
         hz: 20.0,
@@ -92,8 +97,8 @@ fn parse(mode: &str, args: &[String]) -> Options {
         nodes: vec![1, 2, 3],
         compare: None,
         writers: vec![1, 50],
-        events: 2000,
-        rate: 200,
+        events: if mode == "workflows" { 500 } else { 2000 },
+        rate: if mode == "workflows" { 0 } else { 200 },
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -195,6 +200,7 @@ async fn main() -> anyhow::Result<()> {
                 webhooks::run(*db, options.events, options.rate).await?;
             }
         }
+        "workflows" => workflows::run(&options).await?,
         _ => usage(),
     }
     Ok(())

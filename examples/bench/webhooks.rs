@@ -60,42 +60,9 @@ pub async fn run(db: Db, events: usize, rate: usize) -> anyhow::Result<()> {
         bail!("registering the webhook: {}", reply.status());
     }
 
-    // Make the events (at `rate` per second, or as fast as possible with 0); remember when
-    // each one's REST call started.
     let started = Instant::now();
-    let sent: Arc<Mutex<Vec<(String, Instant)>>> = Arc::new(Mutex::new(Vec::with_capacity(events)));
-    let permits = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
-    let mut calls = tokio::task::JoinSet::new();
-    for i in 0..events {
-        if rate > 0 {
-            let at = started + Duration::from_secs_f64(i as f64 / rate as f64);
-            tokio::time::sleep_until(at.into()).await;
-        }
-        let permit = permits.clone().acquire_owned().await?;
-        let (client, sent) = (client.clone(), sent.clone());
-        let (url, token, room) = (
-            server.account_url("/users"),
-            server.token.clone(),
-            room.clone(),
-        );
-        calls.spawn(async move {
-            let name = format!("event-{i}");
-            let at = Instant::now();
-            let ok = client
-                .post(&url)
-                .bearer_auth(&token)
-                .json(&json!({ "name": name, "roomId": room }))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if ok {
-                sent.lock().unwrap().push((name, at));
-            }
-            drop(permit);
-        });
-    }
-    while calls.join_next().await.is_some() {}
-    let made = sent.lock().unwrap().len();
+    let sent = make_events(&server, &client, &room, events, rate).await;
+    let made = sent.len();
     let made_in = started.elapsed();
 
     let deadline = Instant::now() + DELIVERY_TIMEOUT;
@@ -103,8 +70,7 @@ pub async fn run(db: Db, events: usize, rate: usize) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let arrivals = arrivals.lock().unwrap().clone();
-    let sent: std::collections::HashMap<String, Instant> =
-        sent.lock().unwrap().iter().cloned().collect();
+    let sent: std::collections::HashMap<String, Instant> = sent.into_iter().collect();
     let delays: Vec<u64> = arrivals
         .iter()
         .filter_map(|(at, name)| {
@@ -143,4 +109,51 @@ pub async fn run(db: Db, events: usize, rate: usize) -> anyhow::Result<()> {
     server.stop().await;
     receiver.abort();
     Ok(())
+}
+
+/// Makes `events` `user.created` events over REST (users `event-<i>` in `room`), at `rate` per
+/// second (0: as fast as `CONCURRENCY` calls at a time go): for each one made, its user's name
+/// and when its REST call started.
+pub async fn make_events(
+    server: &Server,
+    client: &reqwest::Client,
+    room: &str,
+    events: usize,
+    rate: usize,
+) -> Vec<(String, Instant)> {
+    let started = Instant::now();
+    let sent: Arc<Mutex<Vec<(String, Instant)>>> = Arc::new(Mutex::new(Vec::with_capacity(events)));
+    let permits = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..events {
+        if rate > 0 {
+            let at = started + Duration::from_secs_f64(i as f64 / rate as f64);
+            tokio::time::sleep_until(at.into()).await;
+        }
+        let permit = permits.clone().acquire_owned().await.expect("never closed");
+        let (client, sent) = (client.clone(), sent.clone());
+        let (url, token, room) = (
+            server.account_url("/users"),
+            server.token.clone(),
+            room.to_owned(),
+        );
+        calls.spawn(async move {
+            let name = format!("event-{i}");
+            let at = Instant::now();
+            let ok = client
+                .post(&url)
+                .bearer_auth(&token)
+                .json(&json!({ "name": name, "roomId": room }))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ok {
+                sent.lock().unwrap().push((name, at));
+            }
+            drop(permit);
+        });
+    }
+    while calls.join_next().await.is_some() {}
+    let sent = std::mem::take(&mut *sent.lock().unwrap());
+    sent
 }

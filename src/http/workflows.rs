@@ -42,23 +42,28 @@ struct CreateWorkflowBody {
 /// Code that is not blank, not too long, and parses (JavaScript, or TypeScript once its types
 /// are stripped).
 async fn check_code(state: &AppState, code: String) -> Result<String, ApiError> {
+    match code_problem(state, &code).await {
+        Some(problem) => Err(ApiError::validation("code", problem)),
+        None => Ok(code),
+    }
+}
+
+/// What is wrong with workflow code, if anything (the REST API's and the dashboard's check).
+pub(crate) async fn code_problem(state: &AppState, code: &str) -> Option<String> {
     if code.trim().is_empty() {
-        return Err(ApiError::validation("code", "code must not be empty"));
+        return Some("code must not be empty".to_owned());
     }
     let limit = state.config().workflows.max_code_bytes;
     if code.len() > limit {
-        return Err(ApiError::validation(
-            "code",
-            format!("code is {} bytes; at most {limit} are allowed", code.len()),
+        return Some(format!(
+            "code is {} bytes; at most {limit} are allowed",
+            code.len()
         ));
     }
-    if let Err(error) = state.workflows().compiler.compiled(&code).await {
-        return Err(ApiError::validation(
-            "code",
-            format!("code does not parse: {error}"),
-        ));
-    }
-    Ok(code)
+    let compiled = state.workflows().compiler.compiled(code).await;
+    compiled
+        .err()
+        .map(|error| format!("code does not parse: {error}"))
 }
 
 async fn create_workflow(
@@ -269,7 +274,7 @@ async fn test_workflow(
 }
 
 /// An event as a delivery of the workflow's first event would carry it, in `room_id`.
-async fn sample_event(
+pub(crate) async fn sample_event(
     state: &AppState,
     workflow: &Workflow,
     account_id: AccountId,

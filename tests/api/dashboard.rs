@@ -180,7 +180,7 @@ impl Browser {
     }
 }
 
-async fn bearer(
+pub(crate) async fn bearer(
     app: &TestApp,
     token: &str,
     method: Method,

@@ -10,6 +10,7 @@ mod comments;
 mod connections;
 mod crash;
 mod dashboard;
+mod dashboard_workflows;
 mod db_copy;
 mod files;
 mod fuzz_rest;

@@ -24,13 +24,15 @@ pub enum Nav {
     Rooms,
     Analytics,
     Webhooks,
+    Workflows,
     Settings,
 }
 
-const NAV: [(Nav, &str, &str); 4] = [
+const NAV: [(Nav, &str, &str); 5] = [
     (Nav::Rooms, "Rooms", "/dashboard/rooms"),
     (Nav::Analytics, "Analytics", "/dashboard/analytics"),
     (Nav::Webhooks, "Webhooks", "/dashboard/webhooks"),
+    (Nav::Workflows, "Workflows", "/dashboard/workflows"),
     (Nav::Settings, "Settings", "/dashboard/settings"),
 ];
 

@@ -12,6 +12,7 @@ mod room;
 mod rooms;
 mod settings;
 mod webhooks;
+mod workflows;
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
@@ -44,6 +45,7 @@ pub fn router() -> Router<AppState> {
         .merge(room::router())
         .merge(analytics::router())
         .merge(webhooks::router())
+        .merge(workflows::router())
 }
 
 async fn home(session: Option<Signed>) -> Redirect {
@@ -189,6 +191,49 @@ impl axum::extract::OptionalFromRequestParts<AppState> for Signed {
                 .ok(),
         )
     }
+}
+
+/// A form's fields, repeated ones (checkboxes) kept.
+pub struct Fields(pub Vec<(String, String)>);
+
+impl Fields {
+    pub fn get(&self, name: &str) -> &str {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map_or("", |(_, v)| v.as_str())
+    }
+
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+/// A form's room field: empty (every room), or a room of the organization. Err: what to tell
+/// the user.
+pub async fn room_field(
+    state: &AppState,
+    session: &Signed,
+    text: &str,
+) -> Result<Result<Option<crate::domain::RoomId>, String>, PageError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(Ok(None));
+    }
+    let Ok(id) = text.parse() else {
+        return Ok(Err("The room ID must be a UUID.".to_owned()));
+    };
+    Ok(
+        match state.store().get_room(session.account.id, id).await? {
+            Some(_) => Ok(Some(id)),
+            None => Err("There is no such room.".to_owned()),
+        },
+    )
 }
 
 /// A form posted by a page (`application/x-www-form-urlencoded`), within the body limit.

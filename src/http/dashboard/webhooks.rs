@@ -11,7 +11,7 @@ use axum::Router;
 use maud::{html, Markup};
 
 use super::layout::{self, page, secret_once, when, Nav};
-use super::{see_other, PageError, PageForm, PageResult, Signed};
+use super::{room_field, see_other, Fields, PageError, PageForm, PageResult, Signed};
 use crate::domain::webhook::{test_body, Webhook, TEST_EVENT};
 use crate::domain::{EventKind, RoomId, Timestamp};
 use crate::state::AppState;
@@ -47,27 +47,6 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-/// A form's fields, repeated ones (the events' checkboxes) kept.
-struct Fields(Vec<(String, String)>);
-
-impl Fields {
-    fn get(&self, name: &str) -> &str {
-        self.0
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .map_or("", |(_, v)| v.as_str())
-    }
-
-    fn all(&self, name: &str) -> Vec<&str> {
-        self.0
-            .iter()
-            .filter(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-}
-
 fn bad(detail: &str) -> PageError {
     layout::problem(StatusCode::BAD_REQUEST, "Webhook not saved", detail).into()
 }
@@ -91,20 +70,9 @@ async fn read_form(
     if events.is_empty() {
         return Err(bad("Choose at least one event."));
     }
-    let room = fields.get("room").trim();
-    let room_id = if room.is_empty() {
-        None
-    } else {
-        let id: RoomId = room
-            .parse()
-            .map_err(|_| bad("The room ID must be a UUID."))?;
-        state
-            .store()
-            .get_room(session.account.id, id)
-            .await?
-            .ok_or_else(|| bad("There is no such room."))?;
-        Some(id)
-    };
+    let room_id = room_field(state, session, fields.get("room"))
+        .await?
+        .map_err(|message| bad(&message))?;
     Ok((url, events, room_id))
 }
 
