@@ -1,5 +1,8 @@
 // Which WebSocket implementation to use: the one given in the options, else the platform's
-// (browsers, Deno, Bun, Node.js 22+), else the `ws` package (Node.js 20), loaded only then.
+// (browsers, Deno, Bun, Node.js 22+), else the runtime's fallback (fallback-websocket.ts: the
+// `ws` package on Node.js 20), loaded only then.
+
+import { loadFallbackWebSocket } from '#fallback-websocket';
 
 /**
  * The part of the standard WebSocket API the SDK uses. The event handlers take `any`, as the
@@ -30,26 +33,12 @@ export function resolveWebSocket(given?: WebSocketConstructor): Promise<WebSocke
   if (given) return Promise.resolve(given);
   const platform = (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
   if (typeof platform === 'function') return Promise.resolve(platform);
-  cached ??= loadWs();
-  return cached;
-}
-
-async function loadWs(): Promise<WebSocketConstructor> {
-  // A computed name keeps bundlers from pulling `ws` into browser builds.
-  const name = 'ws';
-  try {
-    const module: { WebSocket?: WebSocketConstructor; default?: WebSocketConstructor } = await import(
-      /* webpackIgnore: true */ /* @vite-ignore */ name
-    );
-    return (module.WebSocket ?? module.default) as WebSocketConstructor;
-  } catch (error) {
+  cached ??= loadFallbackWebSocket().catch((error: unknown) => {
+    // Not found this time (`ws` not installed yet): the next connect() looks again.
     cached = undefined;
-    throw new Error(
-      'No WebSocket implementation: this runtime has no global WebSocket. On Node.js 20, ' +
-        'install the `ws` package (npm install ws) or pass `WebSocket` in the client options.',
-      { cause: error },
-    );
-  }
+    throw error;
+  });
+  return cached;
 }
 
 /** Ends a socket at once: `terminate()` where there is one (`ws`), else a close. */
