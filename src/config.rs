@@ -509,6 +509,12 @@ impl Config {
         {
             bail!("workflows: max_code_bytes, workers, time_limit_ms, cpu_limit_ms, memory_limit_bytes, stack_limit_bytes, max_result_bytes, fetch_timeout_ms, max_concurrent_runs_per_account, max_runs_per_minute_per_account and poll_interval_ms must be at least 1");
         }
+        if flows.max_code_bytes > crate::workflows::engine::MAX_CODE_BYTES {
+            bail!(
+                "workflows.max_code_bytes must be at most {} (the compiler's stack is sized for it)",
+                crate::workflows::engine::MAX_CODE_BYTES
+            );
+        }
         let files = &self.files;
         if files.max_file_bytes == 0 || files.max_account_bytes < 1 || files.upload_timeout_ms == 0
         {

@@ -38,7 +38,8 @@ pub(crate) fn fast(config: &mut Config) {
     config.webhooks.attempt_timeout_ms = 2000;
 }
 
-const ALL_EVENTS: [&str; 7] = [
+/// The seven room events (webhooks and workflows alike).
+pub const ALL_EVENTS: [&str; 7] = [
     "participant.joined",
     "participant.left",
     "session.started",

@@ -12,6 +12,8 @@ use crate::cli::ServerProcess;
 use crate::harness::{both_backends, eventually, Backend, TestAccount, TestApp};
 use crate::receiver::Receiver;
 use crate::socket::Socket;
+use crate::webhooks::ALL_EVENTS;
+use crate::workflows::EXAMPLE;
 
 both_backends!(
     every_event_runs_the_workflows_that_want_it,
@@ -22,23 +24,6 @@ both_backends!(
     a_crashed_worker_fails_its_run_and_the_next_run_gets_a_new_one,
     every_event_gets_one_execution_across_kill_9,
 );
-
-/// The example of the contract (integrations.md, Workflows), verbatim.
-const EXAMPLE: &str = r#"export default async function (event, { store, room, files }) {
-  console.log(`User ${event.data.userId} joined room ${event.data.roomId}`);
-  return { success: true };
-}
-"#;
-
-const ALL_EVENTS: [&str; 7] = [
-    "participant.joined",
-    "participant.left",
-    "session.started",
-    "session.closed",
-    "user.created",
-    "user.updated",
-    "user.deleted",
-];
 
 async fn workflow(account: &TestAccount, body: Value) -> String {
     let reply = account.post("/workflows", body).await;

@@ -13,7 +13,7 @@ both_backends!(
 );
 
 /// The example of the contract (integrations.md, Workflows), verbatim.
-const EXAMPLE: &str = r#"export default async function (event, { store, room, files }) {
+pub const EXAMPLE: &str = r#"export default async function (event, { store, room, files }) {
   console.log(`User ${event.data.userId} joined room ${event.data.roomId}`);
   return { success: true };
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use rquickjs::{Context, Ctx, Function, Module, Object, Promise, Runtime, Value};
 use rustix::time::{clock_gettime, ClockId};
 
-pub use compile::{compile, SyntaxError};
+pub use compile::{compile, SyntaxError, MAX_CODE_BYTES};
 
 /// The bindings and globals every run gets.
 const PRELUDE: &str = include_str!("prelude.js");
