@@ -12,31 +12,34 @@ use oxc_codegen::{Codegen, CodegenOptions};
 use oxc_diagnostics::OxcDiagnostic;
 use oxc_parser::{ParseOptions, Parser};
 use oxc_semantic::SemanticBuilder;
-use oxc_span::{GetSpan, SourceType};
+use oxc_span::{GetSpan, SourceType, Span};
 use oxc_transformer::{TransformOptions, Transformer};
 
+use super::nesting::{self, Refusal, MAX_BRACKET_DEPTH};
+
 /// Larger code is refused. This bound is what makes `COMPILER_STACK_BYTES` safe: every level
-/// of nesting takes at least one byte of source, so the parser, transformer and printer never
-/// recurse deeper than this many levels.
+/// of nesting takes at least one byte of source, so the parser never recurses deeper than
+/// this many levels (the passes after it see trees at most `MAX_TREE_DEPTH` deep).
 pub const MAX_CODE_BYTES: usize = 256 * 1024;
 
 /// Deepest syntax tree accepted (nodes from the program down, so one level of source nesting
 /// is often two or three). Hand-written code stays far below; a 300-term `a + b + ...`
 /// or `else if` chain is about 300.
-pub const MAX_NESTING_DEPTH: usize = 1000;
+pub const MAX_TREE_DEPTH: usize = 1000;
 
-/// Stack of the thread the compiler runs on. oxc recurses once per nesting level; the worst
-/// input measured (262,144 nested `[`, in a debug build) needs about N MiB, so this leaves a
-/// wide margin. Untouched stack pages are never committed, so ordinary code costs little.
-const COMPILER_STACK_BYTES: usize = 1024 * 1024 * 1024;
+/// Stack of the thread the compiler runs on. oxc's parser recurses once per nesting level and
+/// brackets are limited first (`MAX_BRACKET_DEPTH`), so the deepest input left is a prefix
+/// chain such as 262,000 `!`: measured at 128 MiB in a debug build (the worst of some forty
+/// constructs tried; about half that optimized). Untouched stack pages are never committed,
+/// so ordinary code costs little.
+const COMPILER_STACK_BYTES: usize = 256 * 1024 * 1024;
 
 /// The name the transformer is told; it only affects its diagnostics.
 const SOURCE_NAME: &str = "workflow.ts";
 
 const IMPORT_REFUSED: &str =
     "workflows cannot import modules: use the store, room and files bindings and fetch instead";
-const DEFAULT_EXPORT_MISSING: &str =
-    "the workflow has no default export: write `export default async function (event, { store, room, files }) { ... }`";
+const DEFAULT_EXPORT_MISSING: &str = "the workflow has no default export: write `export default async function (event, { store, room, files }) { ... }`";
 
 /// Where code failed to parse: 1-based line and column (columns in characters).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -48,11 +51,14 @@ pub struct SyntaxError {
 }
 
 /// Customer code (TypeScript or JavaScript, an ES module with a default export) as the
-/// JavaScript QuickJS runs.
+/// JavaScript QuickJS runs: types stripped, nothing else downleveled.
 ///
-/// Code longer than [`MAX_CODE_BYTES`], code that imports anything and code without a default
-/// export are refused. The compiler runs on its own thread with a stack sized for the deepest
-/// nesting that size allows, so no input can overflow the caller's stack.
+/// Refused with a `SyntaxError`: code longer than [`MAX_CODE_BYTES`], brackets nested deeper
+/// than [`MAX_BRACKET_DEPTH`] (before parsing), syntax trees deeper than
+/// [`MAX_TREE_DEPTH`], imports, and code without a default export. The compiler runs on a
+/// thread of its own with a stack sized for the deepest nesting that size allows, so no input
+/// can overflow the caller's stack; it cannot run where threads cannot be started (a
+/// workflow worker under its system-call filter).
 pub fn compile(code: &str) -> Result<String, SyntaxError> {
     if code.len() > MAX_CODE_BYTES {
         return Err(SyntaxError {
@@ -61,6 +67,7 @@ pub fn compile(code: &str) -> Result<String, SyntaxError> {
             message: format!("the workflow is longer than {MAX_CODE_BYTES} bytes"),
         });
     }
+    check_brackets(code)?;
     thread::scope(|scope| {
         let compiler = thread::Builder::new()
             .name("workflow-compiler".into())
@@ -81,73 +88,105 @@ pub fn compile(code: &str) -> Result<String, SyntaxError> {
 
 fn strip_types(code: &str) -> Result<String, SyntaxError> {
     let allocator = Allocator::default();
+    let mut program = parse(&allocator, code)?;
+    check_tree_depth(code, &program)?;
+    check_module_shape(code, &program)?;
+    remove_types(&allocator, code, &mut program)?;
+    Ok(print(&program))
+}
+
+fn parse<'a>(allocator: &'a Allocator, code: &'a str) -> Result<Program<'a>, SyntaxError> {
     let source_type = SourceType::ts().with_module(true);
-    // Without parenthesis nodes the tree is shallower and the printer adds the parentheses
+    // Without parenthesis nodes the tree is shallower; the printer adds the parentheses
     // precedence needs anyway.
     let options = ParseOptions {
         preserve_parens: false,
         ..ParseOptions::default()
     };
-    let parsed = Parser::new(&allocator, code, source_type)
+    let parsed = Parser::new(allocator, code, source_type)
         .with_options(options)
         .parse();
     first_error(code, parsed.diagnostics.errors())?;
-    let mut program = parsed.program;
-    check_nesting(code, &program)?;
-    check_module_shape(code, &program)?;
+    Ok(parsed.program)
+}
 
+/// Checks what the parser leaves to semantic analysis (redeclarations and the like), then
+/// strips types; enums and namespaces become plain objects.
+fn remove_types<'a>(
+    allocator: &'a Allocator,
+    code: &str,
+    program: &mut Program<'a>,
+) -> Result<(), SyntaxError> {
     let semantic = SemanticBuilder::new()
         .with_check_syntax_error(true)
         // The transformer needs enum member values to turn enums into objects.
         .with_enum_eval(true)
-        .build(&program);
+        .build(program);
     first_error(code, semantic.diagnostics.errors())?;
     let scoping = semantic.semantic.into_scoping();
-
     let transformer = Transformer::new(
-        &allocator,
+        allocator,
         Path::new(SOURCE_NAME),
         &TransformOptions::default(),
     );
-    let transformed = transformer.build_with_scoping(scoping, &mut program);
-    first_error(code, transformed.diagnostics.errors())?;
+    let transformed = transformer.build_with_scoping(scoping, program);
+    first_error(code, transformed.diagnostics.errors())
+}
 
+fn print(program: &Program) -> String {
     // Indentation would make the output grow with the square of the nesting depth.
     let options = CodegenOptions {
         indent_width: 0,
         ..CodegenOptions::default()
     };
-    Ok(Codegen::new().with_options(options).build(&program).code)
+    Codegen::new().with_options(options).build(program).code
 }
 
-/// Deeper code is refused before the passes after parsing: some of oxc's syntax checks walk
-/// every ancestor of a node (time grows with the square of the depth), and QuickJS, which
-/// parses the output again, would run out of stack on it anyway.
-fn check_nesting(code: &str, program: &Program) -> Result<(), SyntaxError> {
-    let mut depth = NestingDepth::default();
+fn check_brackets(code: &str) -> Result<(), SyntaxError> {
+    let (offset, message) = match nesting::check(code) {
+        Ok(()) => return Ok(()),
+        Err(Refusal::TooDeep(offset)) => (
+            offset,
+            format!("brackets are nested more than {MAX_BRACKET_DEPTH} levels deep here"),
+        ),
+        Err(Refusal::TooAmbiguous(offset)) => (
+            offset,
+            "cannot tell where regular expressions start and end around here: \
+             put divisions or regular expressions in parentheses"
+                .to_string(),
+        ),
+    };
+    Err(syntax_error_at(code, offset, &message))
+}
+
+/// Deeper trees are refused before the passes after parsing: some of oxc's syntax checks walk
+/// every ancestor of a node (time grows with the square of the depth: 40,000 nested `await`
+/// take seconds), and QuickJS, which parses the output again, would run out of stack anyway.
+fn check_tree_depth(code: &str, program: &Program) -> Result<(), SyntaxError> {
+    let mut depth = TreeDepth::default();
     depth.visit_program(program);
     match depth.too_deep_at {
         None => Ok(()),
         Some(offset) => Err(syntax_error_at(
             code,
             offset,
-            &format!("the code is nested more than {MAX_NESTING_DEPTH} levels deep"),
+            &format!("the code is nested more than {MAX_TREE_DEPTH} levels deep"),
         )),
     }
 }
 
-/// Where the syntax tree first gets deeper than `MAX_NESTING_DEPTH`.
+/// Where the syntax tree first gets deeper than `MAX_TREE_DEPTH`.
 #[derive(Default)]
-struct NestingDepth {
+struct TreeDepth {
     current: usize,
-    too_deep_at: Option<u32>,
+    too_deep_at: Option<usize>,
 }
 
-impl<'a> Visit<'a> for NestingDepth {
+impl<'a> Visit<'a> for TreeDepth {
     fn enter_node(&mut self, kind: AstKind<'a>) {
         self.current += 1;
-        if self.current > MAX_NESTING_DEPTH && self.too_deep_at.is_none() {
-            self.too_deep_at = Some(kind.span().start);
+        if self.current > MAX_TREE_DEPTH && self.too_deep_at.is_none() {
+            self.too_deep_at = Some(kind.span().start as usize);
         }
     }
 
@@ -158,41 +197,38 @@ impl<'a> Visit<'a> for NestingDepth {
 
 /// Workflows run alone: no imports, no re-exports, and a default export to call.
 fn check_module_shape(code: &str, program: &Program) -> Result<(), SyntaxError> {
-    let mut has_default_export = false;
-    for statement in &program.body {
-        let import_span = match statement {
-            Statement::ImportDeclaration(import) => Some(import.span),
-            Statement::ExportAllDeclaration(export) => Some(export.span),
-            Statement::ExportFromDeclaration(export) => Some(export.span),
-            Statement::TSImportEqualsDeclaration(import)
-                if matches!(
-                    import.module_reference,
-                    TSModuleReference::ExternalModuleReference(_)
-                ) =>
-            {
-                Some(import.span)
-            }
-            Statement::ExportDefaultDeclaration(_) => {
-                has_default_export = true;
-                None
-            }
-            Statement::ExportNamedDeclaration(export) => {
-                has_default_export |= export
-                    .specifiers
-                    .iter()
-                    .any(|specifier| specifier.exported.name() == "default");
-                None
-            }
-            _ => None,
-        };
-        if let Some(span) = import_span {
-            return Err(syntax_error_at(code, span.start, IMPORT_REFUSED));
-        }
+    if let Some(span) = program.body.iter().find_map(import_span) {
+        return Err(syntax_error_at(code, span.start as usize, IMPORT_REFUSED));
     }
-    if has_default_export {
+    if program.body.iter().any(exports_default) {
         Ok(())
     } else {
         Err(syntax_error_at(code, 0, DEFAULT_EXPORT_MISSING))
+    }
+}
+
+/// Where `statement` brings in another module, if it does.
+fn import_span(statement: &Statement) -> Option<Span> {
+    match statement {
+        Statement::ImportDeclaration(import) => Some(import.span),
+        Statement::ExportAllDeclaration(export) => Some(export.span),
+        Statement::ExportFromDeclaration(export) => Some(export.span),
+        Statement::TSImportEqualsDeclaration(import) => match import.module_reference {
+            TSModuleReference::ExternalModuleReference(_) => Some(import.span),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn exports_default(statement: &Statement) -> bool {
+    match statement {
+        Statement::ExportDefaultDeclaration(_) => true,
+        Statement::ExportNamedDeclaration(export) => export
+            .specifiers
+            .iter()
+            .any(|specifier| specifier.exported.name() == "default"),
+        _ => false,
     }
 }
 
@@ -208,14 +244,14 @@ fn first_error<'d>(
                 .iter()
                 .find(|label| label.primary())
                 .or_else(|| error.labels.first())
-                .map_or(0, |label| label.offset());
+                .map_or(0, |label| label.offset() as usize);
             Err(syntax_error_at(code, offset, &error.message))
         }
     }
 }
 
-fn syntax_error_at(code: &str, byte_offset: u32, message: &str) -> SyntaxError {
-    let (line, column) = line_and_column(code, byte_offset as usize);
+fn syntax_error_at(code: &str, byte_offset: usize, message: &str) -> SyntaxError {
+    let (line, column) = line_and_column(code, byte_offset);
     SyntaxError {
         line,
         column,

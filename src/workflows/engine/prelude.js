@@ -1,121 +1,51 @@
-// The bindings and globals of a run, made in JavaScript over two host functions: `enqueue`
-// (a binding call, answered later through `settle`) and `print` (a console line). Evaluated
-// once per run, in the run's fresh context; it returns what the engine needs.
-(function (enqueue, print, maxLine) {
+// The sandbox's globals (console, fetch) and the bindings handed to the workflow, built on the
+// two primitives the engine passes in (`log`, `host`); returns what the engine calls back
+// (`invoke`, `settle`). Runs before any customer code, so it keeps its own
+// copies of the built-ins it relies on: customers may replace globals, but only in their own
+// run, and never in a way that makes the engine's result anything but JSON.
+(function (engine) {
   "use strict";
-  const pending = new Map();
-  let nextCall = 0;
 
-  function call(name, args) {
-    return new Promise((resolve, reject) => {
-      const id = nextCall++;
-      pending.set(id, { resolve, reject });
-      enqueue(id, name, JSON.stringify(args.map((arg) => (arg === undefined ? null : arg))));
-    });
-  }
+  const stringify = JSON.stringify;
+  const parse = JSON.parse;
+  const toText = String;
+  const toNumber = Number;
+  const NativePromise = Promise;
+  const isError = (value) => value instanceof Error;
+  const objectKeys = Object.keys;
+  const objectTag = Object.prototype.toString;
+  const freeze = Object.freeze;
+  const createBare = Object.create;
 
-  function settle(id, ok, payload) {
-    const waiter = pending.get(id);
-    pending.delete(id);
-    if (ok) waiter.resolve(JSON.parse(payload));
-    else waiter.reject(new Error(payload));
-  }
-
-  function text(value) {
+  // What console prints for one argument: strings as they are, errors as "Name: message",
+  // everything else as JSON where possible.
+  function show(value) {
     if (typeof value === "string") return value;
+    if (isError(value)) return toText(value);
     try {
-      const json = JSON.stringify(value);
+      const json = stringify(value);
       if (json !== undefined) return json;
-    } catch (_) {
-      // Cycles, BigInt: as String() shows them.
+    } catch {
+      // Cycles and BigInts cannot be JSON; fall through to String(value).
     }
-    return String(value);
-  }
-
-  // Out of memory, QuickJS may fail to make even its error and throw `null`: then a small
-  // allocation fails too — at once, before queued jobs run and free what they hold.
-  let memoryRanOut = false;
-  function outOfMemory() {
     try {
-      return "x".repeat(1 << 16).length === 0;
-    } catch (_) {
-      return true;
+      return toText(value);
+    } catch {
+      return objectTag.call(value);
     }
   }
 
-  function describe(error) {
-    if (error === null && (memoryRanOut || outOfMemory())) return "InternalError: out of memory";
-    if (error instanceof Error) return `${error.name}: ${error.message}`;
-    return text(error);
-  }
-
+  // Once the engine's log buffer is full it says so, and formatting stops costing anything.
+  let logsFull = false;
   function logger(level) {
-    return (...args) => {
-      const line = args.map(text).join(" ");
-      print(level, line.length > maxLine ? line.slice(0, maxLine) : line);
-    };
-  }
-
-  class Headers {
-    constructor(fields) {
-      this.fields = {};
-      for (const name of Object.keys(fields || {})) this.fields[name.toLowerCase()] = String(fields[name]);
-    }
-    get(name) {
-      const value = this.fields[String(name).toLowerCase()];
-      return value === undefined ? null : value;
-    }
-    has(name) {
-      return String(name).toLowerCase() in this.fields;
-    }
-  }
-
-  function fetch(url, init) {
-    const options = init || {};
-    const body = options.body === undefined ? null : options.body;
-    if (body !== null && typeof body !== "string") {
-      return Promise.reject(new TypeError("fetch: body must be a string (use JSON.stringify)"));
-    }
-    const headers = {};
-    for (const name of Object.keys(options.headers || {})) headers[name] = String(options.headers[name]);
-    const request = { method: options.method === undefined ? null : options.method, headers, body };
-    return call("fetch", [String(url), request]).then((answer) => ({
-      ok: answer.status >= 200 && answer.status < 300,
-      status: answer.status,
-      statusText: answer.statusText,
-      url: answer.url,
-      headers: new Headers(answer.headers),
-      text: async () => answer.body,
-      json: async () => JSON.parse(answer.body),
-    }));
-  }
-
-  const bindings = {
-    store: {
-      get: (storeName, key) => call("store.get", [storeName, key]),
-      getAll: (storeName) => call("store.getAll", [storeName]),
-    },
-    room: {
-      get: () => call("room.get", []),
-      getUsers: () => call("room.getUsers", []),
-    },
-    files: {
-      list: () => call("files.list", []),
-    },
-  };
-
-  async function invoke(main, event) {
-    try {
-      if (typeof main !== "function") {
-        return { ok: false, value: "TypeError: the default export is not a function" };
+    return function (...values) {
+      if (logsFull) return;
+      let line = "";
+      for (let i = 0; i < values.length; i++) {
+        line += (i === 0 ? "" : " ") + show(values[i]);
       }
-      const running = main(event, bindings);
-      memoryRanOut = outOfMemory();
-      const json = JSON.stringify(await running);
-      return { ok: true, value: json === undefined ? "null" : json };
-    } catch (error) {
-      return { ok: false, value: describe(error) };
-    }
+      logsFull = !engine.log(level, line);
+    };
   }
 
   globalThis.console = {
@@ -125,6 +55,108 @@
     error: logger("error"),
     debug: logger("log"),
   };
-  globalThis.fetch = fetch;
-  return { invoke, settle, describe };
-})
+
+  // Every binding returns a promise. The engine queues the request and, as soon as the code
+  // that made it yields, asks the host and calls `settle` with the answer.
+  const waiting = createBare(null);
+  function callHost(name, args) {
+    return new NativePromise((resolve, reject) => {
+      waiting[engine.host(name, stringify(args))] = { resolve, reject };
+    });
+  }
+
+  function settle(id, ok, payload) {
+    const call = waiting[id];
+    delete waiting[id];
+    if (!ok) {
+      call.reject(new Error(payload));
+      return;
+    }
+    try {
+      call.resolve(parse(payload));
+    } catch (error) {
+      call.reject(error);
+    }
+  }
+
+  function fetchRequest(init) {
+    const options = init === undefined || init === null ? {} : init;
+    const method = options.method === undefined ? "GET" : toText(options.method).toUpperCase();
+    const headers = {};
+    if (options.headers !== undefined && options.headers !== null) {
+      if (typeof options.headers !== "object") {
+        throw new TypeError("fetch headers must be an object of strings");
+      }
+      for (const name of objectKeys(options.headers)) {
+        headers[name] = toText(options.headers[name]);
+      }
+    }
+    const body = options.body === undefined ? null : options.body;
+    if (body !== null && typeof body !== "string") {
+      throw new TypeError("fetch body must be a string: use JSON.stringify(body)");
+    }
+    return { method, headers, body };
+  }
+
+  function fetchResponse(url, reply) {
+    const headers = createBare(null);
+    const replyHeaders = reply.headers || {};
+    for (const name of objectKeys(replyHeaders)) {
+      headers[toText(name).toLowerCase()] = toText(replyHeaders[name]);
+    }
+    const status = toNumber(reply.status);
+    const body = reply.body === undefined || reply.body === null ? "" : toText(reply.body);
+    return freeze({
+      ok: status >= 200 && status < 300,
+      status,
+      statusText: reply.statusText === undefined ? "" : toText(reply.statusText),
+      url,
+      headers: freeze({
+        get(name) {
+          const value = headers[toText(name).toLowerCase()];
+          return value === undefined ? null : value;
+        },
+        has(name) {
+          return headers[toText(name).toLowerCase()] !== undefined;
+        },
+      }),
+      text: () => NativePromise.resolve(body),
+      json: () => new NativePromise((resolve) => resolve(parse(body))),
+    });
+  }
+
+  globalThis.fetch = async function fetch(resource, init) {
+    const url = toText(resource);
+    const reply = await callHost("fetch", [url, fetchRequest(init)]);
+    return fetchResponse(url, reply);
+  };
+
+  const bindings = freeze({
+    store: freeze({
+      get: (storeName, key) => callHost("store.get", [storeName, key]),
+      getAll: (storeName) => callHost("store.getAll", [storeName]),
+    }),
+    room: freeze({
+      get: () => callHost("room.get", []),
+      getUsers: () => callHost("room.getUsers", []),
+    }),
+    files: freeze({
+      list: () => callHost("files.list", []),
+    }),
+  });
+
+  // Waits for the module's top-level code, calls its default export and settles with the
+  // JSON text of what it returned ("null" for undefined).
+  async function invoke(evaluation, namespace, event) {
+    await evaluation;
+    const main = namespace.default;
+    if (typeof main !== "function") {
+      throw new TypeError("the default export is not a function");
+    }
+    const value = await main(event, bindings);
+    const json = stringify(value);
+    return json === undefined ? "null" : json;
+  }
+
+  return { invoke, settle };
+});
