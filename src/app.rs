@@ -18,6 +18,7 @@ use crate::auth::{JwtSigner, KeyVerifier, RateLimiter};
 use crate::config::{Config, SignupPolicy};
 use crate::data_dir;
 use crate::events::EventBus;
+use crate::metrics::Metrics;
 use crate::rooms::{nodes, Engine};
 use crate::server;
 use crate::state::{AppState, Shared};
@@ -251,9 +252,15 @@ pub async fn build_state(config: Config, port: u16) -> anyhow::Result<AppState> 
              bounded by realtime.outbox_bytes and realtime.outbox_max_delay_ms"
         );
     }
-    let workflows = Arc::new(Runner::from_config(&config, store.clone())?);
+    let metrics = Arc::new(Metrics::default());
+    let workflows = Arc::new(Runner::from_config(
+        &config,
+        store.clone(),
+        metrics.clone(),
+    )?);
     let state = AppState(Arc::new(Shared {
         workflows,
+        metrics,
         key_checks: KeyChecks {
             keys: Arc::new(keys),
             rate_limiter: Arc::new(rate_limiter),
@@ -367,6 +374,7 @@ impl App {
             self.state.bus().clone(),
             config.webhooks.clone(),
             hub.node_id().clone(),
+            self.state.metrics().clone(),
         )
         .context("building the webhook client")?;
         let deliveries = tokio::spawn(deliveries.run(shutdown.clone(), grace));

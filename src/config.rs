@@ -64,6 +64,7 @@ pub struct Config {
     pub comments: CommentsConfig,
     pub webhooks: WebhooksConfig,
     pub workflows: WorkflowsConfig,
+    pub metrics: MetricsConfig,
     pub files: FilesConfig,
     pub dashboard: DashboardConfig,
     pub analytics: AnalyticsConfig,
@@ -271,6 +272,13 @@ pub struct WorkflowsConfig {
     pub max_concurrent_runs_per_account: usize,
     pub max_runs_per_minute_per_account: u32,
     pub poll_interval_ms: u64,
+}
+
+/// `GET /metrics` (docs/operations.md#metrics).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    pub enabled: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

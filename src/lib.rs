@@ -23,6 +23,8 @@ pub mod events;
 pub mod files;
 /// The REST API.
 pub mod http;
+/// Prometheus metrics: what is counted, and its text exposition.
+pub mod metrics;
 /// The socket transport: the wire protocol, the upgrade, one task per connection.
 pub mod realtime;
 /// The relay between nodes: room traffic over Redis pub/sub.

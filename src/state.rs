@@ -12,6 +12,7 @@ use crate::auth::sessions::SessionChecks;
 use crate::auth::{JwtSigner, KeyVerifier, RateLimiter};
 use crate::config::Config;
 use crate::events::EventBus;
+use crate::metrics::Metrics;
 use crate::rooms::Engine;
 use crate::server::ConnectionStats;
 use crate::store::DynStore;
@@ -31,6 +32,7 @@ pub(crate) struct Shared {
     pub(crate) sessions: SessionChecks,
     pub(crate) login_limiter: LoginLimiter,
     pub(crate) workflows: Arc<Runner>,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 impl AppState {
@@ -61,6 +63,11 @@ impl AppState {
     /// The engine: rooms, sockets, and the write paths both transports share.
     pub fn engine(&self) -> &Engine {
         &self.0.engine
+    }
+
+    /// What `GET /metrics` shows.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.0.metrics
     }
 
     /// What runs workflows' code: `POST /workflows/:id/test` and the runner (`app`).

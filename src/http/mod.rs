@@ -8,6 +8,7 @@ pub mod envelope;
 pub mod extract;
 pub mod files;
 pub mod health;
+pub mod metrics;
 pub mod middleware;
 pub mod rooms;
 pub mod stores;
@@ -37,12 +38,17 @@ pub fn router(state: AppState, sockets: Router<AppState>) -> Router {
     let routes = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::metrics))
         .merge(sockets)
         .merge(dashboard::router())
         .route("/v1/accounts/{accountId}", get(accounts::get_account))
         .nest("/v1/accounts/{accountId}", account)
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::count,
+        ))
         .with_state(state);
     middleware::around(routes, &layers)
 }

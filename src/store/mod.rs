@@ -161,6 +161,12 @@ pub trait Store:
     /// One cheap round trip, for readiness checks.
     async fn ping(&self) -> StoreResult<()>;
 
+    /// The connection pools' connections: (in use, idle).
+    fn pool_connections(&self) -> (usize, usize);
+
+    /// Webhook deliveries pending and workflow runs queued, across all nodes (for metrics).
+    async fn queue_depths(&self) -> StoreResult<(i64, i64)>;
+
     /// The changes to rooms and their users as they commit, on a database other nodes share
     /// (`None` on SQLite, which this node alone writes). The feed runs until the receiver is
     /// dropped.

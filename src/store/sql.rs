@@ -110,6 +110,29 @@ where
         Ok(())
     }
 
+    fn pool_connections(&self) -> (usize, usize) {
+        // On PostgreSQL `reads` is `pool`: counted once.
+        let pools = if DB::SHARED {
+            vec![&self.pool]
+        } else {
+            vec![&self.pool, &self.reads]
+        };
+        pools.iter().fold((0, 0), |(used, idle), pool| {
+            let (size, free) = (pool.size() as usize, pool.num_idle());
+            (used + size.saturating_sub(free), idle + free)
+        })
+    }
+
+    async fn queue_depths(&self) -> StoreResult<(i64, i64)> {
+        let depths: (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'), \
+                    (SELECT COUNT(*) FROM workflow_runs)",
+        )
+        .fetch_one(&self.reads)
+        .await?;
+        Ok(depths)
+    }
+
     fn watch_rooms(&self) -> Option<tokio::sync::mpsc::Receiver<super::RoomSignal>> {
         DB::watch_rooms(&self.pool)
     }

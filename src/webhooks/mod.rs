@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::WebhooksConfig;
 use crate::domain::{NodeId, Timestamp};
 use crate::events::EventBus;
+use crate::metrics::Metrics;
 use crate::store::webhooks::{Attempt, AttemptOutcome, DueDelivery};
 use crate::store::DynStore;
 
@@ -34,6 +35,7 @@ pub struct Worker {
     config: WebhooksConfig,
     node: NodeId,
     client: reqwest::Client,
+    metrics: Arc<Metrics>,
 }
 
 /// What came back from one send.
@@ -48,6 +50,7 @@ impl Worker {
         bus: EventBus,
         config: WebhooksConfig,
         node: NodeId,
+        metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
         let client = guard::client(config.allow_private_addresses, "CollabKit-Webhooks")?;
         Ok(Self {
@@ -56,6 +59,7 @@ impl Worker {
             config,
             node,
             client,
+            metrics,
         })
     }
 
@@ -200,6 +204,7 @@ impl Worker {
 
     async fn attempt(&self, due: DueDelivery) {
         let delivery = &due.delivery;
+        let started = std::time::Instant::now();
         let sent = match &due.secret {
             Ok(secret) => self.send(&due, secret).await,
             // Never sign with anything but the secret: the attempt fails, counts, and is retried
@@ -221,6 +226,15 @@ impl Worker {
             ),
             Sent::Failed(reason) => (None, Some(reason.clone())),
         };
+        self.metrics
+            .webhook_attempt_latency
+            .observe(started.elapsed());
+        let outcome = if error.is_none() {
+            "delivered"
+        } else {
+            "failed"
+        };
+        self.metrics.webhook_attempts.add(outcome);
         let made = delivery.attempts + 1;
         let outcome = match (&error, self.config.retry_delays_ms.get(made as usize - 1)) {
             (None, _) => AttemptOutcome::Delivered,

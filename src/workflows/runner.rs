@@ -24,6 +24,7 @@ use crate::config::Config;
 use crate::domain::workflow::{Execution, ExecutionStatus, Workflow};
 use crate::domain::{AccountId, NodeId, RoomId, Timestamp};
 use crate::events::EventBus;
+use crate::metrics::Metrics;
 use crate::store::workflows::DueRun;
 use crate::store::{DynStore, RoomScope};
 use crate::webhooks::guard;
@@ -40,10 +41,15 @@ pub struct Runner {
     pub limits: RunLimits,
     pub compiler: Compiler,
     pub per_account: AccountLimits,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Runner {
-    pub fn from_config(config: &Config, store: DynStore) -> anyhow::Result<Self> {
+    pub fn from_config(
+        config: &Config,
+        store: DynStore,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Self> {
         let flows = &config.workflows;
         let program = if flows.worker_program.is_empty() {
             std::env::current_exe().context("finding this server's binary for workflow workers")?
@@ -88,6 +94,7 @@ impl Runner {
                 flows.max_concurrent_runs_per_account,
                 flows.max_runs_per_minute_per_account,
             ),
+            metrics,
         })
     }
 
@@ -263,8 +270,16 @@ async fn finish(runner: &Runner, store: &DynStore, due: DueRun) {
         return;
     };
     let execution = runner.execute(&due.workflow, room, &due.event, event).await;
-    if let Err(error) = store.finish_run(&due, &execution).await {
-        tracing::warn!(%error, workflow = %due.workflow.id, event = %due.event_id,
-            "recording a workflow execution failed; the run will be retried");
+    match store.finish_run(&due, &execution).await {
+        Ok(_) => {
+            let metrics = &runner.metrics;
+            metrics.workflow_runs.add(execution.status.as_str());
+            let took = Duration::from_millis(execution.duration_ms.max(0) as u64);
+            metrics.workflow_run_duration.observe(took);
+        }
+        Err(error) => {
+            tracing::warn!(%error, workflow = %due.workflow.id, event = %due.event_id,
+                "recording a workflow execution failed; the run will be retried")
+        }
     }
 }

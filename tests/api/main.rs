@@ -19,6 +19,7 @@ mod hardening;
 mod join_pages;
 mod jwt_attacks;
 mod keys;
+mod metrics;
 mod presence;
 mod presence_batches;
 mod realtime;

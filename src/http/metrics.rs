@@ -1,0 +1,61 @@
+//! `GET /metrics` (Prometheus text format) and the layer that counts every HTTP request by
+//! its route pattern.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::metrics::Gauges;
+use crate::state::AppState;
+
+/// The exposition, or 404 when `metrics.enabled` is off.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    if !state.config().metrics.enabled {
+        return crate::error::ApiError::NotFound("Route not found".into()).into_response();
+    }
+    let hub = state.engine().hub();
+    let (in_use, idle) = state.store().pool_connections();
+    // A database that does not answer leaves its gauges out rather than the whole scrape.
+    let depths = state.store().queue_depths().await.ok();
+    let gauges = Gauges {
+        http_connections: state.connections().open(),
+        sockets_open: hub.open_sockets(),
+        sockets_joined: hub.joined_now().len(),
+        rooms_active: hub.loaded_rooms().len(),
+        db_connections_in_use: in_use,
+        db_connections_idle: idle,
+        webhook_deliveries_pending: depths.map(|(pending, _)| pending),
+        workflow_runs_queued: depths.map(|(_, queued)| queued),
+    };
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics().render(&gauges),
+    )
+        .into_response()
+}
+
+/// Counts the request under its route's pattern (`unmatched` when no route took it).
+pub async fn count(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().as_str().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
+    let response = next.run(request).await;
+    state.metrics().http_request(
+        &method,
+        &route,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}

@@ -1,0 +1,330 @@
+//! Prometheus metrics (`GET /metrics`; names, units and suggested alerts in
+//! docs/operations.md#metrics). Counters and histograms are kept where things happen; gauges
+//! are read when scraped. No label takes an unbounded value: routes are the router's patterns
+//! (never a room or user id), statuses are HTTP codes, outcomes are a fixed few words.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Upper bounds of the latency histograms' buckets, in seconds.
+const SECONDS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+/// A latency histogram with the `SECONDS` buckets.
+#[derive(Default)]
+pub struct Histogram {
+    /// Observations at most each bucket's bound (not cumulative; summed when rendered).
+    buckets: [AtomicU64; SECONDS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, took: Duration) {
+        let seconds = took.as_secs_f64();
+        if let Some(bucket) = SECONDS.iter().position(|&bound| seconds <= bound) {
+            self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let separator = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0;
+        for (bound, count) in SECONDS.iter().zip(&self.buckets) {
+            cumulative += count.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{separator}le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{separator}le=\"+Inf\"}} {count}"
+        );
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let braces = |labels: &str| {
+            if labels.is_empty() {
+                String::new()
+            } else {
+                format!("{{{labels}}}")
+            }
+        };
+        let _ = writeln!(out, "{name}_sum{} {sum}", braces(labels));
+        let _ = writeln!(out, "{name}_count{} {count}", braces(labels));
+    }
+}
+
+/// Counts of a fixed set of outcomes.
+pub struct Outcomes<const N: usize> {
+    names: [&'static str; N],
+    counts: [AtomicU64; N],
+}
+
+impl<const N: usize> Outcomes<N> {
+    fn new(names: [&'static str; N]) -> Self {
+        Self {
+            names,
+            counts: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+
+    /// Counts one `outcome` (one of the names given at creation).
+    pub fn add(&self, outcome: &str) {
+        if let Some(i) = self.names.iter().position(|&name| name == outcome) {
+            self.counts[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn render(&self, out: &mut String, name: &str, label: &str) {
+        for (outcome, count) in self.names.iter().zip(&self.counts) {
+            let count = count.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}{{{label}=\"{outcome}\"}} {count}");
+        }
+    }
+}
+
+/// One route's requests: by status, and their latency.
+#[derive(Default)]
+struct RouteStats {
+    statuses: BTreeMap<u16, u64>,
+    latency: Histogram,
+}
+
+/// What this process counts.
+pub struct Metrics {
+    /// By (method, route pattern).
+    http: Mutex<BTreeMap<(String, String), RouteStats>>,
+    /// Webhook delivery attempts: `delivered`, `failed` (to be retried or given up).
+    pub webhook_attempts: Outcomes<2>,
+    pub webhook_attempt_latency: Histogram,
+    /// Workflow runs recorded: `success`, `failed`.
+    pub workflow_runs: Outcomes<2>,
+    pub workflow_run_duration: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            http: Mutex::default(),
+            webhook_attempts: Outcomes::new(["delivered", "failed"]),
+            webhook_attempt_latency: Histogram::default(),
+            workflow_runs: Outcomes::new(["success", "failed"]),
+            workflow_run_duration: Histogram::default(),
+        }
+    }
+}
+
+/// What is read at scrape time.
+pub struct Gauges {
+    pub http_connections: usize,
+    pub sockets_open: usize,
+    pub sockets_joined: usize,
+    pub rooms_active: usize,
+    pub db_connections_in_use: usize,
+    pub db_connections_idle: usize,
+    pub webhook_deliveries_pending: Option<i64>,
+    pub workflow_runs_queued: Option<i64>,
+}
+
+impl Metrics {
+    /// Counts one HTTP request: `route` is the matched pattern (`/v1/accounts/{accountId}/rooms`),
+    /// or `unmatched`.
+    pub fn http_request(&self, method: &str, route: &str, status: u16, took: Duration) {
+        let mut http = self.http.lock().expect("not poisoned");
+        let stats = http
+            .entry((method.to_owned(), route.to_owned()))
+            .or_default();
+        *stats.statuses.entry(status).or_default() += 1;
+        stats.latency.observe(took);
+    }
+
+    /// The Prometheus text exposition of everything.
+    pub fn render(&self, gauges: &Gauges) -> String {
+        let mut out = String::with_capacity(16 * 1024);
+        header(
+            &mut out,
+            "collabkit_http_requests_total",
+            "counter",
+            "HTTP requests answered, by method, route pattern and status.",
+        );
+        {
+            let http = self.http.lock().expect("not poisoned");
+            for ((method, route), stats) in http.iter() {
+                for (status, count) in &stats.statuses {
+                    let _ = writeln!(out, "collabkit_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {count}", escape(route));
+                }
+            }
+            header(
+                &mut out,
+                "collabkit_http_request_duration_seconds",
+                "histogram",
+                "Time to answer an HTTP request (to the upgrade, for WebSockets).",
+            );
+            for ((method, route), stats) in http.iter() {
+                let labels = format!("method=\"{method}\",route=\"{}\"", escape(route));
+                stats
+                    .latency
+                    .render(&mut out, "collabkit_http_request_duration_seconds", &labels);
+            }
+        }
+        gauge(
+            &mut out,
+            "collabkit_http_connections",
+            "Open HTTP connections, upgraded WebSockets included.",
+            gauges.http_connections,
+        );
+        gauge(
+            &mut out,
+            "collabkit_sockets_open",
+            "Authenticated WebSockets on this node.",
+            gauges.sockets_open,
+        );
+        gauge(
+            &mut out,
+            "collabkit_sockets_joined",
+            "WebSockets that joined their room.",
+            gauges.sockets_joined,
+        );
+        gauge(
+            &mut out,
+            "collabkit_rooms_active",
+            "Rooms loaded on this node (with sockets or recent activity).",
+            gauges.rooms_active,
+        );
+        header(
+            &mut out,
+            "collabkit_db_connections",
+            "gauge",
+            "Database pool connections, by state.",
+        );
+        let _ = writeln!(
+            out,
+            "collabkit_db_connections{{state=\"in_use\"}} {}",
+            gauges.db_connections_in_use
+        );
+        let _ = writeln!(
+            out,
+            "collabkit_db_connections{{state=\"idle\"}} {}",
+            gauges.db_connections_idle
+        );
+        header(
+            &mut out,
+            "collabkit_webhook_attempts_total",
+            "counter",
+            "Webhook delivery attempts made by this node, by outcome.",
+        );
+        self.webhook_attempts
+            .render(&mut out, "collabkit_webhook_attempts_total", "outcome");
+        header(
+            &mut out,
+            "collabkit_webhook_attempt_duration_seconds",
+            "histogram",
+            "Time of a webhook delivery attempt.",
+        );
+        self.webhook_attempt_latency.render(
+            &mut out,
+            "collabkit_webhook_attempt_duration_seconds",
+            "",
+        );
+        if let Some(pending) = gauges.webhook_deliveries_pending {
+            gauge(
+                &mut out,
+                "collabkit_webhook_deliveries_pending",
+                "Webhook deliveries waiting for an attempt (all nodes).",
+                pending,
+            );
+        }
+        header(
+            &mut out,
+            "collabkit_workflow_runs_total",
+            "counter",
+            "Workflow runs recorded by this node, by status.",
+        );
+        self.workflow_runs
+            .render(&mut out, "collabkit_workflow_runs_total", "status");
+        header(
+            &mut out,
+            "collabkit_workflow_run_duration_seconds",
+            "histogram",
+            "Time of a workflow run, from its start to its outcome.",
+        );
+        self.workflow_run_duration
+            .render(&mut out, "collabkit_workflow_run_duration_seconds", "");
+        if let Some(queued) = gauges.workflow_runs_queued {
+            gauge(
+                &mut out,
+                "collabkit_workflow_runs_queued",
+                "Workflow runs waiting or running (all nodes).",
+                queued,
+            );
+        }
+        out
+    }
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, value: impl std::fmt::Display) {
+    header(out, name, "gauge", help);
+    let _ = writeln!(out, "{name} {value}");
+}
+
+/// A label value as the text format wants it.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_are_cumulative_and_requests_are_counted_by_route() {
+        let metrics = Metrics::default();
+        metrics.http_request("GET", "/healthz", 200, Duration::from_micros(500));
+        metrics.http_request("GET", "/healthz", 200, Duration::from_millis(30));
+        metrics.http_request("GET", "/healthz", 503, Duration::from_secs(20));
+        metrics.workflow_runs.add("failed");
+        metrics.workflow_runs.add("bogus");
+        let gauges = Gauges {
+            http_connections: 3,
+            sockets_open: 2,
+            sockets_joined: 1,
+            rooms_active: 1,
+            db_connections_in_use: 1,
+            db_connections_idle: 4,
+            webhook_deliveries_pending: Some(7),
+            workflow_runs_queued: None,
+        };
+        let text = metrics.render(&gauges);
+        for line in [
+            "collabkit_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"} 2",
+            "collabkit_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"503\"} 1",
+            "collabkit_http_request_duration_seconds_bucket{method=\"GET\",route=\"/healthz\",le=\"0.001\"} 1",
+            "collabkit_http_request_duration_seconds_bucket{method=\"GET\",route=\"/healthz\",le=\"0.05\"} 2",
+            "collabkit_http_request_duration_seconds_bucket{method=\"GET\",route=\"/healthz\",le=\"10\"} 2",
+            "collabkit_http_request_duration_seconds_bucket{method=\"GET\",route=\"/healthz\",le=\"+Inf\"} 3",
+            "collabkit_http_request_duration_seconds_count{method=\"GET\",route=\"/healthz\"} 3",
+            "collabkit_workflow_runs_total{status=\"failed\"} 1",
+            "collabkit_workflow_runs_total{status=\"success\"} 0",
+            "collabkit_webhook_deliveries_pending 7",
+            "collabkit_db_connections{state=\"idle\"} 4",
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+        assert!(!text.contains("collabkit_workflow_runs_queued"));
+    }
+}
