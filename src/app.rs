@@ -232,7 +232,15 @@ pub async fn build_state(config: Config, port: u16) -> anyhow::Result<AppState> 
     let node_id = nodes::node_id(&config.realtime.node_id, port);
     let files = crate::files::Storage::from_config(&config)?;
     tracing::info!(storage = files.name(), "room files storage");
-    let engine = Engine::new(store.clone(), bus, config.clone(), node_id, files);
+    let metrics = Arc::new(Metrics::default());
+    let engine = Engine::new(
+        store.clone(),
+        bus,
+        config.clone(),
+        node_id,
+        files,
+        metrics.clone(),
+    );
     nodes::start(&engine)
         .await
         .context("registering this node and cleaning up after dead ones")?;
@@ -252,7 +260,6 @@ pub async fn build_state(config: Config, port: u16) -> anyhow::Result<AppState> 
              bounded by realtime.outbox_bytes and realtime.outbox_max_delay_ms"
         );
     }
-    let metrics = Arc::new(Metrics::default());
     let workflows = Arc::new(Runner::from_config(
         &config,
         store.clone(),

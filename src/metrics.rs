@@ -108,6 +108,10 @@ pub struct Metrics {
     /// Workflow runs recorded: `success`, `failed`.
     pub workflow_runs: Outcomes<2>,
     pub workflow_run_duration: Histogram,
+    /// Socket requests by method (the protocol's names, or `invalid`).
+    socket_requests: Mutex<BTreeMap<String, u64>>,
+    /// Store entry writes committed (over the socket or REST), and their time.
+    pub store_writes: Histogram,
 }
 
 impl Default for Metrics {
@@ -118,6 +122,8 @@ impl Default for Metrics {
             webhook_attempt_latency: Histogram::default(),
             workflow_runs: Outcomes::new(["success", "failed"]),
             workflow_run_duration: Histogram::default(),
+            socket_requests: Mutex::default(),
+            store_writes: Histogram::default(),
         }
     }
 }
@@ -132,6 +138,8 @@ pub struct Gauges {
     pub db_connections_idle: usize,
     pub webhook_deliveries_pending: Option<i64>,
     pub workflow_runs_queued: Option<i64>,
+    /// With a relay (several nodes): what it carried.
+    pub relay: Option<crate::relay::RelayCounts>,
 }
 
 impl Metrics {
@@ -144,6 +152,17 @@ impl Metrics {
             .or_default();
         *stats.statuses.entry(status).or_default() += 1;
         stats.latency.observe(took);
+    }
+
+    /// Counts one socket request of `method` (a protocol method name, or `invalid`).
+    pub fn socket_request(&self, method: &str) {
+        let mut requests = self.socket_requests.lock().expect("not poisoned");
+        match requests.get_mut(method) {
+            Some(count) => *count += 1,
+            None => {
+                requests.insert(method.to_owned(), 1);
+            }
+        }
     }
 
     /// The Prometheus text exposition of everything.
@@ -193,6 +212,45 @@ impl Metrics {
             "WebSockets that joined their room.",
             gauges.sockets_joined,
         );
+        header(&mut out, "collabkit_socket_requests_total", "counter", "Socket requests received, by method (`invalid`: a method or params that did not parse).");
+        for (method, count) in self.socket_requests.lock().expect("not poisoned").iter() {
+            let _ = writeln!(
+                out,
+                "collabkit_socket_requests_total{{method=\"{}\"}} {count}",
+                escape(method)
+            );
+        }
+        header(
+            &mut out,
+            "collabkit_store_write_duration_seconds",
+            "histogram",
+            "Store entry writes committed, and their time (count: the writes).",
+        );
+        self.store_writes
+            .render(&mut out, "collabkit_store_write_duration_seconds", "");
+        if let Some(relay) = &gauges.relay {
+            header(
+                &mut out,
+                "collabkit_relay_messages_total",
+                "counter",
+                "Room messages through Redis, by direction (`dropped`: queues full or Redis away).",
+            );
+            let _ = writeln!(
+                out,
+                "collabkit_relay_messages_total{{direction=\"published\"}} {}",
+                relay.published
+            );
+            let _ = writeln!(
+                out,
+                "collabkit_relay_messages_total{{direction=\"received\"}} {}",
+                relay.received
+            );
+            let _ = writeln!(
+                out,
+                "collabkit_relay_messages_total{{direction=\"dropped\"}} {}",
+                relay.dropped
+            );
+        }
         gauge(
             &mut out,
             "collabkit_rooms_active",
@@ -308,7 +366,10 @@ mod tests {
             db_connections_idle: 4,
             webhook_deliveries_pending: Some(7),
             workflow_runs_queued: None,
+            relay: None,
         };
+        metrics.socket_request("presence.update");
+        metrics.socket_request("presence.update");
         let text = metrics.render(&gauges);
         for line in [
             "collabkit_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"} 2",
@@ -322,9 +383,12 @@ mod tests {
             "collabkit_workflow_runs_total{status=\"success\"} 0",
             "collabkit_webhook_deliveries_pending 7",
             "collabkit_db_connections{state=\"idle\"} 4",
+            "collabkit_socket_requests_total{method=\"presence.update\"} 2",
+            "collabkit_store_write_duration_seconds_count 0",
         ] {
             assert!(text.contains(line), "{line} in\n{text}");
         }
         assert!(!text.contains("collabkit_workflow_runs_queued"));
+        assert!(!text.contains("collabkit_relay_messages_total"));
     }
 }

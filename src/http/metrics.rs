@@ -29,6 +29,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         db_connections_idle: idle,
         webhook_deliveries_pending: depths.map(|(pending, _)| pending),
         workflow_runs_queued: depths.map(|(_, queued)| queued),
+        relay: hub.relay().map(|relay| relay.counts()),
     };
     (
         StatusCode::OK,

@@ -57,6 +57,14 @@ enum Subscription {
     Unsubscribe(RoomId),
 }
 
+/// What a relay has carried, for metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RelayCounts {
+    pub published: u64,
+    pub received: u64,
+    pub dropped: u64,
+}
+
 /// The node's side of the relay; cheap to clone.
 #[derive(Clone)]
 pub struct Relay(Arc<Inner>);
@@ -69,6 +77,9 @@ struct Inner {
     publisher_up: AtomicBool,
     subscriber_up: AtomicBool,
     dropped: AtomicU64,
+    /// Messages handed to the publisher, and received from other nodes (for metrics).
+    published: AtomicU64,
+    received: AtomicU64,
     /// Rooms whose messages were dropped since the publisher last reported them.
     lost: std::sync::Mutex<HashSet<RoomId>>,
     /// Rooms whose received messages were dropped (the node did not keep up).
@@ -97,6 +108,8 @@ impl Relay {
             publisher_up: AtomicBool::new(false),
             subscriber_up: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
+            published: AtomicU64::new(0),
+            received: AtomicU64::new(0),
             lost: std::sync::Mutex::default(),
             missed: std::sync::Mutex::default(),
             confirmed: std::sync::Mutex::default(),
@@ -112,6 +125,15 @@ impl Relay {
         (relay, incoming)
     }
 
+    /// Messages published, received and dropped (either way) since start.
+    pub fn counts(&self) -> RelayCounts {
+        RelayCounts {
+            published: self.0.published.load(Ordering::Relaxed),
+            received: self.0.received.load(Ordering::Relaxed),
+            dropped: self.0.dropped.load(Ordering::Relaxed),
+        }
+    }
+
     /// The node this relay is of.
     pub fn node(&self) -> &NodeId {
         &self.0.node
@@ -120,8 +142,11 @@ impl Relay {
     /// Publishes on the room's channel, without waiting (dropped if the queue is full).
     pub fn publish(&self, room_id: RoomId, payload: Bytes) {
         // Closed: the node is shutting down, nothing more goes out.
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.0.publish.try_send((room_id, payload))
-        {
+        let sent = self.0.publish.try_send((room_id, payload));
+        if sent.is_ok() {
+            self.0.published.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Err(mpsc::error::TrySendError::Full(_)) = sent {
             self.lose(room_id);
             let dropped = self.0.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if dropped.is_power_of_two() {
@@ -497,6 +522,7 @@ fn hand_over(relay: &Relay, reply: Reply, received: &mpsc::Sender<Received>) {
         }
         _ => return,
     };
+    relay.0.received.fetch_add(1, Ordering::Relaxed);
     let message = Received::Message {
         room_id,
         payload: Bytes::copy_from_slice(payload),

@@ -98,10 +98,12 @@ impl Engine {
         };
         let by = origin.user();
         self.write_in_order(scope, origin, async {
+            let started = std::time::Instant::now();
             let change = self
                 .store()
                 .write_entry(scope, store, key, &write, limits, by)
                 .await?;
+            self.metrics().store_writes.observe(started.elapsed());
             self.count(scope, Activity::StoreWrite);
             let told = Told {
                 frames: change

@@ -30,6 +30,7 @@ use crate::config::Config;
 use crate::domain::{ConnectionId, NodeId, UserId};
 use crate::events::EventBus;
 use crate::files::Storage;
+use crate::metrics::Metrics;
 use crate::relay::{RedisUrl, Relay};
 use crate::store::{DynStore, PageSize};
 
@@ -77,6 +78,7 @@ struct Parts {
     config: Config,
     files: Storage,
     analytics: Arc<Analytics>,
+    metrics: Arc<Metrics>,
     reads: reads::RoomReads,
 }
 
@@ -87,6 +89,7 @@ impl Engine {
         config: Config,
         node_id: NodeId,
         files: Storage,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let first_page = PageSize {
             items: config.realtime.page_users,
@@ -119,12 +122,18 @@ impl Engine {
             config,
             files,
             analytics: Arc::default(),
+            metrics,
             reads,
         }));
         if let Some(incoming) = incoming {
             tokio::spawn(engine.clone().receive_relayed(incoming));
         }
         engine
+    }
+
+    /// What `GET /metrics` shows.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.0.metrics
     }
 
     /// The activity counters the dashboard's charts are drawn from.

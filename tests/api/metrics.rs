@@ -88,6 +88,14 @@ async fn metrics_follow_requests_sockets_runs_and_deliveries(backend: Backend) {
         Some(0.0)
     );
     assert!(sample(&text, "collabkit_db_connections{state=\"idle\"}").is_some());
+    assert_eq!(
+        sample(
+            &text,
+            "collabkit_socket_requests_total{method=\"room.join\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
     // No label carries an id, a name or a key.
     for secret in [room_id.as_str(), account.id.as_str(), "Alice", "metered"] {
         assert!(!text.contains(secret), "{secret} in the metrics");

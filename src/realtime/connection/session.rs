@@ -160,6 +160,13 @@ impl Session {
                 // with a character it cannot hold.
                 let request = ApiError::check_storable(&params, "params")
                     .and_then(|()| Request::parse(&method, params));
+                // Only methods that parsed are named: the label's values stay the protocol's.
+                let counted = if request.is_ok() {
+                    method.as_str()
+                } else {
+                    "invalid"
+                };
+                self.engine.metrics().socket_request(counted);
                 // `room.join` has an answer of its own, encoded without a `Value` between.
                 let answer = match request {
                     Ok(Request::RoomJoin) => self.join().await.map(|j| Answer::Joined(Box::new(j))),
