@@ -55,6 +55,7 @@ pub struct Config {
     pub secrets_previous_keys: Vec<String>,
     pub database: DatabaseConfig,
     pub log: LogConfig,
+    pub traces: TracesConfig,
     pub auth: AuthConfig,
     pub rate_limit: RateLimitConfig,
     pub limits: LimitsConfig,
@@ -85,6 +86,15 @@ pub struct DatabaseConfig {
 pub enum LogFormat {
     Human,
     Json,
+}
+
+/// OpenTelemetry traces over OTLP/HTTP (docs/operations.md#traces).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TracesConfig {
+    /// Where spans are posted (`http://collector:4318/v1/traces`); empty: no traces.
+    pub otlp_endpoint: String,
+    pub service_name: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -24,7 +24,7 @@ async fn serve() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    collabkit::telemetry::init(&config.log);
+    collabkit::telemetry::init(&config.log, &config.traces);
     match cli::run(cli.command.unwrap_or(Command::Serve), config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -281,7 +281,9 @@ impl Hub {
             self.0.config.clone(),
             self.0.first_page,
         );
-        let span = tracing::info_span!("room", room = %scope.room_id);
+        // A root: the room outlives the request or socket that loaded it (a child would hold
+        // that one's span open, in the logs and in traces, as long as the room is loaded).
+        let span = tracing::info_span!(parent: None, "room", room = %scope.room_id);
         tokio::spawn(tracing::Instrument::instrument(actor.run(inbox), span));
         handle
     }

@@ -85,7 +85,7 @@ impl TestApp {
 
     /// Starts a server on an existing database (to restart one, say).
     pub async fn start_on(db: TestDatabase, config: Config) -> Self {
-        collabkit::telemetry::init(&config.log);
+        collabkit::telemetry::init(&config.log, &config.traces);
         let app = App::build(config.clone()).await.expect("the app builds");
         let base = format!("http://{}", app.local_addr());
         let state = app.state().clone();

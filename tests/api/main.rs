@@ -32,6 +32,7 @@ mod rooms;
 mod router;
 mod secrets;
 mod stores;
+mod traces;
 mod users;
 mod webhooks;
 mod workflow_runs;
