@@ -13,7 +13,7 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::layout::{self, public_page};
-use super::{client_address, see_other, PageError, PageForm, PageResult, Signed};
+use super::{client_address, see_other, CsrfForm, PageError, PageForm, PageResult, Signed};
 use crate::auth::sessions::{clear_cookie, hex_sha256, secure_for, CookieToken, SessionToken};
 use crate::auth::{passwords, GeneratedKey};
 use crate::config::SignupPolicy;
@@ -51,12 +51,6 @@ struct LoginForm {
     email: String,
     #[serde(default)]
     password: String,
-}
-
-#[derive(Deserialize)]
-struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
 }
 
 #[derive(Deserialize)]

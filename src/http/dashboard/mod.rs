@@ -23,6 +23,7 @@ use axum::routing::get;
 use axum::Router;
 use maud::Markup;
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 
 use crate::auth::sessions::{secure_for, CookieToken, SessionToken};
 use crate::domain::{Account, Email, LoginId, Role};
@@ -191,6 +192,13 @@ impl axum::extract::OptionalFromRequestParts<AppState> for Signed {
                 .ok(),
         )
     }
+}
+
+/// A form that carries nothing but its CSRF token (a button's).
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    pub csrf: String,
 }
 
 /// A form's fields, repeated ones (checkboxes) kept.

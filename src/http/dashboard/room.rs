@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::layout::{self, page, secret_once, when, Nav};
 use super::rooms::duration;
-use super::{see_other, PageError, PageForm, PageResult, Signed};
+use super::{see_other, CsrfForm, PageError, PageForm, PageResult, Signed};
 use crate::domain::{FileKey, RoomId, Timestamp, UserId, UserStatus};
 use crate::http::files::public_base;
 use crate::http::validation;
@@ -282,12 +282,6 @@ struct UserForm {
     csrf: String,
     #[serde(default)]
     name: String,
-}
-
-#[derive(Deserialize)]
-struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
 }
 
 async fn create_user(

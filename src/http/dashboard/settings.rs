@@ -11,7 +11,7 @@ use maud::html;
 use serde::Deserialize;
 
 use super::layout::{self, page, secret_once, when, Nav};
-use super::{see_other, PageError, PageForm, PageResult, Signed};
+use super::{see_other, CsrfForm, PageError, PageForm, PageResult, Signed};
 use crate::auth::sessions::{hex_sha256, random_token};
 use crate::auth::GeneratedKey;
 use crate::domain::{ApiKeyId, InvitationId, LoginId, Role, Timestamp};
@@ -277,12 +277,6 @@ struct NameForm {
     csrf: String,
     #[serde(default)]
     name: String,
-}
-
-#[derive(Deserialize)]
-struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
 }
 
 #[derive(Deserialize)]

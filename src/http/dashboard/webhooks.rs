@@ -11,7 +11,7 @@ use axum::Router;
 use maud::{html, Markup};
 
 use super::layout::{self, page, secret_once, when, Nav};
-use super::{room_field, see_other, Fields, PageError, PageForm, PageResult, Signed};
+use super::{room_field, see_other, CsrfForm, Fields, PageError, PageForm, PageResult, Signed};
 use crate::domain::webhook::{test_body, Webhook, TEST_EVENT};
 use crate::domain::{EventKind, RoomId, Timestamp};
 use crate::state::AppState;
@@ -320,12 +320,6 @@ async fn update_webhook(
         .update_webhook(session.account.id, &hook.id, &changes)
         .await?;
     Ok(see_other(&format!("/dashboard/webhooks/{}", hook.id)))
-}
-
-#[derive(serde::Deserialize)]
-struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
 }
 
 async fn send_test(

@@ -10,7 +10,7 @@ use axum::Router;
 use maud::{html, Markup};
 
 use super::layout::{self, page_with_status, when, Nav};
-use super::{room_field, see_other, Fields, PageError, PageForm, PageResult, Signed};
+use super::{room_field, see_other, CsrfForm, Fields, PageError, PageForm, PageResult, Signed};
 use crate::domain::workflow::{Execution, Workflow};
 use crate::domain::{EventKind, RoomId, Timestamp};
 use crate::http::validation;
@@ -466,12 +466,6 @@ async fn test_refused(
 ) -> PageResult {
     let shown = Shown::Refused(Draft::of(workflow), message);
     render_workflow(state, session, workflow, shown).await
-}
-
-#[derive(serde::Deserialize)]
-struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
 }
 
 async fn delete_workflow(
