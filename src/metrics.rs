@@ -112,6 +112,8 @@ pub struct Metrics {
     socket_requests: Mutex<BTreeMap<String, u64>>,
     /// Store entry writes committed (over the socket or REST), and their time.
     pub store_writes: Histogram,
+    /// Authenticated sockets closed, by close code (docs/protocol.md); `4000`: too slow.
+    socket_closes: Outcomes<10>,
 }
 
 impl Default for Metrics {
@@ -124,6 +126,9 @@ impl Default for Metrics {
             workflow_run_duration: Histogram::default(),
             socket_requests: Mutex::default(),
             store_writes: Histogram::default(),
+            socket_closes: Outcomes::new([
+                "1000", "1001", "1002", "1009", "1013", "4000", "4001", "4401", "4404", "other",
+            ]),
         }
     }
 }
@@ -162,6 +167,16 @@ impl Metrics {
             None => {
                 requests.insert(method.to_owned(), 1);
             }
+        }
+    }
+
+    /// Counts an authenticated socket's close with `code`.
+    pub fn socket_closed(&self, code: u16) {
+        let code = code.to_string();
+        if self.socket_closes.names.contains(&code.as_str()) {
+            self.socket_closes.add(&code);
+        } else {
+            self.socket_closes.add("other");
         }
     }
 
@@ -220,6 +235,14 @@ impl Metrics {
                 escape(method)
             );
         }
+        header(
+            &mut out,
+            "collabkit_socket_closes_total",
+            "counter",
+            "Authenticated sockets closed, by close code (4000: too slow, 4001: no heartbeat).",
+        );
+        self.socket_closes
+            .render(&mut out, "collabkit_socket_closes_total", "code");
         header(
             &mut out,
             "collabkit_store_write_duration_seconds",

@@ -109,6 +109,14 @@ async fn metrics_follow_requests_sockets_runs_and_deliveries(backend: Backend) {
         "{text}"
     );
     socket.close().await;
+    let closed = eventually(Duration::from_secs(10), || async {
+        sample(
+            &scrape(&app).await,
+            "collabkit_socket_closes_total{code=\"1000\"}",
+        ) == Some(1.0)
+    })
+    .await;
+    assert!(closed, "{}", scrape(&app).await);
 
     let off = TestApp::start_with(backend, |config| config.metrics.enabled = false).await;
     let reply = off

@@ -140,6 +140,7 @@ async fn serve(
     );
 
     let bucket = TokenBucket::full(f64::from(config.message_burst), Instant::now());
+    let metrics = engine.metrics().clone();
     let mut session = Session::new(engine, member, bucket);
     // Once the socket is told it is in, what other nodes tell its room's sockets (its user or
     // room deleted) reaches it.
@@ -177,6 +178,7 @@ async fn serve(
     if !closer.is_closed() {
         closer.close(close::NORMAL, "bye");
     }
+    metrics.socket_closed(closer.reason().0);
     // Until the writer has said goodbye, and a moment after for the client's own close, read
     // (and drop) what the client still sends: a socket closed with unread input is reset,
     // and the client would lose the close frame with its reason.
