@@ -114,6 +114,8 @@ pub struct Metrics {
     pub store_writes: Histogram,
     /// Authenticated sockets closed, by close code (docs/protocol.md); `4000`: too slow.
     socket_closes: Outcomes<10>,
+    /// Presence updates that replaced a state of the same user not yet sent (latest wins).
+    pub presence_coalesced: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -126,6 +128,7 @@ impl Default for Metrics {
             workflow_run_duration: Histogram::default(),
             socket_requests: Mutex::default(),
             store_writes: Histogram::default(),
+            presence_coalesced: AtomicU64::new(0),
             socket_closes: Outcomes::new([
                 "1000", "1001", "1002", "1009", "1013", "4000", "4001", "4401", "4404", "other",
             ]),
@@ -235,6 +238,14 @@ impl Metrics {
                 escape(method)
             );
         }
+        header(
+            &mut out,
+            "collabkit_presence_coalesced_total",
+            "counter",
+            "Presence updates replaced by a later one of the same user before they went out.",
+        );
+        let coalesced = self.presence_coalesced.load(Ordering::Relaxed);
+        let _ = writeln!(out, "collabkit_presence_coalesced_total {coalesced}");
         header(
             &mut out,
             "collabkit_socket_closes_total",

@@ -6,6 +6,7 @@
 //! following, order.)
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -24,6 +25,7 @@ use super::relay::{self, Recipients};
 use crate::config::RealtimeConfig;
 use crate::domain::{ConnectionId, User, UserId};
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 use crate::store::{DynStore, Joined, Left, PageSize, RoomScope, UserPage};
 
 /// Commands queued for a room before senders wait.
@@ -155,6 +157,8 @@ pub struct RoomActor {
     rooms: RoomMap,
     store: DynStore,
     config: RealtimeConfig,
+    /// Where coalesced presence updates are counted.
+    metrics: Arc<Metrics>,
     members: HashMap<ConnectionId, Member>,
     presence: PresenceBoard,
     follows: Arc<FollowGraph>,
@@ -177,12 +181,14 @@ impl RoomActor {
         store: DynStore,
         config: RealtimeConfig,
         first_page: PageSize,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             scope,
             rooms,
             store,
             config,
+            metrics,
             members: HashMap::new(),
             presence: PresenceBoard::default(),
             follows: Arc::default(),
@@ -359,6 +365,11 @@ impl RoomActor {
                 }
                 let budget = self.config.max_room_presence_bytes;
                 let taken = self.presence.update(user_id, state, budget);
+                if taken == Ok(true) {
+                    self.metrics
+                        .presence_coalesced
+                        .fetch_add(1, Ordering::Relaxed);
+                }
                 let _ = reply.send(taken != Err(RoomPresenceFull));
                 self.send_presence_if_due();
             }

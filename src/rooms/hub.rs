@@ -18,6 +18,7 @@ use super::membership::{Change, SUBSCRIBE_WAIT};
 use super::outbox::{close, Outbox};
 use crate::config::RealtimeConfig;
 use crate::domain::{ConnectionId, NodeId, RoomId, UserId};
+use crate::metrics::Metrics;
 use crate::relay::Relay;
 use crate::store::{DynStore, PageSize, RoomScope};
 
@@ -157,6 +158,8 @@ struct HubInner {
     other_nodes: AtomicUsize,
     shutdown: CancellationToken,
     connections: TaskTracker,
+    /// For the actors (coalesced presence).
+    metrics: Arc<Metrics>,
 }
 
 impl Hub {
@@ -167,6 +170,7 @@ impl Hub {
         node_id: NodeId,
         relay: Option<Relay>,
         shutdown: CancellationToken,
+        metrics: Arc<Metrics>,
     ) -> Self {
         // SQLite writes through one connection: a lane. PostgreSQL takes several writers.
         let lanes = if store.shared() { MEMBERSHIP_LANES } else { 1 };
@@ -184,6 +188,7 @@ impl Hub {
             node_id,
             other_nodes: AtomicUsize::new(0),
             shutdown,
+            metrics,
             connections: TaskTracker::new(),
         }))
     }
@@ -280,6 +285,7 @@ impl Hub {
             self.0.store.clone(),
             self.0.config.clone(),
             self.0.first_page,
+            self.0.metrics.clone(),
         );
         // A root: the room outlives the request or socket that loaded it (a child would hold
         // that one's span open, in the logs and in traces, as long as the room is loaded).

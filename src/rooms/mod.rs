@@ -111,6 +111,7 @@ impl Engine {
             node_id,
             relay,
             shutdown,
+            metrics.clone(),
         );
         // On a database other nodes share, room answers are kept only once the feed of their
         // changes is up (`follow_room_changes`).

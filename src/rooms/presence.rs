@@ -96,13 +96,14 @@ pub struct NewState {
 
 impl PresenceBoard {
     /// Records `state` for `user`, unless the room's states would then weigh more than
-    /// `budget` together (the whole board is what a joining socket receives).
+    /// `budget` together (the whole board is what a joining socket receives). True when it
+    /// replaced a state of that user that had not gone out yet (coalesced).
     pub fn update(
         &mut self,
         user: UserId,
         new: NewState,
         budget: usize,
-    ) -> Result<(), RoomPresenceFull> {
+    ) -> Result<bool, RoomPresenceFull> {
         let held = self.slots.get(&user).map_or(0, |slot| slot.bytes);
         let total = self.bytes - held + new.bytes;
         if total > budget && new.bytes > held {
@@ -116,11 +117,12 @@ impl PresenceBoard {
         });
         slot.state = new.state;
         slot.bytes = new.bytes;
-        if !slot.changed {
+        let coalesced = slot.changed;
+        if !coalesced {
             slot.changed = true;
             self.changed.push(user);
         }
-        Ok(())
+        Ok(coalesced)
     }
 
     /// When the changes waiting are due: an interval after presence last went out (at once
@@ -371,10 +373,12 @@ mod tests {
         // Nothing went out for an interval: the first change is due at once.
         assert_eq!(board.due(start, interval), Some(start));
         assert_eq!(board.take_changed(start), vec![(a, Value::from(1))]);
-        for n in 2..=10 {
-            board.update(a, state(n), BUDGET).unwrap();
+        // The first change after a tick waits for it; each one after replaces it (coalesced).
+        assert_eq!(board.update(a, state(2), BUDGET), Ok(false));
+        for n in 3..=10 {
+            assert_eq!(board.update(a, state(n), BUDGET), Ok(true));
         }
-        board.update(b, state(100), BUDGET).unwrap();
+        assert_eq!(board.update(b, state(100), BUDGET), Ok(false));
         // Then one tick per interval, each user's latest state, in the order they changed.
         let due = board.due(start, interval).unwrap();
         assert_eq!(due, start + interval);
