@@ -80,6 +80,9 @@ pub trait WorkflowStore: Send + Sync {
     /// Records the execution of a run and removes the run, in one transaction. False if the
     /// event's execution was recorded already (by a node whose lease had run out).
     async fn finish_run(&self, run: &DueRun, execution: &Execution) -> StoreResult<bool>;
+    /// Whether a queued run can be leased now: one cheap read, so that an idle node's polling
+    /// writes nothing.
+    async fn runs_due(&self, now: Timestamp) -> StoreResult<bool>;
     /// Ends the leases `node` holds (its previous life's, cut short by a crash or a stop): its
     /// runs can be taken again at once. How many.
     async fn release_runs(&self, node: &NodeId) -> StoreResult<u64>;
@@ -403,6 +406,20 @@ where
             .await?;
         tx.commit().await?;
         Ok(recorded)
+    }
+
+    async fn runs_due(&self, now: Timestamp) -> StoreResult<bool> {
+        let due: Option<i64> = sqlx::query_scalar(
+            "SELECT CAST(1 AS BIGINT) FROM workflow_runs r \
+             WHERE (r.locked_until IS NULL OR r.locked_until < $1) \
+               AND EXISTS (SELECT 1 FROM workflows w WHERE w.id = r.workflow_id AND w.enabled = $2) \
+             LIMIT 1",
+        )
+        .bind(now.as_millis())
+        .bind(true)
+        .fetch_optional(&self.reads)
+        .await?;
+        Ok(due.is_some())
     }
 
     async fn release_runs(&self, node: &NodeId) -> StoreResult<u64> {

@@ -250,6 +250,11 @@ pub async fn run(
 
 async fn claim(runner: &Runner, store: &DynStore, node: &NodeId, limit: usize) -> Vec<DueRun> {
     let now = Timestamp::now();
+    // Leasing is a write: a read first tells whether anything is due at all (it cannot say:
+    // try the lease).
+    if let Ok(false) = store.runs_due(now).await {
+        return Vec::new();
+    }
     let until = now.plus_millis(runner.lease().as_millis() as i64);
     match store.claim_runs(node, now, until, limit as i64).await {
         Ok(due) => due,

@@ -175,11 +175,14 @@ async fn dispatched_events_queue_runs_leased_to_one_node(backend: Backend) {
     other_event.events = vec![EventKind::UserDeleted];
     f.store.create_workflow(&other_event, 10).await.unwrap();
 
+    let now = Timestamp::now();
+    assert!(!f.store.runs_due(now).await.unwrap(), "nothing queued yet");
     f.user(scope, "Ada").await;
     assert_eq!(f.store.dispatch_events(100).await.unwrap(), 1);
 
     let (a, b) = (NodeId::new("node-a"), NodeId::new("node-b"));
     let now = Timestamp::now();
+    assert!(f.store.runs_due(now).await.unwrap());
     let until = Timestamp::from_millis(now.as_millis() + 30_000);
     let runs = f.store.claim_runs(&a, now, until, 10).await.unwrap();
     assert_eq!(
@@ -203,10 +206,15 @@ async fn dispatched_events_queue_runs_leased_to_one_node(backend: Backend) {
             .is_empty(),
         "held"
     );
+    assert!(
+        !f.store.runs_due(now).await.unwrap(),
+        "a leased run is not due"
+    );
 
     // The lease runs out: another node takes the run over.
     let after = Timestamp::from_millis(until.as_millis() + 1);
     let later = Timestamp::from_millis(after.as_millis() + 30_000);
+    assert!(f.store.runs_due(after).await.unwrap(), "its lease ran out");
     let taken = f.store.claim_runs(&b, after, later, 10).await.unwrap();
     assert_eq!(taken.len(), 1);
     assert_eq!(taken[0].attempts, 2);
@@ -238,6 +246,7 @@ async fn dispatched_events_queue_runs_leased_to_one_node(backend: Backend) {
         .await
         .unwrap()
         .is_empty());
+    assert!(!f.store.runs_due(later).await.unwrap(), "done");
     // Dispatching again queues nothing: the event's run is done.
     assert_eq!(f.store.dispatch_events(100).await.unwrap(), 0);
 }
