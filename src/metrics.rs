@@ -76,11 +76,14 @@ impl<const N: usize> Outcomes<N> {
         }
     }
 
-    /// Counts one `outcome` (one of the names given at creation).
-    pub fn add(&self, outcome: &str) {
-        if let Some(i) = self.names.iter().position(|&name| name == outcome) {
+    /// Counts one `outcome`; false (nothing counted) unless it is one of the names given at
+    /// creation.
+    pub fn add(&self, outcome: &str) -> bool {
+        let found = self.names.iter().position(|&name| name == outcome);
+        if let Some(i) = found {
             self.counts[i].fetch_add(1, Ordering::Relaxed);
         }
+        found.is_some()
     }
 
     fn render(&self, out: &mut String, name: &str, label: &str) {
@@ -100,8 +103,8 @@ struct RouteStats {
 
 /// What this process counts.
 pub struct Metrics {
-    /// By (method, route pattern).
-    http: Mutex<BTreeMap<(String, String), RouteStats>>,
+    /// By route pattern, then method.
+    http: Mutex<BTreeMap<String, BTreeMap<String, RouteStats>>>,
     /// Webhook delivery attempts: `delivered`, `failed` (to be retried or given up).
     pub webhook_attempts: Outcomes<2>,
     pub webhook_attempt_latency: Histogram,
@@ -155,30 +158,22 @@ impl Metrics {
     /// or `unmatched`.
     pub fn http_request(&self, method: &str, route: &str, status: u16, took: Duration) {
         let mut http = self.http.lock().expect("not poisoned");
-        let stats = http
-            .entry((method.to_owned(), route.to_owned()))
-            .or_default();
+        let stats = slot(slot(&mut http, route), method);
         *stats.statuses.entry(status).or_default() += 1;
         stats.latency.observe(took);
     }
 
     /// Counts one socket request of `method` (a protocol method name, or `invalid`).
     pub fn socket_request(&self, method: &str) {
-        let mut requests = self.socket_requests.lock().expect("not poisoned");
-        match requests.get_mut(method) {
-            Some(count) => *count += 1,
-            None => {
-                requests.insert(method.to_owned(), 1);
-            }
-        }
+        *slot(
+            &mut self.socket_requests.lock().expect("not poisoned"),
+            method,
+        ) += 1;
     }
 
     /// Counts an authenticated socket's close with `code`.
     pub fn socket_closed(&self, code: u16) {
-        let code = code.to_string();
-        if self.socket_closes.names.contains(&code.as_str()) {
-            self.socket_closes.add(&code);
-        } else {
+        if !self.socket_closes.add(&code.to_string()) {
             self.socket_closes.add("other");
         }
     }
@@ -194,7 +189,7 @@ impl Metrics {
         );
         {
             let http = self.http.lock().expect("not poisoned");
-            for ((method, route), stats) in http.iter() {
+            for (route, method, stats) in by_route(&http) {
                 for (status, count) in &stats.statuses {
                     let _ = writeln!(out, "collabkit_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {count}", escape(route));
                 }
@@ -205,7 +200,7 @@ impl Metrics {
                 "histogram",
                 "Time to answer an HTTP request (to the upgrade, for WebSockets).",
             );
-            for ((method, route), stats) in http.iter() {
+            for (route, method, stats) in by_route(&http) {
                 let labels = format!("method=\"{method}\",route=\"{}\"", escape(route));
                 stats
                     .latency
@@ -360,6 +355,26 @@ impl Metrics {
         }
         out
     }
+}
+
+/// Every (route, method) and its stats.
+fn by_route(
+    http: &BTreeMap<String, BTreeMap<String, RouteStats>>,
+) -> impl Iterator<Item = (&String, &String, &RouteStats)> {
+    http.iter().flat_map(|(route, methods)| {
+        methods
+            .iter()
+            .map(move |(method, stats)| (route, method, stats))
+    })
+}
+
+/// The entry of `key`, made on first use: a key seen before costs no allocation (these are
+/// counted on every request).
+fn slot<'a, V: Default>(map: &'a mut BTreeMap<String, V>, key: &str) -> &'a mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_owned(), V::default());
+    }
+    map.get_mut(key).expect("just inserted")
 }
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
