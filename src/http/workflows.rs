@@ -125,15 +125,20 @@ async fn get_workflow(
     State(state): State<AppState>,
     path: PathParams,
 ) -> Result<Reply, ApiError> {
-    let workflow = state
-        .store()
-        .get_workflow(auth.account_id, path.text("id"))
-        .await?
-        .ok_or(ApiError::not_found(Entity::Workflow))?;
+    let workflow = find(&state, auth.account_id, path.text("id")).await?;
     Ok(Reply::ok(
         "Workflow retrieved",
         json!({ "workflow": workflow }),
     ))
+}
+
+/// The account's workflow `id`, or `NotFound(Workflow)`.
+async fn find(state: &AppState, account_id: AccountId, id: &str) -> Result<Workflow, ApiError> {
+    state
+        .store()
+        .get_workflow(account_id, id)
+        .await?
+        .ok_or(ApiError::not_found(Entity::Workflow))
 }
 
 #[derive(Deserialize)]
@@ -240,11 +245,7 @@ async fn test_workflow(
     path: PathParams,
     JsonBody(body): JsonBody<TestWorkflowBody>,
 ) -> Result<Reply, ApiError> {
-    let workflow = state
-        .store()
-        .get_workflow(auth.account_id, path.text("id"))
-        .await?
-        .ok_or(ApiError::not_found(Entity::Workflow))?;
+    let workflow = find(&state, auth.account_id, path.text("id")).await?;
     let room_id = match (&body.room_id, workflow.room_id) {
         (Some(text), _) => validation::room(&state, auth.account_id, text).await?,
         (None, Some(room)) => room,

@@ -107,22 +107,9 @@ impl Runner {
         event_name: &str,
         event: Value,
     ) -> Execution {
-        let started = Instant::now();
-        let created_at = Timestamp::now();
+        let (started, created_at) = (Instant::now(), Timestamp::now());
         let outcome = self.outcome(workflow, room, event).await;
-        Execution {
-            id: Execution::new_id(),
-            workflow_id: workflow.id.clone(),
-            event: event_name.to_owned(),
-            status: match outcome.status {
-                Status::Success => ExecutionStatus::Success,
-                Status::Failed => ExecutionStatus::Failed,
-            },
-            result: outcome.result,
-            duration_ms: started.elapsed().as_millis() as i64,
-            logs: outcome.logs,
-            created_at,
-        }
+        execution(workflow, event_name, outcome, started, created_at)
     }
 
     async fn outcome(&self, workflow: &Workflow, room_id: RoomId, event: Value) -> Outcome {
@@ -150,6 +137,29 @@ impl Runner {
 
     fn lease(&self) -> Duration {
         Duration::from_millis(self.limits.time_ms) + LEASE_MARGIN
+    }
+}
+
+/// The record of a run of `workflow` on `event_name` that started at `started`.
+fn execution(
+    workflow: &Workflow,
+    event_name: &str,
+    outcome: Outcome,
+    started: Instant,
+    created_at: Timestamp,
+) -> Execution {
+    Execution {
+        id: Execution::new_id(),
+        workflow_id: workflow.id.clone(),
+        event: event_name.to_owned(),
+        status: match outcome.status {
+            Status::Success => ExecutionStatus::Success,
+            Status::Failed => ExecutionStatus::Failed,
+        },
+        result: outcome.result,
+        duration_ms: started.elapsed().as_millis() as i64,
+        logs: outcome.logs,
+        created_at,
     }
 }
 
@@ -269,12 +279,22 @@ async fn claim(runner: &Runner, store: &DynStore, node: &NodeId, limit: usize) -
 /// again when the lease ends, and the first record wins.
 async fn finish(runner: &Runner, store: &DynStore, due: DueRun) {
     let event: Value = serde_json::from_str(&due.payload).unwrap_or(Value::Null);
-    // Every workflow event happens in a room (`store::events`).
-    let Some(room) = event["room"]["id"].as_str().and_then(|id| id.parse().ok()) else {
-        tracing::warn!(event = %due.event_id, "a queued workflow run's event names no room");
-        return;
+    // Every workflow event happens in a room (`store::events`). One that does not is recorded
+    // as failed, not left to be leased again and again.
+    let room = event["room"]["id"].as_str().and_then(|id| id.parse().ok());
+    let execution = match room {
+        Some(room) => runner.execute(&due.workflow, room, &due.event, event).await,
+        None => {
+            let refused = failed("the event names no room".to_owned());
+            execution(
+                &due.workflow,
+                &due.event,
+                refused,
+                Instant::now(),
+                Timestamp::now(),
+            )
+        }
     };
-    let execution = runner.execute(&due.workflow, room, &due.event, event).await;
     match store.finish_run(&due, &execution).await {
         Ok(_) => {
             let metrics = &runner.metrics;
