@@ -1,10 +1,11 @@
 //! Accounts (organizations) and their API keys.
 
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::{AccountId, ApiKeyId, Timestamp};
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Account {
     pub id: AccountId,
     pub name: String,
@@ -13,7 +14,7 @@ pub struct Account {
 
 /// An API key as the platform keeps it: never the key itself, only a hash and a short prefix
 /// so that people can tell their keys apart.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
 pub struct ApiKey {
     pub id: ApiKeyId,
     pub account_id: AccountId,

@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::ids::InvalidId;
@@ -61,6 +62,14 @@ macro_rules! prefixed_id {
                 serializer.serialize_str(&self.0)
             }
         }
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                super::ids::prefixed_id_schema(Self::PREFIX)
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
     };
 }
 
@@ -80,7 +89,7 @@ pub type Metadata = Map<String, Value>;
 
 /// A thread and its first comments, oldest first (all of them when few: see
 /// `comment_count` and `comments_cursor`).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
 pub struct Thread {
     pub id: ThreadId,
     pub room_id: RoomId,
@@ -91,6 +100,7 @@ pub struct Thread {
     pub resolved: bool,
     pub resolved_at: Option<Timestamp>,
     pub resolved_by: Option<UserId>,
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<Metadata>,
     /// Comments in the thread; `comments` may hold only the first of them, so that no
     /// thread grows an answer without bound.
@@ -101,7 +111,7 @@ pub struct Thread {
     pub comments: Vec<Comment>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
 pub struct Comment {
     pub id: CommentId,
     pub thread_id: ThreadId,
@@ -109,6 +119,7 @@ pub struct Comment {
     /// The author. A deleted user's comments stay, with their ID.
     pub user_id: UserId,
     pub body: String,
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<Metadata>,
     pub created_at: Timestamp,
     pub edited_at: Option<Timestamp>,
@@ -117,7 +128,7 @@ pub struct Comment {
 }
 
 /// The users who reacted to a comment with one emoji, in the order they did.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Reaction {
     pub emoji: String,
     pub user_ids: Vec<UserId>,

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::{AccountId, Room, Timestamp, User};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 pub enum EventKind {
     #[serde(rename = "participant.joined")]
     ParticipantJoined,

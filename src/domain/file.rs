@@ -106,6 +106,23 @@ impl Serialize for FileKey {
     }
 }
 
+/// The documented `StorageFile` (camelCase), as it goes on the wire.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageFile<'a> {
+    #[schema(value_type = String, example = "c3003c93/uploads/screenshot.png")]
+    pub key: &'a FileKey,
+    /// `<files.public_url>/v1/accounts/<accountId>/storage/<key>`: public, by key.
+    pub url: String,
+    pub filename: &'a str,
+    /// Sniffed from the file's first bytes, never taken from the client.
+    pub mime_type: &'a str,
+    /// Bytes.
+    pub size: i64,
+    pub uploaded_at: Timestamp,
+    pub uploaded_by: UserId,
+}
+
 /// A stored file, as the store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredFile {
@@ -123,15 +140,20 @@ impl StoredFile {
     /// The documented StorageFile (camelCase), its `url` below `base` (the server's public
     /// address, no trailing slash).
     pub fn json(&self, base: &str) -> serde_json::Value {
-        serde_json::json!({
-            "key": self.key,
-            "url": self.url(base),
-            "filename": self.filename,
-            "mimeType": self.mime_type,
-            "size": self.size,
-            "uploadedAt": self.uploaded_at,
-            "uploadedBy": self.uploaded_by,
-        })
+        serde_json::to_value(self.wire(base)).expect("a file serializes")
+    }
+
+    /// The documented StorageFile, its `url` below `base`.
+    pub fn wire(&self, base: &str) -> StorageFile<'_> {
+        StorageFile {
+            key: &self.key,
+            url: self.url(base),
+            filename: &self.filename,
+            mime_type: &self.mime_type,
+            size: self.size,
+            uploaded_at: self.uploaded_at,
+            uploaded_by: self.uploaded_by,
+        }
     }
 
     pub fn url(&self, base: &str) -> String {

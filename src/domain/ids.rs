@@ -4,6 +4,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
+use utoipa::openapi::RefOr;
 use uuid::Uuid;
 
 /// A UUID-backed identifier, serialized as its lowercase hyphenated form.
@@ -67,7 +69,33 @@ macro_rules! uuid_id {
                 text.parse().map_err(|_| serde::de::Error::custom("must be a UUID"))
             }
         }
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                id_schema(
+                    ObjectBuilder::new()
+                        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid)))
+                        .examples(["c3003c93-60cf-4184-b85f-20be14d26dac"]),
+                )
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
     };
+}
+
+/// The schema of an identifier: a string, `detail` saying which.
+fn id_schema(detail: ObjectBuilder) -> RefOr<Schema> {
+    detail.schema_type(Type::String).into()
+}
+
+/// The schema of an identifier made of `prefix` and 32 lowercase hex digits.
+pub fn prefixed_id_schema(prefix: &str) -> RefOr<Schema> {
+    id_schema(
+        ObjectBuilder::new()
+            .pattern(Some(format!("^{prefix}[0-9a-f]{{32}}$")))
+            .examples([format!("{prefix}9f6c1d0e4b6a4f3e8a2b7c5d1e0f3a4b")]),
+    )
 }
 
 uuid_id!(
@@ -167,6 +195,14 @@ impl Serialize for SessionId {
         serializer.serialize_str(&self.0)
     }
 }
+
+impl utoipa::PartialSchema for SessionId {
+    fn schema() -> RefOr<Schema> {
+        prefixed_id_schema(Self::PREFIX)
+    }
+}
+
+impl utoipa::ToSchema for SessionId {}
 
 /// A string that is not a well-formed identifier of the expected kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -1,11 +1,14 @@
 //! Rooms: the space users meet in. Serializes as the documented `CollabKitRoom`.
 
-use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
+use utoipa::openapi::schema::Schema;
+use utoipa::openapi::RefOr;
+use utoipa::ToSchema;
 
 use super::{AccountId, RoomId, Timestamp};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum RoomState {
     Active,
 }
@@ -51,19 +54,66 @@ impl Room {
     }
 }
 
+/// The documented `CollabKitRoom`: how a room goes on the wire. `Room` serializes through it,
+/// and the OpenAPI document takes its schema from it.
+#[derive(Serialize, ToSchema)]
+#[schema(
+    as = CollabKitRoom,
+    examples(json!({
+        "id": "c3003c93-60cf-4184-b85f-20be14d26dac",
+        "account_id": "a1b2c3d4-0000-4000-8000-000000000000",
+        "name": "whiteboard/room-one", "custom_id": "my-room-1",
+        "created_at": "2026-05-29T10:00:00.000Z", "state": "active",
+        "duration_seconds": 0, "active_participants": 0, "total_users_created": 0
+    }))
+)]
+struct RoomWire<'a> {
+    id: RoomId,
+    account_id: AccountId,
+    name: &'a str,
+    /// `null` when unset.
+    custom_id: Option<&'a str>,
+    created_at: Timestamp,
+    #[schema(inline)]
+    state: RoomState,
+    /// Total time the room has had at least one user online, the running session included.
+    duration_seconds: i64,
+    /// Users online now.
+    active_participants: i64,
+    /// Users ever created in the room.
+    total_users_created: i64,
+}
+
 impl Serialize for Room {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut room = serializer.serialize_struct("CollabKitRoom", 9)?;
-        room.serialize_field("id", &self.id)?;
-        room.serialize_field("account_id", &self.account_id)?;
-        room.serialize_field("name", &self.name)?;
-        room.serialize_field("custom_id", &self.custom_id)?;
-        room.serialize_field("created_at", &self.created_at)?;
-        room.serialize_field("state", self.state.as_str())?;
-        room.serialize_field("duration_seconds", &self.duration_seconds(Timestamp::now()))?;
-        room.serialize_field("active_participants", &self.active_participants)?;
-        room.serialize_field("total_users_created", &self.total_users_created)?;
-        room.end()
+        RoomWire {
+            id: self.id,
+            account_id: self.account_id,
+            name: &self.name,
+            custom_id: self.custom_id.as_deref(),
+            created_at: self.created_at,
+            state: self.state,
+            duration_seconds: self.duration_seconds(Timestamp::now()),
+            active_participants: self.active_participants,
+            total_users_created: self.total_users_created,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl utoipa::PartialSchema for Room {
+    fn schema() -> RefOr<Schema> {
+        RoomWire::schema()
+    }
+}
+
+impl ToSchema for Room {
+    fn name() -> std::borrow::Cow<'static, str> {
+        RoomWire::name()
+    }
+
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        RoomWire::schemas(schemas)
     }
 }
 

@@ -86,6 +86,20 @@ impl Serialize for Timestamp {
     }
 }
 
+impl utoipa::PartialSchema for Timestamp {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+            .description(Some("ISO-8601 UTC with milliseconds"))
+            .examples(["2026-05-29T10:00:00.000Z"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Timestamp {}
+
 /// A time bound given by a client as an ISO date (`2026-06-01`) or date-time
 /// (`2026-06-01T10:00:00Z`, `2026-06-01T10:00:00.250+02:00`; without an offset it is UTC).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

@@ -2,10 +2,11 @@
 //! documented `CollabKitUser` without `token`, which the transport adds where documented.
 
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::{AccountId, RoomId, SessionId, Timestamp, UserId};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum UserStatus {
     Online,
@@ -29,7 +30,9 @@ impl UserStatus {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// The documented `CollabKitUser` (without `token`: the transport adds it where documented).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(as = CollabKitUser)]
 pub struct User {
     pub id: UserId,
     #[serde(skip)]
@@ -48,7 +51,8 @@ pub struct User {
 }
 
 /// One online period of a user (`left_at` is `None` while it runs).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(as = CollabKitUserSession)]
 pub struct UserSession {
     pub id: SessionId,
     pub user_id: UserId,

@@ -1,8 +1,10 @@
 //! Webhooks: registrations, deliveries, and the body a delivery sends.
 
-use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 use serde_json::{json, Map, Value};
+use utoipa::openapi::schema::Schema;
+use utoipa::openapi::RefOr;
+use utoipa::ToSchema;
 
 use super::event::EventPayload;
 use super::{AccountId, EventKind, RoomId, Timestamp};
@@ -42,31 +44,60 @@ impl Webhook {
         }
     }
 
-    fn serialize_fields<S: SerializeStruct>(
-        &self,
-        out: &mut S,
-        secret: Option<&str>,
-    ) -> Result<(), S::Error> {
-        out.serialize_field("id", &self.id)?;
-        out.serialize_field("organization_id", &self.account_id)?;
-        out.serialize_field("url", &self.url)?;
-        if let Some(secret) = secret {
-            out.serialize_field("secret", secret)?;
+    fn wire<'a>(&'a self, secret: Option<&'a str>) -> WebhookWire<'a> {
+        WebhookWire {
+            id: &self.id,
+            organization_id: self.account_id,
+            url: &self.url,
+            secret,
+            events: &self.events,
+            room_id: self.room_id,
+            enabled: self.enabled,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
         }
-        let events: Vec<&str> = self.events.iter().map(|e| e.name()).collect();
-        out.serialize_field("events", &events)?;
-        out.serialize_field("room_id", &self.room_id)?;
-        out.serialize_field("enabled", &self.enabled)?;
-        out.serialize_field("created_at", &self.created_at)?;
-        out.serialize_field("updated_at", &self.updated_at)
     }
+}
+
+/// The documented `WebhookRegistration`: how a webhook goes on the wire. `Webhook` serializes
+/// through it, and the OpenAPI document takes its schema from it.
+#[derive(Serialize, ToSchema)]
+#[schema(as = WebhookRegistration)]
+struct WebhookWire<'a> {
+    #[schema(pattern = "^wh_[0-9a-f]{32}$")]
+    id: &'a str,
+    organization_id: AccountId,
+    url: &'a str,
+    /// `whsec_...`: only in the replies to creation and rotation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret: Option<&'a str>,
+    events: &'a [EventKind],
+    /// `null`: every room of the account.
+    room_id: Option<RoomId>,
+    enabled: bool,
+    created_at: Timestamp,
+    updated_at: Timestamp,
 }
 
 impl Serialize for Webhook {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut out = serializer.serialize_struct("WebhookRegistration", 8)?;
-        self.serialize_fields(&mut out, None)?;
-        out.end()
+        self.wire(None).serialize(serializer)
+    }
+}
+
+impl utoipa::PartialSchema for Webhook {
+    fn schema() -> RefOr<Schema> {
+        WebhookWire::schema()
+    }
+}
+
+impl ToSchema for Webhook {
+    fn name() -> std::borrow::Cow<'static, str> {
+        WebhookWire::name()
+    }
+
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        WebhookWire::schemas(schemas)
     }
 }
 
@@ -78,13 +109,11 @@ pub struct WithSecret<'a> {
 
 impl Serialize for WithSecret<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut out = serializer.serialize_struct("WebhookRegistration", 9)?;
-        self.webhook.serialize_fields(&mut out, Some(self.secret))?;
-        out.end()
+        self.webhook.wire(Some(self.secret)).serialize(serializer)
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DeliveryStatus {
     Pending,
@@ -112,9 +141,11 @@ impl DeliveryStatus {
 }
 
 /// One event's delivery to one webhook: the documented `WebhookDelivery`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[schema(as = WebhookDelivery)]
 pub struct Delivery {
     /// `del_` followed by 32 hex digits.
+    #[schema(pattern = "^del_[0-9a-f]{32}$")]
     pub id: String,
     pub webhook_id: String,
     pub event: String,

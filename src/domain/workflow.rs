@@ -1,8 +1,10 @@
 //! Workflows: customer code run on room events (docs/workflows.md), and the record of each
 //! run.
 
-use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
+use utoipa::openapi::schema::Schema;
+use utoipa::openapi::RefOr;
+use utoipa::ToSchema;
 
 use super::{AccountId, EventKind, RoomId, Timestamp};
 
@@ -33,25 +35,60 @@ impl Workflow {
     }
 }
 
+/// The documented `WorkflowRegistration`: how a workflow goes on the wire. `Workflow`
+/// serializes through it, and the OpenAPI document takes its schema from it.
+#[derive(Serialize, ToSchema)]
+#[schema(as = WorkflowRegistration)]
+struct WorkflowWire<'a> {
+    #[schema(pattern = "^wf_[0-9a-f]{32}$")]
+    id: &'a str,
+    organization_id: AccountId,
+    name: &'a str,
+    /// JavaScript or TypeScript, as it was sent.
+    code: &'a str,
+    events: &'a [EventKind],
+    /// `null`: every room of the account.
+    room_id: Option<RoomId>,
+    enabled: bool,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+}
+
 impl Serialize for Workflow {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut out = serializer.serialize_struct("WorkflowRegistration", 9)?;
-        out.serialize_field("id", &self.id)?;
-        out.serialize_field("organization_id", &self.account_id)?;
-        out.serialize_field("name", &self.name)?;
-        out.serialize_field("code", &self.code)?;
-        let events: Vec<&str> = self.events.iter().map(|e| e.name()).collect();
-        out.serialize_field("events", &events)?;
-        out.serialize_field("room_id", &self.room_id)?;
-        out.serialize_field("enabled", &self.enabled)?;
-        out.serialize_field("created_at", &self.created_at)?;
-        out.serialize_field("updated_at", &self.updated_at)?;
-        out.end()
+        WorkflowWire {
+            id: &self.id,
+            organization_id: self.account_id,
+            name: &self.name,
+            code: &self.code,
+            events: &self.events,
+            room_id: self.room_id,
+            enabled: self.enabled,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl utoipa::PartialSchema for Workflow {
+    fn schema() -> RefOr<Schema> {
+        WorkflowWire::schema()
+    }
+}
+
+impl ToSchema for Workflow {
+    fn name() -> std::borrow::Cow<'static, str> {
+        WorkflowWire::name()
+    }
+
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        WorkflowWire::schemas(schemas)
     }
 }
 
 /// How a run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ExecutionStatus {
     Success,
@@ -77,9 +114,11 @@ impl ExecutionStatus {
 
 /// One run of a workflow: the documented `WorkflowExecution`, with what the code logged (an
 /// addition).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[schema(as = WorkflowExecution)]
 pub struct Execution {
     /// `exec_` followed by 32 hex digits.
+    #[schema(pattern = "^exec_[0-9a-f]{32}$")]
     pub id: String,
     pub workflow_id: String,
     /// The event's name (`participant.joined`, ...).

@@ -2,35 +2,46 @@
 //! the room's sockets as the same events a user's deletion sends.
 
 use axum::extract::State;
-use axum::routing::{delete, get};
-use axum::Router;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::{OpenApi, ToSchema};
 
 use super::envelope::Reply;
-use super::extract::{PathParams, QueryParams};
+use super::extract::{PageQuery, PathParams, QueryParams};
+use super::openapi::{Deleted, Envelope};
+use super::routes::Routes;
 use crate::auth::AccountAuth;
-use crate::domain::{CommentId, RoomId, ThreadId};
+use crate::domain::{CommentId, RoomId, Thread, ThreadId};
 use crate::error::ApiError;
-use crate::rooms::comments::{comment_page_json, thread_list_json, ListCommentsParams, ListParams};
+use crate::rooms::comments::{CommentList, ListCommentsParams, ListParams, ThreadList};
 use crate::rooms::Origin;
 use crate::state::AppState;
 use crate::store::{Entity, RoomScope};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/rooms/{roomId}/threads", get(list_threads))
-        .route(
-            "/rooms/{roomId}/threads/{threadId}",
-            get(get_thread).delete(delete_thread),
-        )
-        .route(
-            "/rooms/{roomId}/threads/{threadId}/comments",
-            get(list_comments),
-        )
-        .route(
-            "/rooms/{roomId}/comments/{commentId}",
-            delete(delete_comment),
-        )
+pub fn routes() -> Routes {
+    const THREAD: &str = "/rooms/{roomId}/threads/{threadId}";
+    Routes::new()
+        .get("/rooms/{roomId}/threads", list_threads)
+        .get(THREAD, get_thread)
+        .delete(THREAD, delete_thread)
+        .get("/rooms/{roomId}/threads/{threadId}/comments", list_comments)
+        .delete("/rooms/{roomId}/comments/{commentId}", delete_comment)
+}
+
+#[derive(OpenApi)]
+#[openapi(paths(list_threads, get_thread, delete_thread, list_comments, delete_comment))]
+pub struct Api;
+
+#[derive(Serialize, ToSchema)]
+struct ThreadData {
+    thread: Thread,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct CommentDeleted {
+    id: CommentId,
+    /// The comment was its thread's last: the thread is gone too.
+    thread_deleted: bool,
 }
 
 fn room_scope(auth: &AccountAuth, path: &PathParams) -> Result<RoomScope, ApiError> {
@@ -54,6 +65,15 @@ fn resolved(query: &QueryParams) -> Result<Option<bool>, ApiError> {
     }
 }
 
+#[utoipa::path(
+    get, path = "/rooms/{roomId}/threads", tag = "Comments", operation_id = "list_threads",
+    params(
+        ("roomId" = RoomId, Path),
+        ("resolved" = Option<bool>, Query, description = "`true` or `false`; absent: both"),
+        PageQuery
+    ),
+    responses((status = 200, description = "Threads retrieved", body = Envelope<ThreadList>))
+)]
 async fn list_threads(
     auth: AccountAuth,
     State(state): State<AppState>,
@@ -70,10 +90,15 @@ async fn list_threads(
     let (threads, page) = state.engine().list_threads(scope, params).await?;
     Ok(Reply::ok(
         "Threads retrieved",
-        thread_list_json(threads, page),
+        ThreadList::new(threads, page),
     ))
 }
 
+#[utoipa::path(
+    get, path = "/rooms/{roomId}/threads/{threadId}", tag = "Comments", operation_id = "get_thread",
+    params(("roomId" = RoomId, Path), ("threadId" = ThreadId, Path)),
+    responses((status = 200, description = "Thread retrieved", body = Envelope<ThreadData>))
+)]
 async fn get_thread(
     auth: AccountAuth,
     State(state): State<AppState>,
@@ -82,10 +107,20 @@ async fn get_thread(
     let scope = room_scope(&auth, &path)?;
     let thread_id: ThreadId = path.id("threadId", Entity::Thread)?;
     let thread = state.engine().get_thread(scope, &thread_id).await?;
-    Ok(Reply::ok("Thread retrieved", json!({ "thread": thread })))
+    Ok(Reply::ok("Thread retrieved", ThreadData { thread }))
 }
 
-/// `after` (a cursor of an earlier answer, or a thread's `comments_cursor`) and `limit`.
+/// A thread's comments, oldest first, a page at a time.
+#[utoipa::path(
+    get, path = "/rooms/{roomId}/threads/{threadId}/comments", tag = "Comments", operation_id = "list_comments",
+    params(
+        ("roomId" = RoomId, Path),
+        ("threadId" = ThreadId, Path),
+        ("after" = Option<String>, Query, description = "A page's `cursor` or a thread's `comments_cursor`; absent: from the first"),
+        ("limit" = Option<i64>, Query, minimum = 1, description = "1 to `comments.page_comments` (its default)"),
+    ),
+    responses((status = 200, description = "Comments retrieved", body = Envelope<CommentList>))
+)]
 async fn list_comments(
     auth: AccountAuth,
     State(state): State<AppState>,
@@ -108,7 +143,7 @@ async fn list_comments(
         limit,
     };
     let page = state.engine().list_comments(scope, params).await?;
-    Ok(Reply::ok("Comments retrieved", comment_page_json(page)))
+    Ok(Reply::ok("Comments retrieved", CommentList::from(page)))
 }
 
 /// Checks the room first, so that a request for an unknown room does not load a room.
@@ -121,6 +156,12 @@ async fn existing_room(state: &AppState, scope: RoomScope) -> Result<(), ApiErro
         .ok_or(ApiError::not_found(Entity::Room))
 }
 
+/// The room's joined sockets receive `threadDeleted`.
+#[utoipa::path(
+    delete, path = "/rooms/{roomId}/threads/{threadId}", tag = "Comments", operation_id = "delete_thread",
+    params(("roomId" = RoomId, Path), ("threadId" = ThreadId, Path)),
+    responses((status = 200, description = "Thread deleted", body = Envelope<Deleted<ThreadId>>))
+)]
 async fn delete_thread(
     auth: AccountAuth,
     State(state): State<AppState>,
@@ -133,9 +174,16 @@ async fn delete_thread(
         .engine()
         .delete_thread(scope, Origin::Backend, &thread_id)
         .await?;
-    Ok(Reply::ok("Thread deleted", json!({ "id": thread_id })))
+    Ok(Reply::ok("Thread deleted", Deleted { id: thread_id }))
 }
 
+/// The room's joined sockets receive `commentDeleted`, then `threadDeleted` when it was the
+/// thread's last comment.
+#[utoipa::path(
+    delete, path = "/rooms/{roomId}/comments/{commentId}", tag = "Comments", operation_id = "delete_comment",
+    params(("roomId" = RoomId, Path), ("commentId" = CommentId, Path)),
+    responses((status = 200, description = "Comment deleted", body = Envelope<CommentDeleted>))
+)]
 async fn delete_comment(
     auth: AccountAuth,
     State(state): State<AppState>,
@@ -150,6 +198,9 @@ async fn delete_comment(
         .await?;
     Ok(Reply::ok(
         "Comment deleted",
-        json!({ "id": comment_id, "threadDeleted": deleted.thread_deleted }),
+        CommentDeleted {
+            id: comment_id,
+            thread_deleted: deleted.thread_deleted,
+        },
     ))
 }

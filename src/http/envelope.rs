@@ -116,10 +116,11 @@ pub struct Reply {
 }
 
 impl Reply {
-    pub fn ok(description: &'static str, data: Value) -> Self {
+    /// `data`: the operation's documented type (its schema is in the OpenAPI document).
+    pub fn ok(description: &'static str, data: impl Serialize) -> Self {
         Self {
             status: StatusCode::OK,
-            parts: EnvelopeParts::success(description, data),
+            parts: EnvelopeParts::success(description, to_value(data)),
         }
     }
 
@@ -135,12 +136,16 @@ impl Reply {
         }
     }
 
-    pub fn created(description: &'static str, data: Value) -> Self {
+    pub fn created(description: &'static str, data: impl Serialize) -> Self {
         Self {
             status: StatusCode::CREATED,
-            parts: EnvelopeParts::success(description, data),
+            parts: EnvelopeParts::success(description, to_value(data)),
         }
     }
+}
+
+fn to_value(data: impl Serialize) -> Value {
+    serde_json::to_value(data).expect("reply data has string keys only")
 }
 
 impl IntoResponse for Reply {

@@ -144,6 +144,48 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
     }
 }
 
+/// The query parameters `QueryParams::page` reads, as the OpenAPI document describes them.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[expect(dead_code, reason = "describes what `QueryParams::page` reads")]
+pub struct PageQuery {
+    /// Items per page.
+    #[param(minimum = 1, maximum = 100, default = 50, nullable = false)]
+    limit: Option<i64>,
+    /// Items to skip.
+    #[param(minimum = 0, default = 0, nullable = false)]
+    offset: Option<i64>,
+}
+
+/// The query parameters `QueryParams::page` and `QueryParams::filter` read, as the OpenAPI
+/// document describes them.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[expect(dead_code, reason = "describes what `QueryParams::filter` reads")]
+pub struct ListQuery {
+    /// Items per page.
+    #[param(minimum = 1, maximum = 100, default = 50, nullable = false)]
+    limit: Option<i64>,
+    /// Items to skip.
+    #[param(minimum = 0, default = 0, nullable = false)]
+    offset: Option<i64>,
+    /// Case-insensitive substring (`%` and `_` match themselves).
+    #[param(max_length = 256, nullable = false)]
+    search: Option<String>,
+    /// Created at or after: an ISO date or date-time (without an offset: UTC).
+    #[param(
+        pattern = r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})?)?$",
+        nullable = false
+    )]
+    from: Option<String>,
+    /// Created at or before: an ISO date (the whole day) or date-time.
+    #[param(
+        pattern = r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})?)?$",
+        nullable = false
+    )]
+    to: Option<String>,
+}
+
 impl QueryParams {
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0

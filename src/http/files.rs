@@ -1,8 +1,9 @@
 //! REST: room files ("storage"): `POST /upload` (multipart, streamed), `GET /files`,
 //! `DELETE /upload`, and the public `GET /storage/<key>`. The first three take the account's
 //! API key or a user's JWT (the socket's token), which allows that user's room only and
-//! uploads as that user; the last needs nothing but the unguessable key. (Slightly over our
-//! usual 600 lines: one resource, like every file of `http/`, a tenth of it its unit tests.)
+//! uploads as that user; the last needs nothing but the unguessable key. (Over our usual 600
+//! lines: one resource, like every file of `http/`, a tenth of it its unit tests and another
+//! its OpenAPI annotations.)
 
 use std::ops::Range;
 use std::time::Duration;
@@ -12,16 +13,17 @@ use axum::extract::{DefaultBodyLimit, FromRequestParts, Multipart, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Router;
+use axum::routing::post;
 use futures_util::{StreamExt as _, TryStreamExt as _};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi, ToSchema};
 
 use super::envelope::Reply;
 use super::extract::{JsonBody, PathParams, QueryParams};
+use super::openapi::{Envelope, ErrorEnvelope};
+use super::routes::Routes;
 use crate::auth::AccountAuth;
-use crate::domain::file::{displays_inline, MimeFilter};
+use crate::domain::file::{displays_inline, MimeFilter, StorageFile};
 use crate::domain::{AccountId, FileKey, RoomId, StoredFile, Timestamp, UserId};
 use crate::error::ApiError;
 use crate::rooms::files::Upload;
@@ -40,17 +42,57 @@ const CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
 /// A served file may run nothing, load nothing, and is its own unique origin.
 const FILE_CSP: &str = "default-src 'none'; sandbox";
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/upload",
-            // The size limit is `files.max_file_bytes`, counted while streaming.
-            post(upload_file)
-                .layer(DefaultBodyLimit::disable())
-                .delete(delete_file),
-        )
-        .route("/files", get(list_files))
-        .route("/storage/{*key}", get(get_stored_file))
+pub fn routes() -> Routes {
+    // The size limit is `files.max_file_bytes`, counted while streaming.
+    let upload = post(upload_file).layer(DefaultBodyLimit::disable());
+    Routes::new()
+        .method_router(Method::POST, "/upload", upload)
+        .delete("/upload", delete_file)
+        .get("/files", list_files)
+        .get("/storage/{*key}", get_stored_file)
+}
+
+#[derive(OpenApi)]
+#[openapi(paths(upload_file, list_files, delete_file, get_stored_file))]
+pub struct Api;
+
+/// An upload's form fields, in this order (`roomId` and `userId` before `file`).
+#[derive(ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[expect(dead_code, reason = "describes what `upload_file` reads")]
+struct UploadForm {
+    /// May be left out with a user's JWT (its room).
+    room_id: Option<RoomId>,
+    /// May be left out with a user's JWT (its user).
+    user_id: Option<UserId>,
+    /// At most `files.max_file_bytes`; its type is sniffed from its first bytes.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+}
+
+/// Where an uploaded file is.
+#[derive(Serialize, ToSchema)]
+struct UploadedFile {
+    #[schema(value_type = String, example = "c3003c93/uploads/screenshot.png")]
+    key: FileKey,
+    url: String,
+}
+
+#[derive(Serialize, ToSchema)]
+struct FileUploaded {
+    file: UploadedFile,
+}
+
+#[derive(Serialize, ToSchema)]
+struct FileList<'a> {
+    /// Not paginated.
+    files: Vec<StorageFile<'a>>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct FileDeleted {
+    #[schema(value_type = String)]
+    key: FileKey,
 }
 
 /// Whether a request is an upload: it gets `files.max_file_bytes` and
@@ -204,6 +246,16 @@ async fn id_field<T: std::str::FromStr>(
         .ok_or_else(|| ApiError::validation(name, format!("{name} must be a UUID")))
 }
 
+/// Takes the API key, or a user's JWT (its own room only, uploading as its user). Fires
+/// `file.uploaded`.
+#[utoipa::path(
+    post, path = "/upload", tag = "Storage", operation_id = "upload_file",
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 201, description = "File uploaded", body = Envelope<FileUploaded>),
+        (status = 404, description = "`NOT_FOUND`: no such room or user", body = ErrorEnvelope),
+    )
+)]
 async fn upload_file(
     caller: Caller,
     State(state): State<AppState>,
@@ -262,7 +314,12 @@ async fn upload_file(
                 return match result {
                     Ok(file) => Ok(Reply::created(
                         "File uploaded",
-                        json!({ "file": { "key": file.key, "url": file.url(&base) } }),
+                        FileUploaded {
+                            file: UploadedFile {
+                                url: file.url(&base),
+                                key: file.key,
+                            },
+                        },
                     )),
                     Err(error) => {
                         if matches!(
@@ -303,6 +360,19 @@ async fn drain(field: &mut axum::extract::multipart::Field<'_>) {
     .await;
 }
 
+/// Takes the API key, or a user's JWT (its own room only).
+#[utoipa::path(
+    get, path = "/files", tag = "Storage", operation_id = "list_files",
+    params(
+        ("roomId" = Option<RoomId>, Query, description = "The room (may be left out with a user's JWT)"),
+        ("mimeType" = Option<Vec<String>>, Query, explode = true, description = "Repeatable (OR); `image/` is the category"),
+        ("userId" = Option<UserId>, Query, description = "Uploaded by this user"),
+    ),
+    responses(
+        (status = 200, description = "Files retrieved", body = Envelope<FileList>),
+        (status = 404, description = "`NOT_FOUND`: no such room", body = ErrorEnvelope),
+    )
+)]
 async fn list_files(
     caller: Caller,
     State(state): State<AppState>,
@@ -343,16 +413,26 @@ async fn list_files(
     };
     let files = state.store().list_files(scope, &filter).await?;
     let base = public_base(&state, &headers);
-    let files: Vec<_> = files.iter().map(|file| file.json(&base)).collect();
-    Ok(Reply::ok("Files retrieved", json!({ "files": files })))
+    let files = files.iter().map(|file| file.wire(&base)).collect();
+    Ok(Reply::ok("Files retrieved", FileList { files }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct DeleteFileBody {
+    #[schema(value_type = String, required = true, example = "c3003c93/uploads/screenshot.png")]
     key: Option<String>,
 }
 
+/// Takes the API key, or a user's JWT (files of its own room only). Fires `file.deleted`.
+#[utoipa::path(
+    delete, path = "/upload", tag = "Storage", operation_id = "delete_file",
+    request_body = DeleteFileBody,
+    responses(
+        (status = 200, description = "File deleted", body = Envelope<FileDeleted>),
+        (status = 404, description = "`NOT_FOUND`: no such file", body = ErrorEnvelope),
+    )
+)]
 async fn delete_file(
     caller: Caller,
     State(state): State<AppState>,
@@ -375,7 +455,7 @@ async fn delete_file(
         .engine()
         .delete_file(caller.account_id(), room, &key, &base)
         .await?;
-    Ok(Reply::ok("File deleted", json!({ "key": key })))
+    Ok(Reply::ok("File deleted", FileDeleted { key }))
 }
 
 /// Marks an answer that must go out as it is: not compressed (its length, ranges and ETag
@@ -383,7 +463,23 @@ async fn delete_file(
 #[derive(Debug, Clone, Copy)]
 pub struct Uncompressed;
 
-/// The public file: no credentials, the key is the secret.
+/// The public file: no credentials, the key is the secret. `HEAD` answers the same headers.
+#[utoipa::path(
+    get, path = "/storage/{key}", tag = "Storage", operation_id = "get_stored_file",
+    security(()),
+    params(
+        ("key" = String, Path, description = "The file's key (it holds slashes)"),
+        ("Range" = Option<String>, Header, description = "One byte range: `bytes=0-99`"),
+        ("If-None-Match" = Option<String>, Header, description = "The `ETag` of a copy held"),
+    ),
+    responses(
+        (status = 200, description = "The bytes, with `Content-Type`, `ETag`, `Content-Length`", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 206, description = "The range asked for", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 304, description = "Not modified (`If-None-Match`)"),
+        (status = 404, description = "`NOT_FOUND`: no such file", body = ErrorEnvelope),
+        (status = 416, description = "`RANGE_NOT_SATISFIABLE`", body = ErrorEnvelope),
+    )
+)]
 async fn get_stored_file(
     State(state): State<AppState>,
     method: Method,

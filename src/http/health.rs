@@ -3,21 +3,55 @@
 use std::time::Duration;
 
 use axum::extract::State;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::envelope::Reply;
+use super::openapi::Envelope;
 use crate::error::ApiError;
 use crate::state::AppState;
 
 /// A readiness probe that waits longer than this on the database reports it unreachable.
 const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
 
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    #[schema(example = "ok")]
+    status: &'static str,
+}
+
 /// The process is up and serving HTTP.
+#[utoipa::path(
+    get, path = "/healthz", tag = "Server", operation_id = "healthz", security(()),
+    responses((status = 200, description = "OK", body = Envelope<Health>))
+)]
 pub async fn healthz() -> Reply {
-    Reply::ok("OK", json!({ "status": "ok" }))
+    Reply::ok("OK", Health { status: "ok" })
+}
+
+/// What `/readyz` answers.
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
+    #[schema(example = "ready")]
+    status: &'static str,
+    #[schema(example = "ok")]
+    database: &'static str,
+    /// Live nodes on the database, this one included.
+    nodes: usize,
+    /// `redis` or `none`: what relays room traffic between nodes (absent on one node
+    /// without Redis).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    relay: Option<&'static str>,
+    /// Why the nodes may not hear each other.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warning: Option<String>,
 }
 
 /// The process can do its work: the database answers.
+#[utoipa::path(
+    get, path = "/readyz", tag = "Server", operation_id = "readyz", security(()),
+    responses((status = 200, description = "OK", body = Envelope<Readiness>))
+)]
 pub async fn readyz(State(state): State<AppState>) -> Result<Reply, ApiError> {
     match tokio::time::timeout(READINESS_TIMEOUT, state.store().ping()).await {
         Ok(Ok(())) => {
@@ -25,19 +59,26 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Reply, ApiError> {
             // is whether the nodes hear each other (docs/operations.md).
             let hub = state.engine().hub();
             let nodes = hub.other_nodes() + 1;
-            let mut body = json!({ "status": "ready", "database": "ok", "nodes": nodes });
+            let mut body = Readiness {
+                status: "ready",
+                database: "ok",
+                nodes,
+                relay: None,
+                warning: None,
+            };
             match hub.relay() {
-                Some(relay) if relay.is_up() => body["relay"] = json!("redis"),
+                Some(relay) if relay.is_up() => body.relay = Some("redis"),
                 Some(_) => {
-                    body["relay"] = json!("redis");
-                    body["warning"] = json!(
+                    body.relay = Some("redis");
+                    body.warning = Some(
                         "Redis is unreachable: room traffic is not relayed between nodes until \
                          it is back"
+                            .to_owned(),
                     );
                 }
                 None if nodes > 1 => {
-                    body["relay"] = json!("none");
-                    body["warning"] = json!(format!(
+                    body.relay = Some("none");
+                    body.warning = Some(format!(
                         "{nodes} nodes share the database and nothing relays room traffic \
                          between them (redis.url is not set): presence, broadcasts and room \
                          events reach only the sockets of the node where they happen"

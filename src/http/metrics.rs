@@ -12,6 +12,13 @@ use crate::metrics::Gauges;
 use crate::state::AppState;
 
 /// The exposition, or 404 when `metrics.enabled` is off.
+#[utoipa::path(
+    get, path = "/metrics", tag = "Server", operation_id = "metrics", security(()),
+    responses(
+        (status = 200, description = "Prometheus text format (metric names: docs/operations.md)", body = String, content_type = "text/plain; version=0.0.4"),
+        (status = 404, description = "`NOT_FOUND`: `metrics.enabled` is off", body = super::openapi::ErrorEnvelope),
+    )
+)]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     if !state.config().metrics.enabled {
         return crate::error::ApiError::NotFound("Route not found".into()).into_response();

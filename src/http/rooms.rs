@@ -1,39 +1,101 @@
 //! REST: rooms (`/v1/accounts/:accountId/rooms`).
 
 use axum::extract::State;
-use axum::routing::{get, post};
-use axum::Router;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use serde_json::value::RawValue;
+use utoipa::{OpenApi, ToSchema};
 
 use super::envelope::Reply;
-use super::extract::{JsonBody, PathParams, QueryParams};
+use super::extract::{JsonBody, ListQuery, PathParams, QueryParams};
+use super::openapi::{Deleted, Envelope, ErrorEnvelope};
+use super::routes::Routes;
 use super::validation::{self, Patch};
 use crate::auth::AccountAuth;
-use crate::domain::{AccountId, Room, RoomId, Timestamp};
+use crate::domain::{AccountId, Room, RoomId, Timestamp, User};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::{Entity, NewRoom, RoomChanges, RoomScope};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/rooms", post(create_room).get(list_rooms))
-        .route("/rooms/custom/{customId}", get(get_room_by_custom_id))
-        .route(
-            "/rooms/{roomId}",
-            get(get_room).patch(update_room).delete(delete_room),
-        )
-        .route("/rooms/{roomId}/reconcile", post(reconcile_room))
+pub fn routes() -> Routes {
+    Routes::new()
+        .post("/rooms", create_room)
+        .get("/rooms", list_rooms)
+        .get("/rooms/custom/{customId}", get_room_by_custom_id)
+        .get("/rooms/{roomId}", get_room)
+        .patch("/rooms/{roomId}", update_room)
+        .delete("/rooms/{roomId}", delete_room)
+        .post("/rooms/{roomId}/reconcile", reconcile_room)
 }
 
-#[derive(Deserialize)]
+#[derive(OpenApi)]
+#[openapi(paths(
+    create_room,
+    list_rooms,
+    get_room_by_custom_id,
+    get_room,
+    update_room,
+    delete_room,
+    reconcile_room
+))]
+pub struct Api;
+
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct CreateRoomBody {
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 256, example = "whiteboard/room-one")]
     name: Option<String>,
+    /// Unique in the account.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        example = "my-room-1",
+        nullable = false
+    )]
     custom_id: Option<String>,
 }
 
+#[derive(Serialize, ToSchema)]
+struct RoomData {
+    room: Room,
+}
+
+#[derive(Serialize, ToSchema)]
+struct RoomList {
+    rooms: Vec<Room>,
+    total: i64,
+    limit: i64,
+    offset: i64,
+}
+
+/// A room and a page of its users (without tokens).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct RoomWithUsers<'a> {
+    room: &'a Room,
+    #[schema(value_type = Vec<User>)]
+    users: &'a RawValue,
+    users_total: i64,
+    limit: i64,
+    offset: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+struct Reconciled {
+    room: Room,
+    /// The count stored before.
+    previous_active_participants: i64,
+    /// The users really online now, as stored now.
+    reconciled_active_participants: i64,
+}
+
+#[utoipa::path(
+    post, path = "/rooms", tag = "Rooms", operation_id = "create_room",
+    request_body = CreateRoomBody,
+    responses(
+        (status = 201, description = "Room created", body = Envelope<RoomData>),
+        (status = 409, description = "`CONFLICT`: the `customId` is taken in the account", body = ErrorEnvelope),
+    )
+)]
 async fn create_room(
     auth: AccountAuth,
     State(state): State<AppState>,
@@ -50,9 +112,14 @@ async fn create_room(
         created_at: Timestamp::now(),
     };
     let room = state.store().create_room(&room).await?;
-    Ok(Reply::created("Room created", json!({ "room": room })))
+    Ok(Reply::created("Room created", RoomData { room }))
 }
 
+#[utoipa::path(
+    get, path = "/rooms", tag = "Rooms", operation_id = "list_rooms",
+    params(ListQuery),
+    responses((status = 200, description = "Rooms retrieved: newest first", body = Envelope<RoomList>))
+)]
 async fn list_rooms(
     auth: AccountAuth,
     State(state): State<AppState>,
@@ -65,10 +132,20 @@ async fn list_rooms(
         .await?;
     Ok(Reply::ok(
         "Rooms retrieved",
-        json!({ "rooms": rooms.items, "total": rooms.total, "limit": page.limit, "offset": page.offset }),
+        RoomList {
+            rooms: rooms.items,
+            total: rooms.total,
+            limit: page.limit,
+            offset: page.offset,
+        },
     ))
 }
 
+#[utoipa::path(
+    get, path = "/rooms/{roomId}", tag = "Rooms", operation_id = "get_room",
+    params(("roomId" = RoomId, Path), ListQuery),
+    responses((status = 200, description = "Room retrieved, with a page of its users (`limit`, `offset`, `search`, `from`, `to` apply to them)", body = Envelope<RoomWithUsers>))
+)]
 async fn get_room(
     auth: AccountAuth,
     State(state): State<AppState>,
@@ -79,6 +156,11 @@ async fn get_room(
     room_with_users(&state, auth.account_id, room_id, &query).await
 }
 
+#[utoipa::path(
+    get, path = "/rooms/custom/{customId}", tag = "Rooms", operation_id = "get_room_by_custom_id",
+    params(("customId" = String, Path, description = "The room's `custom_id`"), ListQuery),
+    responses((status = 200, description = "Room retrieved, as by `get_room`", body = Envelope<RoomWithUsers>))
+)]
 async fn get_room_by_custom_id(
     auth: AccountAuth,
     State(state): State<AppState>,
@@ -106,16 +188,7 @@ async fn room_with_users(
         .engine()
         .room_answer(account_id, room_id, &filter, page)
         .await?;
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct RoomReply<'a> {
-        room: &'a Room,
-        users: &'a RawValue,
-        users_total: i64,
-        limit: i64,
-        offset: i64,
-    }
-    let reply = RoomReply {
+    let reply = RoomWithUsers {
         room: &answer.room,
         users: &answer.users,
         users_total: answer.users_total,
@@ -126,15 +199,28 @@ async fn room_with_users(
     Ok(Reply::ok_encoded("Room retrieved", data))
 }
 
-#[derive(Deserialize)]
+/// At least one field.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct UpdateRoomBody {
     #[serde(default)]
+    #[schema(value_type = String, min_length = 1, max_length = 256)]
     name: Patch<String>,
+    /// `null` clears it.
     #[serde(default)]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 128)]
     custom_id: Patch<String>,
 }
 
+#[utoipa::path(
+    patch, path = "/rooms/{roomId}", tag = "Rooms", operation_id = "update_room",
+    params(("roomId" = RoomId, Path)),
+    request_body = UpdateRoomBody,
+    responses(
+        (status = 200, description = "Room updated", body = Envelope<RoomData>),
+        (status = 409, description = "`CONFLICT`: the `customId` is taken in the account", body = ErrorEnvelope),
+    )
+)]
 async fn update_room(
     auth: AccountAuth,
     State(state): State<AppState>,
@@ -165,9 +251,15 @@ async fn update_room(
         .engine()
         .update_room(auth.account_id, room_id, &changes)
         .await?;
-    Ok(Reply::ok("Room updated", json!({ "room": room })))
+    Ok(Reply::ok("Room updated", RoomData { room }))
 }
 
+/// Deletes the room's users, their sessions and everything else scoped to the room.
+#[utoipa::path(
+    delete, path = "/rooms/{roomId}", tag = "Rooms", operation_id = "delete_room",
+    params(("roomId" = RoomId, Path)),
+    responses((status = 200, description = "Room deleted", body = Envelope<Deleted<RoomId>>))
+)]
 async fn delete_room(
     auth: AccountAuth,
     State(state): State<AppState>,
@@ -175,9 +267,16 @@ async fn delete_room(
 ) -> Result<Reply, ApiError> {
     let room_id: RoomId = path.id("roomId", Entity::Room)?;
     state.engine().delete_room(auth.account_id, room_id).await?;
-    Ok(Reply::ok("Room deleted", json!({ "id": room_id })))
+    Ok(Reply::ok("Room deleted", Deleted { id: room_id }))
 }
 
+/// Recounts the users online in the room, stores that count, and opens or closes the room's
+/// running session to match; when nothing drifted it changes nothing.
+#[utoipa::path(
+    post, path = "/rooms/{roomId}/reconcile", tag = "Rooms", operation_id = "reconcile_room",
+    params(("roomId" = RoomId, Path)),
+    responses((status = 200, description = "OK", body = Envelope<Reconciled>))
+)]
 async fn reconcile_room(
     auth: AccountAuth,
     State(state): State<AppState>,
@@ -193,10 +292,10 @@ async fn reconcile_room(
     let now_online = room.active_participants;
     Ok(Reply::ok(
         "OK",
-        json!({
-            "room": room,
-            "previous_active_participants": reconciled.previous_active_participants,
-            "reconciled_active_participants": now_online,
-        }),
+        Reconciled {
+            room,
+            previous_active_participants: reconciled.previous_active_participants,
+            reconciled_active_participants: now_online,
+        },
     ))
 }

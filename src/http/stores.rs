@@ -2,53 +2,152 @@
 //! backends. Writes are validated like the socket's and reach the room's sockets as `changed`.
 
 use axum::extract::State;
-use axum::routing::get;
-use axum::Router;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::{OpenApi, ToSchema};
 
 use super::envelope::Reply;
-use super::extract::{JsonBody, PathParams, QueryParams};
+use super::extract::{JsonBody, PageQuery, PathParams, QueryParams};
+use super::openapi::Envelope;
+use super::routes::Routes;
 use crate::auth::AccountAuth;
 use crate::domain::schema::{StoreName, StoreSchema};
-use crate::domain::RoomId;
+use crate::domain::{RoomId, Timestamp};
 use crate::error::ApiError;
-use crate::rooms::entries::{entry_json, key, schema_error};
+use crate::rooms::entries::{key, schema_error, StoreEntry};
 use crate::rooms::Origin;
 use crate::state::AppState;
 use crate::store::entries::{EntryPage, EntryWrite, SchemaRecord, SchemaWrite};
 use crate::store::{Entity, RoomScope};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/stores", get(list_stores))
-        .route("/stores/{store}", get(get_store).put(put_store))
-        .route("/rooms/{roomId}/stores", get(list_room_stores))
-        .route("/rooms/{roomId}/stores/{store}", get(list_entries))
-        .route(
-            "/rooms/{roomId}/stores/{store}/{key}",
-            get(get_entry)
-                .put(set_entry)
-                .patch(update_entry)
-                .delete(delete_entry),
-        )
+pub fn routes() -> Routes {
+    const ENTRY: &str = "/rooms/{roomId}/stores/{store}/{key}";
+    Routes::new()
+        .get("/stores", list_stores)
+        .get("/stores/{store}", get_store)
+        .put("/stores/{store}", put_store)
+        .get("/rooms/{roomId}/stores", list_room_stores)
+        .get("/rooms/{roomId}/stores/{store}", list_entries)
+        .get(ENTRY, get_entry)
+        .put(ENTRY, set_entry)
+        .patch(ENTRY, update_entry)
+        .delete(ENTRY, delete_entry)
 }
 
-fn schema_json(record: &SchemaRecord) -> Value {
-    json!({
-        "name": record.name.as_str(),
-        "schema": record.schema.to_json(),
-        "created_at": record.created_at,
-        "updated_at": record.updated_at,
-    })
+#[derive(OpenApi)]
+#[openapi(paths(
+    list_stores,
+    get_store,
+    put_store,
+    list_room_stores,
+    list_entries,
+    get_entry,
+    set_entry,
+    update_entry,
+    delete_entry
+))]
+pub struct Api;
+
+/// A store's schema, as registered (`defineStores` fields).
+#[derive(Serialize, ToSchema)]
+struct StoreRecord<'a> {
+    #[schema(value_type = String, example = "tasks")]
+    name: &'a str,
+    /// The fields: `{ "title": { "type": "string", "required": true }, ... }`.
+    #[schema(value_type = Object)]
+    schema: Value,
+    created_at: Timestamp,
+    updated_at: Timestamp,
 }
 
+impl<'a> From<&'a SchemaRecord> for StoreRecord<'a> {
+    fn from(record: &'a SchemaRecord) -> Self {
+        Self {
+            name: record.name.as_str(),
+            schema: record.schema.to_json(),
+            created_at: record.created_at,
+            updated_at: record.updated_at,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+struct StoreList<'a> {
+    stores: Vec<StoreRecord<'a>>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct StoreData<'a> {
+    store: StoreRecord<'a>,
+}
+
+/// How many entries a room holds in one store.
+#[derive(Serialize, ToSchema)]
+struct StoreCount<'a> {
+    name: &'a str,
+    entries: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+struct RoomStores<'a> {
+    stores: Vec<StoreCount<'a>>,
+    /// The room's stores version: it grows with every write.
+    version: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct EntryList<'a> {
+    entries: Vec<StoreEntry<'a>>,
+    total: i64,
+    limit: i64,
+    offset: i64,
+    version: i64,
+    /// The `offset` of the next page (`null`: nothing after); a page may end before `limit`
+    /// (`limits.max_page_bytes`).
+    next_offset: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct EntryData<'a> {
+    entry: StoreEntry<'a>,
+}
+
+/// An entry as a write left it.
+#[derive(Serialize, ToSchema)]
+struct WrittenEntry {
+    key: String,
+    #[schema(value_type = Object)]
+    value: Option<Map<String, Value>>,
+    version: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+struct EntryWritten {
+    entry: WrittenEntry,
+}
+
+#[derive(Serialize, ToSchema)]
+struct EntryDeleted {
+    key: String,
+    version: i64,
+}
+
+#[utoipa::path(
+    get, path = "/stores", tag = "Stores", operation_id = "list_stores",
+    responses((status = 200, description = "Stores retrieved", body = Envelope<StoreList>))
+)]
 async fn list_stores(auth: AccountAuth, State(state): State<AppState>) -> Result<Reply, ApiError> {
     let records = state.store().list_schemas(auth.account_id).await?;
-    let stores: Vec<Value> = records.iter().map(schema_json).collect();
-    Ok(Reply::ok("Stores retrieved", json!({ "stores": stores })))
+    let stores = records.iter().map(StoreRecord::from).collect();
+    Ok(Reply::ok("Stores retrieved", StoreList { stores }))
 }
 
+#[utoipa::path(
+    get, path = "/stores/{store}", tag = "Stores", operation_id = "get_store",
+    params(("store" = String, Path, description = "The store's name")),
+    responses((status = 200, description = "Store retrieved", body = Envelope<StoreData>))
+)]
 async fn get_store(
     auth: AccountAuth,
     State(state): State<AppState>,
@@ -62,17 +161,32 @@ async fn get_store(
         .ok_or(ApiError::not_found(Entity::Store))?;
     Ok(Reply::ok(
         "Store retrieved",
-        json!({ "store": schema_json(&record) }),
+        StoreData {
+            store: StoreRecord::from(&record),
+        },
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PutStoreBody {
+    /// The fields, as `defineStores` takes them.
+    #[schema(value_type = Object, required = true, example = json!({ "title": { "type": "string", "required": true }, "done": { "type": "boolean", "default": false } }))]
     schema: Option<Value>,
 }
 
-/// Registers a store's schema, or changes it compatibly with the entries already written.
+/// Registers a store's schema, or changes it compatibly with the entries already written: while
+/// any room holds entries, no field removed or retyped, a field made required only with a
+/// default, new fields optional or with a default (else `VALIDATION_ERROR` naming the field).
+#[utoipa::path(
+    put, path = "/stores/{store}", tag = "Stores", operation_id = "put_store",
+    params(("store" = String, Path, description = "The store's name: a letter or _, then letters, digits, _ or - (at most 64)")),
+    request_body = PutStoreBody,
+    responses(
+        (status = 200, description = "Store updated", body = Envelope<StoreData>),
+        (status = 201, description = "Store created", body = Envelope<StoreData>),
+    )
+)]
 async fn put_store(
     auth: AccountAuth,
     State(state): State<AppState>,
@@ -95,7 +209,9 @@ async fn put_store(
             config.max_stores,
         )
         .await?;
-    let data = json!({ "store": schema_json(&saved.record) });
+    let data = StoreData {
+        store: StoreRecord::from(&saved.record),
+    };
     Ok(if saved.created {
         Reply::created("Store created", data)
     } else {
@@ -130,6 +246,11 @@ async fn existing_scope(
     Ok(scope)
 }
 
+#[utoipa::path(
+    get, path = "/rooms/{roomId}/stores", tag = "Stores", operation_id = "list_room_stores",
+    params(("roomId" = RoomId, Path)),
+    responses((status = 200, description = "Stores retrieved: how many entries the room holds in each", body = Envelope<RoomStores>))
+)]
 async fn list_room_stores(
     auth: AccountAuth,
     State(state): State<AppState>,
@@ -137,16 +258,24 @@ async fn list_room_stores(
 ) -> Result<Reply, ApiError> {
     let scope = path_scope(auth, &path)?;
     let (counts, version) = state.store().count_entries(scope).await?;
-    let stores: Vec<Value> = counts
+    let stores = counts
         .iter()
-        .map(|(name, entries)| json!({ "name": name.as_str(), "entries": entries }))
+        .map(|(name, entries)| StoreCount {
+            name: name.as_str(),
+            entries: *entries,
+        })
         .collect();
     Ok(Reply::ok(
         "Stores retrieved",
-        json!({ "stores": stores, "version": version }),
+        RoomStores { stores, version },
     ))
 }
 
+#[utoipa::path(
+    get, path = "/rooms/{roomId}/stores/{store}", tag = "Stores", operation_id = "list_entries",
+    params(("roomId" = RoomId, Path), ("store" = String, Path, description = "The store's name"), PageQuery),
+    responses((status = 200, description = "Entries retrieved", body = Envelope<EntryList>))
+)]
 async fn list_entries(
     auth: AccountAuth,
     State(state): State<AppState>,
@@ -166,17 +295,26 @@ async fn list_entries(
             state.config().page_bytes(),
         )
         .await?;
-    let list: Vec<Value> = listed.entries.iter().map(entry_json).collect();
+    let entries: Vec<_> = listed.entries.iter().map(StoreEntry::from).collect();
+    let next_offset = page.next_offset(entries.len(), listed.has_more);
     Ok(Reply::ok(
         "Entries retrieved",
-        json!({
-            "entries": list, "total": listed.total, "limit": page.limit,
-            "offset": page.offset, "version": listed.version,
-            "nextOffset": page.next_offset(list.len(), listed.has_more),
-        }),
+        EntryList {
+            entries,
+            total: listed.total,
+            limit: page.limit,
+            offset: page.offset,
+            version: listed.version,
+            next_offset,
+        },
     ))
 }
 
+#[utoipa::path(
+    get, path = "/rooms/{roomId}/stores/{store}/{key}", tag = "Stores", operation_id = "get_entry",
+    params(("roomId" = RoomId, Path), ("store" = String, Path, description = "The store's name"), ("key" = String, Path, description = "The entry's key, percent-encoded")),
+    responses((status = 200, description = "Entry retrieved", body = Envelope<EntryData>))
+)]
 async fn get_entry(
     auth: AccountAuth,
     State(state): State<AppState>,
@@ -197,13 +335,18 @@ async fn get_entry(
         .ok_or(ApiError::not_found(Entity::Entry))?;
     Ok(Reply::ok(
         "Entry retrieved",
-        json!({ "entry": entry_json(&entry) }),
+        EntryData {
+            entry: StoreEntry::from(&entry),
+        },
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct EntryBody {
+    /// The entry's fields (`PUT`: all of them; `PATCH`: the ones to change), validated against
+    /// the store's schema; at most `stores.max_entry_bytes`.
+    #[schema(value_type = Object, required = true, example = json!({ "title": "Write the docs", "done": false }))]
     value: Option<Value>,
 }
 
@@ -213,7 +356,7 @@ async fn write(
     path: &PathParams,
     write: impl FnOnce(Value) -> EntryWrite,
     body: EntryBody,
-) -> Result<Value, ApiError> {
+) -> Result<EntryWritten, ApiError> {
     let scope = existing_scope(state, auth, path).await?;
     let store = path_store(path)?;
     let entry_key = path.text("key");
@@ -226,9 +369,22 @@ async fn write(
         .write_entry(scope, Origin::Backend, &store, entry_key, write(value))
         .await?
         .expect("only a delete can change nothing");
-    Ok(json!({ "entry": { "key": change.key, "value": change.value, "version": change.version } }))
+    Ok(EntryWritten {
+        entry: WrittenEntry {
+            key: change.key,
+            value: change.value,
+            version: change.version,
+        },
+    })
 }
 
+/// Writes the whole entry; the room's sockets receive `changed` (`userId: null`).
+#[utoipa::path(
+    put, path = "/rooms/{roomId}/stores/{store}/{key}", tag = "Stores", operation_id = "set_entry",
+    params(("roomId" = RoomId, Path), ("store" = String, Path, description = "The store's name"), ("key" = String, Path, description = "The entry's key (1 to 256 characters, no control characters), percent-encoded")),
+    request_body = EntryBody,
+    responses((status = 200, description = "Entry saved", body = Envelope<EntryWritten>))
+)]
 async fn set_entry(
     auth: AccountAuth,
     State(state): State<AppState>,
@@ -239,6 +395,13 @@ async fn set_entry(
     Ok(Reply::ok("Entry saved", data))
 }
 
+/// Changes some fields of an existing entry; the room's sockets receive `changed`.
+#[utoipa::path(
+    patch, path = "/rooms/{roomId}/stores/{store}/{key}", tag = "Stores", operation_id = "update_entry",
+    params(("roomId" = RoomId, Path), ("store" = String, Path, description = "The store's name"), ("key" = String, Path, description = "The entry's key, percent-encoded")),
+    request_body = EntryBody,
+    responses((status = 200, description = "Entry updated", body = Envelope<EntryWritten>))
+)]
 async fn update_entry(
     auth: AccountAuth,
     State(state): State<AppState>,
@@ -249,6 +412,11 @@ async fn update_entry(
     Ok(Reply::ok("Entry updated", data))
 }
 
+#[utoipa::path(
+    delete, path = "/rooms/{roomId}/stores/{store}/{key}", tag = "Stores", operation_id = "delete_entry",
+    params(("roomId" = RoomId, Path), ("store" = String, Path, description = "The store's name"), ("key" = String, Path, description = "The entry's key, percent-encoded")),
+    responses((status = 200, description = "Entry deleted", body = Envelope<EntryDeleted>))
+)]
 async fn delete_entry(
     auth: AccountAuth,
     State(state): State<AppState>,
@@ -270,6 +438,9 @@ async fn delete_entry(
         .ok_or(ApiError::not_found(Entity::Entry))?;
     Ok(Reply::ok(
         "Entry deleted",
-        json!({ "key": change.key, "version": change.version }),
+        EntryDeleted {
+            key: change.key,
+            version: change.version,
+        },
     ))
 }

@@ -1,36 +1,82 @@
 //! REST: users (`/v1/accounts/:accountId/users`), each created with its JWT.
 
 use axum::extract::State;
-use axum::routing::{get, post};
-use axum::Router;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use utoipa::{OpenApi, ToSchema};
 
 use super::envelope::Reply;
-use super::extract::{JsonBody, PathParams, QueryParams};
+use super::extract::{JsonBody, ListQuery, PageQuery, PathParams, QueryParams};
+use super::openapi::{Deleted, Envelope, ErrorEnvelope};
+use super::routes::Routes;
 use super::validation::{self, Patch};
 use crate::auth::AccountAuth;
-use crate::domain::{RoomId, Timestamp, User, UserId};
+use crate::domain::{RoomId, Timestamp, User, UserId, UserSession};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::{Entity, NewUser, Page, RoomScope, UserChanges};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/users", post(create_user).get(list_users))
-        .route("/users/custom/{customId}", get(get_user_by_custom_id))
-        .route(
-            "/users/{userId}",
-            get(get_user).patch(update_user).delete(delete_user),
-        )
+pub fn routes() -> Routes {
+    Routes::new()
+        .post("/users", create_user)
+        .get("/users", list_users)
+        .get("/users/custom/{customId}", get_user_by_custom_id)
+        .get("/users/{userId}", get_user)
+        .patch("/users/{userId}", update_user)
+        .delete("/users/{userId}", delete_user)
 }
 
+#[derive(OpenApi)]
+#[openapi(paths(
+    create_user,
+    list_users,
+    get_user_by_custom_id,
+    get_user,
+    update_user,
+    delete_user
+))]
+pub struct Api;
+
 /// A user as list-users and get-user show it: with its `token`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = CollabKitUserWithToken)]
 struct UserWithToken<'a> {
     #[serde(flatten)]
     user: &'a User,
+    /// The user's JWT (HS256, 90 days), the same one it was created with.
     token: String,
+}
+
+#[derive(Serialize, ToSchema)]
+struct UserCreated {
+    /// Without `token`: it is the sibling `token`.
+    user: User,
+    /// The JWT the client SDK connects with: HS256, claims `accountId`, `userId`, `roomId`,
+    /// `iat`, `exp = iat + 90 days`.
+    token: String,
+}
+
+#[derive(Serialize, ToSchema)]
+struct UserList<'a> {
+    users: Vec<UserWithToken<'a>>,
+    total: i64,
+    limit: i64,
+    offset: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct UserWithSessions<'a> {
+    user: UserWithToken<'a>,
+    /// Newest first.
+    sessions: Vec<UserSession>,
+    sessions_total: i64,
+    limit: i64,
+    offset: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+struct UserData {
+    user: User,
 }
 
 fn with_token<'a>(state: &AppState, user: &'a User) -> UserWithToken<'a> {
@@ -40,15 +86,42 @@ fn with_token<'a>(state: &AppState, user: &'a User) -> UserWithToken<'a> {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct CreateUserBody {
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 256, example = "Alice")]
     name: Option<String>,
+    /// A room of the account (an unknown one: 404).
+    #[schema(value_type = RoomId, required = true)]
     room_id: Option<String>,
+    /// An http or https URL.
+    #[schema(
+        max_length = 2048,
+        example = "https://example.com/alice.png",
+        nullable = false
+    )]
     profile_picture: Option<String>,
+    /// Unique in the room.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        example = "alice-001",
+        nullable = false
+    )]
     custom_id: Option<String>,
 }
 
+/// Creates a user (offline, with a new JWT) and fires `user.created` (webhooks, workflows)
+/// and `userCreated` (the room's sockets); increments the room's `total_users_created`.
+#[utoipa::path(
+    post, path = "/users", tag = "Users", operation_id = "create_user",
+    request_body = CreateUserBody,
+    responses(
+        (status = 201, description = "User created", body = Envelope<UserCreated>),
+        (status = 404, description = "`NOT_FOUND`: no such room", body = ErrorEnvelope),
+        (status = 409, description = "`CONFLICT`: the `customId` is taken in the room", body = ErrorEnvelope),
+    )
+)]
 async fn create_user(
     auth: AccountAuth,
     State(state): State<AppState>,
@@ -77,10 +150,7 @@ async fn create_user(
     };
     let user = state.engine().create_user(&user).await?;
     let token = state.jwt().user_token(&user);
-    Ok(Reply::created(
-        "User created",
-        json!({ "user": user, "token": token }),
-    ))
+    Ok(Reply::created("User created", UserCreated { user, token }))
 }
 
 /// The room named by the required `roomId` query parameter, checked to exist.
@@ -101,6 +171,14 @@ async fn room_scope(
     })
 }
 
+#[utoipa::path(
+    get, path = "/users", tag = "Users", operation_id = "list_users",
+    params(("roomId" = RoomId, Query, description = "The room"), ListQuery),
+    responses(
+        (status = 200, description = "Users retrieved: newest first", body = Envelope<UserList>),
+        (status = 404, description = "`NOT_FOUND`: no such room", body = ErrorEnvelope),
+    )
+)]
 async fn list_users(
     auth: AccountAuth,
     State(state): State<AppState>,
@@ -112,10 +190,20 @@ async fn list_users(
     let users: Vec<_> = listed.items.iter().map(|u| with_token(&state, u)).collect();
     Ok(Reply::ok(
         "Users retrieved",
-        json!({ "users": users, "total": listed.total, "limit": page.limit, "offset": page.offset }),
+        UserList {
+            users,
+            total: listed.total,
+            limit: page.limit,
+            offset: page.offset,
+        },
     ))
 }
 
+#[utoipa::path(
+    get, path = "/users/{userId}", tag = "Users", operation_id = "get_user",
+    params(("userId" = UserId, Path), ("roomId" = RoomId, Query, description = "The user's room"), PageQuery),
+    responses((status = 200, description = "User retrieved, with a page of its sessions (`limit`, `offset`)", body = Envelope<UserWithSessions>))
+)]
 async fn get_user(
     auth: AccountAuth,
     State(state): State<AppState>,
@@ -128,6 +216,11 @@ async fn get_user(
     user_with_sessions(&state, user, query.page()?).await
 }
 
+#[utoipa::path(
+    get, path = "/users/custom/{customId}", tag = "Users", operation_id = "get_user_by_custom_id",
+    params(("customId" = String, Path, description = "The user's `custom_id`"), ("roomId" = RoomId, Query, description = "The user's room"), PageQuery),
+    responses((status = 200, description = "User retrieved, as by `get_user`", body = Envelope<UserWithSessions>))
+)]
 async fn get_user_by_custom_id(
     auth: AccountAuth,
     State(state): State<AppState>,
@@ -153,24 +246,43 @@ async fn user_with_sessions(
     let sessions = state.store().list_sessions(user.id, page).await?;
     Ok(Reply::ok(
         "User retrieved",
-        json!({
-            "user": with_token(state, &user), "sessions": sessions.items,
-            "sessionsTotal": sessions.total, "limit": page.limit, "offset": page.offset,
-        }),
+        UserWithSessions {
+            user: with_token(state, &user),
+            sessions: sessions.items,
+            sessions_total: sessions.total,
+            limit: page.limit,
+            offset: page.offset,
+        },
     ))
 }
 
-#[derive(Deserialize)]
+/// At least one field.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct UpdateUserBody {
     #[serde(default)]
+    #[schema(value_type = String, min_length = 1, max_length = 256)]
     name: Patch<String>,
+    /// An http or https URL; `null` clears it.
     #[serde(default)]
+    #[schema(value_type = Option<String>, max_length = 2048)]
     profile_picture: Patch<String>,
+    /// `null` clears it.
     #[serde(default)]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 128)]
     custom_id: Patch<String>,
 }
 
+/// Fires `user.updated` and `userUpdated`.
+#[utoipa::path(
+    patch, path = "/users/{userId}", tag = "Users", operation_id = "update_user",
+    params(("userId" = UserId, Path), ("roomId" = RoomId, Query, description = "The user's room")),
+    request_body = UpdateUserBody,
+    responses(
+        (status = 200, description = "User updated", body = Envelope<UserData>),
+        (status = 409, description = "`CONFLICT`: the `customId` is taken in the room", body = ErrorEnvelope),
+    )
+)]
 async fn update_user(
     auth: AccountAuth,
     State(state): State<AppState>,
@@ -206,9 +318,15 @@ async fn update_user(
     };
     let scope = room_scope(&state, auth, &query).await?;
     let user = state.engine().update_user(scope, user_id, &changes).await?;
-    Ok(Reply::ok("User updated", json!({ "user": user })))
+    Ok(Reply::ok("User updated", UserData { user }))
 }
 
+/// Fires `user.deleted` and `userDeleted`; the user's sockets are closed.
+#[utoipa::path(
+    delete, path = "/users/{userId}", tag = "Users", operation_id = "delete_user",
+    params(("userId" = UserId, Path), ("roomId" = RoomId, Query, description = "The user's room")),
+    responses((status = 200, description = "User deleted", body = Envelope<Deleted<UserId>>))
+)]
 async fn delete_user(
     auth: AccountAuth,
     State(state): State<AppState>,
@@ -218,5 +336,5 @@ async fn delete_user(
     let user_id: UserId = path.id("userId", Entity::User)?;
     let scope = room_scope(&state, auth, &query).await?;
     let user = state.engine().delete_user(scope, user_id).await?;
-    Ok(Reply::ok("User deleted", json!({ "id": user.id })))
+    Ok(Reply::ok("User deleted", Deleted { id: user.id }))
 }

@@ -1,42 +1,99 @@
 //! REST: webhooks (`/v1/accounts/:accountId/webhooks`) and their delivery logs.
 
 use axum::extract::State;
-use axum::routing::{get, post};
-use axum::Router;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi, ToSchema};
 
 use super::envelope::Reply;
-use super::extract::{JsonBody, PathParams, QueryParams};
+use super::extract::{JsonBody, PageQuery, PathParams, QueryParams};
+use super::openapi::{Deleted, Envelope, ErrorEnvelope};
+use super::routes::Routes;
 use super::validation::{self, Patch};
 use crate::auth::AccountAuth;
-use crate::domain::webhook::{test_body, Webhook, TEST_EVENT};
-use crate::domain::Timestamp;
+use crate::domain::webhook::{test_body, Delivery, Webhook, WithSecret, TEST_EVENT};
+use crate::domain::{EventKind, RoomId, Timestamp};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::webhooks::{NewWebhook, WebhookChanges};
 use crate::store::Entity;
 use crate::webhooks::{guard, signature};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/webhooks", post(create_webhook).get(list_webhooks))
-        .route(
-            "/webhooks/{id}",
-            get(get_webhook)
-                .patch(update_webhook)
-                .delete(delete_webhook),
-        )
-        .route("/webhooks/{id}/deliveries", get(list_deliveries))
-        .route("/webhooks/{id}/test", post(test_webhook))
-        .route("/webhooks/{id}/rotate-secret", post(rotate_secret))
+pub fn routes() -> Routes {
+    Routes::new()
+        .post("/webhooks", create_webhook)
+        .get("/webhooks", list_webhooks)
+        .get("/webhooks/{id}", get_webhook)
+        .patch("/webhooks/{id}", update_webhook)
+        .delete("/webhooks/{id}", delete_webhook)
+        .get("/webhooks/{id}/deliveries", list_deliveries)
+        .post("/webhooks/{id}/test", test_webhook)
+        .post("/webhooks/{id}/rotate-secret", rotate_secret)
 }
 
-#[derive(Deserialize)]
+#[derive(OpenApi)]
+#[openapi(paths(
+    create_webhook,
+    list_webhooks,
+    get_webhook,
+    update_webhook,
+    delete_webhook,
+    list_deliveries,
+    test_webhook,
+    rotate_secret
+))]
+pub struct Api;
+
+#[derive(Serialize, ToSchema)]
+struct WebhookData {
+    webhook: Webhook,
+}
+
+/// A webhook shown with its `secret` (creation and rotation only).
+#[derive(Serialize, ToSchema)]
+struct WebhookWithSecret<'a> {
+    #[schema(value_type = Webhook)]
+    webhook: WithSecret<'a>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct WebhookList {
+    /// Without `secret`.
+    webhooks: Vec<Webhook>,
+    total: i64,
+    limit: i64,
+    offset: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct DeliveryList {
+    /// Newest first.
+    deliveries: Vec<Delivery>,
+    total: i64,
+    limit: i64,
+    offset: i64,
+    /// The `offset` of the next page (`null`: nothing after); a page may end before `limit`
+    /// (`limits.max_page_bytes`).
+    next_offset: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct DeliveryData {
+    /// A pending `webhook.test` delivery.
+    delivery: Delivery,
+}
+
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct CreateWebhookBody {
+    /// http(s), at most 2048 characters, by default not a private address.
+    #[schema(value_type = String, required = true, max_length = 2048, example = "https://example.com/collabkit")]
     url: Option<String>,
+    /// Repeats are dropped.
+    #[schema(value_type = Vec<EventKind>, required = true, min_items = 1)]
     events: Option<Vec<String>>,
+    /// A room of the account (404 otherwise); absent: every room.
+    #[schema(value_type = RoomId, nullable = false)]
     room_id: Option<String>,
 }
 
@@ -46,6 +103,14 @@ fn check_url(state: &AppState, url: String) -> Result<String, ApiError> {
     Ok(url)
 }
 
+#[utoipa::path(
+    post, path = "/webhooks", tag = "Webhooks", operation_id = "create_webhook",
+    request_body = CreateWebhookBody,
+    responses(
+        (status = 201, description = "Webhook created: the reply is the only one that shows the new `secret`", body = Envelope<WebhookWithSecret>),
+        (status = 404, description = "`NOT_FOUND`: no such room", body = ErrorEnvelope),
+    )
+)]
 async fn create_webhook(
     auth: AccountAuth,
     State(state): State<AppState>,
@@ -76,10 +141,20 @@ async fn create_webhook(
     let created = state.store().create_webhook(&webhook, limit).await?;
     Ok(Reply::created(
         "Webhook created",
-        json!({ "webhook": created.with_secret(&webhook.secret) }),
+        WebhookWithSecret {
+            webhook: created.with_secret(&webhook.secret),
+        },
     ))
 }
 
+#[utoipa::path(
+    get, path = "/webhooks", tag = "Webhooks", operation_id = "list_webhooks",
+    params(
+        ("search" = Option<String>, Query, max_length = 256, description = "Case-insensitive substring of the URL"),
+        PageQuery
+    ),
+    responses((status = 200, description = "Webhooks retrieved: newest first", body = Envelope<WebhookList>))
+)]
 async fn list_webhooks(
     auth: AccountAuth,
     State(state): State<AppState>,
@@ -92,10 +167,12 @@ async fn list_webhooks(
         .await?;
     Ok(Reply::ok(
         "Webhooks retrieved",
-        json!({
-            "webhooks": listed.items, "total": listed.total,
-            "limit": page.limit, "offset": page.offset,
-        }),
+        WebhookList {
+            webhooks: listed.items,
+            total: listed.total,
+            limit: page.limit,
+            offset: page.offset,
+        },
     ))
 }
 
@@ -107,31 +184,46 @@ async fn find(state: &AppState, auth: AccountAuth, path: &PathParams) -> Result<
         .ok_or(ApiError::not_found(Entity::Webhook))
 }
 
+#[utoipa::path(
+    get, path = "/webhooks/{id}", tag = "Webhooks", operation_id = "get_webhook",
+    params(("id" = String, Path, description = "`wh_...`")),
+    responses((status = 200, description = "Webhook retrieved (without `secret`)", body = Envelope<WebhookData>))
+)]
 async fn get_webhook(
     auth: AccountAuth,
     State(state): State<AppState>,
     path: PathParams,
 ) -> Result<Reply, ApiError> {
     let webhook = find(&state, auth, &path).await?;
-    Ok(Reply::ok(
-        "Webhook retrieved",
-        json!({ "webhook": webhook }),
-    ))
+    Ok(Reply::ok("Webhook retrieved", WebhookData { webhook }))
 }
 
-#[derive(Deserialize)]
+/// At least one field.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct UpdateWebhookBody {
     #[serde(default)]
+    #[schema(value_type = String, max_length = 2048)]
     url: Patch<String>,
     #[serde(default)]
+    #[schema(value_type = Vec<EventKind>, min_items = 1)]
     events: Patch<Vec<String>>,
+    /// `null`: every room of the account.
     #[serde(default)]
+    #[schema(value_type = Option<RoomId>)]
     room_id: Patch<String>,
+    /// Disabling fails the webhook's pending deliveries; enabling resets its failure count.
     #[serde(default)]
+    #[schema(value_type = bool)]
     enabled: Patch<bool>,
 }
 
+#[utoipa::path(
+    patch, path = "/webhooks/{id}", tag = "Webhooks", operation_id = "update_webhook",
+    params(("id" = String, Path, description = "`wh_...`")),
+    request_body = UpdateWebhookBody,
+    responses((status = 200, description = "Webhook updated (without `secret`)", body = Envelope<WebhookData>))
+)]
 async fn update_webhook(
     auth: AccountAuth,
     State(state): State<AppState>,
@@ -164,9 +256,14 @@ async fn update_webhook(
         .store()
         .update_webhook(auth.account_id, path.text("id"), &changes)
         .await?;
-    Ok(Reply::ok("Webhook updated", json!({ "webhook": webhook })))
+    Ok(Reply::ok("Webhook updated", WebhookData { webhook }))
 }
 
+#[utoipa::path(
+    delete, path = "/webhooks/{id}", tag = "Webhooks", operation_id = "delete_webhook",
+    params(("id" = String, Path, description = "`wh_...`")),
+    responses((status = 200, description = "Webhook deleted", body = Envelope<Deleted<String>>))
+)]
 async fn delete_webhook(
     auth: AccountAuth,
     State(state): State<AppState>,
@@ -174,9 +271,14 @@ async fn delete_webhook(
 ) -> Result<Reply, ApiError> {
     let id = path.text("id");
     state.store().delete_webhook(auth.account_id, id).await?;
-    Ok(Reply::ok("Webhook deleted", json!({ "id": id })))
+    Ok(Reply::ok("Webhook deleted", Deleted { id }))
 }
 
+#[utoipa::path(
+    get, path = "/webhooks/{id}/deliveries", tag = "Webhooks", operation_id = "list_deliveries",
+    params(("id" = String, Path, description = "`wh_...`"), PageQuery),
+    responses((status = 200, description = "Deliveries retrieved", body = Envelope<DeliveryList>))
+)]
 async fn list_deliveries(
     auth: AccountAuth,
     State(state): State<AppState>,
@@ -193,15 +295,25 @@ async fn list_deliveries(
     let has_more = page.offset + (returned as i64) < listed.total;
     Ok(Reply::ok(
         "Deliveries retrieved",
-        json!({
-            "deliveries": listed.items, "total": listed.total,
-            "limit": page.limit, "offset": page.offset,
-            "nextOffset": page.next_offset(returned, has_more),
-        }),
+        DeliveryList {
+            deliveries: listed.items,
+            total: listed.total,
+            limit: page.limit,
+            offset: page.offset,
+            next_offset: page.next_offset(returned, has_more),
+        },
     ))
 }
 
 /// Queues a `webhook.test` delivery through the normal path (it shows in the log).
+#[utoipa::path(
+    post, path = "/webhooks/{id}/test", tag = "Webhooks", operation_id = "test_webhook",
+    params(("id" = String, Path, description = "`wh_...`")),
+    responses(
+        (status = 201, description = "Test delivery queued", body = Envelope<DeliveryData>),
+        (status = 409, description = "`CONFLICT`: the webhook is disabled", body = ErrorEnvelope),
+    )
+)]
 async fn test_webhook(
     auth: AccountAuth,
     State(state): State<AppState>,
@@ -223,10 +335,16 @@ async fn test_webhook(
     state.bus().wake();
     Ok(Reply::created(
         "Test delivery queued",
-        json!({ "delivery": delivery }),
+        DeliveryData { delivery },
     ))
 }
 
+/// A new signing secret, shown in this reply only.
+#[utoipa::path(
+    post, path = "/webhooks/{id}/rotate-secret", tag = "Webhooks", operation_id = "rotate_secret",
+    params(("id" = String, Path, description = "`wh_...`")),
+    responses((status = 200, description = "Secret rotated: the reply shows the new `secret`", body = Envelope<WebhookWithSecret>))
+)]
 async fn rotate_secret(
     auth: AccountAuth,
     State(state): State<AppState>,
@@ -237,6 +355,10 @@ async fn rotate_secret(
         .store()
         .set_webhook_secret(auth.account_id, path.text("id"), &secret)
         .await?;
-    let data: Value = json!({ "webhook": webhook.with_secret(&secret) });
-    Ok(Reply::ok("Secret rotated", data))
+    Ok(Reply::ok(
+        "Secret rotated",
+        WebhookWithSecret {
+            webhook: webhook.with_secret(&secret),
+        },
+    ))
 }

@@ -1,41 +1,88 @@
 //! REST: workflows (`/v1/accounts/:accountId/workflows`) and the record of their runs.
 
 use axum::extract::State;
-use axum::routing::{get, post};
-use axum::Router;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use utoipa::{OpenApi, ToSchema};
 
 use super::envelope::Reply;
-use super::extract::{JsonBody, PathParams, QueryParams};
+use super::extract::{JsonBody, PageQuery, PathParams, QueryParams};
+use super::openapi::{Deleted, Envelope, ErrorEnvelope};
+use super::routes::Routes;
 use super::validation::{self, Patch};
 use crate::auth::AccountAuth;
-use crate::domain::workflow::Workflow;
-use crate::domain::{AccountId, RoomId, Timestamp};
+use crate::domain::workflow::{Execution, Workflow};
+use crate::domain::{AccountId, EventKind, RoomId, Timestamp};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::workflows::{NewWorkflow, WorkflowChanges};
 use crate::store::Entity;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/workflows", post(create_workflow).get(list_workflows))
-        .route(
-            "/workflows/{id}",
-            get(get_workflow)
-                .patch(update_workflow)
-                .delete(delete_workflow),
-        )
-        .route("/workflows/{id}/executions", get(list_executions))
-        .route("/workflows/{id}/test", post(test_workflow))
+pub fn routes() -> Routes {
+    Routes::new()
+        .post("/workflows", create_workflow)
+        .get("/workflows", list_workflows)
+        .get("/workflows/{id}", get_workflow)
+        .patch("/workflows/{id}", update_workflow)
+        .delete("/workflows/{id}", delete_workflow)
+        .get("/workflows/{id}/executions", list_executions)
+        .post("/workflows/{id}/test", test_workflow)
 }
 
-#[derive(Deserialize)]
+#[derive(OpenApi)]
+#[openapi(paths(
+    create_workflow,
+    list_workflows,
+    get_workflow,
+    update_workflow,
+    delete_workflow,
+    list_executions,
+    test_workflow
+))]
+pub struct Api;
+
+#[derive(Serialize, ToSchema)]
+struct WorkflowData {
+    workflow: Workflow,
+}
+
+#[derive(Serialize, ToSchema)]
+struct WorkflowList {
+    /// Newest first.
+    workflows: Vec<Workflow>,
+    total: i64,
+    limit: i64,
+    offset: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+struct ExecutionList {
+    /// Newest first.
+    executions: Vec<Execution>,
+    total: i64,
+    limit: i64,
+    offset: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+struct ExecutionData {
+    /// Not recorded: it does not appear in `executions`.
+    execution: Execution,
+}
+
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct CreateWorkflowBody {
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 256, example = "Greet")]
     name: Option<String>,
+    /// JavaScript or TypeScript with a default export and no `import`, at most
+    /// `workflows.max_code_bytes`.
+    #[schema(value_type = String, required = true, min_length = 1, example = "export default async function (event) { return { seen: event.event }; }")]
     code: Option<String>,
+    #[schema(value_type = Vec<EventKind>, required = true, min_items = 1)]
     events: Option<Vec<String>>,
+    /// A room of the account (404 otherwise); absent: every room.
+    #[schema(value_type = RoomId, nullable = false)]
     room_id: Option<String>,
 }
 
@@ -66,6 +113,17 @@ pub(crate) async fn code_problem(state: &AppState, code: &str) -> Option<String>
         .map(|error| format!("code does not parse: {error}"))
 }
 
+/// An account holds at most `workflows.max_workflows_per_account` (one more:
+/// `VALIDATION_ERROR` on `name`); code that does not parse is a `VALIDATION_ERROR` on `code`
+/// giving the line and column.
+#[utoipa::path(
+    post, path = "/workflows", tag = "Workflows", operation_id = "create_workflow",
+    request_body = CreateWorkflowBody,
+    responses(
+        (status = 201, description = "Workflow created", body = Envelope<WorkflowData>),
+        (status = 404, description = "`NOT_FOUND`: no such room", body = ErrorEnvelope),
+    )
+)]
 async fn create_workflow(
     auth: AccountAuth,
     State(state): State<AppState>,
@@ -97,10 +155,18 @@ async fn create_workflow(
     let created = state.store().create_workflow(&workflow, limit).await?;
     Ok(Reply::created(
         "Workflow created",
-        json!({ "workflow": created }),
+        WorkflowData { workflow: created },
     ))
 }
 
+#[utoipa::path(
+    get, path = "/workflows", tag = "Workflows", operation_id = "list_workflows",
+    params(
+        ("search" = Option<String>, Query, max_length = 256, description = "Case-insensitive substring of the name"),
+        PageQuery
+    ),
+    responses((status = 200, description = "Workflows retrieved", body = Envelope<WorkflowList>))
+)]
 async fn list_workflows(
     auth: AccountAuth,
     State(state): State<AppState>,
@@ -113,23 +179,27 @@ async fn list_workflows(
         .await?;
     Ok(Reply::ok(
         "Workflows retrieved",
-        json!({
-            "workflows": listed.items, "total": listed.total,
-            "limit": page.limit, "offset": page.offset,
-        }),
+        WorkflowList {
+            workflows: listed.items,
+            total: listed.total,
+            limit: page.limit,
+            offset: page.offset,
+        },
     ))
 }
 
+#[utoipa::path(
+    get, path = "/workflows/{id}", tag = "Workflows", operation_id = "get_workflow",
+    params(("id" = String, Path, description = "`wf_...`")),
+    responses((status = 200, description = "Workflow retrieved", body = Envelope<WorkflowData>))
+)]
 async fn get_workflow(
     auth: AccountAuth,
     State(state): State<AppState>,
     path: PathParams,
 ) -> Result<Reply, ApiError> {
     let workflow = find(&state, auth.account_id, path.text("id")).await?;
-    Ok(Reply::ok(
-        "Workflow retrieved",
-        json!({ "workflow": workflow }),
-    ))
+    Ok(Reply::ok("Workflow retrieved", WorkflowData { workflow }))
 }
 
 /// The account's workflow `id`, or `NotFound(Workflow)`.
@@ -141,21 +211,34 @@ async fn find(state: &AppState, account_id: AccountId, id: &str) -> Result<Workf
         .ok_or(ApiError::not_found(Entity::Workflow))
 }
 
-#[derive(Deserialize)]
+/// At least one field.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct UpdateWorkflowBody {
     #[serde(default)]
+    #[schema(value_type = String, min_length = 1, max_length = 256)]
     name: Patch<String>,
     #[serde(default)]
+    #[schema(value_type = String, min_length = 1)]
     code: Patch<String>,
     #[serde(default)]
+    #[schema(value_type = Vec<EventKind>, min_items = 1)]
     events: Patch<Vec<String>>,
+    /// `null`: every room of the account.
     #[serde(default)]
+    #[schema(value_type = Option<RoomId>)]
     room_id: Patch<String>,
     #[serde(default)]
+    #[schema(value_type = bool)]
     enabled: Patch<bool>,
 }
 
+#[utoipa::path(
+    patch, path = "/workflows/{id}", tag = "Workflows", operation_id = "update_workflow",
+    params(("id" = String, Path, description = "`wf_...`")),
+    request_body = UpdateWorkflowBody,
+    responses((status = 200, description = "Workflow updated", body = Envelope<WorkflowData>))
+)]
 async fn update_workflow(
     auth: AccountAuth,
     State(state): State<AppState>,
@@ -193,12 +276,15 @@ async fn update_workflow(
         .store()
         .update_workflow(auth.account_id, path.text("id"), &changes)
         .await?;
-    Ok(Reply::ok(
-        "Workflow updated",
-        json!({ "workflow": workflow }),
-    ))
+    Ok(Reply::ok("Workflow updated", WorkflowData { workflow }))
 }
 
+/// Deletes the record of its runs too.
+#[utoipa::path(
+    delete, path = "/workflows/{id}", tag = "Workflows", operation_id = "delete_workflow",
+    params(("id" = String, Path, description = "`wf_...`")),
+    responses((status = 200, description = "Workflow deleted", body = Envelope<Deleted<String>>))
+)]
 async fn delete_workflow(
     auth: AccountAuth,
     State(state): State<AppState>,
@@ -206,9 +292,14 @@ async fn delete_workflow(
 ) -> Result<Reply, ApiError> {
     let id = path.text("id");
     state.store().delete_workflow(auth.account_id, id).await?;
-    Ok(Reply::ok("Workflow deleted", json!({ "id": id })))
+    Ok(Reply::ok("Workflow deleted", Deleted { id }))
 }
 
+#[utoipa::path(
+    get, path = "/workflows/{id}/executions", tag = "Workflows", operation_id = "list_executions",
+    params(("id" = String, Path, description = "`wf_...`"), PageQuery),
+    responses((status = 200, description = "Executions retrieved", body = Envelope<ExecutionList>))
+)]
 async fn list_executions(
     auth: AccountAuth,
     State(state): State<AppState>,
@@ -222,23 +313,35 @@ async fn list_executions(
         .await?;
     Ok(Reply::ok(
         "Executions retrieved",
-        json!({
-            "executions": listed.items, "total": listed.total,
-            "limit": page.limit, "offset": page.offset,
-        }),
+        ExecutionList {
+            executions: listed.items,
+            total: listed.total,
+            limit: page.limit,
+            offset: page.offset,
+        },
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct TestWorkflowBody {
+    /// The room its bindings read; required when the workflow is for every room.
+    #[schema(value_type = RoomId, nullable = false)]
     room_id: Option<String>,
+    /// The `event` the code gets; default: a sample of the workflow's first event in that room.
+    #[schema(value_type = Object, nullable = false)]
     event: Option<Value>,
 }
 
 /// Runs the workflow now, enabled or not, and answers with the execution, which is not
 /// recorded. In the workflow's room, or the one given (required for a workflow of every
 /// room); on the event given, else a sample `participant.joined`-shaped event of that room.
+#[utoipa::path(
+    post, path = "/workflows/{id}/test", tag = "Workflows", operation_id = "test_workflow",
+    params(("id" = String, Path, description = "`wf_...`")),
+    request_body = TestWorkflowBody,
+    responses((status = 200, description = "Workflow test run (a run that fails is still a 200: the execution says `failed`)", body = Envelope<ExecutionData>))
+)]
 async fn test_workflow(
     auth: AccountAuth,
     State(state): State<AppState>,
@@ -268,10 +371,7 @@ async fn test_workflow(
         .workflows()
         .execute(&workflow, room_id, &name, event)
         .await;
-    Ok(Reply::ok(
-        "Workflow test run",
-        json!({ "execution": execution }),
-    ))
+    Ok(Reply::ok("Workflow test run", ExecutionData { execution }))
 }
 
 /// An event as a delivery of the workflow's first event would carry it, in `room_id`.

@@ -186,13 +186,33 @@ pub fn change_json(change: &EntryChange) -> Value {
 }
 
 pub fn entry_json(entry: &Entry) -> Value {
-    json!({
-        "key": entry.key,
-        "value": entry.value,
-        "version": entry.version,
-        "updated_at": entry.updated_at,
-        "updated_by": entry.updated_by,
-    })
+    serde_json::to_value(StoreEntry::from(entry)).expect("an entry serializes")
+}
+
+/// A store entry as both transports show it.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct StoreEntry<'a> {
+    key: &'a str,
+    /// The entry's fields, as the store's schema defines them.
+    #[schema(value_type = Object)]
+    value: &'a Map<String, Value>,
+    /// The room's stores version of the entry's last write.
+    version: i64,
+    updated_at: crate::domain::Timestamp,
+    /// `null`: written by a backend (REST).
+    updated_by: Option<crate::domain::UserId>,
+}
+
+impl<'a> From<&'a Entry> for StoreEntry<'a> {
+    fn from(entry: &'a Entry) -> Self {
+        Self {
+            key: &entry.key,
+            value: &entry.value,
+            version: entry.version,
+            updated_at: entry.updated_at,
+            updated_by: entry.updated_by,
+        }
+    }
 }
 
 pub fn store_name(text: &str) -> Result<StoreName, ApiError> {

@@ -20,6 +20,7 @@ mod join_pages;
 mod jwt_attacks;
 mod keys;
 mod metrics;
+mod openapi;
 mod presence;
 mod presence_batches;
 mod realtime;

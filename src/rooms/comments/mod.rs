@@ -383,26 +383,63 @@ impl Engine {
     }
 }
 
-/// The answer to a page of comments (the socket's and REST's alike).
-pub fn comment_page_json(page: CommentPage) -> Value {
-    json!({
-        "comments": page.comments,
-        "hasMore": page.cursor.is_some(),
-        "cursor": page.cursor.map(|seq| seq.to_string()),
-    })
+/// A page of comments (the socket's and REST's alike).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CommentList {
+    /// Oldest first.
+    comments: Vec<crate::domain::Comment>,
+    has_more: bool,
+    /// Where the next page starts (its `after`); `null` on the last page.
+    cursor: Option<String>,
+}
+
+impl From<CommentPage> for CommentList {
+    fn from(page: CommentPage) -> Self {
+        Self {
+            comments: page.comments,
+            has_more: page.cursor.is_some(),
+            cursor: page.cursor.map(|seq| seq.to_string()),
+        }
+    }
 }
 
 /// A page of threads, with where the next starts (the socket's and REST's alike).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ThreadList {
+    /// Newest first, each with its first comments.
+    threads: Vec<crate::domain::Thread>,
+    total: i64,
+    limit: i64,
+    offset: i64,
+    /// The `offset` of the next page (`null`: nothing after); a page may end before `limit`
+    /// (`limits.max_page_bytes`).
+    next_offset: Option<i64>,
+}
+
+impl ThreadList {
+    pub fn new(threads: Listed<crate::domain::Thread>, page: Page) -> Self {
+        let returned = threads.items.len();
+        let has_more = page.offset + (returned as i64) < threads.total;
+        Self {
+            threads: threads.items,
+            total: threads.total,
+            limit: page.limit,
+            offset: page.offset,
+            next_offset: page.next_offset(returned, has_more),
+        }
+    }
+}
+
+/// `CommentList`, as JSON.
+pub fn comment_page_json(page: CommentPage) -> Value {
+    json!(CommentList::from(page))
+}
+
+/// `ThreadList`, as JSON.
 pub fn thread_list_json(threads: Listed<crate::domain::Thread>, page: Page) -> Value {
-    let returned = threads.items.len();
-    let has_more = page.offset + (returned as i64) < threads.total;
-    json!({
-        "threads": threads.items,
-        "total": threads.total,
-        "limit": page.limit,
-        "offset": page.offset,
-        "nextOffset": page.next_offset(returned, has_more),
-    })
+    json!(ThreadList::new(threads, page))
 }
 
 /// `commentDeleted`, then `threadDeleted` if the comment was its thread's last.
