@@ -94,6 +94,43 @@ impl<const N: usize> Outcomes<N> {
     }
 }
 
+/// Counts by the values of one label, a fixed list given at creation.
+pub struct Tally {
+    names: Vec<&'static str>,
+    counts: Vec<AtomicU64>,
+}
+
+impl Tally {
+    fn new(names: Vec<&'static str>) -> Self {
+        let counts = names.iter().map(|_| AtomicU64::new(0)).collect();
+        Self { names, counts }
+    }
+
+    /// Where `name` is counted, if it is one of the names.
+    pub fn index(&self, name: &str) -> Option<usize> {
+        self.names.iter().position(|&known| known == name)
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    pub fn add_at(&self, index: usize, count: u64) {
+        self.counts[index].fetch_add(count, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, label: &str) {
+        for (value, count) in self.names.iter().zip(&self.counts) {
+            let count = count.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}{{{label}=\"{value}\"}} {count}");
+        }
+    }
+}
+
 /// One route's requests: by status, and their latency.
 #[derive(Default)]
 struct RouteStats {
@@ -119,6 +156,11 @@ pub struct Metrics {
     socket_closes: Outcomes<10>,
     /// Presence updates that replaced a state of the same user not yet sent (latest wins).
     pub presence_coalesced: AtomicU64,
+    /// Frames written to sockets, by frame type or event name
+    /// (`realtime::protocol::frame_label`).
+    pub frames_sent: Tally,
+    /// From a relayed message's publication on its node to its handling on this one.
+    pub relay_lag: Histogram,
 }
 
 impl Default for Metrics {
@@ -132,6 +174,8 @@ impl Default for Metrics {
             socket_requests: Mutex::default(),
             store_writes: Histogram::default(),
             presence_coalesced: AtomicU64::new(0),
+            frames_sent: Tally::new(crate::realtime::protocol::frame_labels()),
+            relay_lag: Histogram::default(),
             socket_closes: Outcomes::new([
                 "1000", "1001", "1002", "1009", "1013", "4000", "4001", "4401", "4404", "other",
             ]),
@@ -235,6 +279,15 @@ impl Metrics {
         }
         header(
             &mut out,
+            "collabkit_socket_frames_sent_total",
+            "counter",
+            "Frames written to sockets, by type: an event's name (`presence`, `changed`, ...), \
+             `res`, `welcome`, `error`, `authFailed`, `pong`, or `other`.",
+        );
+        self.frames_sent
+            .render(&mut out, "collabkit_socket_frames_sent_total", "type");
+        header(
+            &mut out,
             "collabkit_presence_coalesced_total",
             "counter",
             "Presence updates replaced by a later one of the same user before they went out.",
@@ -279,6 +332,15 @@ impl Metrics {
                 "collabkit_relay_messages_total{{direction=\"dropped\"}} {}",
                 relay.dropped
             );
+            header(
+                &mut out,
+                "collabkit_relay_lag_seconds",
+                "histogram",
+                "From a room message's publication on another node to its handling here \
+                 (the nodes' clock difference included).",
+            );
+            self.relay_lag
+                .render(&mut out, "collabkit_relay_lag_seconds", "");
         }
         gauge(
             &mut out,
@@ -419,6 +481,8 @@ mod tests {
         };
         metrics.socket_request("presence.update");
         metrics.socket_request("presence.update");
+        let presence = metrics.frames_sent.index("presence").unwrap();
+        metrics.frames_sent.add_at(presence, 3);
         let text = metrics.render(&gauges);
         for line in [
             "collabkit_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"} 2",
@@ -434,6 +498,8 @@ mod tests {
             "collabkit_db_connections{state=\"idle\"} 4",
             "collabkit_socket_requests_total{method=\"presence.update\"} 2",
             "collabkit_store_write_duration_seconds_count 0",
+            "collabkit_socket_frames_sent_total{type=\"presence\"} 3",
+            "collabkit_socket_frames_sent_total{type=\"changed\"} 0",
         ] {
             assert!(text.contains(line), "{line} in\n{text}");
         }

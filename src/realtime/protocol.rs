@@ -14,6 +14,7 @@ pub use crate::rooms::comments::{
     ThreadParams,
 };
 pub use crate::rooms::entries::SyncParams;
+use crate::rooms::events::EVENT_NAMES;
 use crate::rooms::following::UserView;
 pub use crate::rooms::outbox::{close, Utf8Bytes};
 
@@ -154,6 +155,35 @@ impl ServerFrame<'_> {
     /// Serialized once; the bytes are shared by every recipient.
     pub fn encode(&self) -> Utf8Bytes {
         Utf8Bytes::from(serde_json::to_string(self).expect("server frames serialize"))
+    }
+}
+
+/// The frame types a server sends besides events.
+const FRAME_TYPES: [&str; 5] = ["res", "welcome", "error", "authFailed", "pong"];
+
+/// The values of the frames-sent metric's label: every event name (`presence` first: it is
+/// most of the traffic, and found first), the other frame types, and `other`.
+pub fn frame_labels() -> Vec<&'static str> {
+    let mut labels = vec!["presence"];
+    labels.extend(EVENT_NAMES.iter().filter(|&&name| name != "presence"));
+    labels.extend(FRAME_TYPES);
+    labels.push("other");
+    labels
+}
+
+/// What an encoded server frame is: its event's name, else its `type`, read from the start of
+/// the JSON as `ServerFrame` and `ServerEvent` write it (`{"type":"event","event":"changed"`);
+/// `other` when it does not start so.
+pub fn frame_label(frame: &str) -> &str {
+    fn string_at<'a>(text: &'a str, key: &str) -> Option<(&'a str, &'a str)> {
+        let rest = text.strip_prefix(key)?;
+        let end = rest.find('"')?;
+        Some((&rest[..end], &rest[end + 1..]))
+    }
+    match string_at(frame, r#"{"type":""#) {
+        Some(("event", rest)) => string_at(rest, r#","event":""#).map_or("other", |(name, _)| name),
+        Some((kind, _)) => kind,
+        None => "other",
     }
 }
 
@@ -422,6 +452,32 @@ pub struct Limits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frames_are_labelled_by_event_or_type() {
+        let id = RequestId::Number(1.into());
+        let res = ServerFrame::Res {
+            id: &id,
+            ok: true,
+            result: None,
+            error: None,
+        };
+        assert_eq!(frame_label(res.encode().as_str()), "res");
+        assert_eq!(frame_label(ServerFrame::Pong.encode().as_str()), "pong");
+        let thread = crate::domain::ThreadId::new();
+        let deleted = crate::rooms::events::ServerEvent::ThreadDeleted { thread_id: &thread };
+        assert_eq!(frame_label(deleted.encode().as_str()), "threadDeleted");
+        assert_eq!(
+            frame_label(r#"{"type":"event","event":"presence","data":{"states":[]}}"#),
+            "presence"
+        );
+        assert_eq!(frame_label("not json"), "other");
+        let labels = frame_labels();
+        assert_eq!(labels[0], "presence");
+        for label in ["res", "threadDeleted", "changed", "other"] {
+            assert_eq!(labels.iter().filter(|&&l| l == label).count(), 1, "{label}");
+        }
+    }
 
     #[test]
     fn frames_have_the_documented_shape() {

@@ -19,6 +19,10 @@ use crate::store::Left;
 #[serde(rename_all = "camelCase")]
 struct Relayed {
     origin: String,
+    /// When the origin published it (milliseconds since the epoch, its clock): the relay's
+    /// lag metric. Absent from nodes of versions before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sent_at: Option<i64>,
     #[serde(flatten)]
     what: What,
 }
@@ -260,6 +264,13 @@ impl Engine {
         if message.origin == self.hub().node_id().as_str() {
             return;
         }
+        if let Some(sent_at) = message.sent_at {
+            // Clocks of two machines differ a little: a message from the future took no time.
+            let lag = (Timestamp::now().as_millis() - sent_at).max(0);
+            self.metrics()
+                .relay_lag
+                .observe(std::time::Duration::from_millis(lag as u64));
+        }
         if let Some(command) = Self::command_for(message.what) {
             self.tell_room(room_id, command).await;
         }
@@ -334,6 +345,7 @@ pub(super) fn relay_presence(relay: &Relay, room_id: RoomId, states: &[(UserId, 
 fn send(relay: &Relay, room_id: RoomId, what: What) {
     let message = Relayed {
         origin: relay.node().as_str().to_owned(),
+        sent_at: Some(Timestamp::now().as_millis()),
         what,
     };
     match serde_json::to_vec(&message) {
@@ -363,6 +375,7 @@ mod tests {
     fn messages_name_their_origin_and_leave_out_what_is_unset() {
         let message = Relayed {
             origin: "node-a".into(),
+            sent_at: None,
             what: What::Frames {
                 frames: vec!["{}".into()],
                 version: None,

@@ -96,6 +96,19 @@ async fn metrics_follow_requests_sockets_runs_and_deliveries(backend: Backend) {
         Some(1.0),
         "{text}"
     );
+    // The socket was sent its welcome and the answer to its join, counted by type once
+    // written.
+    let framed = eventually(Duration::from_secs(10), || async {
+        let text = scrape(&app).await;
+        sample(
+            &text,
+            "collabkit_socket_frames_sent_total{type=\"welcome\"}",
+        ) == Some(1.0)
+            && sample(&text, "collabkit_socket_frames_sent_total{type=\"res\"}")
+                .is_some_and(|n| n >= 1.0)
+    })
+    .await;
+    assert!(framed, "{}", scrape(&app).await);
     // No label carries an id, a name or a key.
     for secret in [room_id.as_str(), account.id.as_str(), "Alice", "metered"] {
         assert!(!text.contains(secret), "{secret} in the metrics");

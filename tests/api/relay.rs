@@ -318,6 +318,25 @@ async fn presence_reaches_the_sockets_of_other_nodes() {
     })
     .await;
     assert!(seen[&bob_id].is_null());
+
+    // What crossed shows in the metrics of the node that heard it: messages and their lag.
+    let metrics = a
+        .client
+        .get(format!("{}/metrics", a.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
+    };
+    assert!(value("collabkit_relay_messages_total{direction=\"received\"}") >= 2.0);
+    assert!(value("collabkit_relay_lag_seconds_count") >= 2.0);
 }
 
 /// Three nodes, a socket on each: a broadcast, a store write and presence from any one

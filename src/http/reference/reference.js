@@ -496,7 +496,7 @@ function overview(ctx) {
     el("p", { class: "muted" },
       info.version ? ["Version ", code(info.version)] : null,
       ctx.spec.openapi ? [" · OpenAPI ", code(ctx.spec.openapi)] : null),
-    info.summary ? el("p", { class: "summary" }, info.summary) : null,
+    typeof info.summary === "string" ? el("p", { class: "summary" }, inline(info.summary)) : null,
     prose(info.description));
   const facts = el("dl", { class: "facts" });
   if (isObject(info.license) && info.license.name) facts.append(el("dt", {}, "License"), el("dd", {}, info.license.name));
@@ -633,11 +633,12 @@ function groupByTag(ctx, operations) {
   return [...ordered.filter((group) => group.tag.name !== "Other"), ...ordered.filter((group) => group.tag.name === "Other")];
 }
 
-/// A path with its `{parameters}` marked.
+/// A path with its `{parameters}` marked; a line may break after any "/".
 function pathNode(path) {
   const node = el("code", { class: "path" });
-  for (const piece of path.split(/(\{[^}]*\})/)) {
-    if (piece) node.append(piece.startsWith("{") ? el("span", { class: "param" }, piece) : piece);
+  for (const piece of path.split(/(\{[^}]*\}|\/)/)) {
+    if (piece === "/") node.append("/", el("wbr"));
+    else if (piece) node.append(piece.startsWith("{") ? el("span", { class: "param" }, piece) : piece);
   }
   return node;
 }
@@ -687,7 +688,8 @@ function responsesBlock(ctx, responses) {
     const response = deref(ctx.spec, responses[status]);
     const success = /^[23]/.test(status);
     const details = el("details", { class: "response", "data-status": status, open: success },
-      el("summary", {}, el("span", { class: statusClass(status) }, status), " ", response.description ?? ""));
+      el("summary", {}, el("span", { class: statusClass(status) }, status), " ",
+        typeof response.description === "string" ? inline(response.description.replace(/\s+/g, " ")) : ""));
     const headers = Object.entries(isObject(response.headers) ? response.headers : {});
     if (headers.length) {
       const rows = headers.map(([name, raw]) => {
@@ -713,7 +715,7 @@ function operationSection(ctx, entry) {
     el("span", { class: `method ${method}` }, method.toUpperCase()), " ", pathNode(path), " ",
     el("a", { class: "anchor", href: `#${entry.id}`, "aria-label": `Link to ${method.toUpperCase()} ${path}` }, "#")));
   if (operation.deprecated) section.append(el("p", {}, el("span", { class: "badge warn" }, "deprecated")));
-  if (operation.summary) section.append(el("p", { class: "summary" }, operation.summary));
+  if (typeof operation.summary === "string") section.append(el("p", { class: "summary" }, inline(operation.summary)));
   append(section, [prose(operation.description)]);
   const security = operation.security ?? ctx.spec.security;
   const meta = el("p", { class: "meta muted" }, "Authentication: ", requirementText(security));
@@ -744,6 +746,18 @@ function schemasSection(ctx) {
   return section;
 }
 
+/// A path as the contents list shows it: the account's prefix as "…", and a line may break
+/// after any "/".
+function tocPath(path) {
+  const short = path.replace(/^\/v1\/accounts\/\{accountId\}(?=\/)/, "…");
+  const span = el("span", { class: "toc-path", title: path });
+  short.split("/").forEach((piece, index) => {
+    if (index > 0) span.append("/", el("wbr"));
+    span.append(piece);
+  });
+  return span;
+}
+
 function tableOfContents(ctx, groups) {
   const list = el("ul");
   const link = (id, ...text) => el("li", {}, el("a", { href: `#${id}` }, text));
@@ -753,7 +767,7 @@ function tableOfContents(ctx, groups) {
     for (const entry of group.operations) {
       operations.append(el("li", {}, el("a", { href: `#${entry.id}` },
         el("span", { class: `method ${entry.method}` }, entry.method.toUpperCase()), " ",
-        el("span", { class: "toc-path", title: entry.path }, entry.path.replace(/^\/v1\/accounts\/\{accountId\}(?=\/)/, "…")))));
+        tocPath(entry.path))));
     }
     list.append(el("li", {}, el("a", { href: `#${group.id}` }, group.tag.name), operations));
   }

@@ -135,6 +135,7 @@ async fn serve(
             closer.clone(),
             last_seen.clone(),
             config.clone(),
+            engine.metrics().clone(),
         )
         .instrument(span),
     );

@@ -8,11 +8,52 @@ use super::handshake::Sink;
 use super::CLOSE_TIMEOUT;
 use crate::config::RealtimeConfig;
 use crate::domain::Timestamp;
-use crate::realtime::protocol::close;
-use crate::rooms::outbox::{Closer, OutboxReceiver};
+use crate::metrics::{Metrics, Tally};
+use crate::realtime::protocol::{close, frame_label};
+use crate::rooms::outbox::{Closer, OutboxReceiver, Utf8Bytes};
 
 /// Frames taken from the mailbox for one write.
 const WRITE_BATCH_FRAMES: usize = 64;
+/// Room for every value of the frames-sent label (`protocol::frame_labels`).
+const MAX_FRAME_LABELS: usize = 32;
+
+/// The frames of one write, by label, counted on the stack and added to the metric once per
+/// write rather than once per frame.
+struct Sent<'m> {
+    tally: &'m Tally,
+    counts: [u32; MAX_FRAME_LABELS],
+}
+
+impl<'m> Sent<'m> {
+    fn new(tally: &'m Tally) -> Self {
+        assert!(tally.len() <= MAX_FRAME_LABELS, "room for every label");
+        Self {
+            tally,
+            counts: [0; MAX_FRAME_LABELS],
+        }
+    }
+
+    fn feed(&mut self, sink: &mut Sink, frame: Utf8Bytes) {
+        let label = frame_label(frame.as_str());
+        let index = self
+            .tally
+            .index(label)
+            .or_else(|| self.tally.index("other"));
+        if let Some(index) = index {
+            self.counts[index] += 1;
+        }
+        sink.feed(frame);
+    }
+
+    fn add_to_metric(&mut self) {
+        for (index, count) in self.counts.iter_mut().enumerate() {
+            if *count > 0 {
+                self.tally.add_at(index, u64::from(*count));
+                *count = 0;
+            }
+        }
+    }
+}
 
 pub async fn write_loop(
     mut sink: Sink,
@@ -20,7 +61,9 @@ pub async fn write_loop(
     closer: Closer,
     last_seen: Arc<AtomicI64>,
     config: RealtimeConfig,
+    metrics: Arc<Metrics>,
 ) {
+    let mut sent = Sent::new(&metrics.frames_sent);
     let mut heartbeat = tokio::time::interval(config.heartbeat_interval());
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     heartbeat.tick().await;
@@ -32,10 +75,10 @@ pub async fn write_loop(
             () = closer.closed() => break,
             frame = outbox.recv() => {
                 // Everything already queued goes out in one write.
-                sink.feed(frame);
+                sent.feed(&mut sink, frame);
                 for _ in 1..WRITE_BATCH_FRAMES {
                     match outbox.try_recv() {
-                        Some(frame) => sink.feed(frame),
+                        Some(frame) => sent.feed(&mut sink, frame),
                         None => break,
                     }
                 }
@@ -53,7 +96,9 @@ pub async fn write_loop(
         // A write under way is finished (or times out) even if the socket is closed meanwhile:
         // the close frame can only follow it, and a client that reads again in time gets the
         // reason it was closed for. (A write cut short resumes where it stopped.)
-        match tokio::time::timeout(write_timeout, sink.flush()).await {
+        let written = tokio::time::timeout(write_timeout, sink.flush()).await;
+        sent.add_to_metric();
+        match written {
             Ok(Ok(())) => {}
             Ok(Err(_)) => {
                 closer.close(close::NORMAL, "connection lost");
@@ -66,11 +111,12 @@ pub async fn write_loop(
     // Flush what is already queued (responses before a normal close), then say goodbye.
     if flushes(code) {
         while let Some(frame) = outbox.try_recv() {
-            sink.feed(frame);
+            sent.feed(&mut sink, frame);
         }
     }
     sink.feed_close(code, reason);
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.flush()).await;
+    sent.add_to_metric();
 }
 
 /// Whether a close lets the frames already queued go out first: a normal close, a
