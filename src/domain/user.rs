@@ -32,7 +32,17 @@ impl UserStatus {
 
 /// The documented `CollabKitUser` (without `token`: the transport adds it where documented).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
-#[schema(as = CollabKitUser)]
+#[schema(
+    as = CollabKitUser,
+    examples(json!({
+        "id": "f47ac10b-58cc-4372-a567-0e02b2c3d479",
+        "room_id": "c3003c93-60cf-4184-b85f-20be14d26dac",
+        "name": "Alice", "profile_picture": "https://example.com/alice.png",
+        "custom_id": "alice-001", "status": "offline",
+        "created_at": "2026-05-29T10:05:00.000Z",
+        "joined_at": "2026-05-29T10:06:00.000Z", "left_at": "2026-05-29T10:30:00.000Z"
+    }))
+)]
 pub struct User {
     pub id: UserId,
     #[serde(skip)]
@@ -52,7 +62,15 @@ pub struct User {
 
 /// One online period of a user (`left_at` is `None` while it runs).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
-#[schema(as = CollabKitUserSession)]
+#[schema(
+    as = CollabKitUserSession,
+    examples(json!({
+        "id": "sess_9f6c1d0e4b6a4f3e8a2b7c5d1e0f3a4b",
+        "user_id": "f47ac10b-58cc-4372-a567-0e02b2c3d479",
+        "room_id": "c3003c93-60cf-4184-b85f-20be14d26dac",
+        "joined_at": "2026-05-29T10:06:00.000Z", "left_at": null
+    }))
+)]
 pub struct UserSession {
     pub id: SessionId,
     pub user_id: UserId,
