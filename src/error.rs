@@ -132,24 +132,6 @@ impl ApiError {
         }))
     }
 
-    /// Every `code()`, as the OpenAPI document lists them.
-    pub const CODES: [&'static str; 14] = [
-        "UNAUTHORIZED",
-        "FORBIDDEN",
-        "NOT_FOUND",
-        "METHOD_NOT_ALLOWED",
-        "BAD_REQUEST",
-        "VALIDATION_ERROR",
-        "CONFLICT",
-        "PAYLOAD_TOO_LARGE",
-        "RANGE_NOT_SATISFIABLE",
-        "UNSUPPORTED_MEDIA_TYPE",
-        "REQUEST_TIMEOUT",
-        "RATE_LIMITED",
-        "SERVICE_UNAVAILABLE",
-        "INTERNAL_ERROR",
-    ];
-
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,

@@ -106,7 +106,7 @@ impl Serialize for FileKey {
     }
 }
 
-/// The documented `StorageFile` (camelCase), as it goes on the wire.
+/// A file of a room.
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StorageFile<'a> {

@@ -54,8 +54,9 @@ impl Room {
     }
 }
 
-/// The documented `CollabKitRoom`: how a room goes on the wire. `Room` serializes through it,
-/// and the OpenAPI document takes its schema from it.
+// How a room goes on the wire: `Room` serializes through it, and the OpenAPI document takes
+// its schema from it.
+/// A room: the space users meet in.
 #[derive(Serialize, ToSchema)]
 #[schema(
     as = CollabKitRoom,

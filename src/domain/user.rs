@@ -30,7 +30,8 @@ impl UserStatus {
     }
 }
 
-/// The documented `CollabKitUser` (without `token`: the transport adds it where documented).
+// The transport adds `token` where the API documents it.
+/// A user: one person in one room.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
 #[schema(
     as = CollabKitUser,

@@ -59,8 +59,9 @@ impl Webhook {
     }
 }
 
-/// The documented `WebhookRegistration`: how a webhook goes on the wire. `Webhook` serializes
-/// through it, and the OpenAPI document takes its schema from it.
+// How a webhook goes on the wire: `Webhook` serializes through it, and the OpenAPI document
+// takes its schema from it.
+/// A webhook: where a room's events are delivered, signed.
 #[derive(Serialize, ToSchema)]
 #[schema(as = WebhookRegistration)]
 struct WebhookWire<'a> {
@@ -140,7 +141,7 @@ impl DeliveryStatus {
     }
 }
 
-/// One event's delivery to one webhook: the documented `WebhookDelivery`.
+/// One event's delivery to one webhook, and how its attempts went.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[schema(as = WebhookDelivery)]
 pub struct Delivery {

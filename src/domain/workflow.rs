@@ -35,8 +35,9 @@ impl Workflow {
     }
 }
 
-/// The documented `WorkflowRegistration`: how a workflow goes on the wire. `Workflow`
-/// serializes through it, and the OpenAPI document takes its schema from it.
+// How a workflow goes on the wire: `Workflow` serializes through it, and the OpenAPI
+// document takes its schema from it.
+/// A workflow: code run on a room's events.
 #[derive(Serialize, ToSchema)]
 #[schema(as = WorkflowRegistration)]
 struct WorkflowWire<'a> {
@@ -112,8 +113,7 @@ impl ExecutionStatus {
     }
 }
 
-/// One run of a workflow: the documented `WorkflowExecution`, with what the code logged (an
-/// addition).
+/// One run of a workflow, with what its code logged.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[schema(as = WorkflowExecution)]
 pub struct Execution {

@@ -116,8 +116,8 @@ async fn get_thread(
     params(
         ("roomId" = RoomId, Path),
         ("threadId" = ThreadId, Path),
-        ("after" = Option<String>, Query, description = "A page's `cursor` or a thread's `comments_cursor`; absent: from the first"),
-        ("limit" = Option<i64>, Query, minimum = 1, description = "1 to `comments.page_comments` (its default)"),
+        ("after" = Option<String>, Query, pattern = r"^(\+?[0-9]{1,18})?$", description = "A page's `cursor` or a thread's `comments_cursor`; absent or empty: from the first"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 50, description = "1 to `comments.page_comments` (50 by default), which is also the default"),
     ),
     responses((status = 200, description = "Comments retrieved", body = Envelope<CommentList>))
 )]

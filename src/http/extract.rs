@@ -11,6 +11,10 @@ use axum::http::header;
 use axum::http::request::Parts;
 use futures_util::StreamExt as _;
 use serde::de::DeserializeOwned;
+use utoipa::openapi::schema::{
+    KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, Type,
+};
+use utoipa::openapi::RefOr;
 
 use crate::domain::text;
 use crate::domain::time::TimeBound;
@@ -157,6 +161,20 @@ pub struct PageQuery {
     offset: Option<i64>,
 }
 
+/// A `from` or `to`: a date (`2026-06-01`) or a date-time (`2026-06-01T10:00:00Z`); the
+/// server also takes a date-time without an offset, in UTC (see `TimeBound::parse`).
+fn time_bound_schema() -> RefOr<Schema> {
+    let string = |format| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(format)))
+    };
+    OneOfBuilder::new()
+        .item(string(KnownFormat::Date))
+        .item(string(KnownFormat::DateTime))
+        .into()
+}
+
 /// The query parameters `QueryParams::page` and `QueryParams::filter` read, as the OpenAPI
 /// document describes them.
 #[derive(utoipa::IntoParams)]
@@ -173,16 +191,10 @@ pub struct ListQuery {
     #[param(max_length = 256, nullable = false)]
     search: Option<String>,
     /// Created at or after: an ISO date or date-time (without an offset: UTC).
-    #[param(
-        pattern = r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})?)?$",
-        nullable = false
-    )]
+    #[param(schema_with = time_bound_schema)]
     from: Option<String>,
     /// Created at or before: an ISO date (the whole day) or date-time.
-    #[param(
-        pattern = r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})?)?$",
-        nullable = false
-    )]
+    #[param(schema_with = time_bound_schema)]
     to: Option<String>,
 }
 

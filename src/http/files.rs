@@ -58,13 +58,13 @@ pub struct Api;
 
 /// An upload's form fields, in this order (`roomId` and `userId` before `file`).
 #[derive(ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[expect(dead_code, reason = "describes what `upload_file` reads")]
 struct UploadForm {
     /// May be left out with a user's JWT (its room).
-    room_id: Option<RoomId>,
+    room_id: RoomId,
     /// May be left out with a user's JWT (its user).
-    user_id: Option<UserId>,
+    user_id: UserId,
     /// At most `files.max_file_bytes`; its type is sniffed from its first bytes.
     #[schema(value_type = String, format = Binary)]
     file: Vec<u8>,
@@ -332,14 +332,13 @@ async fn upload_file(
                     }
                 };
             }
-            _ => {
-                // Unknown fields are ignored, their content too.
-                while field
-                    .chunk()
-                    .await
-                    .map_err(|e| bad_multipart(e, limit))?
-                    .is_some()
-                {}
+            // As in every JSON body: a field the API does not take is refused, never dropped.
+            other => {
+                let name = other.unwrap_or_default().to_owned();
+                return Err(ApiError::validation(
+                    name.clone(),
+                    format!("Unknown field '{name}'"),
+                ));
             }
         }
     }
@@ -395,7 +394,6 @@ async fn list_files(
         .ok_or(ApiError::not_found(Entity::Room))?;
     let uploaded_by = query
         .get("userId")
-        .filter(|t| !t.is_empty())
         .map(|text| {
             text.parse::<UserId>()
                 .map_err(|_| ApiError::validation("userId", "userId must be a UUID"))
@@ -473,8 +471,8 @@ pub struct Uncompressed;
         ("If-None-Match" = Option<String>, Header, description = "The `ETag` of a copy held"),
     ),
     responses(
-        (status = 200, description = "The bytes, with `Content-Type`, `ETag`, `Content-Length`", content_type = "application/octet-stream", body = Vec<u8>),
-        (status = 206, description = "The range asked for", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 200, description = "The bytes, with the type sniffed at upload as `Content-Type`, `ETag`, `Content-Length`", content_type = "*/*", body = Vec<u8>),
+        (status = 206, description = "The range asked for", content_type = "*/*", body = Vec<u8>),
         (status = 304, description = "Not modified (`If-None-Match`)"),
         (status = 404, description = "`NOT_FOUND`: no such file", body = ErrorEnvelope),
         (status = 416, description = "`RANGE_NOT_SATISFIABLE`", body = ErrorEnvelope),

@@ -21,7 +21,6 @@ use super::{
 };
 use crate::auth::sessions::COOKIE_NAME;
 use crate::domain::AccountId;
-use crate::error::ApiError;
 
 const ACCOUNT_PREFIX: &str = "/v1/accounts/{accountId}";
 
@@ -83,8 +82,9 @@ pub async fn openapi_json() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-/// The envelope of a successful answer, `data` being the operation's (docs/rest-api.md).
-/// Rendered by `envelope::EnvelopeParts::render`; only described here.
+// Rendered by `envelope::EnvelopeParts::render`; only described here, and schemathesis holds
+// every answer to it (scripts/schemathesis).
+/// The envelope of a successful answer; `data` is the operation's.
 #[derive(ToSchema)]
 #[expect(dead_code, reason = "describes what `EnvelopeParts::render` writes")]
 pub struct Envelope<T> {
@@ -92,7 +92,7 @@ pub struct Envelope<T> {
     kind: ResponseType,
     #[schema(schema_with = always_true)]
     success: bool,
-    #[schema(example = "Room created")]
+    /// What happened (`Room created`).
     description: String,
     data: T,
     #[schema(schema_with = null)]
@@ -148,14 +148,37 @@ enum ResponseType {
     Response,
 }
 
+/// The error codes, their status, and when they are answered.
+const ERROR_CODES: [(&str, u16, &str); 14] = [
+    ("UNAUTHORIZED", 401, "missing, malformed or invalid credentials"),
+    ("FORBIDDEN", 403, "valid credentials, but the path names another account; with the session cookie also a write without the CSRF token, or a viewer's write; with a user's JWT, another room or user"),
+    ("NOT_FOUND", 404, "no such object (a malformed ID in a path is simply not found), or no such route"),
+    ("METHOD_NOT_ALLOWED", 405, "the route exists, the method does not"),
+    ("BAD_REQUEST", 400, "the body is not a JSON object, or cannot be read; a malformed query string"),
+    ("VALIDATION_ERROR", 400, "a field or parameter breaks a rule (`field` names it): missing, mistyped, unknown, out of range"),
+    ("CONFLICT", 409, "a duplicate `customId`; testing a disabled webhook"),
+    ("PAYLOAD_TOO_LARGE", 413, "a body over `limits.max_body_bytes`, a value or file over its own limit, or an account's files over its quota"),
+    ("RANGE_NOT_SATISFIABLE", 416, "a `Range` the file does not have"),
+    ("UNSUPPORTED_MEDIA_TYPE", 415, "a `Content-Type` other than JSON on a call that takes a JSON body"),
+    ("REQUEST_TIMEOUT", 408, "the body did not arrive whole within `http.body_read_timeout_ms`"),
+    ("RATE_LIMITED", 429, "over the key's rate limit; `Retry-After` says how many seconds to wait"),
+    ("SERVICE_UNAVAILABLE", 503, "the database cannot be reached, no connection became free in time, or the request took longer than `http.request_timeout_ms`"),
+    ("INTERNAL_ERROR", 500, "a bug or an outage; the body never carries details"),
+];
+
 /// The documented error codes.
 struct ErrorCode;
 
 impl PartialSchema for ErrorCode {
     fn schema() -> RefOr<utoipa::openapi::schema::Schema> {
+        let mut table = String::from("| code | HTTP | when |\n|---|---|---|\n");
+        for (code, status, when) in ERROR_CODES {
+            table.push_str(&format!("| `{code}` | {status} | {when} |\n"));
+        }
         ObjectBuilder::new()
             .schema_type(Type::String)
-            .enum_values(Some(ApiError::CODES))
+            .enum_values(Some(ERROR_CODES.map(|(code, _, _)| code)))
+            .description(Some(table))
             .into()
     }
 }
@@ -431,6 +454,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
+    use crate::error::ApiError;
 
     /// `/storage/{*key}` (axum) is `/storage/{key}` (OpenAPI).
     fn openapi_path(axum_path: &str) -> String {
@@ -528,10 +552,14 @@ mod tests {
             ApiError::Internal(anyhow::anyhow!("x")),
         ];
         for error in errors {
-            assert!(ApiError::CODES.contains(&error.code()), "{}", error.code());
+            let documented = ERROR_CODES
+                .iter()
+                .find(|(code, _, _)| *code == error.code());
+            let (_, status, _) = documented.unwrap_or_else(|| panic!("{}", error.code()));
+            assert_eq!(*status, error.status().as_u16(), "{}", error.code());
         }
         let document = serde_json::to_value(ApiDoc::openapi()).unwrap();
         let codes = &document["components"]["schemas"]["ErrorCode"]["enum"];
-        assert_eq!(codes.as_array().unwrap().len(), ApiError::CODES.len());
+        assert_eq!(codes.as_array().unwrap().len(), ERROR_CODES.len());
     }
 }

@@ -9,7 +9,7 @@ use super::envelope::Reply;
 use super::extract::{JsonBody, ListQuery, PathParams, QueryParams};
 use super::openapi::{Deleted, Envelope, ErrorEnvelope};
 use super::routes::Routes;
-use super::validation::{self, Patch};
+use super::validation::{self, schemas, Patch};
 use crate::auth::AccountAuth;
 use crate::domain::{AccountId, Room, RoomId, Timestamp, User};
 use crate::error::ApiError;
@@ -42,15 +42,10 @@ pub struct Api;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct CreateRoomBody {
-    #[schema(value_type = String, required = true, min_length = 1, max_length = 256, example = "whiteboard/room-one")]
+    #[schema(schema_with = schemas::name, required = true, example = "whiteboard/room-one")]
     name: Option<String>,
     /// Unique in the account.
-    #[schema(
-        min_length = 1,
-        max_length = 128,
-        example = "my-room-1",
-        nullable = false
-    )]
+    #[schema(schema_with = schemas::custom_id_or_null, example = "my-room-1")]
     custom_id: Option<String>,
 }
 
@@ -202,13 +197,14 @@ async fn room_with_users(
 /// At least one field.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(min_properties = 1)]
 struct UpdateRoomBody {
     #[serde(default)]
-    #[schema(value_type = String, min_length = 1, max_length = 256)]
+    #[schema(schema_with = schemas::name)]
     name: Patch<String>,
     /// `null` clears it.
     #[serde(default)]
-    #[schema(value_type = Option<String>, min_length = 1, max_length = 128)]
+    #[schema(schema_with = schemas::custom_id_or_null)]
     custom_id: Patch<String>,
 }
 

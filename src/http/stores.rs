@@ -3,15 +3,19 @@
 
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
-use utoipa::{OpenApi, ToSchema};
+use serde_json::{json, Map, Value};
+use utoipa::openapi::schema::{
+    AdditionalProperties, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type,
+};
+use utoipa::openapi::RefOr;
+use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use super::envelope::Reply;
 use super::extract::{JsonBody, PageQuery, PathParams, QueryParams};
 use super::openapi::Envelope;
 use super::routes::Routes;
 use crate::auth::AccountAuth;
-use crate::domain::schema::{StoreName, StoreSchema};
+use crate::domain::schema::{StoreName, StoreSchema, MAX_KEY_CHARS, MAX_NAME_CHARS};
 use crate::domain::{RoomId, Timestamp};
 use crate::error::ApiError;
 use crate::rooms::entries::{key, schema_error, StoreEntry};
@@ -47,6 +51,111 @@ pub fn routes() -> Routes {
     delete_entry
 ))]
 pub struct Api;
+
+/// A store's name in a path: a letter or `_`, then letters, digits, `_` or `-` (at most 64).
+fn store_name_schema() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(format!(
+            "^[A-Za-z_][A-Za-z0-9_-]{{0,{}}}$",
+            MAX_NAME_CHARS - 1
+        )))
+        .examples(["tasks"])
+}
+
+/// An entry's key in a path (percent-encoded): 1 to 256 characters, no control characters.
+fn entry_key_schema() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(MAX_KEY_CHARS))
+        .pattern(Some(r"^[^\u0000-\u001F\u007F-\u009F]+$".to_owned()))
+        .examples(["task-1"])
+}
+
+/// A store of the account.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[expect(
+    dead_code,
+    reason = "describes what the handlers read with `PathParams`"
+)]
+struct StorePath {
+    #[param(schema_with = store_name_schema)]
+    store: String,
+}
+
+/// A store of a room.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path, rename_all = "camelCase")]
+#[expect(
+    dead_code,
+    reason = "describes what the handlers read with `PathParams`"
+)]
+struct RoomStorePath {
+    room_id: RoomId,
+    #[param(schema_with = store_name_schema)]
+    store: String,
+}
+
+/// An entry of a room's store.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path, rename_all = "camelCase")]
+#[expect(
+    dead_code,
+    reason = "describes what the handlers read with `PathParams`"
+)]
+struct EntryPath {
+    room_id: RoomId,
+    #[param(schema_with = store_name_schema)]
+    store: String,
+    #[param(schema_with = entry_key_schema)]
+    key: String,
+}
+
+/// A store's fields (`PutStoreBody::schema`, `StoreSchema::parse`): 1 to `stores.max_fields`
+/// (64 by default), each named like an identifier and given a type, whether it is required,
+/// and a default of that type.
+fn store_fields_schema() -> ObjectBuilder {
+    let field = |kind: &str, value: Type| {
+        let or_null = |kind| SchemaType::from_iter([kind, Type::Null]);
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property(
+                "type",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some([kind])),
+            )
+            .required("type")
+            .property(
+                "required",
+                ObjectBuilder::new().schema_type(or_null(Type::Boolean)),
+            )
+            .property("default", ObjectBuilder::new().schema_type(or_null(value)))
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+    };
+    let field_name = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(format!(
+            "^[A-Za-z_][A-Za-z0-9_]{{0,{}}}$",
+            MAX_NAME_CHARS - 1
+        )));
+    let any_field = OneOfBuilder::new()
+        .item(field("string", Type::String))
+        .item(field("number", Type::Number))
+        .item(field("boolean", Type::Boolean));
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .min_properties(Some(1))
+        .max_properties(Some(64))
+        .property_names(Some(field_name))
+        .additional_properties(Some(RefOr::T(Schema::from(any_field))))
+        .examples([json!({
+            "title": { "type": "string", "required": true },
+            "done": { "type": "boolean", "default": false }
+        })])
+}
 
 /// A store's schema, as registered (`defineStores` fields).
 #[derive(Serialize, ToSchema)]
@@ -145,7 +254,7 @@ async fn list_stores(auth: AccountAuth, State(state): State<AppState>) -> Result
 
 #[utoipa::path(
     get, path = "/stores/{store}", tag = "Stores", operation_id = "get_store",
-    params(("store" = String, Path, description = "The store's name")),
+    params(StorePath),
     responses((status = 200, description = "Store retrieved", body = Envelope<StoreData>))
 )]
 async fn get_store(
@@ -171,7 +280,7 @@ async fn get_store(
 #[serde(deny_unknown_fields)]
 struct PutStoreBody {
     /// The fields, as `defineStores` takes them.
-    #[schema(value_type = Object, required = true, example = json!({ "title": { "type": "string", "required": true }, "done": { "type": "boolean", "default": false } }))]
+    #[schema(schema_with = store_fields_schema, required = true)]
     schema: Option<Value>,
 }
 
@@ -180,7 +289,7 @@ struct PutStoreBody {
 /// default, new fields optional or with a default (else `VALIDATION_ERROR` naming the field).
 #[utoipa::path(
     put, path = "/stores/{store}", tag = "Stores", operation_id = "put_store",
-    params(("store" = String, Path, description = "The store's name: a letter or _, then letters, digits, _ or - (at most 64)")),
+    params(StorePath),
     request_body = PutStoreBody,
     responses(
         (status = 200, description = "Store updated", body = Envelope<StoreData>),
@@ -273,7 +382,7 @@ async fn list_room_stores(
 
 #[utoipa::path(
     get, path = "/rooms/{roomId}/stores/{store}", tag = "Stores", operation_id = "list_entries",
-    params(("roomId" = RoomId, Path), ("store" = String, Path, description = "The store's name"), PageQuery),
+    params(RoomStorePath, PageQuery),
     responses((status = 200, description = "Entries retrieved", body = Envelope<EntryList>))
 )]
 async fn list_entries(
@@ -312,7 +421,7 @@ async fn list_entries(
 
 #[utoipa::path(
     get, path = "/rooms/{roomId}/stores/{store}/{key}", tag = "Stores", operation_id = "get_entry",
-    params(("roomId" = RoomId, Path), ("store" = String, Path, description = "The store's name"), ("key" = String, Path, description = "The entry's key, percent-encoded")),
+    params(EntryPath),
     responses((status = 200, description = "Entry retrieved", body = Envelope<EntryData>))
 )]
 async fn get_entry(
@@ -381,7 +490,7 @@ async fn write(
 /// Writes the whole entry; the room's sockets receive `changed` (`userId: null`).
 #[utoipa::path(
     put, path = "/rooms/{roomId}/stores/{store}/{key}", tag = "Stores", operation_id = "set_entry",
-    params(("roomId" = RoomId, Path), ("store" = String, Path, description = "The store's name"), ("key" = String, Path, description = "The entry's key (1 to 256 characters, no control characters), percent-encoded")),
+    params(EntryPath),
     request_body = EntryBody,
     responses((status = 200, description = "Entry saved", body = Envelope<EntryWritten>))
 )]
@@ -398,7 +507,7 @@ async fn set_entry(
 /// Changes some fields of an existing entry; the room's sockets receive `changed`.
 #[utoipa::path(
     patch, path = "/rooms/{roomId}/stores/{store}/{key}", tag = "Stores", operation_id = "update_entry",
-    params(("roomId" = RoomId, Path), ("store" = String, Path, description = "The store's name"), ("key" = String, Path, description = "The entry's key, percent-encoded")),
+    params(EntryPath),
     request_body = EntryBody,
     responses((status = 200, description = "Entry updated", body = Envelope<EntryWritten>))
 )]
@@ -414,7 +523,7 @@ async fn update_entry(
 
 #[utoipa::path(
     delete, path = "/rooms/{roomId}/stores/{store}/{key}", tag = "Stores", operation_id = "delete_entry",
-    params(("roomId" = RoomId, Path), ("store" = String, Path, description = "The store's name"), ("key" = String, Path, description = "The entry's key, percent-encoded")),
+    params(EntryPath),
     responses((status = 200, description = "Entry deleted", body = Envelope<EntryDeleted>))
 )]
 async fn delete_entry(

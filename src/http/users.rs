@@ -8,7 +8,7 @@ use super::envelope::Reply;
 use super::extract::{JsonBody, ListQuery, PageQuery, PathParams, QueryParams};
 use super::openapi::{Deleted, Envelope, ErrorEnvelope};
 use super::routes::Routes;
-use super::validation::{self, Patch};
+use super::validation::{self, schemas, Patch};
 use crate::auth::AccountAuth;
 use crate::domain::{RoomId, Timestamp, User, UserId, UserSession};
 use crate::error::ApiError;
@@ -89,25 +89,16 @@ fn with_token<'a>(state: &AppState, user: &'a User) -> UserWithToken<'a> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct CreateUserBody {
-    #[schema(value_type = String, required = true, min_length = 1, max_length = 256, example = "Alice")]
+    #[schema(schema_with = schemas::name, required = true, example = "Alice")]
     name: Option<String>,
     /// A room of the account (an unknown one: 404).
     #[schema(value_type = RoomId, required = true)]
     room_id: Option<String>,
     /// An http or https URL.
-    #[schema(
-        max_length = 2048,
-        example = "https://example.com/alice.png",
-        nullable = false
-    )]
+    #[schema(schema_with = schemas::picture_url_or_null, example = "https://example.com/alice.png")]
     profile_picture: Option<String>,
     /// Unique in the room.
-    #[schema(
-        min_length = 1,
-        max_length = 128,
-        example = "alice-001",
-        nullable = false
-    )]
+    #[schema(schema_with = schemas::custom_id_or_null, example = "alice-001")]
     custom_id: Option<String>,
 }
 
@@ -259,17 +250,18 @@ async fn user_with_sessions(
 /// At least one field.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(min_properties = 1)]
 struct UpdateUserBody {
     #[serde(default)]
-    #[schema(value_type = String, min_length = 1, max_length = 256)]
+    #[schema(schema_with = schemas::name)]
     name: Patch<String>,
     /// An http or https URL; `null` clears it.
     #[serde(default)]
-    #[schema(value_type = Option<String>, max_length = 2048)]
+    #[schema(schema_with = schemas::picture_url_or_null)]
     profile_picture: Patch<String>,
     /// `null` clears it.
     #[serde(default)]
-    #[schema(value_type = Option<String>, min_length = 1, max_length = 128)]
+    #[schema(schema_with = schemas::custom_id_or_null)]
     custom_id: Patch<String>,
 }
 

@@ -6,6 +6,80 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::Entity;
 
+/// The OpenAPI schemas of the rules below (`http::openapi`), each beside its rule. Patterns
+/// are ECMA-262: `\u0000-\u001F\u007F-\u009F` are the control characters (`char::is_control`).
+pub mod schemas {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+
+    use super::{MAX_CUSTOM_ID_CHARS, MAX_NAME_CHARS, MAX_URL_CHARS};
+
+    const NOT_CONTROL: &str = r"[^\u0000-\u001F\u007F-\u009F]";
+    const NOT_SPACE_OR_CONTROL: &str = r"[^\s\u0000-\u001F\u007F-\u009F]";
+
+    fn text(nullable: bool) -> ObjectBuilder {
+        let kind = if nullable {
+            SchemaType::from_iter([Type::String, Type::Null])
+        } else {
+            SchemaType::new(Type::String)
+        };
+        ObjectBuilder::new().schema_type(kind)
+    }
+
+    /// `name`: not blank, no control characters.
+    pub fn name() -> ObjectBuilder {
+        text(false)
+            .min_length(Some(1))
+            .max_length(Some(MAX_NAME_CHARS))
+            .pattern(Some(format!(
+                "^{NOT_CONTROL}*{NOT_SPACE_OR_CONTROL}{NOT_CONTROL}*$"
+            )))
+    }
+
+    fn custom_id_of(nullable: bool) -> ObjectBuilder {
+        text(nullable)
+            .min_length(Some(1))
+            .max_length(Some(MAX_CUSTOM_ID_CHARS))
+            .pattern(Some(format!(
+                "^{NOT_SPACE_OR_CONTROL}({NOT_CONTROL}*{NOT_SPACE_OR_CONTROL})?$"
+            )))
+    }
+
+    /// `custom_id`: no whitespace at its ends, no control characters.
+    pub fn custom_id() -> ObjectBuilder {
+        custom_id_of(false)
+    }
+
+    /// `custom_id`, or `null`.
+    pub fn custom_id_or_null() -> ObjectBuilder {
+        custom_id_of(true)
+    }
+
+    fn picture_url_of(nullable: bool) -> ObjectBuilder {
+        text(nullable).max_length(Some(MAX_URL_CHARS)).pattern(Some(
+            r"^[Hh][Tt][Tt][Pp][Ss]?://[^ \u0000-\u001F\u007F-\u009F]*$".to_owned(),
+        ))
+    }
+
+    /// `picture_url`: http or https, no spaces or control characters.
+    pub fn picture_url() -> ObjectBuilder {
+        picture_url_of(false)
+    }
+
+    /// `picture_url`, or `null`.
+    pub fn picture_url_or_null() -> ObjectBuilder {
+        picture_url_of(true)
+    }
+
+    /// A webhook's URL (`webhooks::guard::check_url`; its address is checked besides): http
+    /// or https with a host, no whitespace or control characters.
+    pub fn webhook_url() -> ObjectBuilder {
+        text(false).max_length(Some(MAX_URL_CHARS)).pattern(Some(
+            r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s/?#\u0000-\u001F\u007F-\u009F]+([/?#][^\s\u0000-\u001F\u007F-\u009F]*)?$"
+                .to_owned(),
+        ))
+    }
+}
+
 pub const MAX_NAME_CHARS: usize = 256;
 pub const MAX_CUSTOM_ID_CHARS: usize = 128;
 pub const MAX_URL_CHARS: usize = 2048;

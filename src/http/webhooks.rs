@@ -8,7 +8,7 @@ use super::envelope::Reply;
 use super::extract::{JsonBody, PageQuery, PathParams, QueryParams};
 use super::openapi::{Deleted, Envelope, ErrorEnvelope};
 use super::routes::Routes;
-use super::validation::{self, Patch};
+use super::validation::{self, schemas, Patch};
 use crate::auth::AccountAuth;
 use crate::domain::webhook::{test_body, Delivery, Webhook, WithSecret, TEST_EVENT};
 use crate::domain::{EventKind, RoomId, Timestamp};
@@ -87,13 +87,13 @@ struct DeliveryData {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct CreateWebhookBody {
     /// http(s), at most 2048 characters, by default not a private address.
-    #[schema(value_type = String, required = true, max_length = 2048, example = "https://example.com/collabkit")]
+    #[schema(schema_with = schemas::webhook_url, required = true, example = "https://example.com/collabkit")]
     url: Option<String>,
     /// Repeats are dropped.
     #[schema(value_type = Vec<EventKind>, required = true, min_items = 1)]
     events: Option<Vec<String>>,
-    /// A room of the account (404 otherwise); absent: every room.
-    #[schema(value_type = RoomId, nullable = false)]
+    /// A room of the account (404 otherwise); absent or `null`: every room.
+    #[schema(value_type = Option<RoomId>)]
     room_id: Option<String>,
 }
 
@@ -201,9 +201,10 @@ async fn get_webhook(
 /// At least one field.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(min_properties = 1)]
 struct UpdateWebhookBody {
     #[serde(default)]
-    #[schema(value_type = String, max_length = 2048)]
+    #[schema(schema_with = schemas::webhook_url)]
     url: Patch<String>,
     #[serde(default)]
     #[schema(value_type = Vec<EventKind>, min_items = 1)]

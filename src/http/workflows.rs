@@ -9,7 +9,7 @@ use super::envelope::Reply;
 use super::extract::{JsonBody, PageQuery, PathParams, QueryParams};
 use super::openapi::{Deleted, Envelope, ErrorEnvelope};
 use super::routes::Routes;
-use super::validation::{self, Patch};
+use super::validation::{self, schemas, Patch};
 use crate::auth::AccountAuth;
 use crate::domain::workflow::{Execution, Workflow};
 use crate::domain::{AccountId, EventKind, RoomId, Timestamp};
@@ -73,7 +73,7 @@ struct ExecutionData {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct CreateWorkflowBody {
-    #[schema(value_type = String, required = true, min_length = 1, max_length = 256, example = "Greet")]
+    #[schema(schema_with = schemas::name, required = true, example = "Greet")]
     name: Option<String>,
     /// JavaScript or TypeScript with a default export and no `import`, at most
     /// `workflows.max_code_bytes`.
@@ -81,8 +81,8 @@ struct CreateWorkflowBody {
     code: Option<String>,
     #[schema(value_type = Vec<EventKind>, required = true, min_items = 1)]
     events: Option<Vec<String>>,
-    /// A room of the account (404 otherwise); absent: every room.
-    #[schema(value_type = RoomId, nullable = false)]
+    /// A room of the account (404 otherwise); absent or `null`: every room.
+    #[schema(value_type = Option<RoomId>)]
     room_id: Option<String>,
 }
 
@@ -214,9 +214,10 @@ async fn find(state: &AppState, account_id: AccountId, id: &str) -> Result<Workf
 /// At least one field.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(min_properties = 1)]
 struct UpdateWorkflowBody {
     #[serde(default)]
-    #[schema(value_type = String, min_length = 1, max_length = 256)]
+    #[schema(schema_with = schemas::name)]
     name: Patch<String>,
     #[serde(default)]
     #[schema(value_type = String, min_length = 1)]
@@ -326,10 +327,10 @@ async fn list_executions(
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct TestWorkflowBody {
     /// The room its bindings read; required when the workflow is for every room.
-    #[schema(value_type = RoomId, nullable = false)]
+    #[schema(value_type = Option<RoomId>)]
     room_id: Option<String>,
     /// The `event` the code gets; default: a sample of the workflow's first event in that room.
-    #[schema(value_type = Object, nullable = false)]
+    #[schema(value_type = Option<Object>)]
     event: Option<Value>,
 }
 

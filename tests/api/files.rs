@@ -452,6 +452,25 @@ async fn documented_examples_round_trip(backend: Backend, storage: Storage) {
         )
         .await;
     no_file.expect_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR");
+    // A field the API does not take is refused, as in JSON bodies, and nothing is stored.
+    let files_before = list(&account, &format!("roomId={room_id}")).await.len();
+    let extra = account
+        .send(
+            account.request(Method::POST, "/upload").multipart(
+                Form::new()
+                    .text("roomId", room_id.clone())
+                    .text("userId", user_id.clone())
+                    .text("caption", "hello")
+                    .part("file", Part::bytes(png(20)).file_name("a.png")),
+            ),
+        )
+        .await;
+    extra.expect_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR");
+    assert_eq!(extra.body["error"]["field"], "caption");
+    assert_eq!(
+        list(&account, &format!("roomId={room_id}")).await.len(),
+        files_before
+    );
     let not_multipart = account.post("/upload", json!({ "roomId": room_id })).await;
     not_multipart.expect_error(StatusCode::BAD_REQUEST, "BAD_REQUEST");
     let unknown = format!(
