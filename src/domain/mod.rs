@@ -1,6 +1,34 @@
 //! Plain types of the platform (identifiers, timestamps, accounts, rooms, users) and the
 //! rules about them (limits, schema registration), as pure functions. No I/O.
 
+/// `ToSchema` for a type that serializes through a wire struct (`RoomWire` for `Room`): the
+/// OpenAPI document shows the wire struct's schema, under its name, wherever the type is used.
+macro_rules! schema_of_wire {
+    ($type:ty, $wire:ident) => {
+        impl utoipa::PartialSchema for $type {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                <$wire<'static> as utoipa::PartialSchema>::schema()
+            }
+        }
+
+        impl utoipa::ToSchema for $type {
+            fn name() -> std::borrow::Cow<'static, str> {
+                <$wire<'static> as utoipa::ToSchema>::name()
+            }
+
+            fn schemas(
+                schemas: &mut Vec<(
+                    String,
+                    utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+                )>,
+            ) {
+                <$wire<'static> as utoipa::ToSchema>::schemas(schemas)
+            }
+        }
+    };
+}
+use schema_of_wire;
+
 pub mod account;
 pub mod comment;
 pub mod dashboard;

@@ -1,8 +1,6 @@
 //! Rooms: the space users meet in. Serializes as the documented `CollabKitRoom`.
 
 use serde::{Serialize, Serializer};
-use utoipa::openapi::schema::Schema;
-use utoipa::openapi::RefOr;
 use utoipa::ToSchema;
 
 use super::{AccountId, RoomId, Timestamp};
@@ -102,21 +100,7 @@ impl Serialize for Room {
     }
 }
 
-impl utoipa::PartialSchema for Room {
-    fn schema() -> RefOr<Schema> {
-        RoomWire::schema()
-    }
-}
-
-impl ToSchema for Room {
-    fn name() -> std::borrow::Cow<'static, str> {
-        RoomWire::name()
-    }
-
-    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
-        RoomWire::schemas(schemas)
-    }
-}
+super::schema_of_wire!(Room, RoomWire);
 
 #[cfg(test)]
 mod tests {

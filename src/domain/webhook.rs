@@ -2,8 +2,6 @@
 
 use serde::{Serialize, Serializer};
 use serde_json::{json, Map, Value};
-use utoipa::openapi::schema::Schema;
-use utoipa::openapi::RefOr;
 use utoipa::ToSchema;
 
 use super::event::EventPayload;
@@ -86,21 +84,7 @@ impl Serialize for Webhook {
     }
 }
 
-impl utoipa::PartialSchema for Webhook {
-    fn schema() -> RefOr<Schema> {
-        WebhookWire::schema()
-    }
-}
-
-impl ToSchema for Webhook {
-    fn name() -> std::borrow::Cow<'static, str> {
-        WebhookWire::name()
-    }
-
-    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
-        WebhookWire::schemas(schemas)
-    }
-}
+super::schema_of_wire!(Webhook, WebhookWire);
 
 /// A webhook shown with its secret.
 pub struct WithSecret<'a> {

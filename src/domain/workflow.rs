@@ -2,8 +2,6 @@
 //! run.
 
 use serde::{Serialize, Serializer};
-use utoipa::openapi::schema::Schema;
-use utoipa::openapi::RefOr;
 use utoipa::ToSchema;
 
 use super::{AccountId, EventKind, RoomId, Timestamp};
@@ -72,21 +70,7 @@ impl Serialize for Workflow {
     }
 }
 
-impl utoipa::PartialSchema for Workflow {
-    fn schema() -> RefOr<Schema> {
-        WorkflowWire::schema()
-    }
-}
-
-impl ToSchema for Workflow {
-    fn name() -> std::borrow::Cow<'static, str> {
-        WorkflowWire::name()
-    }
-
-    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
-        WorkflowWire::schemas(schemas)
-    }
-}
+super::schema_of_wire!(Workflow, WorkflowWire);
 
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]

@@ -28,7 +28,7 @@ async fn scrape(app: &TestApp) -> String {
 }
 
 /// The value of the sample `series` (name and labels, as exposed).
-fn sample(text: &str, series: &str) -> Option<f64> {
+pub(crate) fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }

@@ -330,9 +330,7 @@ async fn presence_reaches_the_sockets_of_other_nodes() {
         .await
         .unwrap();
     let value = |series: &str| -> f64 {
-        metrics
-            .lines()
-            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        crate::metrics::sample(&metrics, series)
             .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
     };
     assert!(value("collabkit_relay_messages_total{direction=\"received\"}") >= 2.0);

@@ -3,83 +3,33 @@
 // $COLLABKIT_BIN): a new person's path from sign-up to live users on the charts, a file a
 // user's browser uploads with its JWT, a viewer who cannot write, and a revoked key. Screenshots go to ./artifacts (git ignores it).
 
-import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
-import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
 
-import puppeteer from "puppeteer-core";
 import WebSocket from "ws";
 
-const here = dirname(fileURLToPath(import.meta.url));
-const binary = process.env.COLLABKIT_BIN ?? join(here, "../../target/debug/collabkit");
-const chromium = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-const artifacts = join(here, "artifacts");
+import { artifacts, launchBrowser, startServer, waitUntil } from "./server.js";
+
 const PASSWORD = "correct horse battery";
 /// How long the page may take to show a change that happened on the server.
 const LIVE_WITHIN_MS = 1000;
 
 let server;
-let dataDir;
 let base;
 let browser;
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once("error", reject);
-    probe.listen(0, "127.0.0.1", () => {
-      const { port } = probe.address();
-      probe.close(() => resolve(port));
-    });
-  });
-}
-
-async function waitUntil(check, limitMs, what) {
-  const deadline = Date.now() + limitMs;
-  for (;;) {
-    try {
-      if (await check()) return;
-    } catch {
-      // not yet
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 before(async () => {
-  mkdirSync(artifacts, { recursive: true });
-  dataDir = mkdtempSync(join(tmpdir(), "collabkit-browser-"));
-  const port = await freePort();
-  base = `http://127.0.0.1:${port}`;
-  server = spawn(binary, [], {
-    env: {
-      ...process.env,
-      COLLABKIT_BIND: `127.0.0.1:${port}`,
-      COLLABKIT_DATA_DIR: dataDir,
-      COLLABKIT_DATABASE_URL: "",
-      COLLABKIT_LOG_LEVEL: "warn",
-      COLLABKIT_ANALYTICS_FLUSH_INTERVAL_MS: "500",
-    },
-    stdio: ["ignore", "inherit", "inherit"],
-  });
-  await waitUntil(async () => (await fetch(`${base}/healthz`)).ok, 30000, "the server");
-  browser = await puppeteer.launch({
-    executablePath: chromium,
-    headless: true,
-    args: ["--no-sandbox", "--disable-dev-shm-usage"],
-  });
+  // Analytics counters are written every 10 s by default; every half second, the charts get
+  // their points well within the test's wait for them.
+  server = await startServer({ prefix: "collabkit-browser-", env: { COLLABKIT_ANALYTICS_FLUSH_INTERVAL_MS: "500" } });
+  ({ base } = server);
+  browser = await launchBrowser();
 });
 
 after(async () => {
   await browser?.close();
-  server?.kill("SIGTERM");
-  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  server?.stop();
 });
 
 async function shot(page, name) {

@@ -6,81 +6,29 @@
 // A second test feeds it a hostile document: its text stays text, and `$ref` cycles end.
 // Screenshots go to ./artifacts (git ignores it).
 
-import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
-import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
 
-import puppeteer from "puppeteer-core";
+import { artifacts, launchBrowser, startServer } from "./server.js";
 
-const here = dirname(fileURLToPath(import.meta.url));
-const binary = process.env.COLLABKIT_BIN ?? join(here, "../../target/debug/collabkit");
-const chromium = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-const artifacts = join(here, "artifacts");
 /// How long the page may take to fetch and render the document.
 const RENDERED_WITHIN_MS = 10000;
 const METHODS = ["get", "post", "put", "patch", "delete", "head", "options", "trace"];
 
 let server;
-let dataDir;
 let base;
 let browser;
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once("error", reject);
-    probe.listen(0, "127.0.0.1", () => {
-      const { port } = probe.address();
-      probe.close(() => resolve(port));
-    });
-  });
-}
-
-async function waitUntil(check, limitMs, what) {
-  const deadline = Date.now() + limitMs;
-  for (;;) {
-    try {
-      if (await check()) return;
-    } catch {
-      // not yet
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 before(async () => {
-  mkdirSync(artifacts, { recursive: true });
-  dataDir = mkdtempSync(join(tmpdir(), "collabkit-reference-"));
-  const port = await freePort();
-  base = `http://127.0.0.1:${port}`;
-  server = spawn(binary, [], {
-    env: {
-      ...process.env,
-      COLLABKIT_BIND: `127.0.0.1:${port}`,
-      COLLABKIT_DATA_DIR: dataDir,
-      COLLABKIT_DATABASE_URL: "",
-      COLLABKIT_LOG_LEVEL: "warn",
-    },
-    stdio: ["ignore", "inherit", "inherit"],
-  });
-  await waitUntil(async () => (await fetch(`${base}/healthz`)).ok, 30000, "the server");
-  browser = await puppeteer.launch({
-    executablePath: chromium,
-    headless: true,
-    args: ["--no-sandbox", "--disable-dev-shm-usage"],
-  });
+  server = await startServer({ prefix: "collabkit-reference-" });
+  ({ base } = server);
+  browser = await launchBrowser();
 });
 
 after(async () => {
   await browser?.close();
-  server?.kill("SIGTERM");
-  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  server?.stop();
 });
 
 /// A page that records what would show in the browser's console as a problem: errors, failed

@@ -171,7 +171,8 @@ pub async fn script() -> Response {
     asset("text/javascript; charset=utf-8", SCRIPT)
 }
 
-fn asset(content_type: &'static str, body: &'static str) -> Response {
+/// A static file of ours (`body`), never sniffed as another type, revalidated on each use.
+pub fn asset(content_type: &'static str, body: &'static str) -> Response {
     let mut response = body.into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));

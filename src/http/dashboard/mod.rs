@@ -30,7 +30,7 @@ use crate::domain::{Account, Email, LoginId, Role};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-pub use layout::CONTENT_SECURITY_POLICY;
+pub use layout::{asset, CONTENT_SECURITY_POLICY};
 
 /// The dashboard's routes, and `/` sending people to it.
 pub fn router() -> Router<AppState> {
