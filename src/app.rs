@@ -314,6 +314,8 @@ pub fn router(state: AppState) -> axum::Router {
 pub struct App {
     state: AppState,
     listener: TcpListener,
+    /// `metrics.bind`'s, when `/metrics` has an address of its own.
+    metrics_listener: Option<TcpListener>,
     /// On SQLite, the file's lock, held while the server runs (`lock_sqlite`).
     _sqlite_lock: Option<std::fs::File>,
 }
@@ -324,14 +326,30 @@ impl App {
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding {addr}"))?;
+        let metrics_listener = match config.metrics.own_addr()? {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding metrics.bind {addr}"))?,
+            ),
+            None => None,
+        };
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
         let sqlite_lock = lock_sqlite(&config)?;
         let state = build_state(config, port).await?;
         Ok(Self {
             state,
             listener,
+            metrics_listener,
             _sqlite_lock: sqlite_lock,
         })
+    }
+
+    /// Where `/metrics` is served on an address of its own (`metrics.bind`).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .map(|l| l.local_addr().expect("a bound listener has an address"))
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -394,6 +412,19 @@ impl App {
             shutdown.clone(),
             grace,
         ));
+        let metrics = self.metrics_listener.map(|listener| {
+            tracing::info!(addr = ?listener.local_addr(), "serving /metrics");
+            let router = crate::http::metrics::own_router(self.state.clone());
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                let served = axum::serve(listener, router)
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await;
+                if let Err(error) = served {
+                    tracing::error!(%error, "the metrics listener failed");
+                }
+            })
+        });
         let sessions = tokio::spawn(crate::auth::sessions::prune(
             self.state.store().clone(),
             shutdown.clone(),
@@ -437,6 +468,9 @@ impl App {
         );
         heartbeat.abort();
         sweep.abort();
+        if let Some(metrics) = metrics {
+            metrics.abort();
+        }
         if let Some(room_changes) = room_changes {
             room_changes.abort();
         }

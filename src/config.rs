@@ -289,6 +289,28 @@ pub struct WorkflowsConfig {
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
     pub enabled: bool,
+    /// An address of its own for `/metrics`; empty: the main one.
+    pub bind: String,
+}
+
+impl MetricsConfig {
+    /// Where `/metrics` has a listener of its own, if it has one.
+    pub fn own_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
+        if !self.enabled || self.bind.is_empty() {
+            return Ok(None);
+        }
+        self.bind.parse().map(Some).with_context(|| {
+            format!(
+                "metrics.bind {:?} is not an address like 127.0.0.1:9090",
+                self.bind
+            )
+        })
+    }
+
+    /// Whether the main listener serves `/metrics`.
+    pub fn on_main_listener(&self) -> bool {
+        self.enabled && self.bind.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -430,6 +452,7 @@ impl Config {
 
     fn validate(&self) -> anyhow::Result<()> {
         self.bind_addr()?;
+        self.metrics.own_addr()?;
         if !self.redis.url.is_empty() {
             crate::relay::RedisUrl::parse(&self.redis.url).map_err(|e| anyhow::anyhow!(e))?;
             if self.database_url().starts_with("sqlite:") {

@@ -11,18 +11,36 @@ use axum::response::{IntoResponse, Response};
 use crate::metrics::Gauges;
 use crate::state::AppState;
 
-/// The exposition, or 404 when `metrics.enabled` is off.
+/// The exposition, or 404 when `metrics.enabled` is off or `metrics.bind` gives it an address
+/// of its own.
 #[utoipa::path(
     get, path = "/metrics", tag = "Server", operation_id = "metrics", security(()),
     responses(
         (status = 200, description = "Prometheus text format (metric names: docs/operations.md)", body = String, content_type = "text/plain; version=0.0.4"),
-        (status = 404, description = "`NOT_FOUND`: `metrics.enabled` is off", body = super::openapi::ErrorEnvelope),
+        (status = 404, description = "`NOT_FOUND`: `metrics.enabled` is off, or `metrics.bind` serves it on another address", body = super::openapi::ErrorEnvelope),
     )
 )]
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    if !state.config().metrics.enabled {
+    if !state.config().metrics.on_main_listener() {
         return crate::error::ApiError::NotFound("Route not found".into()).into_response();
     }
+    exposition(&state).await
+}
+
+/// The listener of `metrics.bind`: `/metrics` alone, nothing else (404 without the envelope's
+/// middleware: it is not the API).
+pub fn own_router(state: AppState) -> axum::Router {
+    axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(
+                |State(state): State<AppState>| async move { exposition(&state).await },
+            ),
+        )
+        .with_state(state)
+}
+
+async fn exposition(state: &AppState) -> Response {
     let hub = state.engine().hub();
     let (in_use, idle) = state.store().pool_connections();
     // A database that does not answer leaves its gauges out rather than the whole scrape.

@@ -61,6 +61,8 @@ pub fn test_config(db: &TestDatabase) -> Config {
 /// A running server.
 pub struct TestApp {
     pub base: String,
+    /// `/metrics`'s own address (`metrics.bind`), when it has one.
+    pub metrics_base: Option<String>,
     /// The running app's state (its event bus, its hub).
     pub state: collabkit::state::AppState,
     pub client: reqwest::Client,
@@ -88,6 +90,7 @@ impl TestApp {
         collabkit::telemetry::init(&config.log, &config.traces);
         let app = App::build(config.clone()).await.expect("the app builds");
         let base = format!("http://{}", app.local_addr());
+        let metrics_base = app.metrics_addr().map(|addr| format!("http://{addr}"));
         let state = app.state().clone();
         let shutdown = CancellationToken::new();
         let server = tokio::spawn(app.serve(shutdown.clone()));
@@ -97,6 +100,7 @@ impl TestApp {
             .unwrap();
         Self {
             base,
+            metrics_base,
             state,
             client,
             config,

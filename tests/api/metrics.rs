@@ -131,6 +131,37 @@ async fn metrics_follow_requests_sockets_runs_and_deliveries(backend: Backend) {
     .await;
     assert!(closed, "{}", scrape(&app).await);
 
+    // On an address of its own: there, and nowhere else.
+    let apart =
+        TestApp::start_with(backend, |config| config.metrics.bind = "127.0.0.1:0".into()).await;
+    apart
+        .call(reqwest::Method::GET, "/healthz", None)
+        .await
+        .expect(StatusCode::OK);
+    let own = apart.metrics_base.clone().expect("a metrics listener");
+    let text = apart
+        .client
+        .get(format!("{own}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let healthz = "collabkit_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"}";
+    assert_eq!(sample(&text, healthz), Some(1.0), "{text}");
+    apart
+        .call(reqwest::Method::GET, "/metrics", None)
+        .await
+        .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND");
+    let api_there = apart
+        .client
+        .get(format!("{own}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api_there.status(), StatusCode::NOT_FOUND);
+
     let off = TestApp::start_with(backend, |config| config.metrics.enabled = false).await;
     let reply = off
         .client
