@@ -321,14 +321,27 @@ impl hyper::service::Service<Request<Incoming>> for TrackedService {
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         let in_flight = InFlight::begin(self.connection.clone());
         let connection = self.connection.clone();
-        let mut request = request.map(|body| Body::new(TrackedIncoming::new(body, connection)));
+        let body_read = Arc::new(AtomicBool::new(false));
+        let read = body_read.clone();
+        let mut request =
+            request.map(|body| Body::new(TrackedIncoming::new(body, connection, read)));
         request.extensions_mut().insert(self.lease.clone());
         request
             .extensions_mut()
             .insert(axum::extract::ConnectInfo(self.peer));
         let answer = self.inner.call(request);
         Box::pin(async move {
-            let response = answer.await?;
+            let mut response = answer.await?;
+            // An answer given before the request's body was read whole: hyper then closes the
+            // connection (it cannot tell where the next request starts) unless the rest is
+            // already in, and without saying so. Saying so keeps a client from sending its
+            // next request into a connection that is closing, which would fail it.
+            if !body_read.load(Ordering::Acquire) {
+                response.headers_mut().insert(
+                    axum::http::header::CONNECTION,
+                    axum::http::HeaderValue::from_static("close"),
+                );
+            }
             Ok(response.map(|body| TrackedBody {
                 body,
                 _in_flight: in_flight,
@@ -353,18 +366,26 @@ impl Drop for InFlight {
     }
 }
 
-/// A request's body, telling its connection when it starts and stops waiting on the client.
+/// A request's body, telling its connection when it starts and stops waiting on the client,
+/// and its request (`read`) whether it was read to its end.
 struct TrackedIncoming {
     body: Incoming,
     connection: Arc<Connection>,
+    read: Arc<AtomicBool>,
 }
 
 impl TrackedIncoming {
-    fn new(body: Incoming, connection: Arc<Connection>) -> Self {
-        if !body.is_end_stream() {
+    fn new(body: Incoming, connection: Arc<Connection>, read: Arc<AtomicBool>) -> Self {
+        if body.is_end_stream() {
+            read.store(true, Ordering::Release);
+        } else {
             connection.begin_body();
         }
-        Self { body, connection }
+        Self {
+            body,
+            connection,
+            read,
+        }
     }
 }
 
@@ -386,6 +407,7 @@ impl HttpBody for TrackedIncoming {
         let polled = Pin::new(&mut this.body).poll_frame(cx);
         if matches!(polled, Poll::Ready(None)) || this.body.is_end_stream() {
             this.connection.end_body();
+            this.read.store(true, Ordering::Release);
         }
         polled
     }
