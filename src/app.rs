@@ -232,7 +232,7 @@ pub async fn build_state(config: Config, port: u16) -> anyhow::Result<AppState> 
     let node_id = nodes::node_id(&config.realtime.node_id, port);
     let files = crate::files::Storage::from_config(&config)?;
     tracing::info!(storage = files.name(), "room files storage");
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(Metrics::new(crate::realtime::protocol::frame_labels()));
     let engine = Engine::new(
         store.clone(),
         bus,

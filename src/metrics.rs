@@ -163,8 +163,10 @@ pub struct Metrics {
     pub relay_lag: Histogram,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
+impl Metrics {
+    /// Counters at zero; `frame_labels` are the values the frames-sent metric counts by (the
+    /// protocol's: `realtime::protocol::frame_labels`, which this module does not depend on).
+    pub fn new(frame_labels: Vec<&'static str>) -> Self {
         Self {
             http: Mutex::default(),
             webhook_attempts: Outcomes::new(["delivered", "failed"]),
@@ -174,7 +176,7 @@ impl Default for Metrics {
             socket_requests: Mutex::default(),
             store_writes: Histogram::default(),
             presence_coalesced: AtomicU64::new(0),
-            frames_sent: Tally::new(crate::realtime::protocol::frame_labels()),
+            frames_sent: Tally::new(frame_labels),
             relay_lag: Histogram::default(),
             socket_closes: Outcomes::new([
                 "1000", "1001", "1002", "1009", "1013", "4000", "4001", "4401", "4404", "other",
@@ -462,7 +464,7 @@ mod tests {
 
     #[test]
     fn histograms_are_cumulative_and_requests_are_counted_by_route() {
-        let metrics = Metrics::default();
+        let metrics = Metrics::new(vec!["presence", "changed", "other"]);
         metrics.http_request("GET", "/healthz", 200, Duration::from_micros(500));
         metrics.http_request("GET", "/healthz", 200, Duration::from_millis(30));
         metrics.http_request("GET", "/healthz", 503, Duration::from_secs(20));
