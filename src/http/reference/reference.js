@@ -1,7 +1,9 @@
 // CollabKit API reference: builds the page from the OpenAPI document (/v1/openapi.json) in
 // the browser, with our own small renderer and no library. Everything the document says is put
 // in the page as text (createElement, textContent), never parsed as HTML, so a description
-// cannot inject markup; the only request made is the one for the document.
+// cannot inject markup; the only request made is the one for the document. (Over our usual
+// 600 lines: one script the page loads, in four marked parts: DOM helpers, descriptions,
+// schemas, sections; a module split would need a bundler or more requests.)
 "use strict";
 
 /// Path item keys that are operations, in the order a reader expects them.
