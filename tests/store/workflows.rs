@@ -48,10 +48,10 @@ async fn workflows_are_scoped_and_limited(backend: Backend) {
         .await
         .unwrap();
     assert!(first.enabled);
-    f.store
-        .create_workflow(&new_workflow(a, "Count joins"), 2)
-        .await
-        .unwrap();
+    // A millisecond later, so that "newest first" does not fall to the IDs' random order.
+    let mut second = new_workflow(a, "Count joins");
+    second.created_at = Timestamp::from_millis(first.created_at.as_millis() + 1);
+    f.store.create_workflow(&second, 2).await.unwrap();
     let refused = f.store.create_workflow(&new_workflow(a, "third"), 2).await;
     assert!(
         matches!(&refused, Err(StoreError::Invalid { field, .. }) if field == "name"),
