@@ -265,9 +265,11 @@ pub async fn build_state(config: Config, port: u16) -> anyhow::Result<AppState> 
         store.clone(),
         metrics.clone(),
     )?);
+    let api_document = crate::http::openapi::document(&config);
     let state = AppState(Arc::new(Shared {
         workflows,
         metrics,
+        api_document,
         key_checks: KeyChecks {
             keys: Arc::new(keys),
             rate_limiter: Arc::new(rate_limiter),
@@ -412,18 +414,16 @@ impl App {
             shutdown.clone(),
             grace,
         ));
+        // The same connection loop as the API's (timeouts, a connection cap), counted apart.
         let metrics = self.metrics_listener.map(|listener| {
             tracing::info!(addr = ?listener.local_addr(), "serving /metrics");
-            let router = crate::http::metrics::own_router(self.state.clone());
-            let stop = shutdown.clone();
-            tokio::spawn(async move {
-                let served = axum::serve(listener, router)
-                    .with_graceful_shutdown(async move { stop.cancelled().await })
-                    .await;
-                if let Err(error) = served {
-                    tracing::error!(%error, "the metrics listener failed");
-                }
-            })
+            tokio::spawn(server::serve(
+                listener,
+                crate::http::metrics::own_router(self.state.clone()),
+                server::Limits::from_config(config),
+                Arc::default(),
+                shutdown.clone(),
+            ))
         });
         let sessions = tokio::spawn(crate::auth::sessions::prune(
             self.state.store().clone(),

@@ -33,9 +33,16 @@ pub(crate) struct Shared {
     pub(crate) login_limiter: LoginLimiter,
     pub(crate) workflows: Arc<Runner>,
     pub(crate) metrics: Arc<Metrics>,
+    /// The OpenAPI document, as served (`http::openapi`): built once, with this
+    /// configuration's limits.
+    pub(crate) api_document: bytes::Bytes,
 }
 
 impl AppState {
+    pub fn api_document(&self) -> &bytes::Bytes {
+        &self.0.api_document
+    }
+
     pub fn config(&self) -> &Config {
         &self.0.config
     }

@@ -23,6 +23,8 @@ pub struct ApiKey {
     pub name: String,
     pub created_at: Timestamp,
     /// When it last authenticated a request, to within `auth.key_cache_ttl_ms`.
+    #[schema(required = true)]
     pub last_used_at: Option<Timestamp>,
+    #[schema(required = true)]
     pub revoked_at: Option<Timestamp>,
 }

@@ -98,15 +98,18 @@ pub struct Thread {
     /// The last change to the thread or to any of its comments (and their reactions).
     pub updated_at: Timestamp,
     pub resolved: bool,
+    #[schema(required = true)]
     pub resolved_at: Option<Timestamp>,
+    #[schema(required = true)]
     pub resolved_by: Option<UserId>,
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Object>, required = true)]
     pub metadata: Option<Metadata>,
     /// Comments in the thread; `comments` may hold only the first of them, so that no
     /// thread grows an answer without bound.
     pub comment_count: i64,
     /// Where the comments after those in `comments` start (`after` of a comment list);
-    /// `None` when `comments` holds them all.
+    /// `null` when `comments` holds them all.
+    #[schema(required = true)]
     pub comments_cursor: Option<String>,
     pub comments: Vec<Comment>,
 }
@@ -119,9 +122,10 @@ pub struct Comment {
     /// The author. A deleted user's comments stay, with their ID.
     pub user_id: UserId,
     pub body: String,
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Object>, required = true)]
     pub metadata: Option<Metadata>,
     pub created_at: Timestamp,
+    #[schema(required = true)]
     pub edited_at: Option<Timestamp>,
     /// One entry per emoji, in the order each emoji was first used.
     pub reactions: Vec<Reaction>,

@@ -71,6 +71,7 @@ struct RoomWire<'a> {
     account_id: AccountId,
     name: &'a str,
     /// `null` when unset.
+    #[schema(required = true)]
     custom_id: Option<&'a str>,
     created_at: Timestamp,
     #[schema(inline)]

@@ -50,18 +50,22 @@ pub struct User {
     pub account_id: AccountId,
     pub room_id: RoomId,
     pub name: String,
+    #[schema(required = true)]
     pub profile_picture: Option<String>,
+    #[schema(required = true)]
     pub custom_id: Option<String>,
     pub status: UserStatus,
     pub created_at: Timestamp,
+    #[schema(required = true)]
     pub joined_at: Option<Timestamp>,
+    #[schema(required = true)]
     pub left_at: Option<Timestamp>,
     /// When the user's JWT was issued: the token is derived from it, never stored.
     #[serde(skip)]
     pub token_issued_at: Timestamp,
 }
 
-/// One online period of a user (`left_at` is `None` while it runs).
+/// One online period of a user (`left_at` is `null` while it runs).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
 #[schema(
     as = CollabKitUserSession,
@@ -77,5 +81,6 @@ pub struct UserSession {
     pub user_id: UserId,
     pub room_id: RoomId,
     pub joined_at: Timestamp,
+    #[schema(required = true)]
     pub left_at: Option<Timestamp>,
 }

@@ -69,9 +69,11 @@ struct WebhookWire<'a> {
     url: &'a str,
     /// `whsec_...`: only in the replies to creation and rotation.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     secret: Option<&'a str>,
     events: &'a [EventKind],
     /// `null`: every room of the account.
+    #[schema(required = true)]
     room_id: Option<RoomId>,
     enabled: bool,
     created_at: Timestamp,
@@ -138,8 +140,11 @@ pub struct Delivery {
     pub payload: String,
     pub status: DeliveryStatus,
     pub attempts: i64,
+    #[schema(required = true)]
     pub last_attempt_at: Option<Timestamp>,
+    #[schema(required = true)]
     pub next_retry_at: Option<Timestamp>,
+    #[schema(required = true)]
     pub status_code: Option<i64>,
     pub created_at: Timestamp,
 }

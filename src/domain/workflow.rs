@@ -47,6 +47,7 @@ struct WorkflowWire<'a> {
     code: &'a str,
     events: &'a [EventKind],
     /// `null`: every room of the account.
+    #[schema(required = true)]
     room_id: Option<RoomId>,
     enabled: bool,
     created_at: Timestamp,

@@ -82,8 +82,10 @@ async fn list_api_keys(
     Ok(Reply::ok("API keys retrieved", KeyList { keys }))
 }
 
-/// The new key is shown once, in this reply, with its ready Bearer token. An account holds at
-/// most `auth.max_keys_per_account` unrevoked keys (one more: `VALIDATION_ERROR` on `keys`).
+/// Creates an API key, shown once, in this reply, with its ready Bearer token.
+///
+/// An account holds at most `auth.max_keys_per_account` unrevoked keys (one more:
+/// `VALIDATION_ERROR` on `keys`).
 #[utoipa::path(
     post, path = "/keys", tag = "Accounts", operation_id = "create_api_key",
     responses(

@@ -177,6 +177,8 @@ async fn delete_thread(
     Ok(Reply::ok("Thread deleted", Deleted { id: thread_id }))
 }
 
+/// Deletes a comment.
+///
 /// The room's joined sockets receive `commentDeleted`, then `threadDeleted` when it was the
 /// thread's last comment.
 #[utoipa::path(

@@ -16,7 +16,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use serde::{Deserialize, Serialize};
-use utoipa::{OpenApi, ToSchema};
+use utoipa::openapi::schema::{
+    KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, Type,
+};
+use utoipa::openapi::RefOr;
+use utoipa::{IntoParams, OpenApi, PartialSchema, ToSchema};
 
 use super::envelope::Reply;
 use super::extract::{JsonBody, PathParams, QueryParams};
@@ -69,6 +73,51 @@ struct UploadForm {
     #[schema(value_type = String, format = Binary)]
     file: Vec<u8>,
 }
+
+/// An ID, or empty (as if left out).
+fn id_or_empty() -> RefOr<Schema> {
+    OneOfBuilder::new()
+        .item(RoomId::schema())
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some([""])),
+        )
+        .into()
+}
+
+/// What `list_files` reads of its query.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query, rename_all = "camelCase")]
+#[expect(
+    dead_code,
+    reason = "describes what `list_files` reads with `QueryParams`"
+)]
+struct FilesQuery {
+    /// The room (may be left out with a user's JWT).
+    #[param(schema_with = id_or_empty)]
+    room_id: Option<String>,
+    /// Repeatable (OR); `image/` is the category.
+    #[param(explode)]
+    mime_type: Option<Vec<String>>,
+    /// Uploaded by this user.
+    #[param(schema_with = id_or_empty)]
+    user_id: Option<String>,
+}
+
+/// A file's bytes, as stored.
+struct FileBytes;
+
+impl PartialSchema for FileBytes {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+            .into()
+    }
+}
+
+impl ToSchema for FileBytes {}
 
 /// Where an uploaded file is.
 #[derive(Serialize, ToSchema)]
@@ -246,6 +295,8 @@ async fn id_field<T: std::str::FromStr>(
         .ok_or_else(|| ApiError::validation(name, format!("{name} must be a UUID")))
 }
 
+/// Uploads a file to a room.
+///
 /// Takes the API key, or a user's JWT (its own room only, uploading as its user). Fires
 /// `file.uploaded`.
 #[utoipa::path(
@@ -333,8 +384,18 @@ async fn upload_file(
                 };
             }
             // As in every JSON body: a field the API does not take is refused, never dropped.
+            // The rest (the file, likely) is read a while, so that the client sees why.
             other => {
                 let name = other.unwrap_or_default().to_owned();
+                let deadline = tokio::time::Instant::now() + REFUSED_DRAIN_TIME;
+                let _ = tokio::time::timeout_at(deadline, drain(&mut field)).await;
+                drop(field);
+                let _ = tokio::time::timeout_at(deadline, async {
+                    while let Ok(Some(mut later)) = multipart.next_field().await {
+                        drain(&mut later).await;
+                    }
+                })
+                .await;
                 return Err(ApiError::validation(
                     name.clone(),
                     format!("Unknown field '{name}'"),
@@ -362,11 +423,7 @@ async fn drain(field: &mut axum::extract::multipart::Field<'_>) {
 /// Takes the API key, or a user's JWT (its own room only).
 #[utoipa::path(
     get, path = "/files", tag = "Storage", operation_id = "list_files",
-    params(
-        ("roomId" = Option<RoomId>, Query, description = "The room (may be left out with a user's JWT)"),
-        ("mimeType" = Option<Vec<String>>, Query, explode = true, description = "Repeatable (OR); `image/` is the category"),
-        ("userId" = Option<UserId>, Query, description = "Uploaded by this user"),
-    ),
+    params(FilesQuery),
     responses(
         (status = 200, description = "Files retrieved", body = Envelope<FileList>),
         (status = 404, description = "`NOT_FOUND`: no such room", body = ErrorEnvelope),
@@ -394,6 +451,7 @@ async fn list_files(
         .ok_or(ApiError::not_found(Entity::Room))?;
     let uploaded_by = query
         .get("userId")
+        .filter(|t| !t.is_empty())
         .map(|text| {
             text.parse::<UserId>()
                 .map_err(|_| ApiError::validation("userId", "userId must be a UUID"))
@@ -471,8 +529,8 @@ pub struct Uncompressed;
         ("If-None-Match" = Option<String>, Header, description = "The `ETag` of a copy held"),
     ),
     responses(
-        (status = 200, description = "The bytes, with the type sniffed at upload as `Content-Type`, `ETag`, `Content-Length`", content_type = "*/*", body = Vec<u8>),
-        (status = 206, description = "The range asked for", content_type = "*/*", body = Vec<u8>),
+        (status = 200, description = "The bytes, with the type sniffed at upload as `Content-Type`, `ETag`, `Content-Length`", content_type = "*/*", body = FileBytes),
+        (status = 206, description = "The range asked for", content_type = "*/*", body = FileBytes),
         (status = 304, description = "Not modified (`If-None-Match`)"),
         (status = 404, description = "`NOT_FOUND`: no such file", body = ErrorEnvelope),
         (status = 416, description = "`RANGE_NOT_SATISFIABLE`", body = ErrorEnvelope),

@@ -41,9 +41,11 @@ pub struct Readiness {
     /// `redis` or `none`: what relays room traffic between nodes (absent on one node
     /// without Redis).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     relay: Option<&'static str>,
     /// Why the nodes may not hear each other.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     warning: Option<String>,
 }
 

@@ -11,8 +11,9 @@ use axum::response::{IntoResponse, Response};
 use crate::metrics::Gauges;
 use crate::state::AppState;
 
-/// The exposition, or 404 when `metrics.enabled` is off or `metrics.bind` gives it an address
-/// of its own.
+/// The metrics, in Prometheus text format.
+///
+/// 404 when `metrics.enabled` is off or `metrics.bind` gives them an address of their own.
 #[utoipa::path(
     get, path = "/metrics", tag = "Server", operation_id = "metrics", security(()),
     responses(

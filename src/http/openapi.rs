@@ -3,24 +3,29 @@
 //! with, plus what every route shares (the envelope, the errors the middleware gives, the
 //! `accountId` path parameter, the security schemes), added here in one pass.
 
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use serde::Serialize;
 use serde_json::json;
 use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn, PathItem};
+use utoipa::openapi::schema::Schema;
 use utoipa::openapi::security::{
     ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
 };
 use utoipa::openapi::{
     ContentBuilder, HeaderBuilder, ObjectBuilder, Ref, RefOr, Required, ResponseBuilder, Type,
 };
-use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
+use utoipa::{Modify, Number, OpenApi, PartialSchema, ToSchema};
 
 use super::{
     accounts, comments, files, health, metrics, rooms, stores, users, webhooks, workflows,
 };
 use crate::auth::sessions::COOKIE_NAME;
+use crate::config::Config;
 use crate::domain::AccountId;
+use crate::state::AppState;
 
 const ACCOUNT_PREFIX: &str = "/v1/accounts/{accountId}";
 
@@ -75,11 +80,40 @@ pub struct ApiDoc;
     security(()),
     responses((status = 200, description = "This OpenAPI 3.1 document", content_type = "application/json"))
 )]
-pub async fn openapi_json() -> Response {
-    let body = ApiDoc::openapi()
-        .to_json()
-        .expect("the document serializes");
+pub async fn openapi_json(State(state): State<AppState>) -> Response {
+    let body = state.api_document().clone();
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// The document as `config` makes it: the annotations give the default limits; the ones a
+/// setting changes are written in from it.
+pub fn document(config: &Config) -> Bytes {
+    let mut document = ApiDoc::openapi();
+    let path = |path: &str| format!("{ACCOUNT_PREFIX}{path}");
+    let comments = path("/rooms/{roomId}/threads/{threadId}/comments");
+    if let Some(operation) = document
+        .paths
+        .paths
+        .get_mut(&comments)
+        .and_then(|item| item.get.as_mut())
+    {
+        for parameter in operation.parameters.iter_mut().flatten() {
+            if let RefOr::T(parameter) = parameter {
+                if parameter.name == "limit" {
+                    if let Some(RefOr::T(Schema::Object(limit))) = parameter.schema.as_mut() {
+                        limit.maximum = Some(Number::Int(config.comments.page_comments as isize));
+                    }
+                }
+            }
+        }
+    }
+    let schemas = document.components.as_mut().map(|c| &mut c.schemas);
+    if let Some(RefOr::T(Schema::Object(body))) = schemas.and_then(|s| s.get_mut("PutStoreBody")) {
+        if let Some(RefOr::T(Schema::Object(fields))) = body.properties.get_mut("schema") {
+            fields.max_properties = Some(config.stores.max_fields);
+        }
+    }
+    Bytes::from(document.to_json().expect("the document serializes"))
 }
 
 // Rendered by `envelope::EnvelopeParts::render`; only described here, and schemathesis holds
@@ -95,7 +129,7 @@ pub struct Envelope<T> {
     /// What happened (`Room created`).
     description: String,
     data: T,
-    #[schema(schema_with = null)]
+    #[schema(schema_with = null, required = true)]
     error: Option<String>,
     #[schema(rename = "requestId", example = "req_6f1c2a9e0b3d4c5e")]
     request_id: String,
@@ -137,7 +171,7 @@ pub struct ErrorBody {
     #[schema(example = "Room not found")]
     message: String,
     /// The offending field of a `VALIDATION_ERROR` (`body`: the body as a whole).
-    #[schema(required = false)]
+    #[schema(required = false, nullable = false)]
     field: Option<String>,
 }
 
@@ -406,8 +440,12 @@ fn add_conventions(operation: &mut Operation, in_account: bool, has_ids: bool) {
     if has_ids {
         shared.push("404");
     }
-    if operation.request_body.is_some() {
-        shared.extend(["408", "413", "415"]);
+    if let Some(body) = &operation.request_body {
+        shared.extend(["408", "413"]);
+        let json = matches!(body, RefOr::T(body) if body.content.contains_key("application/json"));
+        if json {
+            shared.push("415");
+        }
     }
     for error in SHARED_ERRORS.iter().filter(|e| shared.contains(&e.status)) {
         operation
@@ -529,6 +567,41 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_served_document_has_the_configured_limits() {
+        let mut config = Config::defaults();
+        config.comments.page_comments = 7;
+        config.stores.max_fields = 3;
+        let document: serde_json::Value = serde_json::from_slice(&document(&config)).unwrap();
+        let comments = &document["paths"]
+            ["/v1/accounts/{accountId}/rooms/{roomId}/threads/{threadId}/comments"]["get"];
+        let limit = comments["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "limit")
+            .unwrap();
+        assert_eq!(limit["schema"]["maximum"], 7);
+        let fields = &document["components"]["schemas"]["PutStoreBody"]["properties"]["schema"];
+        assert_eq!(fields["maxProperties"], 3);
+        // The pages' bounds are the store's own constants.
+        let rooms = &document["paths"]["/v1/accounts/{accountId}/rooms"]["get"]["parameters"];
+        let page_limit = rooms
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "limit")
+            .unwrap();
+        assert_eq!(
+            page_limit["schema"]["maximum"],
+            crate::store::Page::MAX_LIMIT
+        );
+        assert_eq!(
+            page_limit["schema"]["default"],
+            crate::store::Page::DEFAULT_LIMIT
+        );
     }
 
     #[test]

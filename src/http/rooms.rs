@@ -266,8 +266,10 @@ async fn delete_room(
     Ok(Reply::ok("Room deleted", Deleted { id: room_id }))
 }
 
-/// Recounts the users online in the room, stores that count, and opens or closes the room's
-/// running session to match; when nothing drifted it changes nothing.
+/// Recounts the users online in the room.
+///
+/// Stores that count, and opens or closes the room's running session to match; when nothing
+/// drifted it changes nothing.
 #[utoipa::path(
     post, path = "/rooms/{roomId}/reconcile", tag = "Rooms", operation_id = "reconcile_room",
     params(("roomId" = RoomId, Path)),

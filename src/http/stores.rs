@@ -214,6 +214,7 @@ struct EntryList<'a> {
     version: i64,
     /// The `offset` of the next page (`null`: nothing after); a page may end before `limit`
     /// (`limits.max_page_bytes`).
+    #[schema(required = true)]
     next_offset: Option<i64>,
 }
 
@@ -226,7 +227,7 @@ struct EntryData<'a> {
 #[derive(Serialize, ToSchema)]
 struct WrittenEntry {
     key: String,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Object, required = true)]
     value: Option<Map<String, Value>>,
     version: i64,
 }
@@ -284,9 +285,11 @@ struct PutStoreBody {
     schema: Option<Value>,
 }
 
-/// Registers a store's schema, or changes it compatibly with the entries already written: while
-/// any room holds entries, no field removed or retyped, a field made required only with a
-/// default, new fields optional or with a default (else `VALIDATION_ERROR` naming the field).
+/// Registers a store's schema, or changes it.
+///
+/// While any room holds entries of the store, a change must keep them valid: no field removed
+/// or retyped, a field made required only with a default, new fields optional or with a
+/// default (else `VALIDATION_ERROR` naming the field).
 #[utoipa::path(
     put, path = "/stores/{store}", tag = "Stores", operation_id = "put_store",
     params(StorePath),

@@ -102,8 +102,10 @@ struct CreateUserBody {
     custom_id: Option<String>,
 }
 
-/// Creates a user (offline, with a new JWT) and fires `user.created` (webhooks, workflows)
-/// and `userCreated` (the room's sockets); increments the room's `total_users_created`.
+/// Creates a user, offline, with a new JWT.
+///
+/// Fires `user.created` (webhooks, workflows) and `userCreated` (the room's sockets);
+/// increments the room's `total_users_created`.
 #[utoipa::path(
     post, path = "/users", tag = "Users", operation_id = "create_user",
     request_body = CreateUserBody,

@@ -35,8 +35,9 @@ pub mod schemas {
             )))
     }
 
-    fn custom_id_of(nullable: bool) -> ObjectBuilder {
-        text(nullable)
+    /// `custom_id`, or `null`: no whitespace at its ends, no control characters.
+    pub fn custom_id_or_null() -> ObjectBuilder {
+        text(true)
             .min_length(Some(1))
             .max_length(Some(MAX_CUSTOM_ID_CHARS))
             .pattern(Some(format!(
@@ -44,30 +45,11 @@ pub mod schemas {
             )))
     }
 
-    /// `custom_id`: no whitespace at its ends, no control characters.
-    pub fn custom_id() -> ObjectBuilder {
-        custom_id_of(false)
-    }
-
-    /// `custom_id`, or `null`.
-    pub fn custom_id_or_null() -> ObjectBuilder {
-        custom_id_of(true)
-    }
-
-    fn picture_url_of(nullable: bool) -> ObjectBuilder {
-        text(nullable).max_length(Some(MAX_URL_CHARS)).pattern(Some(
+    /// `picture_url`, or `null`: http or https, no spaces or control characters.
+    pub fn picture_url_or_null() -> ObjectBuilder {
+        text(true).max_length(Some(MAX_URL_CHARS)).pattern(Some(
             r"^[Hh][Tt][Tt][Pp][Ss]?://[^ \u0000-\u001F\u007F-\u009F]*$".to_owned(),
         ))
-    }
-
-    /// `picture_url`: http or https, no spaces or control characters.
-    pub fn picture_url() -> ObjectBuilder {
-        picture_url_of(false)
-    }
-
-    /// `picture_url`, or `null`.
-    pub fn picture_url_or_null() -> ObjectBuilder {
-        picture_url_of(true)
     }
 
     /// A webhook's URL (`webhooks::guard::check_url`; its address is checked besides): http

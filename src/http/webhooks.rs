@@ -74,6 +74,7 @@ struct DeliveryList {
     offset: i64,
     /// The `offset` of the next page (`null`: nothing after); a page may end before `limit`
     /// (`limits.max_page_bytes`).
+    #[schema(required = true)]
     next_offset: Option<i64>,
 }
 

@@ -113,6 +113,8 @@ pub(crate) async fn code_problem(state: &AppState, code: &str) -> Option<String>
         .map(|error| format!("code does not parse: {error}"))
 }
 
+/// Creates a workflow.
+///
 /// An account holds at most `workflows.max_workflows_per_account` (one more:
 /// `VALIDATION_ERROR` on `name`); code that does not parse is a `VALIDATION_ERROR` on `code`
 /// giving the line and column.
@@ -334,9 +336,10 @@ struct TestWorkflowBody {
     event: Option<Value>,
 }
 
-/// Runs the workflow now, enabled or not, and answers with the execution, which is not
-/// recorded. In the workflow's room, or the one given (required for a workflow of every
-/// room); on the event given, else a sample `participant.joined`-shaped event of that room.
+/// Runs the workflow now, enabled or not, and answers with the execution (not recorded).
+///
+/// In the workflow's room, or the one given (required for a workflow of every room); on the
+/// event given, else a sample event of that room.
 #[utoipa::path(
     post, path = "/workflows/{id}/test", tag = "Workflows", operation_id = "test_workflow",
     params(("id" = String, Path, description = "`wf_...`")),

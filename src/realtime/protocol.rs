@@ -464,6 +464,22 @@ mod tests {
         };
         assert_eq!(frame_label(res.encode().as_str()), "res");
         assert_eq!(frame_label(ServerFrame::Pong.encode().as_str()), "pong");
+        let refused = ServerFrame::AuthFailed {
+            code: "UNAUTHORIZED",
+            message: "no",
+        };
+        assert_eq!(frame_label(refused.encode().as_str()), "authFailed");
+        let error = ServerFrame::Error {
+            error: ErrorBody::from(&ApiError::Unauthorized),
+        };
+        assert_eq!(frame_label(error.encode().as_str()), "error");
+        // Every frame type is a label (`welcome` needs a room and a user to build: its tag
+        // is the variant's name, as the others').
+        for label in [&res.encode(), &refused.encode(), &error.encode()]
+            .map(|frame| frame_label(frame.as_str()).to_owned())
+        {
+            assert!(frame_labels().contains(&label.as_str()), "{label}");
+        }
         let thread = crate::domain::ThreadId::new();
         let deleted = crate::rooms::events::ServerEvent::ThreadDeleted { thread_id: &thread };
         assert_eq!(frame_label(deleted.encode().as_str()), "threadDeleted");

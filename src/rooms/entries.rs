@@ -189,7 +189,8 @@ pub fn entry_json(entry: &Entry) -> Value {
     serde_json::to_value(StoreEntry::from(entry)).expect("an entry serializes")
 }
 
-/// A store entry as both transports show it.
+// As both transports show it.
+/// A store entry.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct StoreEntry<'a> {
     key: &'a str,
@@ -200,6 +201,7 @@ pub struct StoreEntry<'a> {
     version: i64,
     updated_at: crate::domain::Timestamp,
     /// `null`: written by a backend (REST).
+    #[schema(required = true)]
     updated_by: Option<crate::domain::UserId>,
 }
 

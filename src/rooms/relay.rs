@@ -266,7 +266,7 @@ impl Engine {
         }
         if let Some(sent_at) = message.sent_at {
             // Clocks of two machines differ a little: a message from the future took no time.
-            let lag = (Timestamp::now().as_millis() - sent_at).max(0);
+            let lag = Timestamp::now().as_millis().saturating_sub(sent_at).max(0);
             self.metrics()
                 .relay_lag
                 .observe(std::time::Duration::from_millis(lag as u64));

@@ -321,10 +321,9 @@ impl hyper::service::Service<Request<Incoming>> for TrackedService {
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         let in_flight = InFlight::begin(self.connection.clone());
         let connection = self.connection.clone();
-        let body_read = Arc::new(AtomicBool::new(false));
-        let read = body_read.clone();
+        let rest = Arc::new(BodyRest::default());
         let mut request =
-            request.map(|body| Body::new(TrackedIncoming::new(body, connection, read)));
+            request.map(|body| Body::new(TrackedIncoming::new(body, connection, rest.clone())));
         request.extensions_mut().insert(self.lease.clone());
         request
             .extensions_mut()
@@ -332,11 +331,12 @@ impl hyper::service::Service<Request<Incoming>> for TrackedService {
         let answer = self.inner.call(request);
         Box::pin(async move {
             let mut response = answer.await?;
-            // An answer given before the request's body was read whole: hyper then closes the
-            // connection (it cannot tell where the next request starts) unless the rest is
-            // already in, and without saying so. Saying so keeps a client from sending its
-            // next request into a connection that is closing, which would fail it.
-            if !body_read.load(Ordering::Acquire) {
+            // An answer given before the request's body was read whole: the rest is read and
+            // dropped if it is small and at hand; else hyper closes the connection (it cannot
+            // tell where the next request starts), without saying so. Saying so keeps a
+            // client from sending its next request into a connection that is closing.
+            let upgraded = response.status() == axum::http::StatusCode::SWITCHING_PROTOCOLS;
+            if !upgraded && !rest.drained().await {
                 response.headers_mut().insert(
                     axum::http::header::CONNECTION,
                     axum::http::HeaderValue::from_static("close"),
@@ -366,25 +366,71 @@ impl Drop for InFlight {
     }
 }
 
+/// What is left of a request's body once its handler is done with it: nothing (read to its
+/// end), or the unread rest, which the answer may still drain (`drained`).
+#[derive(Default)]
+struct BodyRest {
+    read: AtomicBool,
+    unread: std::sync::Mutex<Option<Incoming>>,
+}
+
+impl BodyRest {
+    /// Whether the body is read to its end now: if the handler left some, what is left is read
+    /// and dropped, as long as it is at most `DRAIN_BYTES` and comes within `DRAIN_TIME`.
+    async fn drained(&self) -> bool {
+        if self.read.load(Ordering::Acquire) {
+            return true;
+        }
+        let Some(mut body) = self.unread.lock().expect("not poisoned").take() else {
+            // Still held somewhere: its end is unknown.
+            return false;
+        };
+        let drain = async {
+            let mut drained = 0;
+            loop {
+                let frame = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
+                match frame {
+                    None => return true,
+                    Some(Ok(frame)) => {
+                        drained += frame.data_ref().map_or(0, Bytes::len);
+                        if drained > DRAIN_BYTES {
+                            return false;
+                        }
+                    }
+                    Some(Err(_)) => return false,
+                }
+            }
+        };
+        tokio::time::timeout(DRAIN_TIME, drain)
+            .await
+            .unwrap_or(false)
+    }
+}
+
+/// What an answer that left its request's body unread still reads of it to keep the connection:
+/// a small body, already sent (a refused JSON call); not an upload.
+const DRAIN_BYTES: usize = 64 * 1024;
+const DRAIN_TIME: Duration = Duration::from_millis(50);
+
 /// A request's body, telling its connection when it starts and stops waiting on the client,
-/// and its request (`read`) whether it was read to its end.
+/// and its request (`rest`) whether it was read to its end, or what was left.
 struct TrackedIncoming {
-    body: Incoming,
+    body: Option<Incoming>,
     connection: Arc<Connection>,
-    read: Arc<AtomicBool>,
+    rest: Arc<BodyRest>,
 }
 
 impl TrackedIncoming {
-    fn new(body: Incoming, connection: Arc<Connection>, read: Arc<AtomicBool>) -> Self {
+    fn new(body: Incoming, connection: Arc<Connection>, rest: Arc<BodyRest>) -> Self {
         if body.is_end_stream() {
-            read.store(true, Ordering::Release);
+            rest.read.store(true, Ordering::Release);
         } else {
             connection.begin_body();
         }
         Self {
-            body,
+            body: Some(body),
             connection,
-            read,
+            rest,
         }
     }
 }
@@ -392,6 +438,9 @@ impl TrackedIncoming {
 impl Drop for TrackedIncoming {
     fn drop(&mut self) {
         self.connection.end_body();
+        if !self.rest.read.load(Ordering::Acquire) {
+            *self.rest.unread.lock().expect("not poisoned") = self.body.take();
+        }
     }
 }
 
@@ -404,20 +453,25 @@ impl HttpBody for TrackedIncoming {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
-        let polled = Pin::new(&mut this.body).poll_frame(cx);
-        if matches!(polled, Poll::Ready(None)) || this.body.is_end_stream() {
+        let Some(body) = this.body.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let polled = Pin::new(&mut *body).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) || body.is_end_stream() {
             this.connection.end_body();
-            this.read.store(true, Ordering::Release);
+            this.rest.read.store(true, Ordering::Release);
         }
         polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        self.body.as_ref().is_none_or(Incoming::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        self.body
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Incoming::size_hint)
     }
 }
 

@@ -383,7 +383,8 @@ impl Engine {
     }
 }
 
-/// A page of comments (the socket's and REST's alike).
+// The socket's and REST's alike.
+/// A page of a thread's comments.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CommentList {
@@ -391,6 +392,7 @@ pub struct CommentList {
     comments: Vec<crate::domain::Comment>,
     has_more: bool,
     /// Where the next page starts (its `after`); `null` on the last page.
+    #[schema(required = true)]
     cursor: Option<String>,
 }
 
@@ -404,7 +406,8 @@ impl From<CommentPage> for CommentList {
     }
 }
 
-/// A page of threads, with where the next starts (the socket's and REST's alike).
+// The socket's and REST's alike.
+/// A page of threads, with where the next starts.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ThreadList {
@@ -415,6 +418,7 @@ pub struct ThreadList {
     offset: i64,
     /// The `offset` of the next page (`null`: nothing after); a page may end before `limit`
     /// (`limits.max_page_bytes`).
+    #[schema(required = true)]
     next_offset: Option<i64>,
 }
 
