@@ -12,10 +12,15 @@ use crate::socket::Socket;
 
 both_backends!(metrics_follow_requests_sockets_runs_and_deliveries);
 
-async fn scrape(app: &TestApp) -> String {
+pub(crate) async fn scrape(app: &TestApp) -> String {
+    scrape_at(app, &app.base).await
+}
+
+/// `/metrics` at `base` (the app's own address, or the one of `metrics.bind`).
+async fn scrape_at(app: &TestApp, base: &str) -> String {
     let reply = app
         .client
-        .get(format!("{}/metrics", app.base))
+        .get(format!("{base}/metrics"))
         .send()
         .await
         .unwrap();
@@ -139,15 +144,7 @@ async fn metrics_follow_requests_sockets_runs_and_deliveries(backend: Backend) {
         .await
         .expect(StatusCode::OK);
     let own = apart.metrics_base.clone().expect("a metrics listener");
-    let text = apart
-        .client
-        .get(format!("{own}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = scrape_at(&apart, &own).await;
     let healthz = "collabkit_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"}";
     assert_eq!(sample(&text, healthz), Some(1.0), "{text}");
     apart

@@ -320,15 +320,7 @@ async fn presence_reaches_the_sockets_of_other_nodes() {
     assert!(seen[&bob_id].is_null());
 
     // What crossed shows in the metrics of the node that heard it: messages and their lag.
-    let metrics = a
-        .client
-        .get(format!("{}/metrics", a.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::metrics::scrape(&a).await;
     let value = |series: &str| -> f64 {
         crate::metrics::sample(&metrics, series)
             .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
