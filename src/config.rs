@@ -1,6 +1,6 @@
 //! One `Config`: the embedded defaults (`config/default.toml`), then an optional file, then
 //! `COLLABKIT_*` environment variables; validated before anything starts. (Over our usual
-//! 500 lines: every section's struct and its checks belong in the one place a reader looks
+//! 600 lines: every section's struct and its checks belong in the one place a reader looks
 //! for a setting; a quarter of the file is its tests.)
 
 use std::ffi::OsString;
