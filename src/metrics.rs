@@ -111,14 +111,6 @@ impl Tally {
         self.names.iter().position(|&known| known == name)
     }
 
-    pub fn len(&self) -> usize {
-        self.names.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
-    }
-
     pub fn add_at(&self, index: usize, count: u64) {
         self.counts[index].fetch_add(count, Ordering::Relaxed);
     }
