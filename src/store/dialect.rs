@@ -35,6 +35,10 @@ pub trait Dialect:
     /// a local file).
     const SHARED: bool;
 
+    /// Whether statements built at run time (`query::Sql`) bind through anonymous
+    /// placeholders (`?`) rather than numbered ones (`$1`).
+    const ANONYMOUS_PLACEHOLDERS: bool;
+
     /// The schema's steps, `migrations/<backend>/`.
     const MIGRATIONS: &'static [Migration];
 
@@ -108,6 +112,7 @@ where
 
 impl Dialect for Sqlite {
     const SHARED: bool = false;
+    const ANONYMOUS_PLACEHOLDERS: bool = true;
     const MIGRATIONS: &'static [Migration] = migrations::SQLITE;
     /// One file, one writer: `BEGIN IMMEDIATE` takes the write lock before the ledger is read.
     const MIGRATION_LOCK: Option<MigrationLock> = None;
@@ -134,6 +139,7 @@ impl Dialect for Sqlite {
 
 impl Dialect for Postgres {
     const SHARED: bool = true;
+    const ANONYMOUS_PLACEHOLDERS: bool = false;
     const MIGRATIONS: &'static [Migration] = migrations::POSTGRES;
     const MIGRATION_LOCK: Option<MigrationLock> = Some(MigrationLock {
         // "ckmigrat" in ASCII.
