@@ -78,7 +78,8 @@ fn usage() -> ! {
          \x20               [--clients N] [--seconds N] [--hz N]\n\
          \x20      bench dashboard [--db sqlite|postgres|both] [--seconds N]\n\
          environment: COLLABKIT_BIN (default target/release/collabkit),\n\
-         COLLABKIT_BENCH_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/test)"
+         COLLABKIT_BENCH_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/test),\n\
+         BENCH_SERVER_STDERR (a file for the servers' log; default: dropped)"
     );
     std::process::exit(2)
 }

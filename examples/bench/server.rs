@@ -145,7 +145,17 @@ impl Server {
             let child = command(&["serve"])
                 .env("COLLABKIT_BIND", format!("127.0.0.1:{port}"))
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                // The servers' log, when asked for (appended to), to find where a figure's
+                // time goes.
+                .stderr(match std::env::var("BENCH_SERVER_STDERR") {
+                    Ok(path) => Stdio::from(
+                        std::fs::OpenOptions::new()
+                            .create(true)
+                            .append(true)
+                            .open(path)?,
+                    ),
+                    Err(_) => Stdio::null(),
+                })
                 .spawn()?;
             let server = Self {
                 base: format!("http://127.0.0.1:{port}"),
