@@ -44,6 +44,20 @@ fn binary() -> String {
     std::env::var("COLLABKIT_BIN").unwrap_or_else(|_| "target/release/collabkit".to_owned())
 }
 
+/// Where the servers' log goes: appended to `$BENCH_SERVER_STDERR` when set, to find where a
+/// figure's time goes; dropped otherwise.
+#[allow(clippy::disallowed_methods)] // as `binary`
+fn log() -> std::io::Result<Stdio> {
+    match std::env::var("BENCH_SERVER_STDERR") {
+        Ok(path) => Ok(std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?
+            .into()),
+        Err(_) => Ok(Stdio::null()),
+    }
+}
+
 #[allow(clippy::disallowed_methods)] // as `binary`
 fn postgres_url() -> String {
     std::env::var("COLLABKIT_BENCH_POSTGRES_URL")
@@ -145,17 +159,7 @@ impl Server {
             let child = command(&["serve"])
                 .env("COLLABKIT_BIND", format!("127.0.0.1:{port}"))
                 .stdout(Stdio::null())
-                // The servers' log, when asked for (appended to), to find where a figure's
-                // time goes.
-                .stderr(match std::env::var("BENCH_SERVER_STDERR") {
-                    Ok(path) => Stdio::from(
-                        std::fs::OpenOptions::new()
-                            .create(true)
-                            .append(true)
-                            .open(path)?,
-                    ),
-                    Err(_) => Stdio::null(),
-                })
+                .stderr(log()?)
                 .spawn()?;
             let server = Self {
                 base: format!("http://127.0.0.1:{port}"),
