@@ -2,7 +2,7 @@
 //! other capabilities share.
 
 use async_trait::async_trait;
-use sqlx::{ColumnIndex, Executor};
+use sqlx::{ColumnIndex, Database, Executor, Row};
 
 use super::dialect::{Column, Dialect, RowsAffected};
 use super::page::push_filter;
@@ -82,6 +82,37 @@ pub(super) struct RoomRow {
     closed_sessions_ms: i64,
     session_started_at: Option<i64>,
     total_users_created: i64,
+}
+
+impl RoomRow {
+    /// The room's columns (`ROOM_COLUMNS`, in order) from position `first` on, in a row that
+    /// holds another table's columns too, whose names they share.
+    pub(super) fn at<DB: Database>(row: &DB::Row, first: usize) -> Result<Self, sqlx::Error>
+    where
+        usize: ColumnIndex<DB::Row>,
+        String: Column<DB>,
+        Option<String>: Column<DB>,
+        i64: Column<DB>,
+        Option<i64>: Column<DB>,
+    {
+        let mut position = first;
+        let mut next = || {
+            position += 1;
+            position - 1
+        };
+        Ok(Self {
+            id: row.try_get(next())?,
+            account_id: row.try_get(next())?,
+            name: row.try_get(next())?,
+            custom_id: row.try_get(next())?,
+            created_at: row.try_get(next())?,
+            state: row.try_get(next())?,
+            active_participants: row.try_get(next())?,
+            closed_sessions_ms: row.try_get(next())?,
+            session_started_at: row.try_get(next())?,
+            total_users_created: row.try_get(next())?,
+        })
+    }
 }
 
 impl TryFrom<RoomRow> for Room {

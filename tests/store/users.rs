@@ -57,10 +57,20 @@ async fn users_are_scoped_to_their_room(backend: Backend) {
         f.store.get_user(here, user.id).await.unwrap(),
         Some(user.clone())
     );
+    // With its room, in one read: the room as `get_room` reads it, column for column.
+    let room = f.store.get_room(account, here.room_id).await.unwrap();
+    assert_eq!(
+        f.store.get_user_and_room(here, user.id).await.unwrap(),
+        Some((user.clone(), room.unwrap()))
+    );
 
     let other_account = seen_by(here, f.account().await);
     for scope in [there, other_account] {
         assert_eq!(f.store.get_user(scope, user.id).await.unwrap(), None);
+        assert_eq!(
+            f.store.get_user_and_room(scope, user.id).await.unwrap(),
+            None
+        );
         assert_eq!(
             f.store.get_user_by_custom_id(scope, "ada").await.unwrap(),
             None

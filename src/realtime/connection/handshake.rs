@@ -84,23 +84,22 @@ pub async fn authenticate(
         account_id: claims.account_id,
         room_id: claims.room_id,
     };
-    let store = engine.store();
-    let (user, room) = tokio::try_join!(
-        store.get_user(scope, claims.user_id),
-        store.get_room(claims.account_id, claims.room_id)
-    )
-    .map_err(|error| {
-        tracing::error!(%error, "socket auth: database error");
-        Refusal::Unavailable
-    })?;
-    match (user, room) {
-        (Some(user), Some(room)) => Ok(Identity {
+    let found = engine
+        .store()
+        .get_user_and_room(scope, claims.user_id)
+        .await
+        .map_err(|error| {
+            tracing::error!(%error, "socket auth: database error");
+            Refusal::Unavailable
+        })?;
+    match found {
+        Some((user, room)) => Ok(Identity {
             scope,
             protocol: negotiate(protocol),
             user,
             room,
         }),
-        _ => Err("The token's user or room no longer exists".into()),
+        None => Err("The token's user or room no longer exists".into()),
     }
 }
 

@@ -7,12 +7,16 @@ use std::fmt;
 use std::str::FromStr;
 
 use async_trait::async_trait;
+use sqlx::{ColumnIndex, Database, Row};
 
+use super::dialect::Column;
 use super::membership::Left;
 use super::sql::parse;
 use super::{ListFilter, Listed, Page, PageSize, RoomScope, StoreError, StoreResult};
 use crate::domain::ids::InvalidId;
-use crate::domain::{AccountId, Event, RoomId, Timestamp, User, UserId, UserSession, UserStatus};
+use crate::domain::{
+    AccountId, Event, Room, RoomId, Timestamp, User, UserId, UserSession, UserStatus,
+};
 
 #[derive(Debug, Clone)]
 pub struct NewUser {
@@ -80,6 +84,12 @@ pub trait UserStore: Send + Sync {
         page: Page,
     ) -> StoreResult<Listed<User>>;
     async fn get_user(&self, scope: RoomScope, user_id: UserId) -> StoreResult<Option<User>>;
+    /// The user and their room, in one read (a socket's handshake).
+    async fn get_user_and_room(
+        &self,
+        scope: RoomScope,
+        user_id: UserId,
+    ) -> StoreResult<Option<(User, Room)>>;
     async fn get_user_by_custom_id(
         &self,
         scope: RoomScope,
@@ -127,6 +137,38 @@ pub(super) struct UserRow {
     joined_at: Option<i64>,
     left_at: Option<i64>,
     token_issued_at: i64,
+}
+
+impl UserRow {
+    /// The user's columns (`USER_COLUMNS`, in order) from position `first` on, in a row that
+    /// holds another table's columns too, whose names they share.
+    fn at<DB: Database>(row: &DB::Row, first: usize) -> Result<Self, sqlx::Error>
+    where
+        usize: ColumnIndex<DB::Row>,
+        String: Column<DB>,
+        Option<String>: Column<DB>,
+        i64: Column<DB>,
+        Option<i64>: Column<DB>,
+    {
+        let mut position = first;
+        let mut next = || {
+            position += 1;
+            position - 1
+        };
+        Ok(Self {
+            id: row.try_get(next())?,
+            account_id: row.try_get(next())?,
+            room_id: row.try_get(next())?,
+            name: row.try_get(next())?,
+            profile_picture: row.try_get(next())?,
+            custom_id: row.try_get(next())?,
+            status: row.try_get(next())?,
+            created_at: row.try_get(next())?,
+            joined_at: row.try_get(next())?,
+            left_at: row.try_get(next())?,
+            token_issued_at: row.try_get(next())?,
+        })
+    }
 }
 
 impl TryFrom<UserRow> for User {

@@ -7,7 +7,7 @@ use super::{
     users, CountedUserRow, NewUser, SessionRow, UserChanges, UserCursor, UserPage, UserRow,
     UserStore, USER_BYTES, USER_COLUMNS,
 };
-use crate::domain::{Event, EventKind, Timestamp, User, UserId, UserSession, UserStatus};
+use crate::domain::{Event, EventKind, Room, Timestamp, User, UserId, UserSession, UserStatus};
 use crate::store::dialect::{Column, Dialect, RowsAffected};
 use crate::store::membership::Left;
 use crate::store::page::{fetch_fitted, page_bytes, push_filter};
@@ -126,6 +126,36 @@ where
             .fetch_optional(&self.reads)
             .await?;
         row.map(User::try_from).transpose()
+    }
+
+    async fn get_user_and_room(
+        &self,
+        scope: RoomScope,
+        user_id: UserId,
+    ) -> StoreResult<Option<(User, Room)>> {
+        let qualified = |table: &str, columns: &str| {
+            let columns: Vec<String> = columns
+                .split(", ")
+                .map(|c| format!("{table}.{c}"))
+                .collect();
+            columns.join(", ")
+        };
+        let sql = format!(
+            "SELECT {}, {} FROM users u JOIN rooms r ON r.id = u.room_id \
+             WHERE u.id = $1 AND u.room_id = $2 AND u.account_id = $3 AND r.account_id = $3",
+            qualified("u", USER_COLUMNS),
+            qualified("r", ROOM_COLUMNS)
+        );
+        let row = sqlx::query(&sql)
+            .bind(user_id.to_string())
+            .bind(scope.room_id.to_string())
+            .bind(scope.account_id.to_string())
+            .fetch_optional(&self.reads)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let user = UserRow::at::<DB>(&row, 0)?;
+        let room = RoomRow::at::<DB>(&row, USER_COLUMNS.split(", ").count())?;
+        Ok(Some((user.try_into()?, room.try_into()?)))
     }
 
     async fn get_user_by_custom_id(
