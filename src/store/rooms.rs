@@ -2,12 +2,12 @@
 //! other capabilities share.
 
 use async_trait::async_trait;
-use sqlx::{ColumnIndex, Database, Executor, Row};
+use sqlx::{ColumnIndex, Database, Executor};
 
 use super::dialect::{Column, Dialect, RowsAffected};
 use super::page::push_filter;
 use super::query::Sql;
-use super::sql::{conflict_or_database, parse, SqlStore};
+use super::sql::{conflict_or_database, parse, Columns, SqlStore};
 use super::{Entity, ListFilter, Listed, Page, RoomScope, StoreError, StoreResult};
 use crate::domain::{AccountId, Room, RoomId, RoomState, Timestamp};
 
@@ -95,22 +95,18 @@ impl RoomRow {
         i64: Column<DB>,
         Option<i64>: Column<DB>,
     {
-        let mut position = first;
-        let mut next = || {
-            position += 1;
-            position - 1
-        };
+        let mut columns = Columns::from(row, first);
         Ok(Self {
-            id: row.try_get(next())?,
-            account_id: row.try_get(next())?,
-            name: row.try_get(next())?,
-            custom_id: row.try_get(next())?,
-            created_at: row.try_get(next())?,
-            state: row.try_get(next())?,
-            active_participants: row.try_get(next())?,
-            closed_sessions_ms: row.try_get(next())?,
-            session_started_at: row.try_get(next())?,
-            total_users_created: row.try_get(next())?,
+            id: columns.next()?,
+            account_id: columns.next()?,
+            name: columns.next()?,
+            custom_id: columns.next()?,
+            created_at: columns.next()?,
+            state: columns.next()?,
+            active_participants: columns.next()?,
+            closed_sessions_ms: columns.next()?,
+            session_started_at: columns.next()?,
+            total_users_created: columns.next()?,
         })
     }
 }

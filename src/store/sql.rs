@@ -6,7 +6,7 @@
 use std::str::FromStr;
 
 use async_trait::async_trait;
-use sqlx::{ColumnIndex, Database, Executor, Pool};
+use sqlx::{ColumnIndex, Database, Decode, Executor, Pool, Row, Type};
 
 use super::dialect::{Column, Dialect};
 use super::page::{like_pattern, Page};
@@ -143,6 +143,31 @@ pub(super) fn conflict_or_database(error: sqlx::Error, entity: Entity) -> StoreE
     match &error {
         sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(entity),
         _ => StoreError::Database(error),
+    }
+}
+
+/// A row's columns read in order by position, from a given one on: for a row that holds
+/// several tables' columns, whose names they share (`RoomRow::at`, `UserRow::at`).
+pub(super) struct Columns<'r, R> {
+    row: &'r R,
+    next: usize,
+}
+
+impl<'r, R: Row> Columns<'r, R>
+where
+    usize: ColumnIndex<R>,
+{
+    pub fn from(row: &'r R, first: usize) -> Self {
+        Self { row, next: first }
+    }
+
+    /// The next column.
+    pub fn next<T>(&mut self) -> Result<T, sqlx::Error>
+    where
+        T: Decode<'r, R::Database> + Type<R::Database>,
+    {
+        self.next += 1;
+        self.row.try_get(self.next - 1)
     }
 }
 

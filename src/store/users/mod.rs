@@ -7,11 +7,11 @@ use std::fmt;
 use std::str::FromStr;
 
 use async_trait::async_trait;
-use sqlx::{ColumnIndex, Database, Row};
+use sqlx::{ColumnIndex, Database};
 
 use super::dialect::Column;
 use super::membership::Left;
-use super::sql::parse;
+use super::sql::{parse, Columns};
 use super::{ListFilter, Listed, Page, PageSize, RoomScope, StoreError, StoreResult};
 use crate::domain::ids::InvalidId;
 use crate::domain::{
@@ -150,23 +150,19 @@ impl UserRow {
         i64: Column<DB>,
         Option<i64>: Column<DB>,
     {
-        let mut position = first;
-        let mut next = || {
-            position += 1;
-            position - 1
-        };
+        let mut columns = Columns::from(row, first);
         Ok(Self {
-            id: row.try_get(next())?,
-            account_id: row.try_get(next())?,
-            room_id: row.try_get(next())?,
-            name: row.try_get(next())?,
-            profile_picture: row.try_get(next())?,
-            custom_id: row.try_get(next())?,
-            status: row.try_get(next())?,
-            created_at: row.try_get(next())?,
-            joined_at: row.try_get(next())?,
-            left_at: row.try_get(next())?,
-            token_issued_at: row.try_get(next())?,
+            id: columns.next()?,
+            account_id: columns.next()?,
+            room_id: columns.next()?,
+            name: columns.next()?,
+            profile_picture: columns.next()?,
+            custom_id: columns.next()?,
+            status: columns.next()?,
+            created_at: columns.next()?,
+            joined_at: columns.next()?,
+            left_at: columns.next()?,
+            token_issued_at: columns.next()?,
         })
     }
 }
