@@ -12,6 +12,22 @@ use uuid::Uuid;
 use super::ids::InvalidId;
 use super::{RoomId, Timestamp, UserId};
 
+/// A new identifier: `prefix` and a random UUID's 32 lowercase hex digits.
+fn new_prefixed(prefix: &str) -> String {
+    format!("{prefix}{}", Uuid::new_v4().simple())
+}
+
+/// Whether `id` is `prefix` and 32 lowercase hex digits.
+fn check_prefixed(id: &str, prefix: &str) -> Result<(), InvalidId> {
+    let hex = id.strip_prefix(prefix).ok_or(InvalidId)?;
+    let lower_hex = |c: char| c.is_ascii_digit() || ('a'..='f').contains(&c);
+    if hex.len() == 32 && hex.chars().all(lower_hex) {
+        Ok(())
+    } else {
+        Err(InvalidId)
+    }
+}
+
 /// An identifier made of a prefix and 32 lowercase hex digits (`thr_3f2a...`).
 macro_rules! prefixed_id {
     ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
@@ -23,7 +39,7 @@ macro_rules! prefixed_id {
             const PREFIX: &'static str = $prefix;
 
             pub fn new() -> Self {
-                Self(format!("{}{}", Self::PREFIX, Uuid::new_v4().simple()))
+                Self(new_prefixed(Self::PREFIX))
             }
 
             pub fn as_str(&self) -> &str {
@@ -41,13 +57,7 @@ macro_rules! prefixed_id {
             type Err = InvalidId;
 
             fn from_str(s: &str) -> Result<Self, Self::Err> {
-                let hex = s.strip_prefix(Self::PREFIX).ok_or(InvalidId)?;
-                let lower_hex = |c: char| c.is_ascii_digit() || ('a'..='f').contains(&c);
-                if hex.len() == 32 && hex.chars().all(lower_hex) {
-                    Ok(Self(s.to_owned()))
-                } else {
-                    Err(InvalidId)
-                }
+                check_prefixed(s, Self::PREFIX).map(|()| Self(s.to_owned()))
             }
         }
 

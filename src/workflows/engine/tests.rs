@@ -1,4 +1,4 @@
-//! What `compile` and `run` promise, one protection per test. (Over our usual 500 lines: the
+//! What `compile` and `run` promise, one protection per test. (Over our usual 600 lines: the
 //! engine is where customer code meets the host, and each of its defences gets a test of its
 //! own here, beside the others, rather than scattered over the engine's files.)
 
