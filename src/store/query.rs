@@ -94,7 +94,7 @@ impl Sql {
     }
 
     /// The text as `DB` takes it best.
-    fn text<DB: Dialect>(&self) -> &str {
+    fn text_for<DB: Dialect>(&self) -> &str {
         if DB::ANONYMOUS_PLACEHOLDERS {
             &self.anonymous
         } else {
@@ -121,13 +121,14 @@ impl Sql {
         Option<i64>: Column<DB>,
         bool: Column<DB>,
     {
-        self.values
-            .iter()
-            .fold(sqlx::query(self.text::<DB>()), |query, value| match value {
+        self.values.iter().fold(
+            sqlx::query(self.text_for::<DB>()),
+            |query, value| match value {
                 Value::Text(text) => query.bind(text.clone()),
                 Value::Int(number) => query.bind(*number),
                 Value::Bool(flag) => query.bind(*flag),
-            })
+            },
+        )
     }
 
     /// The query, its values bound, its rows read as `T`.
@@ -140,7 +141,7 @@ impl Sql {
         bool: Column<DB>,
     {
         self.values.iter().fold(
-            sqlx::query_as(self.text::<DB>()),
+            sqlx::query_as(self.text_for::<DB>()),
             |query, value| match value {
                 Value::Text(text) => query.bind(text.clone()),
                 Value::Int(number) => query.bind(*number),
@@ -184,11 +185,11 @@ mod tests {
             .push(")");
         sql.push(" OR c = ").bind(None::<i64>);
         assert_eq!(
-            sql.text::<sqlx::Postgres>(),
+            sql.text_for::<sqlx::Postgres>(),
             "SELECT * FROM t WHERE a = $1 AND b IN ($2, $3) OR c = $4"
         );
         assert_eq!(
-            sql.text::<sqlx::Sqlite>(),
+            sql.text_for::<sqlx::Sqlite>(),
             "SELECT * FROM t WHERE a = ? AND b IN (?, ?) OR c = ?"
         );
         assert_eq!(

@@ -1,5 +1,7 @@
 //! `UserStore` on either database, and the user locks and reads membership shares.
 
+use std::sync::LazyLock;
+
 use async_trait::async_trait;
 use sqlx::{ColumnIndex, Executor};
 
@@ -133,20 +135,25 @@ where
         scope: RoomScope,
         user_id: UserId,
     ) -> StoreResult<Option<(User, Room)>> {
-        let qualified = |table: &str, columns: &str| {
-            let columns: Vec<String> = columns
-                .split(", ")
-                .map(|c| format!("{table}.{c}"))
-                .collect();
-            columns.join(", ")
-        };
-        let sql = format!(
-            "SELECT {}, {} FROM users u JOIN rooms r ON r.id = u.room_id \
-             WHERE u.id = $1 AND u.room_id = $2 AND u.account_id = $3 AND r.account_id = $3",
-            qualified("u", USER_COLUMNS),
-            qualified("r", ROOM_COLUMNS)
-        );
-        let row = sqlx::query(&sql)
+        // Made once: every socket's handshake runs it.
+        static SQL: LazyLock<String> = LazyLock::new(|| {
+            let qualified = |table: &str, columns: &str| {
+                let columns: Vec<String> = columns
+                    .split(", ")
+                    .map(|c| format!("{table}.{c}"))
+                    .collect();
+                columns.join(", ")
+            };
+            format!(
+                "SELECT {}, {} FROM users u JOIN rooms r ON r.id = u.room_id \
+                 WHERE u.id = $1 AND u.room_id = $2 AND u.account_id = $3 \
+                   AND r.account_id = $3",
+                qualified("u", USER_COLUMNS),
+                qualified("r", ROOM_COLUMNS)
+            )
+        });
+        static ROOM_FIRST: LazyLock<usize> = LazyLock::new(|| USER_COLUMNS.split(", ").count());
+        let row = sqlx::query(SQL.as_str())
             .bind(user_id.to_string())
             .bind(scope.room_id.to_string())
             .bind(scope.account_id.to_string())
@@ -154,7 +161,7 @@ where
             .await?;
         let Some(row) = row else { return Ok(None) };
         let user = UserRow::at::<DB>(&row, 0)?;
-        let room = RoomRow::at::<DB>(&row, USER_COLUMNS.split(", ").count())?;
+        let room = RoomRow::at::<DB>(&row, *ROOM_FIRST)?;
         Ok(Some((user.try_into()?, room.try_into()?)))
     }
 
