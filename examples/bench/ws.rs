@@ -18,7 +18,7 @@ use crate::process::{cpu_ticks, open_files_limit, rss_kib, settle, ticks_per_sec
 use crate::server::{Db, Server};
 use crate::socketio::{self, Relay};
 use crate::stats::Summary;
-use crate::wsclient::{self, After, SetupError, Socket};
+use crate::wsclient::{self, After, SetupError, SetupTimes, Socket};
 use crate::{Compare, Options};
 
 /// Limits raised so that the bench measures fan-out, not the per-connection rate limit, the
@@ -222,7 +222,7 @@ async fn idle(db: Db, options: &Options) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     let cpu_before = (cpu_ticks(server.pid())?, cpu_ticks(std::process::id())?);
     let opened = Instant::now();
-    let results: Vec<Result<(Duration, JoinHandle<Held>), SetupError>> =
+    let results: Vec<Result<(Duration, SetupTimes, JoinHandle<Held>), SetupError>> =
         futures_util::stream::iter(&users)
             .map(|user| {
                 let (url, stop) = (&url, stop.clone());
@@ -230,8 +230,9 @@ async fn idle(db: Db, options: &Options) -> anyhow::Result<()> {
                     let began = Instant::now();
                     let config =
                         WebSocketConfig::default().read_buffer_size(IDLE_READ_BUFFER_BYTES);
-                    let socket = wsclient::open(url, &user.token, After::Idle, config).await?;
-                    Ok((began.elapsed(), tokio::spawn(hold(socket, stop))))
+                    let (socket, steps) =
+                        wsclient::open_timed(url, &user.token, After::Idle, config).await?;
+                    Ok((began.elapsed(), steps, tokio::spawn(hold(socket, stop))))
                 }
             })
             .buffer_unordered(concurrency)
@@ -242,10 +243,15 @@ async fn idle(db: Db, options: &Options) -> anyhow::Result<()> {
     let mut failures = SetupFailures::default();
     let mut holders = Vec::new();
     let mut join_times = Vec::new();
+    let mut steps: [Vec<u64>; 3] = Default::default();
     for result in results {
         match result {
-            Ok((took, holder)) => {
+            Ok((took, times, holder)) => {
                 join_times.push(took.as_micros() as u64);
+                let took = [times.upgraded, times.authenticated, times.joined];
+                for (samples, took) in steps.iter_mut().zip(took) {
+                    samples.push(took.as_micros() as u64);
+                }
                 holders.push(holder);
             }
             Err(error) => failures.add(&error),
@@ -262,6 +268,17 @@ async fn idle(db: Db, options: &Options) -> anyhow::Result<()> {
         failures.total(),
         failures.auth,
         failures.other
+    );
+    let [upgraded, authenticated, joined] =
+        steps.map(|samples| Summary::from_samples(samples, 0, open_time));
+    println!(
+        "storm steps, p50 / p99: connect and upgrade {:.0} / {:.0} ms, auth to welcome {:.0} / {:.0} ms, room.join to its response {:.0} / {:.0} ms",
+        upgraded.percentile_ms(50.0),
+        upgraded.percentile_ms(99.0),
+        authenticated.percentile_ms(50.0),
+        authenticated.percentile_ms(99.0),
+        joined.percentile_ms(50.0),
+        joined.percentile_ms(99.0)
     );
     let seconds =
         |before: u64, after: u64| after.saturating_sub(before) as f64 / ticks_per_second();

@@ -2,7 +2,7 @@
 //! authenticating, joining, and reading the few server frames the bench looks at.
 
 use std::borrow::Cow;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde::Deserialize;
@@ -188,6 +188,17 @@ pub fn now_micros() -> u64 {
         .unwrap_or(0)
 }
 
+/// How long each step of a socket's set-up took (`open_timed`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SetupTimes {
+    /// TCP connect and WebSocket upgrade.
+    pub upgraded: Duration,
+    /// From the auth frame to `welcome`.
+    pub authenticated: Duration,
+    /// From `room.join` to its response.
+    pub joined: Duration,
+}
+
 /// Connects, authenticates with `token`, joins the token's room and, if asked, syncs to
 /// everyone's presence. Every wait is bounded.
 pub async fn open(
@@ -196,6 +207,18 @@ pub async fn open(
     after: After,
     config: WebSocketConfig,
 ) -> Result<Socket, SetupError> {
+    Ok(open_timed(url, token, after, config).await?.0)
+}
+
+/// `open`, with how long its steps took.
+pub async fn open_timed(
+    url: &str,
+    token: &str,
+    after: After,
+    config: WebSocketConfig,
+) -> Result<(Socket, SetupTimes), SetupError> {
+    let mut times = SetupTimes::default();
+    let began = Instant::now();
     let mut request = url
         .into_client_request()
         .map_err(|e| SetupError::Connect(e.to_string()))?;
@@ -208,7 +231,9 @@ pub async fn open(
         .await
         .map_err(|_| SetupError::Timeout)?
         .map_err(|e| SetupError::Connect(e.to_string()))?;
+    times.upgraded = began.elapsed();
 
+    let began = Instant::now();
     let auth = serde_json::json!({ "type": "auth", "token": token, "protocol": PROTOCOL });
     send(&mut socket, auth.to_string()).await?;
     let first = next_text(&mut socket).await?;
@@ -223,17 +248,21 @@ pub async fn open(
         }
     }
 
+    times.authenticated = began.elapsed();
+
+    let began = Instant::now();
     request_and_wait(
         &mut socket,
         1,
         r#"{"type":"req","id":1,"method":"room.join"}"#,
     )
     .await?;
+    times.joined = began.elapsed();
     if after == After::SyncEveryone {
         let sync = r#"{"type":"req","id":2,"method":"presence.sync","params":{"target":"*"}}"#;
         request_and_wait(&mut socket, 2, sync).await?;
     }
-    Ok(socket)
+    Ok((socket, times))
 }
 
 /// Sends a request and waits for its response, skipping the events that arrive meanwhile.

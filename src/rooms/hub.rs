@@ -34,7 +34,7 @@ pub struct RoomHandle {
     writes: tokio::sync::Mutex<()>,
     /// Sockets joined to the room through this node.
     joined: AtomicUsize,
-    /// Joins and leaves waiting to be recorded, in order (see `Engine::commit_membership`);
+    /// Joins and leaves waiting to be recorded, in order (see `Engine::commit_lane`);
     /// while there are some, the room is in the hub's `pending` list.
     queued: Mutex<Vec<Change>>,
 }
@@ -78,14 +78,22 @@ impl RoomHandle {
     }
 }
 
-/// Joins and leaves of a share of the rooms: recorded one commit at a time, so that each
-/// room's actor hears of them in the order the database applied them
-/// (`Engine::commit_membership`), and rooms of different lanes in parallel.
+/// Joins and leaves of a share of the rooms: recorded one commit at a time by the lane's
+/// committer, so that each room's actor hears of them in the order the database applied them
+/// (`Engine::commit_lane`), and rooms of different lanes in parallel.
 #[derive(Default)]
 pub struct Lane {
     membership: tokio::sync::Mutex<()>,
+    pending: Mutex<Pending>,
+}
+
+/// What waits for a lane's committer.
+#[derive(Default)]
+struct Pending {
     /// Rooms with joins or leaves queued.
-    pending: Mutex<Vec<Arc<RoomHandle>>>,
+    rooms: Vec<Arc<RoomHandle>>,
+    /// Whether a committer runs: it takes the rooms until none are left.
+    committing: bool,
 }
 
 impl Lane {
@@ -94,10 +102,20 @@ impl Lane {
         self.membership.lock().await
     }
 
-    /// The rooms with changes queued; the list is left empty (their queues are taken next,
-    /// `RoomHandle::take_queued`).
-    pub fn take_pending(&self) -> Vec<Arc<RoomHandle>> {
-        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()))
+    fn pending(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The committer's next rooms with changes queued (their queues are taken next,
+    /// `RoomHandle::take_queued`); `None` when there are none, and the committer stops: the
+    /// next change queued starts another.
+    pub fn take_pending(&self) -> Option<Vec<Arc<RoomHandle>>> {
+        let mut pending = self.pending();
+        if pending.rooms.is_empty() {
+            pending.committing = false;
+            return None;
+        }
+        Some(std::mem::take(&mut pending.rooms))
     }
 }
 
@@ -302,17 +320,19 @@ impl Hub {
         &self.0.lanes[(hasher.finish() % lanes) as usize]
     }
 
-    /// Queues a join or a leave of the room for its lane's next membership commit.
-    pub fn queue(&self, room: &Arc<RoomHandle>, change: Change) {
+    /// Queues a join or a leave of the room for its lane's next membership commit. True when
+    /// no committer runs for the lane: the caller starts one (`Engine::commit_lane`).
+    #[must_use]
+    pub fn queue(&self, room: &Arc<RoomHandle>, change: Change) -> bool {
         let mut queued = room.queued.lock().unwrap_or_else(|p| p.into_inner());
+        let mut start = false;
         if queued.is_empty() {
-            let lane = self.lane(room.scope.room_id);
-            lane.pending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(room.clone());
+            let mut pending = self.lane(room.scope.room_id).pending();
+            pending.rooms.push(room.clone());
+            start = !std::mem::replace(&mut pending.committing, true);
         }
         queued.push(change);
+        start
     }
 
     /// The size of a page of a room's users on sockets (`realtime.page_users`, bounded by

@@ -3,9 +3,11 @@
 //! and the clean-up of sockets nobody serves any more.
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt as _;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
@@ -102,7 +104,7 @@ impl Engine {
         hub.mark_joined(member.connection);
         let (presence_reply, presence) = oneshot::channel();
         let (done, joined) = oneshot::channel();
-        hub.queue(
+        self.queue(
             &room,
             Change::Join(PendingJoin {
                 new: NewConnection {
@@ -117,9 +119,7 @@ impl Engine {
                 done,
             }),
         );
-        self.commit_membership(member.scope.room_id).await;
-        // No answer means whoever recorded the batch was stopped: the row, if any, is left
-        // to the reaper.
+        // No answer means the committer was stopped: the row, if any, is left to the reaper.
         let (joined, page) = match joined.await.unwrap_or(Err(ApiError::Unavailable)) {
             Ok(joined) => joined,
             Err(error) => {
@@ -154,7 +154,7 @@ impl Engine {
         if !self.hub().shutting_down() {
             self.hub().unmark_joined(member.connection);
             let (done, recorded) = oneshot::channel();
-            self.hub().queue(
+            self.queue(
                 &room,
                 Change::Leave(PendingLeave {
                     record: ConnectionRecord {
@@ -166,35 +166,65 @@ impl Engine {
                     done,
                 }),
             );
-            self.commit_membership(member.scope.room_id).await;
             let _ = recorded.await;
         }
         room.release();
     }
 
-    /// Records the queued joins and leaves of every room of the room's lane (`Lane`), each
-    /// room's in the order they were queued, and announces them. Whoever holds the lane's
-    /// lock records everything queued so far (group commit): when many sockets join at once,
-    /// the first records the joins of all who queued while it waited, across rooms, in one
-    /// transaction, and those find their work done. Each room's leading joins go together;
-    /// what follows its first leave is recorded after, room by room, in order.
-    async fn commit_membership(&self, room_id: RoomId) {
-        let answers = self.record_membership(room_id).await;
-        // Answered once the lane is free for the next commit: a join's answer (the room's
-        // first page) reflects at least its own batch, whose notices the actor has.
-        futures_util::future::join_all(answers.into_iter().map(|answer| self.answer_joins(answer)))
-            .await;
+    /// Queues a join or a leave of the room for its lane's committer, and starts the
+    /// committer if none runs (`commit_lane`).
+    fn queue(&self, room: &Arc<RoomHandle>, change: Change) {
+        if self.hub().queue(room, change) {
+            let (engine, room_id) = (self.clone(), room.scope.room_id);
+            tokio::spawn(async move { engine.commit_lane(room_id).await });
+        }
     }
 
-    /// `commit_membership`'s records and announcements, under the lane's lock; returns the
-    /// joins to answer.
-    async fn record_membership(&self, room_id: RoomId) -> Vec<Answer> {
+    /// The committer of the room's lane (`Lane`): records the queued joins and leaves of every
+    /// room of the lane, each room's in the order they were queued, and announces them; then
+    /// what was queued meanwhile, until nothing is (group commit: when many sockets join at
+    /// once, one transaction records the joins of all who queued while the last one ran,
+    /// across rooms). The sockets only wait for their own answer, never for each other's
+    /// turn. Each room's leading joins go together; what follows its first leave is recorded
+    /// after, room by room, in order.
+    async fn commit_lane(&self, room_id: RoomId) {
         let lane = self.hub().lane(room_id);
-        let _order = lane.membership().await;
+        loop {
+            let answers = {
+                let _order = lane.membership().await;
+                let Some(rooms) = lane.take_pending() else {
+                    return;
+                };
+                // A bug in one commit must not stop the lane: its joins and leaves get no
+                // answer (their sockets see the server unavailable, the reaper takes any row).
+                let recording = AssertUnwindSafe(self.record_membership(rooms)).catch_unwind();
+                match recording.await {
+                    Ok(answers) => answers,
+                    Err(_) => {
+                        tracing::error!(room = %room_id, "recording joins and leaves panicked");
+                        Vec::new()
+                    }
+                }
+            };
+            // Answered beside the next commit: a join's answer (the room's first page)
+            // reflects at least its own batch, whose notices the actor has.
+            if !answers.is_empty() {
+                let engine = self.clone();
+                tokio::spawn(async move {
+                    let answering = answers.into_iter().map(|answer| engine.answer_joins(answer));
+                    futures_util::future::join_all(answering).await;
+                });
+            }
+        }
+    }
+
+    /// `commit_lane`'s records and announcements of the rooms taken, under the lane's lock;
+    /// returns the joins to answer.
+    async fn record_membership(&self, rooms: Vec<Arc<RoomHandle>>) -> Vec<Answer> {
         let mut answers = Vec::new();
         let mut leading = Vec::new();
         let mut rest = Vec::new();
-        for room in lane.take_pending() {
+        for room in rooms {
             let mut changes = room.take_queued().into_iter().peekable();
             let mut joins = Vec::new();
             while let Some(Change::Join(join)) = changes.next_if(|c| matches!(c, Change::Join(_))) {
