@@ -211,7 +211,9 @@ impl Engine {
             if !answers.is_empty() {
                 let engine = self.clone();
                 tokio::spawn(async move {
-                    let answering = answers.into_iter().map(|answer| engine.answer_joins(answer));
+                    let answering = answers
+                        .into_iter()
+                        .map(|answer| engine.answer_joins(answer));
                     futures_util::future::join_all(answering).await;
                 });
             }
