@@ -70,6 +70,9 @@ pub enum RowLock {
     Share,
     /// Other writers of the rows wait (a schema being changed).
     Update,
+    /// Other writers of the rows wait, as for an `UPDATE` that keeps their keys: rows that
+    /// reference them can still be inserted (users joining: sockets and sessions name them).
+    NoKeyUpdate,
     /// Rows another transaction holds are passed over: nodes racing for work each take
     /// different rows.
     UpdateSkipLocked,
@@ -155,6 +158,7 @@ impl Dialect for Postgres {
         match lock {
             RowLock::Share => " FOR SHARE",
             RowLock::Update => " FOR UPDATE",
+            RowLock::NoKeyUpdate => " FOR NO KEY UPDATE",
             RowLock::UpdateSkipLocked => " FOR UPDATE SKIP LOCKED",
         }
     }

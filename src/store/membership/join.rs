@@ -184,7 +184,10 @@ where
         Ok(locked)
     }
 
-    /// Locks the users of `ids` that exist; returns each one's room.
+    /// Locks the users of `ids` that exist; returns each one's room. A locking read, not an
+    /// `UPDATE`: PostgreSQL then writes no new version of each row (nor of its index entries)
+    /// only to lock it; on SQLite the transaction holds the write lock already (`lock_rooms`
+    /// wrote first).
     async fn lock_users(
         conn: &mut DB::Connection,
         ids: &[UserId],
@@ -192,9 +195,10 @@ where
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
-        let mut lock = Sql::new("UPDATE users SET id = id WHERE id IN (");
+        let mut lock = Sql::new("SELECT id, room_id FROM users WHERE id IN (");
         lock.bind_all(ids.iter().map(|id| id.to_string()))
-            .push(") RETURNING id, room_id");
+            .push(")")
+            .push(DB::row_lock(RowLock::NoKeyUpdate));
         let locked: Vec<(String, String)> = lock.query_as::<DB, _>().fetch_all(conn).await?;
         let locked: HashMap<String, String> = locked.into_iter().collect();
         let mut homes = HashMap::new();
