@@ -174,6 +174,9 @@ async fn presence(db: Db, load: &Load) -> anyhow::Result<()> {
     measured
 }
 
+/// An idle socket set up: the time from connect to joined, each step's, and its holder.
+type SetUp = (Duration, SetupTimes, JoinHandle<Held>);
+
 /// How an idle socket ended.
 enum Held {
     /// The bench stopped holding it.
@@ -222,22 +225,20 @@ async fn idle(db: Db, options: &Options) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     let cpu_before = (cpu_ticks(server.pid())?, cpu_ticks(std::process::id())?);
     let opened = Instant::now();
-    let results: Vec<Result<(Duration, SetupTimes, JoinHandle<Held>), SetupError>> =
-        futures_util::stream::iter(&users)
-            .map(|user| {
-                let (url, stop) = (&url, stop.clone());
-                async move {
-                    let began = Instant::now();
-                    let config =
-                        WebSocketConfig::default().read_buffer_size(IDLE_READ_BUFFER_BYTES);
-                    let (socket, steps) =
-                        wsclient::open_timed(url, &user.token, After::Idle, config).await?;
-                    Ok((began.elapsed(), steps, tokio::spawn(hold(socket, stop))))
-                }
-            })
-            .buffer_unordered(concurrency)
-            .collect()
-            .await;
+    let results: Vec<Result<SetUp, SetupError>> = futures_util::stream::iter(&users)
+        .map(|user| {
+            let (url, stop) = (&url, stop.clone());
+            async move {
+                let began = Instant::now();
+                let config = WebSocketConfig::default().read_buffer_size(IDLE_READ_BUFFER_BYTES);
+                let (socket, steps) =
+                    wsclient::open_timed(url, &user.token, After::Idle, config).await?;
+                Ok((began.elapsed(), steps, tokio::spawn(hold(socket, stop))))
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
     let open_time = opened.elapsed();
     let cpu_after = (cpu_ticks(server.pid())?, cpu_ticks(std::process::id())?);
     let mut failures = SetupFailures::default();
