@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::bearer::KeyChecks;
@@ -312,6 +312,20 @@ pub fn router(state: AppState) -> axum::Router {
     crate::http::router(state, crate::realtime::upgrade::router())
 }
 
+/// A listening socket on `addr` whose kernel queue of connections not yet accepted holds
+/// `backlog` (`http.listen_backlog`; tokio's `TcpListener::bind` takes 1,024).
+fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // As `TcpListener::bind`: a restarted server binds while its old connections linger.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
+}
+
 /// A server ready to run: state built, listener bound.
 pub struct App {
     state: AppState,
@@ -325,14 +339,11 @@ pub struct App {
 impl App {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let addr = config.bind_addr()?;
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding {addr}"))?;
+        let backlog = config.http.listen_backlog;
+        let listener = listen(addr, backlog).with_context(|| format!("binding {addr}"))?;
         let metrics_listener = match config.metrics.own_addr()? {
             Some(addr) => Some(
-                TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("binding metrics.bind {addr}"))?,
+                listen(addr, backlog).with_context(|| format!("binding metrics.bind {addr}"))?,
             ),
             None => None,
         };

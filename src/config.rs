@@ -134,6 +134,7 @@ pub struct HttpConfig {
     pub idle_timeout_ms: u64,
     pub body_read_timeout_ms: u64,
     pub max_connections: usize,
+    pub listen_backlog: u32,
     pub request_timeout_ms: u64,
     pub cors_origins: Vec<String>,
 }
@@ -477,9 +478,10 @@ impl Config {
             || http.idle_timeout_ms == 0
             || http.body_read_timeout_ms == 0
             || http.max_connections == 0
+            || http.listen_backlog == 0
             || http.request_timeout_ms <= http.body_read_timeout_ms
         {
-            bail!("http: header_read_timeout_ms, idle_timeout_ms, body_read_timeout_ms and max_connections must be at least 1, and request_timeout_ms greater than body_read_timeout_ms");
+            bail!("http: header_read_timeout_ms, idle_timeout_ms, body_read_timeout_ms, max_connections and listen_backlog must be at least 1, and request_timeout_ms greater than body_read_timeout_ms");
         }
         for origin in &http.cors_origins {
             let valid = origin == "*"
