@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use sqlx::{ColumnIndex, Executor};
 
 use super::{Joined, JoinedRooms, NewConnection, Recount, RoomJoins};
-use crate::domain::{Event, EventKind, RoomId, SessionId, Timestamp, User, UserId};
+use crate::domain::{Event, EventKind, RoomId, SessionId, Timestamp, User, UserId, UserStatus};
 use crate::store::dialect::{Column, Dialect, RowLock};
 use crate::store::query::{inserts, Sql, Value};
 use crate::store::sql::SqlStore;
@@ -54,7 +54,9 @@ where
                 wanted.extend(new.filter(|id| seen.insert(*id)));
             }
         }
-        let homes = Self::lock_users(&mut *conn, &wanted).await?;
+        let mut users = Self::lock_users(&mut *conn, &wanted).await?;
+        let homes: HashMap<UserId, RoomId> =
+            users.values().map(|user| (user.id, user.room_id)).collect();
         // The sockets that join: their room exists and their user is of it.
         let joining: Vec<(RoomId, &NewConnection)> = batches
             .iter()
@@ -74,9 +76,14 @@ where
         }
         let came_online = Self::offline_of(&mut *conn, &users_joining).await?;
         Self::record_joins(&mut *conn, &joining, &came_online, now).await?;
+        // The users as `record_joins` left them.
+        for (id, _) in &came_online {
+            if let Some(user) = users.get_mut(id) {
+                user.status = UserStatus::Online;
+                user.joined_at = Some(now);
+            }
+        }
         let mut recounts = Self::recount_rooms(&mut *conn, &rooms, now).await?;
-        let ids: Vec<UserId> = users_joining.iter().map(|(id, _)| *id).collect();
-        let users = Self::fetch_users(&mut *conn, &ids).await?;
 
         // Each join carries its own events: a room's first joiner the session's start, each
         // user coming online their `participant.joined`.
@@ -184,33 +191,26 @@ where
         Ok(locked)
     }
 
-    /// Locks the users of `ids` that exist; returns each one's room. A locking read, not an
-    /// `UPDATE`: PostgreSQL then writes no new version of each row (nor of its index entries)
-    /// only to lock it; on SQLite the transaction holds the write lock already (`lock_rooms`
-    /// wrote first).
+    /// Locks the users of `ids` that exist, and reads them. A locking read, not an `UPDATE`:
+    /// PostgreSQL then writes no new version of each row (nor of its index entries) only to
+    /// lock it; on SQLite the transaction holds the write lock already (`lock_rooms` wrote
+    /// first).
     async fn lock_users(
         conn: &mut DB::Connection,
         ids: &[UserId],
-    ) -> StoreResult<HashMap<UserId, RoomId>> {
+    ) -> StoreResult<HashMap<UserId, User>> {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
-        let mut lock = Sql::new("SELECT id, room_id FROM users WHERE id IN (");
+        let mut lock = Sql::new(format!("SELECT {USER_COLUMNS} FROM users WHERE id IN ("));
         lock.bind_all(ids.iter().map(|id| id.to_string()))
             .push(")")
             .push(DB::row_lock(RowLock::NoKeyUpdate));
-        let locked: Vec<(String, String)> = lock.query_as::<DB, _>().fetch_all(conn).await?;
-        let locked: HashMap<String, String> = locked.into_iter().collect();
-        let mut homes = HashMap::new();
-        for id in ids {
-            let home = locked
-                .get(&id.to_string())
-                .and_then(|room| room.parse().ok());
-            if let Some(room_id) = home {
-                homes.insert(*id, room_id);
-            }
-        }
-        Ok(homes)
+        let rows: Vec<UserRow> = lock.query_as::<DB, _>().fetch_all(conn).await?;
+        Ok(users(rows)?
+            .into_iter()
+            .map(|user| (user.id, user))
+            .collect())
     }
 
     /// Those of `users` without a joined socket: each comes online with this transaction.
@@ -324,24 +324,5 @@ where
             recounts.insert(recount.room.id, recount);
         }
         Ok(recounts)
-    }
-
-    /// The users of `ids`, by id.
-    async fn fetch_users(
-        conn: &mut DB::Connection,
-        ids: &[UserId],
-    ) -> StoreResult<HashMap<UserId, User>> {
-        if ids.is_empty() {
-            return Ok(HashMap::new());
-        }
-        let mut select = Sql::new(format!("SELECT {USER_COLUMNS} FROM users WHERE id IN ("));
-        select
-            .bind_all(ids.iter().map(|id| id.to_string()))
-            .push(")");
-        let rows: Vec<UserRow> = select.query_as::<DB, _>().fetch_all(conn).await?;
-        Ok(users(rows)?
-            .into_iter()
-            .map(|user| (user.id, user))
-            .collect())
     }
 }
