@@ -107,7 +107,7 @@ describe('connect and join', () => {
     await assert.rejects(client.room.get(), (e: CollabKitError) => e.code === 'NOT_CONNECTED');
   });
 
-  it('sends the JWT only in the auth frame, offering the collabkit.v1 subprotocol', async () => {
+  it("sends the JWT only in the auth frame, offering the collabkit.v1 subprotocol, and names the token's room in the URL", async () => {
     const room = await fx.server.createRoom();
     const { token } = await fx.server.createUser(room.id);
     const proxy = await new TcpProxy(fx.server.port).start();
@@ -116,7 +116,8 @@ describe('connect and join', () => {
       await client.connect();
       const upgrade = proxy.requests[0]!;
       const requestLine = upgrade.split('\r\n')[0]!;
-      assert.equal(requestLine, 'GET /v1/realtime HTTP/1.1');
+      // The room, for a load balancer to keep a room's sockets on one node (docs/scaling.md).
+      assert.equal(requestLine, `GET /v1/realtime?room=${room.id} HTTP/1.1`);
       assert.ok(!upgrade.includes(token), 'the token is not in the upgrade request');
       assert.match(upgrade, new RegExp(`sec-websocket-protocol: ${SUBPROTOCOL}`, 'i'));
       assert.match(proxy.responses[0]!, new RegExp(`sec-websocket-protocol: ${SUBPROTOCOL}`, 'i'), 'the server selects it');

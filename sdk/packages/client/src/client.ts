@@ -21,6 +21,7 @@ import type { EventFrame, RawUser, UsersPage, Welcome } from './protocol.js';
 import { RoomApi } from './room.js';
 import { Storage } from './storage.js';
 import { Stores, type StoresClient } from './stores.js';
+import { claimsOf } from './token.js';
 import { Users, type CollabKitClientUser } from './users.js';
 import type { WebSocketConstructor } from './websocket.js';
 
@@ -106,7 +107,7 @@ export class CollabKitClient<D extends StoresDefinition = {}> {
     if (typeof options.authToken !== 'string' || options.authToken === '') {
       throw new CollabKitError('VALIDATION_ERROR', 'authToken is required', { field: 'authToken' });
     }
-    this.selfId = userIdOf(options.authToken);
+    this.selfId = claimsOf(options.authToken)?.userId;
     const self = this;
     this.connection = new Connection(options, {
       setup: (context, reconnect) => this.setup(context, reconnect),
@@ -390,19 +391,4 @@ function isDisconnected(error: unknown): boolean {
     error instanceof CollabKitError &&
     (error.code === 'DISCONNECTED' || error.code === 'NOT_CONNECTED' || error.code === 'TIMEOUT')
   );
-}
-
-/** The `userId` claim of a JWT, read without verifying it (the server verifies). */
-function userIdOf(token: string): string | undefined {
-  const payload = token.split('.')[1];
-  if (!payload) return undefined;
-  try {
-    const base64 = payload.replace(/-/g, '+').replace(/_/g, '/').padEnd(Math.ceil(payload.length / 4) * 4, '=');
-    const binary = atob(base64);
-    const bytes = Uint8Array.from(binary, (c) => c.charCodeAt(0));
-    const claims = JSON.parse(new TextDecoder().decode(bytes));
-    return typeof claims?.userId === 'string' ? claims.userId : undefined;
-  } catch {
-    return undefined;
-  }
 }

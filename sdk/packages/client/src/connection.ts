@@ -20,6 +20,7 @@ import {
   SUBPROTOCOL,
   type Welcome,
 } from './protocol.js';
+import { claimsOf } from './token.js';
 import {
   abandon,
   OPEN,
@@ -183,7 +184,12 @@ export function byteLength(text: string): number {
   return encoder.encode(text).length;
 }
 
-export function realtimeUrl(serverUrl: string): string {
+/**
+ * The socket's URL: the server's `/v1/realtime`, with the token's room as `?room=`. The server
+ * ignores it; a load balancer can hash on it so that a room's sockets share a node
+ * (docs/scaling.md, room affinity).
+ */
+export function realtimeUrl(serverUrl: string, roomId?: string): string {
   let url: URL;
   try {
     url = new URL(serverUrl);
@@ -197,7 +203,7 @@ export function realtimeUrl(serverUrl: string): string {
   }
   const base = url.pathname.replace(/\/+$/, '');
   url.pathname = base.endsWith('/v1/realtime') ? base : `${base}/v1/realtime`;
-  url.search = '';
+  url.search = roomId ? new URLSearchParams({ room: roomId }).toString() : '';
   url.hash = '';
   return url.toString();
 }
@@ -225,7 +231,7 @@ export class Connection extends Emitter<ConnectionEvents> {
     private readonly hooks: SetupHooks,
   ) {
     super();
-    this.url = realtimeUrl(options.serverUrl);
+    this.url = realtimeUrl(options.serverUrl, claimsOf(options.authToken)?.roomId);
     const reconnect =
       typeof options.reconnect === 'boolean' ? { enabled: options.reconnect } : (options.reconnect ?? {});
     this.reconnectOptions = { ...DEFAULTS.reconnect, ...stripUndefined(reconnect) };

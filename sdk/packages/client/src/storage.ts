@@ -4,6 +4,7 @@
 
 import { Emitter } from './emitter.js';
 import { CollabKitError } from './errors.js';
+import { claimsOf } from './token.js';
 import type { StorageFile } from '@collab-kit/utils';
 
 export interface StorageEvents {
@@ -128,22 +129,5 @@ export class Storage {
       );
     }
     return envelope.data ?? {};
-  }
-}
-
-/** The JWT's claims the SDK reads (it never checks the signature: the server does). */
-function claimsOf(token: string): { accountId?: string; roomId?: string } | undefined {
-  const payload = token.split('.')[1];
-  if (!payload) return undefined;
-  try {
-    const base64 = payload.replace(/-/g, '+').replace(/_/g, '/').padEnd(Math.ceil(payload.length / 4) * 4, '=');
-    const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
-    const claims = JSON.parse(new TextDecoder().decode(bytes));
-    return {
-      ...(typeof claims?.accountId === 'string' ? { accountId: claims.accountId } : {}),
-      ...(typeof claims?.roomId === 'string' ? { roomId: claims.roomId } : {}),
-    };
-  } catch {
-    return undefined;
   }
 }
