@@ -38,6 +38,29 @@ pub fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     }
 }
 
+/// The whole machine's busy CPU time so far, in clock ticks: every core's time in `/proc/stat`
+/// but idle and iowait. What the server and the load generator do not account for is the
+/// database's (and anything else running).
+pub fn machine_busy_ticks() -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    let Some(cpu) = stat
+        .lines()
+        .next()
+        .and_then(|line| line.strip_prefix("cpu "))
+    else {
+        bail!("unreadable /proc/stat");
+    };
+    let ticks: Vec<u64> = cpu
+        .split_whitespace()
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is inside user).
+    if ticks.len() < 8 {
+        bail!("unreadable /proc/stat");
+    }
+    Ok(ticks[..8].iter().sum::<u64>() - ticks[3] - ticks[4])
+}
+
 /// Clock ticks per second of `/proc/<pid>/stat` (USER_HZ: 100 on Linux).
 pub fn ticks_per_second() -> f64 {
     100.0

@@ -14,7 +14,9 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::presence::{Live, Load, Measurement, Protocol, SetupFailures, Target};
-use crate::process::{cpu_ticks, open_files_limit, rss_kib, settle, ticks_per_second};
+use crate::process::{
+    cpu_ticks, machine_busy_ticks, open_files_limit, rss_kib, settle, ticks_per_second,
+};
 use crate::server::{Db, Server};
 use crate::socketio::{self, Relay};
 use crate::stats::Summary;
@@ -224,6 +226,7 @@ async fn idle(db: Db, options: &Options) -> anyhow::Result<()> {
     let url = realtime_url(&server);
     let stop = CancellationToken::new();
     let cpu_before = (cpu_ticks(server.pid())?, cpu_ticks(std::process::id())?);
+    let busy_before = machine_busy_ticks()?;
     let opened = Instant::now();
     let results: Vec<Result<SetUp, SetupError>> = futures_util::stream::iter(&users)
         .map(|user| {
@@ -241,6 +244,7 @@ async fn idle(db: Db, options: &Options) -> anyhow::Result<()> {
         .await;
     let open_time = opened.elapsed();
     let cpu_after = (cpu_ticks(server.pid())?, cpu_ticks(std::process::id())?);
+    let busy_after = machine_busy_ticks()?;
     let mut failures = SetupFailures::default();
     let mut holders = Vec::new();
     let mut join_times = Vec::new();
@@ -287,10 +291,14 @@ async fn idle(db: Db, options: &Options) -> anyhow::Result<()> {
         seconds(cpu_before.0, cpu_after.0),
         seconds(cpu_before.1, cpu_after.1),
     );
+    let busy = seconds(busy_before, busy_after);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     println!(
-        "storm cpu: server {server_cpu:.1} s ({:.0} % of a core), load generator {generator_cpu:.1} s ({:.0} %)",
+        "storm cpu: server {server_cpu:.1} s ({:.0} % of a core), load generator {generator_cpu:.1} s ({:.0} %), the rest (the database, ...) {:.1} s; the machine busy {:.0} % of its {cores} cores",
         100.0 * server_cpu / open_time.as_secs_f64(),
-        100.0 * generator_cpu / open_time.as_secs_f64()
+        100.0 * generator_cpu / open_time.as_secs_f64(),
+        (busy - server_cpu - generator_cpu).max(0.0),
+        100.0 * busy / (cores * open_time.as_secs_f64())
     );
     if let Some(first) = &failures.first {
         println!("first set-up failure: {first}");
