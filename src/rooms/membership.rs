@@ -197,11 +197,12 @@ impl Engine {
                 };
                 // A bug in one commit must not stop the lane: its joins and leaves get no
                 // answer (their sockets see the server unavailable, the reaper takes any row).
+                let ids: Vec<RoomId> = rooms.iter().map(|room| room.scope.room_id).collect();
                 let recording = AssertUnwindSafe(self.record_membership(rooms)).catch_unwind();
                 match recording.await {
                     Ok(answers) => answers,
                     Err(_) => {
-                        tracing::error!(room = %room_id, "recording joins and leaves panicked");
+                        tracing::error!(rooms = ?ids, "recording joins and leaves panicked");
                         Vec::new()
                     }
                 }
