@@ -55,8 +55,6 @@ where
             }
         }
         let mut users = Self::lock_users(&mut *conn, &wanted).await?;
-        let homes: HashMap<UserId, RoomId> =
-            users.values().map(|user| (user.id, user.room_id)).collect();
         // The sockets that join: their room exists and their user is of it.
         let joining: Vec<(RoomId, &NewConnection)> = batches
             .iter()
@@ -65,7 +63,7 @@ where
                 let room_id = batch.scope.room_id;
                 batch.connections.iter().map(move |c| (room_id, c))
             })
-            .filter(|(room_id, c)| homes.get(&c.user_id) == Some(room_id))
+            .filter(|(room_id, c)| users.get(&c.user_id).map(|u| u.room_id) == Some(*room_id))
             .collect();
         let mut users_joining: Vec<(UserId, RoomId)> = Vec::new();
         let mut seen = HashSet::new();
@@ -105,7 +103,7 @@ where
             for connection in &batch.connections {
                 let user = users
                     .get(&connection.user_id)
-                    .filter(|_| homes.get(&connection.user_id) == Some(&room_id));
+                    .filter(|user| user.room_id == room_id);
                 let Some(user) = user else {
                     joined.push(Err(StoreError::NotFound(Entity::User)));
                     continue;
