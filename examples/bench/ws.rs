@@ -216,8 +216,9 @@ async fn idle(db: Db, options: &Options) -> anyhow::Result<()> {
     let set_up = Instant::now();
     let rooms = create_rooms(&server, &client, options.rooms).await?;
     let users = create_users(&server, &client, &rooms, count).await?;
+    server.analyze().await?;
     println!(
-        "set-up: {} rooms and {count} users in {:.1} s",
+        "set-up: {} rooms and {count} users in {:.1} s (and the database analyzed)",
         rooms.len(),
         set_up.elapsed().as_secs_f64()
     );

@@ -11,6 +11,7 @@ pub mod files;
 pub mod first_page;
 pub mod following;
 pub mod hub;
+pub mod identities;
 pub mod membership;
 pub mod nodes;
 pub mod order;
@@ -80,6 +81,7 @@ struct Parts {
     analytics: Arc<Analytics>,
     metrics: Arc<Metrics>,
     reads: reads::RoomReads,
+    identities: identities::Identities,
 }
 
 impl Engine {
@@ -125,6 +127,7 @@ impl Engine {
             analytics: Arc::default(),
             metrics,
             reads,
+            identities: identities::Identities::default(),
         }));
         if let Some(incoming) = incoming {
             tokio::spawn(engine.clone().receive_relayed(incoming));
@@ -168,5 +171,10 @@ impl Engine {
     /// Room answers kept in memory (`reads`).
     pub fn room_reads(&self) -> &reads::RoomReads {
         &self.0.reads
+    }
+
+    /// The handshakes waiting for their user and room (`identities`).
+    fn identities(&self) -> &identities::Identities {
+        &self.0.identities
     }
 }

@@ -2,6 +2,7 @@
 //! for both drivers. Every query of `store/` is written once, generic over it.
 
 use sqlx::postgres::PgQueryResult;
+use sqlx::query::{Query, QueryAs};
 use sqlx::sqlite::SqliteQueryResult;
 use sqlx::{Database, Decode, Encode, IntoArguments, Pool, Postgres, Sqlite, Type};
 use tokio::sync::mpsc;
@@ -58,6 +59,18 @@ pub trait Dialect:
 
     /// `text` in lower case as the database's `LOWER()` puts it, for `LIKE` patterns.
     fn lower(text: &str) -> String;
+
+    /// Binds the items of an `IN` list (`query::Sql::in_list`): one array, or each item.
+    fn bind_list<'q>(
+        query: Query<'q, Self, Self::Arguments<'q>>,
+        items: &[String],
+    ) -> Query<'q, Self, Self::Arguments<'q>>;
+
+    /// `bind_list` for a query whose rows are read as `O`.
+    fn bind_list_as<'q, O>(
+        query: QueryAs<'q, Self, O, Self::Arguments<'q>>,
+        items: &[String],
+    ) -> QueryAs<'q, Self, O, Self::Arguments<'q>>;
 
     /// The feed of committed changes to rooms and their users (`Store::watch_rooms`).
     fn watch_rooms(pool: &Pool<Self>) -> Option<mpsc::Receiver<RoomSignal>>;
@@ -134,6 +147,25 @@ impl Dialect for Sqlite {
         text.to_ascii_lowercase()
     }
 
+    /// Each item: SQLite has no arrays (`IN (?, ?, ...)`).
+    fn bind_list<'q>(
+        query: Query<'q, Self, Self::Arguments<'q>>,
+        items: &[String],
+    ) -> Query<'q, Self, Self::Arguments<'q>> {
+        items
+            .iter()
+            .fold(query, |query, item| query.bind(item.clone()))
+    }
+
+    fn bind_list_as<'q, O>(
+        query: QueryAs<'q, Self, O, Self::Arguments<'q>>,
+        items: &[String],
+    ) -> QueryAs<'q, Self, O, Self::Arguments<'q>> {
+        items
+            .iter()
+            .fold(query, |query, item| query.bind(item.clone()))
+    }
+
     /// None: a SQLite file has one node, which sees its own changes.
     fn watch_rooms(_: &Pool<Self>) -> Option<mpsc::Receiver<RoomSignal>> {
         None
@@ -165,6 +197,21 @@ impl Dialect for Postgres {
 
     fn lower(text: &str) -> String {
         text.to_lowercase()
+    }
+
+    /// One `text[]` (`= ANY($n)`).
+    fn bind_list<'q>(
+        query: Query<'q, Self, Self::Arguments<'q>>,
+        items: &[String],
+    ) -> Query<'q, Self, Self::Arguments<'q>> {
+        query.bind(items.to_vec())
+    }
+
+    fn bind_list_as<'q, O>(
+        query: QueryAs<'q, Self, O, Self::Arguments<'q>>,
+        items: &[String],
+    ) -> QueryAs<'q, Self, O, Self::Arguments<'q>> {
+        query.bind(items.to_vec())
     }
 
     fn watch_rooms(pool: &Pool<Self>) -> Option<mpsc::Receiver<RoomSignal>> {

@@ -373,10 +373,8 @@ where
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let mut query = Sql::new("SELECT key FROM files WHERE key IN (");
-        query
-            .bind_all(keys.iter().map(|key| key.to_string()))
-            .push(")");
+        let mut query = Sql::new("SELECT key FROM files WHERE key");
+        query.in_list(keys.iter().map(|key| key.to_string()));
         let rows: Vec<(String,)> = query.query_as::<DB, _>().fetch_all(&self.pool).await?;
         rows.iter().map(|(key,)| parse(key, "file key")).collect()
     }

@@ -19,6 +19,14 @@ pub(super) enum Value {
     Bool(bool),
 }
 
+/// What a placeholder of `Sql` is bound to: a value, or the list of an `IN` test
+/// (`Sql::in_list`), one array on PostgreSQL and a value per item on SQLite.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Bound {
+    Value(Value),
+    List(Vec<String>),
+}
+
 impl From<String> for Value {
     fn from(text: String) -> Self {
         Self::Text(Some(text))
@@ -62,11 +70,16 @@ impl From<bool> for Value {
 /// in a list of the statement's placeholders, when it parses the statement and again when it
 /// binds each value: quadratic in the values of a multi-row statement (a batch of 200 joins
 /// binds about 1,600), where anonymous ones cost nothing.
+///
+/// An `IN` list (`in_list`) is one array on PostgreSQL, so that a statement's text does not
+/// change with the length of its list: PostgreSQL then parses and plans it once per
+/// connection, and its driver describes it once, where each new length cost a round trip
+/// more and a new plan (and pushed the others out of the driver's cache of 100 statements).
 #[derive(Debug, Clone, Default)]
 pub(super) struct Sql {
     text: String,
     anonymous: String,
-    values: Vec<Value>,
+    values: Vec<Bound>,
 }
 
 impl Sql {
@@ -87,7 +100,7 @@ impl Sql {
 
     /// Appends the next placeholder, bound to `value`.
     pub fn bind(&mut self, value: impl Into<Value>) -> &mut Self {
-        self.values.push(value.into());
+        self.values.push(Bound::Value(value.into()));
         self.text.push_str(&format!("${}", self.values.len()));
         self.anonymous.push('?');
         self
@@ -102,8 +115,24 @@ impl Sql {
         }
     }
 
-    /// Appends placeholders separated by commas (for `IN (...)`), bound to `values`.
-    pub fn bind_all<V: Into<Value>>(&mut self, values: impl IntoIterator<Item = V>) -> &mut Self {
+    /// Appends a test that the expression before is one of `items`: ` = ANY($n)` on
+    /// PostgreSQL, bound to them as an array; ` IN (?, ?, ...)` on SQLite. None matches when
+    /// `items` is empty.
+    pub fn in_list(&mut self, items: impl IntoIterator<Item = String>) -> &mut Self {
+        let items: Vec<String> = items.into_iter().collect();
+        self.anonymous.push_str(" IN (");
+        for i in 0..items.len() {
+            self.anonymous.push_str(if i == 0 { "?" } else { ", ?" });
+        }
+        self.anonymous.push(')');
+        self.values.push(Bound::List(items));
+        self.text
+            .push_str(&format!(" = ANY(${})", self.values.len()));
+        self
+    }
+
+    /// Appends placeholders separated by commas, bound to `values`.
+    fn bind_all<V: Into<Value>>(&mut self, values: impl IntoIterator<Item = V>) -> &mut Self {
         for (i, value) in values.into_iter().enumerate() {
             if i > 0 {
                 self.push(", ");
@@ -124,9 +153,10 @@ impl Sql {
         self.values.iter().fold(
             sqlx::query(self.text_for::<DB>()),
             |query, value| match value {
-                Value::Text(text) => query.bind(text.clone()),
-                Value::Int(number) => query.bind(*number),
-                Value::Bool(flag) => query.bind(*flag),
+                Bound::Value(Value::Text(text)) => query.bind(text.clone()),
+                Bound::Value(Value::Int(number)) => query.bind(*number),
+                Bound::Value(Value::Bool(flag)) => query.bind(*flag),
+                Bound::List(items) => DB::bind_list(query, items),
             },
         )
     }
@@ -143,9 +173,10 @@ impl Sql {
         self.values.iter().fold(
             sqlx::query_as(self.text_for::<DB>()),
             |query, value| match value {
-                Value::Text(text) => query.bind(text.clone()),
-                Value::Int(number) => query.bind(*number),
-                Value::Bool(flag) => query.bind(*flag),
+                Bound::Value(Value::Text(text)) => query.bind(text.clone()),
+                Bound::Value(Value::Int(number)) => query.bind(*number),
+                Bound::Value(Value::Bool(flag)) => query.bind(*flag),
+                Bound::List(items) => DB::bind_list_as(query, items),
             },
         )
     }
@@ -180,13 +211,12 @@ mod tests {
     fn placeholders_are_numbered_in_order() {
         let mut sql = Sql::new("SELECT * FROM t WHERE a = ");
         sql.bind("x")
-            .push(" AND b IN (")
-            .bind_all([1_i64, 2])
-            .push(")");
+            .push(" AND b")
+            .in_list(["1".to_owned(), "2".to_owned()]);
         sql.push(" OR c = ").bind(None::<i64>);
         assert_eq!(
             sql.text_for::<sqlx::Postgres>(),
-            "SELECT * FROM t WHERE a = $1 AND b IN ($2, $3) OR c = $4"
+            "SELECT * FROM t WHERE a = $1 AND b = ANY($2) OR c = $3"
         );
         assert_eq!(
             sql.text_for::<sqlx::Sqlite>(),
@@ -195,16 +225,32 @@ mod tests {
         assert_eq!(
             sql.values,
             [
-                Value::Text(Some("x".into())),
-                Value::Int(Some(1)),
-                Value::Int(Some(2)),
-                Value::Int(None)
+                Bound::Value(Value::Text(Some("x".into()))),
+                Bound::List(vec!["1".into(), "2".into()]),
+                Bound::Value(Value::Int(None))
             ]
         );
     }
 
     #[test]
+    fn an_empty_list_is_a_list_of_nothing() {
+        let mut sql = Sql::new("SELECT * FROM t WHERE a");
+        sql.in_list([]);
+        assert_eq!(
+            sql.text_for::<sqlx::Postgres>(),
+            "SELECT * FROM t WHERE a = ANY($1)"
+        );
+        assert_eq!(
+            sql.text_for::<sqlx::Sqlite>(),
+            "SELECT * FROM t WHERE a IN ()"
+        );
+        assert_eq!(sql.values, [Bound::List(Vec::new())]);
+    }
+
+    #[test]
     fn inserts_split_where_the_bound_values_would_pass_the_limit() {
+        let bound =
+            |values: Vec<Value>| -> Vec<Bound> { values.into_iter().map(Bound::Value).collect() };
         let row = |i: i64| vec![Value::from(i), Value::from(format!("r{i}"))];
         let one = inserts("INSERT INTO t (a, b) VALUES ", &[row(1), row(2)]);
         assert_eq!(one.len(), 1);
@@ -216,14 +262,14 @@ mod tests {
             one[0].anonymous,
             "INSERT INTO t (a, b) VALUES (?, ?), (?, ?)"
         );
-        assert_eq!(one[0].values, [row(1), row(2)].concat());
+        assert_eq!(one[0].values, bound([row(1), row(2)].concat()));
 
         let rows: Vec<Vec<Value>> = (0..MAX_BOUND_VALUES as i64 / 2 + 1).map(row).collect();
         let split = inserts("INSERT INTO t (a, b) VALUES ", &rows);
         assert_eq!(split.len(), 2);
         assert_eq!(split[0].values.len(), MAX_BOUND_VALUES);
         assert_eq!(split[1].text, "INSERT INTO t (a, b) VALUES ($1, $2)");
-        assert_eq!(split[1].values, row(MAX_BOUND_VALUES as i64 / 2));
+        assert_eq!(split[1].values, bound(row(MAX_BOUND_VALUES as i64 / 2)));
         assert!(inserts("INSERT INTO t (a) VALUES ", &[]).is_empty());
     }
 }

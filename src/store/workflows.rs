@@ -370,12 +370,8 @@ where
         if runs.is_empty() {
             return Ok(Vec::new());
         }
-        let mut workflows = Sql::new(format!(
-            "SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE id IN ("
-        ));
-        workflows
-            .bind_all(runs.iter().map(|run| run.0.clone()))
-            .push(")");
+        let mut workflows = Sql::new(format!("SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE id"));
+        workflows.in_list(runs.iter().map(|run| run.0.clone()));
         let workflows: Vec<WorkflowRow> =
             workflows.query_as::<DB, _>().fetch_all(&self.pool).await?;
         let workflows = workflows

@@ -12,6 +12,7 @@ use crate::fixture::{contract, new_user, seen_by, Backend, Fixture};
 contract!(
     users_are_counted_and_announced,
     users_are_scoped_to_their_room,
+    handshakes_read_many_users_at_once,
     user_custom_ids_are_unique_per_room,
     updates_change_only_what_they_name,
     user_lists_search_names_and_ids,
@@ -59,17 +60,18 @@ async fn users_are_scoped_to_their_room(backend: Backend) {
     );
     // With its room, in one read: the room as `get_room` reads it, column for column.
     let room = f.store.get_room(account, here.room_id).await.unwrap();
+    let room = room.unwrap();
     assert_eq!(
-        f.store.get_user_and_room(here, user.id).await.unwrap(),
-        Some((user.clone(), room.unwrap()))
+        f.store.get_users_and_rooms(&[(here, user.id)]).await.unwrap(),
+        [Some((user.clone(), room.clone()))]
     );
 
     let other_account = seen_by(here, f.account().await);
     for scope in [there, other_account] {
         assert_eq!(f.store.get_user(scope, user.id).await.unwrap(), None);
         assert_eq!(
-            f.store.get_user_and_room(scope, user.id).await.unwrap(),
-            None
+            f.store.get_users_and_rooms(&[(scope, user.id)]).await.unwrap(),
+            [None]
         );
         assert_eq!(
             f.store.get_user_by_custom_id(scope, "ada").await.unwrap(),
@@ -88,6 +90,43 @@ async fn users_are_scoped_to_their_room(backend: Backend) {
         f.store.get_user_by_custom_id(here, "ada").await.unwrap(),
         Some(user)
     );
+}
+
+/// Many sockets' handshakes in one read: each answered in its place, with its own room, and
+/// nothing for a user asked in a room (or account) not theirs, or deleted.
+async fn handshakes_read_many_users_at_once(backend: Backend) {
+    let f = Fixture::new(backend).await;
+    let account = f.account().await;
+    let (here, there) = (f.room(account).await, f.room(account).await);
+    let (ada, _) = f.store.create_user(&new_user(here, "Ada")).await.unwrap();
+    let (grace, _) = f.store.create_user(&new_user(there, "Grace")).await.unwrap();
+    let (gone, _) = f.store.create_user(&new_user(here, "Gone")).await.unwrap();
+    f.store.delete_user(here, gone.id).await.unwrap();
+    let room_here = f.store.get_room(account, here.room_id).await.unwrap().unwrap();
+    let room_there = f.store.get_room(account, there.room_id).await.unwrap().unwrap();
+    let wanted = [
+        (there, grace.id),
+        (here, ada.id),
+        (there, ada.id),
+        (seen_by(here, f.account().await), ada.id),
+        (here, gone.id),
+        (here, UserId::new()),
+        (here, ada.id),
+    ];
+    let found = f.store.get_users_and_rooms(&wanted).await.unwrap();
+    assert_eq!(
+        found,
+        [
+            Some((grace, room_there)),
+            Some((ada.clone(), room_here.clone())),
+            None,
+            None,
+            None,
+            None,
+            Some((ada, room_here)),
+        ]
+    );
+    assert!(f.store.get_users_and_rooms(&[]).await.unwrap().is_empty());
 }
 
 async fn user_custom_ids_are_unique_per_room(backend: Backend) {

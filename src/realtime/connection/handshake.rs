@@ -85,13 +85,9 @@ pub async fn authenticate(
         room_id: claims.room_id,
     };
     let found = engine
-        .store()
-        .get_user_and_room(scope, claims.user_id)
+        .identify(scope, claims.user_id)
         .await
-        .map_err(|error| {
-            tracing::error!(%error, "socket auth: database error");
-            Refusal::Unavailable
-        })?;
+        .map_err(|_| Refusal::Unavailable)?;
     match found {
         Some((user, room)) => Ok(Identity {
             scope,

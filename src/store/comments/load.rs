@@ -168,9 +168,9 @@ where
         if rows.is_empty() {
             return Ok(HashMap::new());
         }
-        let mut sql = Sql::new("SELECT thread_id, COUNT(*) FROM comments WHERE thread_id IN (");
-        sql.bind_all(rows.iter().map(|row| row.id.clone()))
-            .push(") GROUP BY thread_id");
+        let mut sql = Sql::new("SELECT thread_id, COUNT(*) FROM comments WHERE thread_id");
+        sql.in_list(rows.iter().map(|row| row.id.clone()))
+            .push(" GROUP BY thread_id");
         let counts: Vec<(String, i64)> = sql.query_as::<DB, _>().fetch_all(conn).await?;
         Ok(counts.into_iter().collect())
     }
@@ -205,10 +205,10 @@ where
             Vec::new()
         } else {
             let mut sql = Sql::new(
-                "SELECT comment_id, emoji, user_id FROM comment_reactions WHERE comment_id IN (",
+                "SELECT comment_id, emoji, user_id FROM comment_reactions WHERE comment_id",
             );
-            sql.bind_all(page.rows.iter().map(|row| row.id.clone()))
-                .push(") ORDER BY comment_id, seq");
+            sql.in_list(page.rows.iter().map(|row| row.id.clone()))
+                .push(" ORDER BY comment_id, seq");
             sql.query_as::<DB, ReactionRow>().fetch_all(conn).await?
         };
         let comments = assemble(page.rows, reactions)?;

@@ -159,9 +159,9 @@ where
             return Ok(HashMap::new());
         }
         let mut lock =
-            Sql::new("UPDATE rooms SET id = id WHERE id IN (SELECT id FROM rooms WHERE id IN (");
-        lock.bind_all(ids).push(&format!(
-            ") ORDER BY id{}) RETURNING id, account_id, session_started_at",
+            Sql::new("UPDATE rooms SET id = id WHERE id IN (SELECT id FROM rooms WHERE id");
+        lock.in_list(ids).push(&format!(
+            " ORDER BY id{}) RETURNING id, account_id, session_started_at",
             DB::row_lock(RowLock::Update)
         ));
         let rows: Vec<(String, String, Option<i64>)> =
@@ -200,9 +200,8 @@ where
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
-        let mut lock = Sql::new(format!("SELECT {USER_COLUMNS} FROM users WHERE id IN ("));
-        lock.bind_all(ids.iter().map(|id| id.to_string()))
-            .push(")")
+        let mut lock = Sql::new(format!("SELECT {USER_COLUMNS} FROM users WHERE id"));
+        lock.in_list(ids.iter().map(|id| id.to_string()))
             .push(DB::row_lock(RowLock::NoKeyUpdate));
         let rows: Vec<UserRow> = lock.query_as::<DB, _>().fetch_all(conn).await?;
         Ok(users(rows)?
@@ -219,10 +218,8 @@ where
         if users.is_empty() {
             return Ok(Vec::new());
         }
-        let mut online = Sql::new("SELECT DISTINCT user_id FROM connections WHERE user_id IN (");
-        online
-            .bind_all(users.iter().map(|(id, _)| id.to_string()))
-            .push(")");
+        let mut online = Sql::new("SELECT DISTINCT user_id FROM connections WHERE user_id");
+        online.in_list(users.iter().map(|(id, _)| id.to_string()));
         let online: Vec<(String,)> = online.query_as::<DB, _>().fetch_all(conn).await?;
         let online: HashSet<String> = online.into_iter().map(|(id,)| id).collect();
         Ok(users
@@ -262,17 +259,15 @@ where
         let mut status = Sql::new("UPDATE users SET status = 'online', joined_at = ");
         status
             .bind(now.as_millis())
-            .push(" WHERE id IN (")
-            .bind_all(ids())
-            .push(")");
+            .push(" WHERE id")
+            .in_list(ids());
         status.query::<DB>().execute(&mut *conn).await?;
         // Sessions left open by a crash end where the new ones start.
         let mut close = Sql::new("UPDATE user_sessions SET left_at = ");
         close
             .bind(now.as_millis())
-            .push(" WHERE left_at IS NULL AND user_id IN (")
-            .bind_all(ids())
-            .push(")");
+            .push(" WHERE left_at IS NULL AND user_id")
+            .in_list(ids());
         close.query::<DB>().execute(&mut *conn).await?;
         let sessions: Vec<Vec<Value>> = came_online
             .iter()
@@ -302,10 +297,10 @@ where
             return Ok(HashMap::new());
         }
         let mut count =
-            Sql::new("SELECT room_id, COUNT(DISTINCT user_id) FROM connections WHERE room_id IN (");
+            Sql::new("SELECT room_id, COUNT(DISTINCT user_id) FROM connections WHERE room_id");
         count
-            .bind_all(rooms.keys().map(|id| id.to_string()))
-            .push(") GROUP BY room_id");
+            .in_list(rooms.keys().map(|id| id.to_string()))
+            .push(" GROUP BY room_id");
         let counts: Vec<(String, i64)> = count.query_as::<DB, _>().fetch_all(&mut *conn).await?;
         let counts: HashMap<String, i64> = counts.into_iter().collect();
         let online: Vec<(RoomScope, i64)> = rooms

@@ -100,9 +100,8 @@ where
             let mut delete = Sql::new("DELETE FROM connections WHERE room_id = ");
             delete
                 .bind(scope.room_id.to_string())
-                .push(" AND id IN (")
-                .bind_all(connections.iter().map(|id| id.to_string()))
-                .push(")");
+                .push(" AND id")
+                .in_list(connections.iter().map(|id| id.to_string()));
             delete.query::<DB>().execute(&mut *tx).await?;
         }
         let sql = format!(

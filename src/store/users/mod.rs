@@ -84,12 +84,13 @@ pub trait UserStore: Send + Sync {
         page: Page,
     ) -> StoreResult<Listed<User>>;
     async fn get_user(&self, scope: RoomScope, user_id: UserId) -> StoreResult<Option<User>>;
-    /// The user and their room, in one read (a socket's handshake).
-    async fn get_user_and_room(
+    /// Each wanted user with their room, in one read for all (sockets' handshakes, which a
+    /// reconnection storm makes by the thousand): the answers in the order of `wanted`, `None`
+    /// for a user who is not (or no longer) of that room of that account.
+    async fn get_users_and_rooms(
         &self,
-        scope: RoomScope,
-        user_id: UserId,
-    ) -> StoreResult<Option<(User, Room)>>;
+        wanted: &[(RoomScope, UserId)],
+    ) -> StoreResult<Vec<Option<(User, Room)>>>;
     async fn get_user_by_custom_id(
         &self,
         scope: RoomScope,

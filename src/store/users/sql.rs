@@ -1,5 +1,6 @@
 //! `UserStore` on either database, and the user locks and reads membership shares.
 
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use async_trait::async_trait;
@@ -130,13 +131,12 @@ where
         row.map(User::try_from).transpose()
     }
 
-    async fn get_user_and_room(
+    async fn get_users_and_rooms(
         &self,
-        scope: RoomScope,
-        user_id: UserId,
-    ) -> StoreResult<Option<(User, Room)>> {
+        wanted: &[(RoomScope, UserId)],
+    ) -> StoreResult<Vec<Option<(User, Room)>>> {
         // Made once: every socket's handshake runs it.
-        static SQL: LazyLock<String> = LazyLock::new(|| {
+        static SELECT: LazyLock<String> = LazyLock::new(|| {
             let qualified = |table: &str, columns: &str| {
                 let columns: Vec<String> = columns
                     .split(", ")
@@ -145,24 +145,36 @@ where
                 columns.join(", ")
             };
             format!(
-                "SELECT {}, {} FROM users u JOIN rooms r ON r.id = u.room_id \
-                 WHERE u.id = $1 AND u.room_id = $2 AND u.account_id = $3 \
-                   AND r.account_id = $3",
+                "SELECT {}, {} FROM users u JOIN rooms r ON r.id = u.room_id WHERE u.id",
                 qualified("u", USER_COLUMNS),
                 qualified("r", ROOM_COLUMNS)
             )
         });
         static ROOM_FIRST: LazyLock<usize> = LazyLock::new(|| USER_COLUMNS.split(", ").count());
-        let row = sqlx::query(SQL.as_str())
-            .bind(user_id.to_string())
-            .bind(scope.room_id.to_string())
-            .bind(scope.account_id.to_string())
-            .fetch_optional(&self.reads)
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        let user = UserRow::at::<DB>(&row, 0)?;
-        let room = RoomRow::at::<DB>(&row, *ROOM_FIRST)?;
-        Ok(Some((user.try_into()?, room.try_into()?)))
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut read = Sql::new(SELECT.as_str());
+        read.in_list(wanted.iter().map(|(_, user_id)| user_id.to_string()));
+        let mut found = HashMap::new();
+        for row in read.query::<DB>().fetch_all(&self.reads).await? {
+            let user = User::try_from(UserRow::at::<DB>(&row, 0)?)?;
+            let room = Room::try_from(RoomRow::at::<DB>(&row, *ROOM_FIRST)?)?;
+            found.insert(user.id, (user, room));
+        }
+        Ok(wanted
+            .iter()
+            .map(|(scope, user_id)| {
+                found
+                    .get(user_id)
+                    .filter(|(user, room)| {
+                        user.room_id == scope.room_id
+                            && user.account_id == scope.account_id
+                            && room.account_id == scope.account_id
+                    })
+                    .cloned()
+            })
+            .collect())
     }
 
     async fn get_user_by_custom_id(

@@ -128,10 +128,8 @@ where
             return Ok(Vec::new());
         }
         // Where to send them, in one query.
-        let mut targets = Sql::new("SELECT id, url, secret FROM webhooks WHERE id IN (");
-        targets
-            .bind_all(deliveries.iter().map(|d| d.webhook_id.clone()))
-            .push(")");
+        let mut targets = Sql::new("SELECT id, url, secret FROM webhooks WHERE id");
+        targets.in_list(deliveries.iter().map(|d| d.webhook_id.clone()));
         let targets: Vec<(String, String, String)> =
             targets.query_as::<DB, _>().fetch_all(&self.pool).await?;
         let by_id: HashMap<_, _> = targets
