@@ -54,6 +54,13 @@ pub trait Dialect:
     /// its comments, read by several queries, must agree).
     const BEGIN_SNAPSHOT: &'static str;
 
+    /// Begins a write transaction whose statements are planned each time they run, never
+    /// from a plan cached for the statement: the membership transactions, whose lists run
+    /// from one item to hundreds, on tables (`connections`, `user_sessions`) that a
+    /// reconnection storm fills within seconds, where a plan made while they were small scans
+    /// them whole.
+    const BEGIN_PLANNING_EACH_RUN: &'static str;
+
     /// What follows a `SELECT` to lock the rows it reads until the transaction ends.
     fn row_lock(lock: RowLock) -> &'static str;
 
@@ -135,6 +142,8 @@ impl Dialect for Sqlite {
     const BEGIN_MIGRATION: &'static str = "BEGIN IMMEDIATE";
     /// A SQLite transaction reads one snapshot from its first read on.
     const BEGIN_SNAPSHOT: &'static str = "BEGIN";
+    /// SQLite plans a statement when it is prepared, with or without statistics alike.
+    const BEGIN_PLANNING_EACH_RUN: &'static str = "BEGIN";
 
     /// None: SQLite has one writer at a time, which every write transaction here takes with
     /// its first statement.
@@ -185,6 +194,10 @@ impl Dialect for Postgres {
     const BEGIN_MIGRATION: &'static str = "BEGIN";
     /// READ COMMITTED, the default, gives each statement a snapshot of its own.
     const BEGIN_SNAPSHOT: &'static str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
+    /// After five runs of a prepared statement, PostgreSQL may keep a generic plan for it
+    /// until the next `ANALYZE`. (Sent in one simple query: no round trip more.)
+    const BEGIN_PLANNING_EACH_RUN: &'static str =
+        "BEGIN; SET LOCAL plan_cache_mode = force_custom_plan";
 
     fn row_lock(lock: RowLock) -> &'static str {
         match lock {

@@ -30,7 +30,7 @@ where
         if batches.iter().all(|batch| batch.connections.is_empty()) {
             return Ok(batches.iter().map(|_| Ok(Vec::new())).collect());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with(DB::BEGIN_PLANNING_EACH_RUN).await?;
         let joined = Self::join_in(&mut tx, batches).await?;
         tx.commit().await?;
         Ok(joined)
@@ -92,7 +92,7 @@ where
         connections: &[ConnectionId],
         at: Timestamp,
     ) -> StoreResult<Recounted> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with(DB::BEGIN_PLANNING_EACH_RUN).await?;
         if !Self::lock_room(&mut tx, scope).await? {
             return Err(StoreError::NotFound(Entity::Room));
         }
