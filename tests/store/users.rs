@@ -62,7 +62,10 @@ async fn users_are_scoped_to_their_room(backend: Backend) {
     let room = f.store.get_room(account, here.room_id).await.unwrap();
     let room = room.unwrap();
     assert_eq!(
-        f.store.get_users_and_rooms(&[(here, user.id)]).await.unwrap(),
+        f.store
+            .get_users_and_rooms(&[(here, user.id)])
+            .await
+            .unwrap(),
         [Some((user.clone(), room.clone()))]
     );
 
@@ -70,7 +73,10 @@ async fn users_are_scoped_to_their_room(backend: Backend) {
     for scope in [there, other_account] {
         assert_eq!(f.store.get_user(scope, user.id).await.unwrap(), None);
         assert_eq!(
-            f.store.get_users_and_rooms(&[(scope, user.id)]).await.unwrap(),
+            f.store
+                .get_users_and_rooms(&[(scope, user.id)])
+                .await
+                .unwrap(),
             [None]
         );
         assert_eq!(
@@ -99,11 +105,25 @@ async fn handshakes_read_many_users_at_once(backend: Backend) {
     let account = f.account().await;
     let (here, there) = (f.room(account).await, f.room(account).await);
     let (ada, _) = f.store.create_user(&new_user(here, "Ada")).await.unwrap();
-    let (grace, _) = f.store.create_user(&new_user(there, "Grace")).await.unwrap();
+    let (grace, _) = f
+        .store
+        .create_user(&new_user(there, "Grace"))
+        .await
+        .unwrap();
     let (gone, _) = f.store.create_user(&new_user(here, "Gone")).await.unwrap();
     f.store.delete_user(here, gone.id).await.unwrap();
-    let room_here = f.store.get_room(account, here.room_id).await.unwrap().unwrap();
-    let room_there = f.store.get_room(account, there.room_id).await.unwrap().unwrap();
+    let room_here = f
+        .store
+        .get_room(account, here.room_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let room_there = f
+        .store
+        .get_room(account, there.room_id)
+        .await
+        .unwrap()
+        .unwrap();
     let wanted = [
         (there, grace.id),
         (here, ada.id),
