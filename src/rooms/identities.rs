@@ -1,7 +1,8 @@
 //! Who a socket is: each socket's handshake reads its user and room, and a reconnection storm
-//! makes thousands of handshakes at once. They are read together: one query answers every
-//! handshake that waited while the last one ran (`Identities`), where a query each made the
-//! database answer (and the pool check) thousands of round trips.
+//! makes thousands of handshakes at once. They are read together: a few readers run at once,
+//! each answering with one query every handshake that waited while its last query ran
+//! (`Identities`), where a query each made the database answer (and the pool check)
+//! thousands of round trips.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::{Mutex, MutexGuard};
@@ -16,18 +17,21 @@ use crate::store::RoomScope;
 
 /// Handshakes one query answers at most: bounds the statement's list.
 const MAX_READ: usize = 500;
+/// Readers at once: a lone handshake is read at once, as before batching, and SQLite's
+/// readers (or PostgreSQL's connections) serve a few queries in parallel.
+const MAX_READERS: usize = 4;
 
 /// A handshake's answer: its user and room, `None` if either is gone.
 type Identity = Result<Option<(User, Room)>, ApiError>;
 
-/// The handshakes waiting for a read, and whether a reader runs.
+/// The handshakes waiting for a read, and how many readers run.
 #[derive(Default)]
 pub struct Identities(Mutex<Waiting>);
 
 #[derive(Default)]
 struct Waiting {
     wanted: Vec<Wanted>,
-    reading: bool,
+    readers: usize,
 }
 
 struct Wanted {
@@ -41,19 +45,24 @@ impl Identities {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues a handshake's read; true when no reader runs, and the caller starts one.
+    /// Queues a handshake's read; true when fewer than `MAX_READERS` run, and the caller
+    /// starts one.
     fn queue(&self, wanted: Wanted) -> bool {
         let mut waiting = self.lock();
         waiting.wanted.push(wanted);
-        !std::mem::replace(&mut waiting.reading, true)
+        let start = waiting.readers < MAX_READERS;
+        if start {
+            waiting.readers += 1;
+        }
+        start
     }
 
-    /// The reader's next handshakes; `None` when none wait, and the reader stops (the next
+    /// A reader's next handshakes; `None` when none wait, and the reader stops (the next
     /// handshake starts another).
     fn take(&self) -> Option<Vec<Wanted>> {
         let mut waiting = self.lock();
         if waiting.wanted.is_empty() {
-            waiting.reading = false;
+            waiting.readers -= 1;
             return None;
         }
         let taken = waiting.wanted.len().min(MAX_READ);
@@ -80,7 +89,7 @@ impl Engine {
         answer.await.unwrap_or(Err(ApiError::Unavailable))
     }
 
-    /// The reader: answers the waiting handshakes, a query for as many as waited, until none
+    /// A reader: answers the waiting handshakes, a query for as many as waited, until none
     /// wait.
     async fn read_identities(&self) {
         while let Some(batch) = self.identities().take() {
