@@ -21,8 +21,9 @@ const MAX_READ: usize = 500;
 /// readers (or PostgreSQL's connections) serve a few queries in parallel.
 const MAX_READERS: usize = 4;
 
-/// A handshake's answer: its user and room, `None` if either is gone.
-type Identity = Result<Option<(User, Room)>, ApiError>;
+/// A handshake's answer: its user and room, `None` if either is gone. (Not the handshake's
+/// `Identity`, which it makes of them.)
+type Found = Result<Option<(User, Room)>, ApiError>;
 
 /// The handshakes waiting for a read, and how many readers run.
 #[derive(Default)]
@@ -37,7 +38,7 @@ struct Waiting {
 struct Wanted {
     scope: RoomScope,
     user_id: UserId,
-    reply: oneshot::Sender<Identity>,
+    reply: oneshot::Sender<Found>,
 }
 
 impl Identities {
@@ -74,7 +75,7 @@ impl Identities {
 impl Engine {
     /// The user of `scope` and their room, read with the other handshakes waiting
     /// (`Identities`). `Unavailable` when the database fails.
-    pub async fn identify(&self, scope: RoomScope, user_id: UserId) -> Identity {
+    pub async fn identify(&self, scope: RoomScope, user_id: UserId) -> Found {
         let (reply, answer) = oneshot::channel();
         let wanted = Wanted {
             scope,
@@ -101,8 +102,8 @@ impl Engine {
             let read = AssertUnwindSafe(self.store().get_users_and_rooms(&wanted)).catch_unwind();
             match read.await {
                 Ok(Ok(found)) => {
-                    for (wanted, identity) in batch.into_iter().zip(found) {
-                        let _ = wanted.reply.send(Ok(identity));
+                    for (wanted, found) in batch.into_iter().zip(found) {
+                        let _ = wanted.reply.send(Ok(found));
                     }
                 }
                 Ok(Err(error)) => {
